@@ -1,0 +1,67 @@
+//! Kernel categories of DESIGN §4: compute (C), communication (M), copy (X).
+
+/// The category of a GPU activity record.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Category {
+    Compute,
+    Communication,
+    Copy,
+}
+
+impl Category {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Category::Compute => "compute",
+            Category::Communication => "communication",
+            Category::Copy => "copy",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "compute" => Some(Category::Compute),
+            "communication" => Some(Category::Communication),
+            "copy" => Some(Category::Copy),
+            _ => None,
+        }
+    }
+}
+
+/// Name fragments of communication kernels. NCCL (and RCCL) device kernels
+/// are `ncclDevKernel_*` (NCCL ≥ 2.19) or `ncclKernel_*` (older); they appear
+/// mangled (`_Z…ncclDevKernel…`) in CUPTI records and plain in Kineto traces,
+/// so the rule matches a substring.
+pub const COMMUNICATION_KERNEL_MARKERS: &[&str] = &["ncclDevKernel", "ncclKernel"];
+
+/// Classifies one record: copies and sets are `copy`; kernels whose name holds
+/// a communication marker are `communication`; every other kernel is `compute`.
+/// `kind` is the `kernel_events.kind` value (`kernel`, `memcpy`, `memset`).
+pub fn classify(kind: &str, name: &str) -> Category {
+    match kind {
+        "memcpy" | "memset" => Category::Copy,
+        _ if COMMUNICATION_KERNEL_MARKERS.iter().any(|m| name.contains(m)) => Category::Communication,
+        _ => Category::Compute,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn nccl_kernels_are_communication_in_every_spelling() {
+        for name in [
+            "ncclDevKernel_AllReduce_Sum_bf16_RING_LL(ncclDevKernelArgsStorage<4096ul>)",
+            "_Z28ncclDevKernel_AllGather_RING_LL24ncclDevKernelArgsStorageILm4096EE",
+            "ncclKernel_AllReduce_RING_LL_Sum_float(ncclWorkElem)",
+        ] {
+            assert_eq!(classify("kernel", name), Category::Communication, "{name}");
+        }
+        assert_eq!(classify("kernel", "sm90_xmma_gemm_bf16bf16_bf16f32"), Category::Compute);
+        assert_eq!(classify("memcpy", "Memcpy HtoD (Pageable -> Device)"), Category::Copy);
+        assert_eq!(classify("memset", "Memset (Device)"), Category::Copy);
+        for c in [Category::Compute, Category::Communication, Category::Copy] {
+            assert_eq!(Category::parse(c.as_str()), Some(c));
+        }
+    }
+}

@@ -1,0 +1,234 @@
+//! Parquet writer and reader for strand tables.
+//!
+//! Files are ZSTD-compressed, strings dictionary-encoded, and carry the table
+//! name and schema version in the Parquet key-value metadata so that any
+//! engine can tell what a file holds without strand.
+
+use std::fs::File;
+use std::io::Write;
+use std::marker::PhantomData;
+use std::path::Path;
+
+use arrow::datatypes::{DataType, SchemaRef};
+use arrow::record_batch::RecordBatch;
+use bytes::Bytes;
+use parquet::arrow::ArrowWriter;
+use parquet::arrow::arrow_reader::{ParquetRecordBatchReader, ParquetRecordBatchReaderBuilder};
+use parquet::basic::{Compression, ZstdLevel};
+use parquet::file::metadata::{KeyValue, ParquetMetaData};
+use parquet::file::properties::{EnabledStatistics, WriterProperties};
+use parquet::schema::types::ColumnPath;
+
+use crate::table::{META_TABLE, META_VERSION, META_WRITER, SchemaVersion, Table, TableInfo};
+use crate::{ReadError, table_info};
+
+/// Rows per row group: large enough for good compression, small enough that a
+/// reader streams files without holding them whole.
+pub const ROW_GROUP_ROWS: usize = 64 * 1024;
+
+/// What a strand Parquet file says about itself.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FileInfo {
+    pub table: String,
+    pub version: SchemaVersion,
+    pub rows: i64,
+    pub writer: Option<String>,
+}
+
+/// Writer properties for `schema`: ZSTD, dictionary for strings and small
+/// integers, none for timestamps and floats (high cardinality, the dictionary
+/// would only be thrown away), strand metadata in the footer.
+pub fn writer_properties(schema: &SchemaRef, table: &str, version: SchemaVersion) -> WriterProperties {
+    let mut b = WriterProperties::builder()
+        .set_compression(Compression::ZSTD(ZstdLevel::try_new(3).unwrap_or_default()))
+        .set_max_row_group_row_count(Some(ROW_GROUP_ROWS))
+        .set_statistics_enabled(EnabledStatistics::Page)
+        .set_key_value_metadata(Some(vec![
+            KeyValue::new(META_TABLE.to_string(), table.to_string()),
+            KeyValue::new(META_VERSION.to_string(), version.to_string()),
+            KeyValue::new(META_WRITER.to_string(), format!("strand {}", env!("CARGO_PKG_VERSION"))),
+        ]));
+    for field in schema.fields() {
+        let high_cardinality = field.name().ends_with("_ns")
+            || field.name().ends_with("_id") && field.name() != "job_id"
+            || matches!(field.data_type(), DataType::Float64);
+        if high_cardinality {
+            b = b.set_column_dictionary_enabled(ColumnPath::from(field.name().as_str()), false);
+        }
+    }
+    b.build()
+}
+
+/// Streams rows of one table into a Parquet file.
+pub struct TableWriter<T: Table, W: Write + Send> {
+    inner: ArrowWriter<W>,
+    rows: u64,
+    _table: PhantomData<T>,
+}
+
+impl<T: Table, W: Write + Send> TableWriter<T, W> {
+    pub fn new(sink: W) -> Result<Self, parquet::errors::ParquetError> {
+        let schema = T::schema();
+        let props = writer_properties(&schema, T::NAME, T::VERSION);
+        Ok(Self { inner: ArrowWriter::try_new(sink, schema, Some(props))?, rows: 0, _table: PhantomData })
+    }
+
+    pub fn write(&mut self, rows: &[T]) -> Result<(), parquet::errors::ParquetError> {
+        if rows.is_empty() {
+            return Ok(());
+        }
+        self.write_batch(&T::to_batch(rows))
+    }
+
+    /// Writes a batch that already has this table's schema.
+    pub fn write_batch(&mut self, batch: &RecordBatch) -> Result<(), parquet::errors::ParquetError> {
+        self.rows += batch.num_rows() as u64;
+        self.inner.write(batch)
+    }
+
+    pub fn rows(&self) -> u64 {
+        self.rows
+    }
+
+    /// Bytes written so far plus the buffered row group (for size-based rotation).
+    pub fn approx_bytes(&self) -> u64 {
+        (self.inner.bytes_written() + self.inner.in_progress_size()) as u64
+    }
+
+    /// Writes the footer and returns the sink.
+    pub fn finish(self) -> Result<W, parquet::errors::ParquetError> {
+        self.inner.into_inner()
+    }
+}
+
+/// Encodes rows as one complete Parquet file in memory.
+pub fn to_parquet_bytes<T: Table>(rows: &[T]) -> Result<Vec<u8>, parquet::errors::ParquetError> {
+    let mut w = TableWriter::<T, _>::new(Vec::new())?;
+    w.write(rows)?;
+    w.finish()
+}
+
+fn file_info(name: &str, meta: &ParquetMetaData) -> Result<FileInfo, ReadError> {
+    let fm = meta.file_metadata();
+    let kv = fm.key_value_metadata().map(|v| v.as_slice()).unwrap_or(&[]);
+    let get = |k: &str| kv.iter().find(|e| e.key == k).and_then(|e| e.value.clone());
+    let table = get(META_TABLE).ok_or_else(|| ReadError::NotStrand { file: name.to_string() })?;
+    let raw = get(META_VERSION).unwrap_or_default();
+    let version = SchemaVersion::parse(&raw)
+        .ok_or_else(|| ReadError::BadVersion { file: name.to_string(), value: raw.clone() })?;
+    Ok(FileInfo { table, version, rows: fm.num_rows(), writer: get(META_WRITER) })
+}
+
+/// Checks a file's table and version against what this build reads.
+/// `expected` is the table the caller wants, or any known table when `None`.
+pub fn check_info(name: &str, info: &FileInfo, expected: Option<&str>) -> Result<&'static TableInfo, ReadError> {
+    if let Some(expected) = expected {
+        if info.table != expected {
+            return Err(ReadError::WrongTable {
+                file: name.to_string(),
+                expected: expected.to_string(),
+                found: info.table.clone(),
+            });
+        }
+    }
+    let known = table_info(&info.table)
+        .ok_or_else(|| ReadError::UnknownTable { file: name.to_string(), table: info.table.clone() })?;
+    if info.version.major > known.version.major {
+        return Err(ReadError::NewerMajor {
+            file: name.to_string(),
+            table: info.table.clone(),
+            found: info.version,
+            supported: known.version,
+        });
+    }
+    Ok(known)
+}
+
+/// Checks that an Arrow schema read from a file can be read as `info`'s table:
+/// every non-nullable column is present, and every known column present has
+/// the documented type.
+pub fn check_schema(name: &str, info: &TableInfo, schema: &SchemaRef) -> Result<(), ReadError> {
+    let expected = (info.schema)();
+    for field in expected.fields() {
+        match schema.field_with_name(field.name()) {
+            Err(_) if !field.is_nullable() => {
+                return Err(ReadError::Schema {
+                    file: name.to_string(),
+                    table: info.name.to_string(),
+                    detail: format!("missing column `{}`", field.name()),
+                });
+            }
+            Err(_) => {}
+            Ok(found) => {
+                let compatible = found.data_type() == field.data_type()
+                    || matches!(
+                        (field.data_type(), found.data_type()),
+                        (DataType::Utf8, DataType::LargeUtf8 | DataType::Utf8View)
+                    );
+                if !compatible {
+                    return Err(ReadError::Schema {
+                        file: name.to_string(),
+                        table: info.name.to_string(),
+                        detail: format!(
+                            "column `{}` has type {}, expected {}",
+                            field.name(),
+                            found.data_type(),
+                            field.data_type()
+                        ),
+                    });
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Reads the footer of an in-memory file (e.g. an upload) and checks it is a
+/// strand file of a table and version this build reads, with a matching schema.
+pub fn inspect_bytes(name: &str, data: Bytes, expected: Option<&str>) -> Result<FileInfo, ReadError> {
+    if data.len() < 12 || &data[..4] != b"PAR1" || &data[data.len() - 4..] != b"PAR1" {
+        return Err(ReadError::NotParquet { file: name.to_string() });
+    }
+    let builder = ParquetRecordBatchReaderBuilder::try_new(data)
+        .map_err(|source| ReadError::Parquet { file: name.to_string(), source })?;
+    let info = file_info(name, builder.metadata())?;
+    let table = check_info(name, &info, expected)?;
+    check_schema(name, table, builder.schema())?;
+    Ok(info)
+}
+
+/// Opens a strand file for streaming reads of table `expected`.
+pub fn open_file(path: &Path, expected: &str) -> Result<(FileInfo, ParquetRecordBatchReader), ReadError> {
+    let name = path.display().to_string();
+    let file = File::open(path).map_err(|source| ReadError::Io { file: name.clone(), source })?;
+    let builder = ParquetRecordBatchReaderBuilder::try_new(file)
+        .map_err(|source| ReadError::Parquet { file: name.clone(), source })?;
+    let info = file_info(&name, builder.metadata())?;
+    let table = check_info(&name, &info, Some(expected))?;
+    check_schema(&name, table, builder.schema())?;
+    let reader = builder
+        .with_batch_size(8192)
+        .build()
+        .map_err(|source| ReadError::Parquet { file: name.clone(), source })?;
+    Ok((info, reader))
+}
+
+/// Reads every row of a strand file of table `T`.
+pub fn read_file<T: Table>(path: &Path) -> Result<Vec<T>, ReadError> {
+    let name = path.display().to_string();
+    let (_, reader) = open_file(path, T::NAME)?;
+    let mut rows = Vec::new();
+    for batch in reader {
+        let batch = batch.map_err(|e| ReadError::Schema {
+            file: name.clone(),
+            table: T::NAME.to_string(),
+            detail: e.to_string(),
+        })?;
+        rows.extend(T::from_batch(&batch).map_err(|detail| ReadError::Schema {
+            file: name.clone(),
+            table: T::NAME.to_string(),
+            detail,
+        })?);
+    }
+    Ok(rows)
+}
