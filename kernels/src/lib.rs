@@ -1,1 +1,384 @@
-//! placeholder
+//! Batch reductions of DESIGN §7, with a GPU backend (CUDA C compiled at run
+//! time by NVRTC through `cudarc`) and a CPU backend that returns the same
+//! results.
+//!
+//! Every operation works on rows grouped by *segment* (for example one GPU ×
+//! one window): segment `s` owns rows `offsets[s]..offsets[s + 1]`, so
+//! `offsets.len() == segments + 1`, `offsets[0] == 0` and the last offset is
+//! the row count. Within a segment rows may come in any order.
+//!
+//! Integer results (nanosecond lengths, counts, sums, maxima) are exact and
+//! identical on both backends. The only floating-point result is
+//! [`Histogram::quantile`], whose error bound is documented there.
+
+use std::str::FromStr;
+
+pub mod cpu;
+pub mod gpu;
+
+/// Which implementation runs the reductions (`kernels.backend` in config).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Backend {
+    /// The GPU when one is usable and the batch is large enough to pay for
+    /// the transfer; otherwise the CPU.
+    #[default]
+    Auto,
+    Gpu,
+    Cpu,
+}
+
+impl FromStr for Backend {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "auto" => Ok(Backend::Auto),
+            "gpu" => Ok(Backend::Gpu),
+            "cpu" => Ok(Backend::Cpu),
+            other => Err(format!("unknown kernels backend {other:?}; expected auto, gpu or cpu")),
+        }
+    }
+}
+
+/// Why an input was refused or the GPU could not be used.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum KernelsError {
+    #[error("bad input: {0}")]
+    Input(String),
+    #[error("GPU backend unavailable: {0}")]
+    GpuUnavailable(String),
+    #[error("GPU error: {0}")]
+    Gpu(String),
+}
+
+/// Intervals `[start, end)` grouped by segment. Empty intervals (`end <= start`)
+/// contribute nothing.
+#[derive(Debug, Clone, Copy)]
+pub struct Intervals<'a> {
+    pub offsets: &'a [usize],
+    pub start: &'a [i64],
+    pub end: &'a [i64],
+}
+
+/// Values grouped by segment.
+#[derive(Debug, Clone, Copy)]
+pub struct Values<'a> {
+    pub offsets: &'a [usize],
+    pub values: &'a [i64],
+}
+
+fn check_offsets(offsets: &[usize], rows: usize) -> Result<usize, KernelsError> {
+    let Some((&first, rest)) = offsets.split_first() else {
+        return Err(KernelsError::Input("offsets must hold at least one element (0)".into()));
+    };
+    if first != 0 {
+        return Err(KernelsError::Input(format!("offsets[0] must be 0, got {first}")));
+    }
+    let mut prev = first;
+    for (i, &o) in rest.iter().enumerate() {
+        if o < prev {
+            return Err(KernelsError::Input(format!("offsets must not decrease: offsets[{}] = {o} < {prev}", i + 1)));
+        }
+        prev = o;
+    }
+    if prev != rows {
+        return Err(KernelsError::Input(format!("last offset is {prev} but there are {rows} rows")));
+    }
+    Ok(offsets.len() - 1)
+}
+
+impl Intervals<'_> {
+    /// Checks shape; returns the number of segments.
+    pub fn validate(&self) -> Result<usize, KernelsError> {
+        if self.start.len() != self.end.len() {
+            return Err(KernelsError::Input(format!(
+                "start has {} rows but end has {}",
+                self.start.len(),
+                self.end.len()
+            )));
+        }
+        check_offsets(self.offsets, self.start.len())
+    }
+}
+
+impl Values<'_> {
+    /// Checks shape; returns the number of segments.
+    pub fn validate(&self) -> Result<usize, KernelsError> {
+        check_offsets(self.offsets, self.values.len())
+    }
+}
+
+/// Sum, minimum, maximum and count of one segment. `min`/`max` are `None`
+/// for an empty segment.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Stats {
+    pub count: u64,
+    pub sum: i64,
+    pub min: Option<i64>,
+    pub max: Option<i64>,
+}
+
+/// Log-bucketed histogram layout with exact integer bucketing (the same on
+/// CPU and GPU): values `<= 0` go to bucket 0; a value `v >= 1` with highest
+/// set bit `e` goes to an exact bucket when `v < 2^sub_bits`, otherwise to
+/// bucket `(e - sub_bits + 1) * 2^sub_bits + m`, where `m` are the `sub_bits`
+/// bits after the leading one. Relative bucket width is at most `2^-sub_bits`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LogBuckets {
+    pub sub_bits: u32,
+}
+
+impl LogBuckets {
+    /// 16 sub-buckets per power of two: ±3.2% around the bucket midpoint.
+    pub const DEFAULT: LogBuckets = LogBuckets { sub_bits: 4 };
+
+    pub fn new(sub_bits: u32) -> Result<Self, KernelsError> {
+        if sub_bits > 8 {
+            return Err(KernelsError::Input(format!("sub_bits must be 0..=8, got {sub_bits}")));
+        }
+        Ok(Self { sub_bits })
+    }
+
+    /// Number of buckets.
+    pub fn len(&self) -> usize {
+        let sub = 1usize << self.sub_bits;
+        (64 - self.sub_bits as usize) * sub
+    }
+
+    pub fn is_empty(&self) -> bool {
+        false
+    }
+
+    /// Bucket of `v`.
+    pub fn bucket(&self, v: i64) -> usize {
+        if v <= 0 {
+            return 0;
+        }
+        let v = v as u64;
+        let e = 63 - v.leading_zeros();
+        if e < self.sub_bits {
+            return v as usize;
+        }
+        let m = (v >> (e - self.sub_bits)) & ((1u64 << self.sub_bits) - 1);
+        ((e - self.sub_bits + 1) as usize) << self.sub_bits | m as usize
+    }
+
+    /// Smallest value in bucket `b` (bucket 0 holds every value `<= 0`: its bound is 0).
+    pub fn lower_bound(&self, b: usize) -> i64 {
+        let sub = 1usize << self.sub_bits;
+        if b < sub {
+            return b as i64;
+        }
+        let e = (b >> self.sub_bits) as u32 + self.sub_bits - 1;
+        let m = (b & (sub - 1)) as u64;
+        ((1u64 << e) | (m << (e - self.sub_bits))) as i64
+    }
+
+    /// One past the largest value in bucket `b`.
+    pub fn upper_bound(&self, b: usize) -> i64 {
+        if b + 1 >= self.len() { i64::MAX } else { self.lower_bound(b + 1) }
+    }
+}
+
+/// Per-segment bucket counts; `counts[s * buckets.len() + b]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Histogram {
+    pub buckets: LogBuckets,
+    pub segments: usize,
+    pub counts: Vec<u64>,
+}
+
+impl Histogram {
+    pub fn segment(&self, s: usize) -> &[u64] {
+        let n = self.buckets.len();
+        &self.counts[s * n..(s + 1) * n]
+    }
+
+    /// The `q`-quantile (0..=1) of segment `s`, as the midpoint of the bucket
+    /// holding it: within `2^-(sub_bits+1)` relative error of the true value
+    /// for values above `2^sub_bits`, exact below. `None` when the segment is empty.
+    pub fn quantile(&self, s: usize, q: f64) -> Option<f64> {
+        let counts = self.segment(s);
+        let total: u64 = counts.iter().sum();
+        if total == 0 {
+            return None;
+        }
+        let rank = ((q.clamp(0.0, 1.0) * total as f64).ceil() as u64).max(1);
+        let mut seen = 0u64;
+        for (b, &c) in counts.iter().enumerate() {
+            seen += c;
+            if seen >= rank {
+                let lo = self.buckets.lower_bound(b) as f64;
+                let hi = self.buckets.upper_bound(b) as f64;
+                return Some(if hi - lo <= 1.0 { lo } else { (lo + hi - 1.0) / 2.0 });
+            }
+        }
+        None
+    }
+}
+
+/// Runs reductions on the chosen backend.
+pub struct Reducer {
+    requested: Backend,
+    gpu: Option<gpu::Gpu>,
+    /// Smallest batch (rows) for which `Auto` uses the GPU.
+    pub min_gpu_rows: usize,
+}
+
+impl Reducer {
+    /// A reducer that always runs on the CPU.
+    pub fn cpu() -> Self {
+        Self { requested: Backend::Cpu, gpu: None, min_gpu_rows: usize::MAX }
+    }
+
+    /// `Gpu` fails when no GPU is usable; `Auto` falls back to the CPU and
+    /// logs one line saying why.
+    pub fn new(backend: Backend) -> Result<Self, KernelsError> {
+        match backend {
+            Backend::Cpu => Ok(Self::cpu()),
+            Backend::Gpu => {
+                let g = gpu::Gpu::open()?;
+                Ok(Self { requested: backend, gpu: Some(g), min_gpu_rows: 0 })
+            }
+            Backend::Auto => match gpu::Gpu::open() {
+                Ok(g) => Ok(Self { requested: backend, gpu: Some(g), min_gpu_rows: gpu::AUTO_MIN_ROWS }),
+                Err(e) => {
+                    tracing::info!("kernels: using the CPU backend ({e})");
+                    Ok(Self { requested: backend, gpu: None, min_gpu_rows: usize::MAX })
+                }
+            },
+        }
+    }
+
+    pub fn requested(&self) -> Backend {
+        self.requested
+    }
+
+    /// The GPU, when this batch size should run there.
+    fn gpu_for(&self, rows: usize) -> Option<&gpu::Gpu> {
+        self.gpu.as_ref().filter(|_| rows >= self.min_gpu_rows)
+    }
+
+    /// Whether a batch of `rows` rows runs on the GPU.
+    pub fn uses_gpu(&self, rows: usize) -> bool {
+        self.gpu_for(rows).is_some()
+    }
+
+    pub fn stats(&self, v: Values) -> Result<Vec<Stats>, KernelsError> {
+        v.validate()?;
+        match self.gpu_for(v.values.len()) {
+            Some(g) => g.stats(v),
+            None => Ok(cpu::stats(v)),
+        }
+    }
+
+    /// Length of the union of each segment's intervals.
+    pub fn union_length(&self, iv: Intervals) -> Result<Vec<i64>, KernelsError> {
+        iv.validate()?;
+        match self.gpu_for(iv.start.len()) {
+            Some(g) => g.union_length(iv),
+            None => Ok(cpu::union_length(iv)),
+        }
+    }
+
+    /// Length of `(∪a) ∩ (∪b)` per segment; `a` and `b` have the same segments.
+    pub fn intersection_length(&self, a: Intervals, b: Intervals) -> Result<Vec<i64>, KernelsError> {
+        let (na, nb) = (a.validate()?, b.validate()?);
+        if na != nb {
+            return Err(KernelsError::Input(format!("a has {na} segments but b has {nb}")));
+        }
+        match self.gpu_for(a.start.len() + b.start.len()) {
+            Some(g) => g.intersection_length(a, b),
+            None => Ok(cpu::intersection_length(a, b)),
+        }
+    }
+
+    pub fn histogram(&self, v: Values, buckets: LogBuckets) -> Result<Histogram, KernelsError> {
+        v.validate()?;
+        match self.gpu_for(v.values.len()) {
+            Some(g) => g.histogram(v, buckets),
+            None => Ok(cpu::histogram(v, buckets)),
+        }
+    }
+
+    /// Maximum of `values` per group (`group[i] < groups`): the latest start of
+    /// each collective instance across its ranks. `None` for an empty group.
+    pub fn max_per_group(&self, group: &[u32], values: &[i64], groups: usize) -> Result<Vec<Option<i64>>, KernelsError> {
+        check_groups(group, values.len(), groups)?;
+        match self.gpu_for(values.len()) {
+            Some(g) => g.max_per_group(group, values, groups),
+            None => Ok(cpu::max_per_group(group, values, groups)),
+        }
+    }
+
+    /// DESIGN §4 sync stall of every row: `min(duration, max start of its group − start)`.
+    pub fn sync_stall(&self, group: &[u32], start: &[i64], duration: &[i64], groups: usize) -> Result<Vec<i64>, KernelsError> {
+        check_groups(group, start.len(), groups)?;
+        if duration.len() != start.len() {
+            return Err(KernelsError::Input(format!("start has {} rows but duration has {}", start.len(), duration.len())));
+        }
+        match self.gpu_for(start.len()) {
+            Some(g) => g.sync_stall(group, start, duration, groups),
+            None => Ok(cpu::sync_stall(group, start, duration, groups)),
+        }
+    }
+}
+
+fn check_groups(group: &[u32], rows: usize, groups: usize) -> Result<(), KernelsError> {
+    if group.len() != rows {
+        return Err(KernelsError::Input(format!("group has {} rows but values have {rows}", group.len())));
+    }
+    if let Some((i, g)) = group.iter().enumerate().find(|(_, g)| **g as usize >= groups) {
+        return Err(KernelsError::Input(format!("group[{i}] = {g} is not below the group count {groups}")));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn union_and_intersection_of_a_known_timeline() {
+        // Segment 0: [0,10) [5,15) nested [6,7) touching [15,20) empty [30,30) → union 20.
+        // Segment 1: empty segment.
+        // Segment 2: single interval.
+        let offsets = [0, 5, 5, 6];
+        let start = [0, 5, 6, 15, 30, 100];
+        let end = [10, 15, 7, 20, 30, 101];
+        let r = Reducer::cpu();
+        let a = Intervals { offsets: &offsets, start: &start, end: &end };
+        assert_eq!(r.union_length(a).unwrap(), vec![20, 0, 1]);
+        let bo = [0, 1, 2, 2];
+        let b = Intervals { offsets: &bo, start: &[8, 0], end: &[16, 5] };
+        assert_eq!(r.intersection_length(a, b).unwrap(), vec![8, 0, 0]);
+    }
+
+    #[test]
+    fn sync_stall_waits_for_the_last_rank_but_never_longer_than_the_kernel() {
+        let r = Reducer::cpu();
+        // One collective, three ranks start at 0, 40, 100; durations 200, 200, 100.
+        let stall = r.sync_stall(&[0, 0, 0], &[0, 40, 100], &[200, 30, 100], 1).unwrap();
+        assert_eq!(stall, vec![100, 30, 0]);
+    }
+
+    #[test]
+    fn bad_shapes_are_refused_with_a_reason() {
+        let r = Reducer::cpu();
+        let e = r.union_length(Intervals { offsets: &[0, 3], start: &[1, 2], end: &[3, 4] }).unwrap_err();
+        assert_eq!(e.to_string(), "bad input: last offset is 3 but there are 2 rows");
+        let e = r.max_per_group(&[0, 5], &[1, 2], 2).unwrap_err();
+        assert_eq!(e.to_string(), "bad input: group[1] = 5 is not below the group count 2");
+    }
+
+    #[test]
+    fn log_buckets_bound_every_value() {
+        let b = LogBuckets::DEFAULT;
+        for v in [1i64, 2, 15, 16, 17, 31, 32, 1000, 123_456_789, i64::MAX] {
+            let k = b.bucket(v);
+            assert!(b.lower_bound(k) <= v && v < b.upper_bound(k) || v == i64::MAX, "{v} in bucket {k}");
+        }
+        assert_eq!(b.bucket(0), 0);
+        assert_eq!(b.bucket(-5), 0);
+        assert!(b.bucket(i64::MAX) < b.len());
+    }
+}
