@@ -1,6 +1,7 @@
 //! strand-agent: the per-node daemon (see README.md and DESIGN.md).
 
 mod config;
+mod context;
 mod cupti;
 mod shutdown;
 mod sink;
