@@ -1,1 +1,75 @@
-fn main() {}
+//! `strand`: the fleet collector and the offline tools.
+//!
+//! - `serve`: accept agents' Parquet batches and store them (Hive layout).
+//! - `query`: SQL over a dataset (DataFusion).
+//! - `import`: convert PyTorch profiler (Kineto) traces to strand tables.
+//! - `postmortem`: explain one training run (HTML, Markdown, JSON).
+//! - `report`: fleet reports (the stranded-capacity report).
+
+mod dataset;
+mod import;
+mod postmortem;
+mod query;
+mod report;
+mod serve;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser, Debug)]
+#[command(name = "strand", version, about = "strand: GPU fleet collector, queries, postmortems and reports")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Run the collector: accept batches from agents and store them.
+    Serve(serve::ServeArgs),
+    /// Run SQL over a dataset.
+    Query(query::QueryArgs),
+    /// Convert traces from other tools into strand tables.
+    #[command(subcommand)]
+    Import(import::ImportCommand),
+    /// Explain one training run: where every GPU-second went.
+    Postmortem(postmortem::PostmortemArgs),
+    /// Fleet reports.
+    #[command(subcommand)]
+    Report(report::ReportCommand),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("STRAND_LOG").unwrap_or_else(|_| "info".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("strand: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = runtime.block_on(async move {
+        match cli.command {
+            Command::Serve(args) => serve::run(args).await,
+            Command::Query(args) => query::run(args).await,
+            Command::Import(cmd) => import::run(cmd).await,
+            Command::Postmortem(args) => postmortem::run(args).await,
+            Command::Report(cmd) => report::run(cmd).await,
+        }
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            // `{:#}` prints the whole context chain on one line, ripgrep-style.
+            eprintln!("strand: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
