@@ -1,16 +1,26 @@
 //! strand-agent: the per-node daemon (see README.md and DESIGN.md).
 
+mod check;
 mod config;
 mod context;
 mod cupti;
+mod infiniband;
+mod metrics;
+mod nvml;
+mod run;
 mod shutdown;
 mod sink;
+mod spool;
+mod systemd;
+mod writer;
 
 use std::ffi::OsString;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
+
+use config::Config;
 
 #[derive(Parser, Debug)]
 #[command(name = "strand-agent", version, about = "Per-node GPU profiling agent: where the FLOPs went")]
@@ -42,6 +52,18 @@ pub struct RunArgs {
     /// Prometheus listen address (overrides `metrics.listen`); "" disables.
     #[arg(long)]
     pub metrics_listen: Option<String>,
+    /// Cluster name (overrides `cluster`).
+    #[arg(long)]
+    pub cluster: Option<String>,
+    /// Collector URL (overrides `collector.url`).
+    #[arg(long)]
+    pub collector: Option<String>,
+    /// Simulate N GPUs instead of reading NVML (demos and benchmarks).
+    #[arg(long, value_name = "N", hide = true)]
+    pub simulate_gpus: Option<u32>,
+    /// Replay recorded NVML samples instead of reading NVML (tests).
+    #[arg(long, value_name = "FILE", hide = true)]
+    pub nvml_replay: Option<PathBuf>,
 }
 
 #[derive(Args, Debug)]
@@ -53,13 +75,79 @@ pub struct WrapArgs {
     pub command: Vec<OsString>,
 }
 
+impl RunArgs {
+    /// Defaults, then the file, then flags; validated.
+    fn config(&self) -> Result<Config, config::ConfigError> {
+        let mut cfg = match &self.config {
+            Some(path) => Config::load(path)?,
+            None => Config::default(),
+        };
+        let flag = |message: String| config::ConfigError { source_name: "command line".into(), message };
+        if let Some(d) = &self.data_dir {
+            cfg.data_dir = d.clone();
+        }
+        if let Some(m) = &self.metrics_listen {
+            cfg.metrics.listen = m.clone();
+        }
+        if let Some(c) = &self.cluster {
+            cfg.cluster = c.clone();
+        }
+        if let Some(u) = &self.collector {
+            cfg.collector.url = Some(u.clone());
+        }
+        cfg.validate().map_err(flag)?;
+        Ok(cfg)
+    }
+
+    fn options(&self) -> run::RunOptions {
+        run::RunOptions { simulate_gpus: self.simulate_gpus, nvml_replay: self.nvml_replay.clone() }
+    }
+}
+
+fn init_logging() {
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::try_from_env("STRAND_LOG").unwrap_or_else(|_| "info".into()))
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .init();
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    match cli.command {
-        Some(Command::Run(args)) => println!("run {args:?}"),
-        None => println!("run {:?}", cli.run),
-        Some(Command::Check(args)) => println!("check {args:?}"),
-        Some(Command::Wrap(args)) => println!("wrap {args:?}"),
+    init_logging();
+    let (command, args) = match cli.command {
+        Some(Command::Run(a)) => ("run", a),
+        None => ("run", cli.run),
+        Some(Command::Check(a)) => ("check", a),
+        Some(Command::Wrap(w)) => {
+            eprintln!("strand-agent wrap: not available in this build ({:?})", w.command);
+            return ExitCode::FAILURE;
+        }
+    };
+    let cfg = match args.config() {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("strand-agent: invalid configuration: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    if command == "check" {
+        check::print(&check::probe(&cfg));
+        return ExitCode::SUCCESS;
     }
-    ExitCode::SUCCESS
+    let runtime = match tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("strand-agent: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run::run(cfg, args.options())) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("strand-agent: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
 }

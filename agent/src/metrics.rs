@@ -1,0 +1,178 @@
+//! Prometheus metrics of the agent: per-GPU gauges (dcgm-exporter style
+//! names, base units) and self-metrics, served on `/metrics`.
+
+use std::sync::{Arc, Mutex};
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::registry::Registry;
+
+use crate::shutdown::Shutdown;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct GpuLabels {
+    pub gpu: String,
+    pub uuid: String,
+    pub node: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct TableLabels {
+    pub table: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct DropLabels {
+    pub table: String,
+    pub reason: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct SourceLabels {
+    pub source: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ErrorLabels {
+    pub source: String,
+    pub kind: String,
+}
+
+type FloatGauge = Gauge<f64, std::sync::atomic::AtomicU64>;
+
+/// Per-GPU gauges. A metric a GPU does not support has no series at all
+/// (never a 0 that looks like a measurement).
+#[derive(Clone, Default)]
+pub struct GpuGauges {
+    pub reported_utilization: Family<GpuLabels, FloatGauge>,
+    pub memory_utilization: Family<GpuLabels, FloatGauge>,
+    pub sm_active: Family<GpuLabels, FloatGauge>,
+    pub sm_occupancy: Family<GpuLabels, FloatGauge>,
+    pub tensor_active: Family<GpuLabels, FloatGauge>,
+    pub dram_active: Family<GpuLabels, FloatGauge>,
+    pub power_watts: Family<GpuLabels, FloatGauge>,
+    pub temperature_celsius: Family<GpuLabels, FloatGauge>,
+    pub sm_clock_hertz: Family<GpuLabels, FloatGauge>,
+    pub memory_used_bytes: Family<GpuLabels, FloatGauge>,
+    pub energy_joules_total: Family<GpuLabels, FloatGauge>,
+    pub throttle_reasons: Family<GpuLabels, FloatGauge>,
+    pub processes: Family<GpuLabels, FloatGauge>,
+}
+
+impl GpuGauges {
+    fn register(&self, r: &mut Registry) {
+        r.register("strand_gpu_reported_utilization_ratio", "NVML utilization.gpu: share of time at least one kernel ran (0-1)", self.reported_utilization.clone());
+        r.register("strand_gpu_memory_utilization_ratio", "NVML utilization.memory (0-1)", self.memory_utilization.clone());
+        r.register("strand_gpu_sm_active_ratio", "GPM SM_UTIL: SM active (0-1, Hopper and newer)", self.sm_active.clone());
+        r.register("strand_gpu_sm_occupancy_ratio", "GPM SM_OCCUPANCY (0-1)", self.sm_occupancy.clone());
+        r.register("strand_gpu_tensor_active_ratio", "GPM ANY_TENSOR_UTIL: tensor active (0-1)", self.tensor_active.clone());
+        r.register("strand_gpu_dram_active_ratio", "GPM DRAM_BW_UTIL: DRAM active (0-1)", self.dram_active.clone());
+        r.register("strand_gpu_power_watts", "Power draw", self.power_watts.clone());
+        r.register("strand_gpu_temperature_celsius", "GPU temperature", self.temperature_celsius.clone());
+        r.register("strand_gpu_sm_clock_hertz", "Current SM clock", self.sm_clock_hertz.clone());
+        r.register("strand_gpu_memory_used_bytes", "Device memory in use", self.memory_used_bytes.clone());
+        r.register("strand_gpu_energy_joules_total", "Energy since driver load", self.energy_joules_total.clone());
+        r.register("strand_gpu_throttle_reasons", "NVML clock-event reasons bitmask; 0 = not throttled", self.throttle_reasons.clone());
+        r.register("strand_gpu_processes", "Processes holding a context on the GPU", self.processes.clone());
+    }
+
+    /// Sets `family{labels}` to `value`, or removes the series when unknown.
+    pub fn set(family: &Family<GpuLabels, FloatGauge>, labels: &GpuLabels, value: Option<f64>) {
+        match value {
+            Some(v) => {
+                family.get_or_create(labels).set(v);
+            }
+            None => {
+                family.remove(labels);
+            }
+        }
+    }
+}
+
+/// Self-metrics of the agent.
+#[derive(Clone, Default)]
+pub struct AgentMetrics {
+    pub gpu: GpuGauges,
+    pub samples: Family<SourceLabels, Counter>,
+    pub errors: Family<ErrorLabels, Counter>,
+    pub rows_written: Family<TableLabels, Counter>,
+    pub rows_dropped: Family<DropLabels, Counter>,
+    pub batches_written: Family<TableLabels, Counter>,
+    pub bytes_written: Family<TableLabels, Counter>,
+    pub spool_evicted_files: Counter,
+    pub spool_evicted_bytes: Counter,
+    pub spool_evicted_rows: Counter,
+    pub spool_tmp_removed: Counter,
+    pub spool_bytes: Gauge,
+    pub spool_files: Gauge,
+    pub uploads: Family<UploadLabels, Counter>,
+    pub uploaded_bytes: Counter,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct UploadLabels {
+    pub outcome: String,
+}
+
+impl AgentMetrics {
+    /// Registers everything under `r`; other modules register their own
+    /// metrics (eBPF, CUPTI) into the same registry.
+    pub fn register(&self, r: &mut Registry) {
+        self.gpu.register(r);
+        r.register("strand_agent_samples", "Samples taken, by source", self.samples.clone());
+        r.register("strand_agent_errors", "Errors, by source and kind", self.errors.clone());
+        r.register("strand_agent_rows_written", "Rows written to Parquet batches, by table", self.rows_written.clone());
+        r.register("strand_agent_rows_dropped", "Rows dropped, by table and reason (backpressure, write_error, shutdown)", self.rows_dropped.clone());
+        r.register("strand_agent_batches_written", "Parquet batch files committed, by table", self.batches_written.clone());
+        r.register("strand_agent_bytes_written", "Bytes of Parquet batch files committed, by table", self.bytes_written.clone());
+        r.register("strand_agent_spool_evicted_files", "Batch files evicted because the data directory was over quota", self.spool_evicted_files.clone());
+        r.register("strand_agent_spool_evicted_bytes", "Bytes evicted because the data directory was over quota", self.spool_evicted_bytes.clone());
+        r.register("strand_agent_spool_evicted_rows", "Rows evicted because the data directory was over quota", self.spool_evicted_rows.clone());
+        r.register("strand_agent_spool_tmp_removed", "Incomplete batch files of a crash removed at start", self.spool_tmp_removed.clone());
+        r.register("strand_agent_spool_bytes", "Bytes of batch files in the data directory", self.spool_bytes.clone());
+        r.register("strand_agent_spool_files", "Batch files in the data directory", self.spool_files.clone());
+        r.register("strand_agent_uploads", "Upload attempts to the collector, by outcome", self.uploads.clone());
+        r.register("strand_agent_uploaded_bytes", "Bytes accepted by the collector", self.uploaded_bytes.clone());
+    }
+
+    pub fn error(&self, source: &str, kind: &str) {
+        self.errors.get_or_create(&ErrorLabels { source: source.into(), kind: kind.into() }).inc();
+    }
+
+    pub fn dropped(&self, table: &str, reason: &str) -> Counter {
+        self.rows_dropped.get_or_create(&DropLabels { table: table.into(), reason: reason.into() }).clone()
+    }
+}
+
+/// Renders the registry in the OpenMetrics text format.
+pub fn render(registry: &Mutex<Registry>) -> String {
+    let mut out = String::new();
+    if let Ok(r) = registry.lock() {
+        // Writing into a String cannot fail.
+        let _ = prometheus_client::encoding::text::encode(&mut out, &r);
+    }
+    out
+}
+
+/// Serves `/metrics` (and `/healthz`) until shutdown.
+pub async fn serve(listener: std::net::TcpListener, registry: Arc<Mutex<Registry>>, mut shutdown: Shutdown) -> std::io::Result<()> {
+    use axum::routing::get;
+    let app = axum::Router::new()
+        .route(
+            "/metrics",
+            get(move || {
+                let registry = registry.clone();
+                async move {
+                    (
+                        [(axum::http::header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")],
+                        render(&registry),
+                    )
+                }
+            }),
+        )
+        .route("/healthz", get(|| async { "ok\n" }));
+    let listener = tokio::net::TcpListener::from_std(listener)?;
+    axum::serve(listener, app).with_graceful_shutdown(async move { shutdown.wait().await }).await
+}

@@ -1,0 +1,211 @@
+//! NVML source: every GPU's counters each period → `gpu_samples`, GPU events
+//! as they happen → `gpu_events`, and the per-GPU Prometheus gauges.
+//!
+//! NVML calls block, so the source runs on its own thread. Between samples
+//! it waits on the NVML event set, which is how XID errors arrive promptly
+//! without a second thread.
+
+mod convert;
+pub mod layer;
+pub mod real;
+pub mod recorded;
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use strand_schemas::clock::utc_now_ns;
+use strand_schemas::{GpuEvent, GpuSample};
+
+use crate::context::SourceContext;
+use crate::metrics::{AgentMetrics, GpuGauges, GpuLabels, SourceLabels};
+use crate::shutdown::Shutdown;
+use crate::sink::RowSink;
+pub use convert::Converter;
+use layer::{DeviceInfo, GpuLayer, RawEvent};
+
+struct Gpu {
+    info: DeviceInfo,
+    uuid: Arc<str>,
+    name: Arc<str>,
+    labels: GpuLabels,
+    alive: bool,
+}
+
+/// Where the source sends its rows.
+pub struct NvmlSinks {
+    pub samples: RowSink<GpuSample>,
+    pub events: RowSink<GpuEvent>,
+}
+
+/// Runs the sampling loop over `devices` (from `layer.devices()`) on a
+/// dedicated thread until shutdown.
+pub fn spawn(
+    mut layer: Box<dyn GpuLayer>,
+    devices: Vec<DeviceInfo>,
+    period: Duration,
+    ctx: Arc<SourceContext>,
+    sinks: NvmlSinks,
+    metrics: AgentMetrics,
+    shutdown: Shutdown,
+) -> std::io::Result<std::thread::JoinHandle<()>> {
+    std::thread::Builder::new().name("strand-nvml".into()).spawn(move || {
+        let mut gpus: Vec<Gpu> = devices
+            .into_iter()
+            .map(|info| Gpu {
+                uuid: Arc::from(info.uuid.as_str()),
+                name: Arc::from(info.name.as_str()),
+                labels: GpuLabels { gpu: info.index.to_string(), uuid: info.uuid.clone(), node: ctx.node.to_string() },
+                info,
+                alive: true,
+            })
+            .collect();
+        ctx.set_gpus(gpus.iter().map(|g| (g.info.uuid.clone(), g.info.index as i32)));
+        tracing::info!("nvml: sampling {} GPU(s) every {:?} ({})", gpus.len(), period, layer.describe());
+        let mut conv = Converter::default();
+        let mut next = Instant::now();
+        while !shutdown.is_triggered() {
+            let rows = sample_all(layer.as_mut(), &mut gpus, &mut conv, &ctx, &sinks, &metrics);
+            sinks.samples.send(rows);
+            next += period;
+            // Wait for events until the next sample is due (or shutdown).
+            loop {
+                let now = Instant::now();
+                if now >= next || shutdown.is_triggered() {
+                    break;
+                }
+                let wait = (next - now).min(Duration::from_millis(200));
+                let events = layer.wait_events(wait.as_millis() as u32);
+                if !events.is_empty() {
+                    sinks.events.send(events.into_iter().map(|e| event_row(&ctx, &gpus, e)).collect());
+                }
+            }
+            if Instant::now() > next + period {
+                // Fell behind (suspended, overloaded): skip missed periods rather than burst.
+                next = Instant::now();
+            }
+        }
+    })
+}
+
+fn sample_all(
+    layer: &mut dyn GpuLayer,
+    gpus: &mut [Gpu],
+    conv: &mut Converter,
+    ctx: &SourceContext,
+    sinks: &NvmlSinks,
+    metrics: &AgentMetrics,
+) -> Vec<GpuSample> {
+    let mut rows = Vec::with_capacity(gpus.len());
+    for gpu in gpus.iter_mut().filter(|g| g.alive) {
+        let ts = utc_now_ns();
+        match layer.sample(&gpu.info) {
+            Ok(raw) => {
+                let mut row = conv.convert(&ctx.cluster, &ctx.node, &gpu.info, &gpu.uuid, &gpu.name, ts, raw);
+                for (metric, _) in conv.failures.drain(..) {
+                    metrics.error("nvml", metric);
+                }
+                row.job_id = row.pids.iter().find_map(|&p| ctx.job_of(p));
+                update_gauges(&metrics.gpu, &gpu.labels, &row);
+                rows.push(row);
+            }
+            Err(gone) => {
+                gpu.alive = false;
+                tracing::error!(gpu = gpu.info.index, uuid = %gpu.info.uuid, "{}; no more samples from this GPU", gone.0);
+                metrics.error("nvml", "gpu_lost");
+                remove_gauges(&metrics.gpu, &gpu.labels);
+                sinks.events.send(vec![GpuEvent {
+                    cluster: ctx.cluster.clone(),
+                    node: ctx.node.clone(),
+                    ts_ns: ts,
+                    gpu_index: Some(gpu.info.index as i32),
+                    gpu_uuid: Some(gpu.uuid.clone()),
+                    kind: "gpu_lost".into(),
+                    xid: None,
+                    value: None,
+                    pid: None,
+                    job_id: None,
+                    detail: Some(gone.0),
+                }]);
+            }
+        }
+    }
+    metrics.samples.get_or_create(&SourceLabels { source: "nvml".into() }).inc_by(rows.len() as u64);
+    rows
+}
+
+fn event_row(ctx: &SourceContext, gpus: &[Gpu], e: RawEvent) -> GpuEvent {
+    let gpu = gpus.iter().find(|g| Some(g.info.index) == e.index);
+    let detail = e.xid.map(|x| format!("XID {x}: {}", xid_description(x)));
+    GpuEvent {
+        cluster: ctx.cluster.clone(),
+        node: ctx.node.clone(),
+        ts_ns: utc_now_ns(),
+        gpu_index: e.index.map(|i| i as i32),
+        gpu_uuid: gpu.map(|g| g.uuid.clone()).or_else(|| e.uuid.as_deref().map(Arc::from)),
+        kind: e.kind,
+        xid: e.xid.and_then(|x| i64::try_from(x).ok()),
+        value: e.value.and_then(|v| i64::try_from(v).ok()),
+        pid: None,
+        job_id: None,
+        detail,
+    }
+}
+
+/// The XIDs an operator most often meets (NVIDIA's XID catalog).
+pub fn xid_description(xid: u64) -> &'static str {
+    match xid {
+        13 => "graphics engine exception",
+        31 => "GPU memory page fault",
+        43 => "GPU stopped processing",
+        45 => "preemptive cleanup after an earlier error",
+        48 => "double-bit ECC error",
+        63 => "ECC page retirement or row remapping recorded",
+        64 => "ECC page retirement or row remapping failure",
+        74 => "NVLink error",
+        79 => "GPU has fallen off the bus",
+        92 => "high single-bit ECC error rate",
+        94 => "contained ECC error",
+        95 => "uncontained ECC error",
+        119 | 120 => "GSP error",
+        _ => "see NVIDIA's XID catalog",
+    }
+}
+
+fn update_gauges(g: &GpuGauges, l: &GpuLabels, r: &GpuSample) {
+    GpuGauges::set(&g.reported_utilization, l, r.reported_utilization_ratio);
+    GpuGauges::set(&g.memory_utilization, l, r.memory_utilization_ratio);
+    GpuGauges::set(&g.sm_active, l, r.sm_active_ratio);
+    GpuGauges::set(&g.sm_occupancy, l, r.sm_occupancy_ratio);
+    GpuGauges::set(&g.tensor_active, l, r.tensor_active_ratio);
+    GpuGauges::set(&g.dram_active, l, r.dram_active_ratio);
+    GpuGauges::set(&g.power_watts, l, r.power_w);
+    GpuGauges::set(&g.temperature_celsius, l, r.temperature_c.map(f64::from));
+    GpuGauges::set(&g.sm_clock_hertz, l, r.sm_clock_mhz.map(|m| m as f64 * 1e6));
+    GpuGauges::set(&g.memory_used_bytes, l, r.memory_used_bytes.map(|b| b as f64));
+    GpuGauges::set(&g.energy_joules_total, l, r.energy_mj_total.map(|mj| mj as f64 / 1000.0));
+    GpuGauges::set(&g.throttle_reasons, l, r.throttle_reasons.map(|b| b as f64));
+    GpuGauges::set(&g.processes, l, Some(r.pids.len() as f64));
+}
+
+fn remove_gauges(g: &GpuGauges, l: &GpuLabels) {
+    for f in [
+        &g.reported_utilization,
+        &g.memory_utilization,
+        &g.sm_active,
+        &g.sm_occupancy,
+        &g.tensor_active,
+        &g.dram_active,
+        &g.power_watts,
+        &g.temperature_celsius,
+        &g.sm_clock_hertz,
+        &g.memory_used_bytes,
+        &g.energy_joules_total,
+        &g.throttle_reasons,
+        &g.processes,
+    ] {
+        f.remove(l);
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,226 @@
+//! `strand-agent run`: start the sources, the per-table writers, the metrics
+//! endpoint and (with a collector) the uploader; stop cleanly on SIGTERM.
+//!
+//! Data flows one way: sources → row sinks → (live windows) → batch writers
+//! → spool → uploader → collector.
+
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use anyhow::Context as _;
+use prometheus_client::registry::Registry;
+use strand_schemas::*;
+use tokio::task::JoinHandle;
+
+use crate::config::Config;
+use crate::context::SourceContext;
+use crate::metrics::AgentMetrics;
+use crate::nvml;
+use crate::shutdown::{Shutdown, shutdown_pair};
+use crate::sink::RowSink;
+use crate::spool::Spool;
+use crate::writer::{self, BatchWriter, Observer, Rotation};
+
+/// Options that are not configuration: test and benchmark hooks.
+#[derive(Debug, Clone, Default)]
+pub struct RunOptions {
+    /// Replace NVML by N simulated GPUs (demos, benchmarks).
+    pub simulate_gpus: Option<u32>,
+    /// Replace NVML by a recording (tests).
+    pub nvml_replay: Option<PathBuf>,
+}
+
+/// Pending batches a sink may hold before it drops (and counts) rows.
+const SINK_CAPACITY: usize = 1024;
+
+/// One row sink per table; sources clone what they need.
+#[derive(Clone)]
+pub struct Sinks {
+    pub gpu_samples: RowSink<GpuSample>,
+    pub gpu_events: RowSink<GpuEvent>,
+    pub kernel_events: RowSink<KernelEvent>,
+    pub nccl_calls: RowSink<NcclCall>,
+    pub cuda_sync_calls: RowSink<CudaSyncCall>,
+    pub process_events: RowSink<ProcessEvent>,
+    pub steps: RowSink<Step>,
+    pub windows: RowSink<Window>,
+    pub nic_samples: RowSink<NicSample>,
+}
+
+struct Writers {
+    handles: Vec<JoinHandle<()>>,
+}
+
+fn start_writer<T: Table>(
+    spool: &Arc<Spool>,
+    rotation: Rotation,
+    metrics: &AgentMetrics,
+    first_ns: fn(&T) -> i64,
+    observer: Option<Observer<T>>,
+    shutdown: &Shutdown,
+    writers: &mut Writers,
+) -> RowSink<T> {
+    let (sink, rx) = RowSink::channel(SINK_CAPACITY, metrics.dropped(T::NAME, "backpressure"));
+    let w = BatchWriter::<T>::new(spool.clone(), rotation, metrics.clone());
+    writers.handles.push(tokio::spawn(writer::run(rx, w, first_ns, observer, shutdown.clone())));
+    sink
+}
+
+pub async fn run(cfg: Config, opts: RunOptions) -> anyhow::Result<()> {
+    let node = cfg.node_name();
+    let ctx = Arc::new(SourceContext::new(&cfg.cluster, &node, cfg.job_id.clone()));
+    let metrics = AgentMetrics::default();
+    let mut registry = Registry::default();
+    metrics.register(&mut registry);
+    let (trigger, shutdown) = shutdown_pair();
+
+    let (spool, recovery) = Spool::open(&cfg.data_dir, &cfg.cluster, &node, cfg.output.quota_bytes, metrics.clone())
+        .with_context(|| format!("cannot open the data directory {}", cfg.data_dir.display()))?;
+    let spool = Arc::new(spool);
+    tracing::info!(
+        "data directory {}: {} complete batch file(s) ({} bytes) kept from earlier runs",
+        cfg.data_dir.display(),
+        recovery.complete_files,
+        recovery.complete_bytes
+    );
+
+    let rotation = Rotation { interval: cfg.output.rotate_interval, bytes: cfg.output.rotate_bytes };
+    let mut writers = Writers { handles: Vec::new() };
+    let w = &mut writers;
+    let sinks = Sinks {
+        gpu_samples: start_writer(&spool, rotation, &metrics, |r: &GpuSample| r.ts_ns, None, &shutdown, w),
+        gpu_events: start_writer(&spool, rotation, &metrics, |r: &GpuEvent| r.ts_ns, None, &shutdown, w),
+        kernel_events: start_writer(&spool, rotation, &metrics, |r: &KernelEvent| r.start_ns, None, &shutdown, w),
+        nccl_calls: start_writer(&spool, rotation, &metrics, |r: &NcclCall| r.enter_ns, None, &shutdown, w),
+        cuda_sync_calls: start_writer(&spool, rotation, &metrics, |r: &CudaSyncCall| r.enter_ns, None, &shutdown, w),
+        process_events: start_writer(&spool, rotation, &metrics, |r: &ProcessEvent| r.ts_ns, None, &shutdown, w),
+        steps: start_writer(&spool, rotation, &metrics, |r: &Step| r.start_ns, None, &shutdown, w),
+        windows: start_writer(&spool, rotation, &metrics, |r: &Window| r.start_ns, None, &shutdown, w),
+        nic_samples: start_writer(&spool, rotation, &metrics, |r: &NicSample| r.ts_ns, None, &shutdown, w),
+    };
+
+    let registry = Arc::new(Mutex::new(registry));
+    let mut tasks: Vec<JoinHandle<()>> = Vec::new();
+    if !cfg.metrics.listen.is_empty() {
+        let addr: std::net::SocketAddr = cfg
+            .metrics
+            .listen
+            .parse()
+            .with_context(|| format!("metrics.listen {:?} is not an address like 127.0.0.1:9464", cfg.metrics.listen))?;
+        // Bind now so a taken port fails the start with a clear message.
+        let listener = std::net::TcpListener::bind(addr)
+            .with_context(|| format!("cannot listen on {addr} for /metrics (set metrics.listen, or --metrics-listen \"\" to disable)"))?;
+        listener.set_nonblocking(true)?;
+        let (reg, sd) = (registry.clone(), shutdown.clone());
+        tasks.push(tokio::spawn(async move {
+            if let Err(e) = crate::metrics::serve(listener, reg, sd).await {
+                tracing::error!("metrics endpoint stopped: {e}");
+            }
+        }));
+        tracing::info!("metrics on http://{addr}/metrics");
+    }
+
+    // NVML (or its stand-ins).
+    let mut gpu_count = 0usize;
+    let layer: Option<Box<dyn nvml::layer::GpuLayer>> = if let Some(n) = opts.simulate_gpus {
+        Some(Box::new(nvml::recorded::RecordedLayer::synthetic(n)))
+    } else if let Some(path) = &opts.nvml_replay {
+        Some(Box::new(nvml::recorded::RecordedLayer::from_file(path).map_err(anyhow::Error::msg)?))
+    } else if !cfg.nvml.enabled {
+        tracing::info!("nvml: disabled in config");
+        None
+    } else {
+        match nvml::real::NvmlLayer::open() {
+            Ok(l) => Some(Box::new(l)),
+            Err(e) => {
+                tracing::warn!("{e}: GPU counters, GPM metrics and XID events are disabled; the other sources keep running");
+                None
+            }
+        }
+    };
+    let mut nvml_thread = None;
+    if let Some(mut layer) = layer {
+        // Enumerate before readiness, so a broken driver shows at start.
+        let devices = layer.devices();
+        gpu_count = devices.len();
+        nvml_thread = Some(nvml::spawn(
+            layer,
+            devices,
+            cfg.nvml.period,
+            ctx.clone(),
+            nvml::NvmlSinks { samples: sinks.gpu_samples.clone(), events: sinks.gpu_events.clone() },
+            metrics.clone(),
+            shutdown.clone(),
+        )?);
+    }
+
+    if cfg.nvml.infiniband {
+        let root = PathBuf::from("/sys/class/infiniband");
+        if root.exists() {
+            let (sink, ctx, period, mut sd) = (sinks.nic_samples.clone(), ctx.clone(), cfg.nvml.period, shutdown.clone());
+            tasks.push(tokio::spawn(async move {
+                let mut tick = tokio::time::interval(period.max(Duration::from_secs(1)));
+                loop {
+                    tokio::select! {
+                        _ = tick.tick() => {
+                            sink.send(crate::infiniband::sample(&root, &ctx.cluster, &ctx.node, clock::utc_now_ns()));
+                        }
+                        _ = sd.wait() => break,
+                    }
+                }
+            }));
+        }
+    }
+
+    // systemd: ready, status and watchdog.
+    crate::systemd::notify(&format!(
+        "READY=1\nSTATUS=sampling {gpu_count} GPU(s); data in {}",
+        cfg.data_dir.display()
+    ));
+    if let Some(every) = crate::systemd::watchdog_interval() {
+        let mut sd = shutdown.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut tick = tokio::time::interval(every);
+            loop {
+                tokio::select! {
+                    _ = tick.tick() => crate::systemd::notify("WATCHDOG=1"),
+                    _ = sd.wait() => break,
+                }
+            }
+        }));
+    }
+    tracing::info!("strand-agent running: cluster {}, node {}, {} GPU(s)", cfg.cluster, node, gpu_count);
+
+    wait_for_signal().await;
+    tracing::info!("stopping: flushing open batches");
+    crate::systemd::notify("STOPPING=1");
+    trigger.trigger();
+
+    // Sources first, so their last rows reach the writers; then the writers.
+    if let Some(t) = nvml_thread {
+        let _ = tokio::task::spawn_blocking(move || t.join()).await;
+    }
+    drop(sinks);
+    for t in tasks {
+        let _ = t.await;
+    }
+    for h in writers.handles {
+        let _ = h.await;
+    }
+    tracing::info!("stopped; every batch is committed in {}", cfg.data_dir.display());
+    Ok(())
+}
+
+async fn wait_for_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let (Ok(mut term), Ok(mut int)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) else {
+        // Without signal handlers there is no clean stop; wait forever.
+        std::future::pending::<()>().await;
+        return;
+    };
+    tokio::select! {
+        _ = term.recv() => tracing::info!("SIGTERM received"),
+        _ = int.recv() => tracing::info!("SIGINT received"),
+    }
+}

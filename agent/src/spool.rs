@@ -1,0 +1,341 @@
+//! The spool: the agent's data directory of finished Parquet batches.
+//!
+//! A batch is written to a hidden temporary file next to its final place,
+//! fsynced, renamed, and the directory fsynced: a batch file either exists
+//! complete or not at all, whatever kills the agent. In standalone mode the
+//! files stay (the data directory); with a collector the uploader ships the
+//! oldest first and removes each after the collector acknowledged it. Over
+//! the quota, the oldest files are evicted and counted — never silently.
+//!
+//! Layout (Hive, as in the collector):
+//! `<root>/<table>/date=YYYY-MM-DD/cluster=<c>/node=<n>/<batch-id>.parquet`,
+//! batch id `<utc-ns, 19 digits>-<16 hex>` so names sort oldest first.
+
+use std::collections::BTreeMap;
+use std::fs::{self, File};
+use std::io;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+use crate::metrics::AgentMetrics;
+
+/// A committed batch file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Entry {
+    pub path: PathBuf,
+    pub table: String,
+    pub date: String,
+    pub batch_id: String,
+    pub bytes: u64,
+}
+
+/// A batch being written; invisible to readers until committed.
+#[derive(Debug)]
+pub struct Pending {
+    tmp: PathBuf,
+    entry: Entry,
+}
+
+impl Pending {
+    pub fn batch_id(&self) -> &str {
+        &self.entry.batch_id
+    }
+}
+
+pub struct Spool {
+    root: PathBuf,
+    cluster: String,
+    node: String,
+    quota: u64,
+    metrics: AgentMetrics,
+    /// Committed files by (batch id, table): oldest first.
+    index: Mutex<BTreeMap<(String, String), Entry>>,
+}
+
+/// What `open` found left over from an earlier run.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Recovery {
+    pub complete_files: usize,
+    pub complete_bytes: u64,
+    pub tmp_removed: usize,
+}
+
+fn utc_date(ns: i64) -> String {
+    // Civil date from days since the epoch (Howard Hinnant's algorithm).
+    let days = ns.div_euclid(86_400_000_000_000);
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let y = yoe + era * 400;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    format!("{:04}-{:02}-{:02}", if m <= 2 { y + 1 } else { y }, m, d)
+}
+
+/// A new batch id for a batch whose first row is at `utc_ns`.
+pub fn new_batch_id(utc_ns: i64) -> String {
+    format!("{:019}-{:016x}", utc_ns.max(0), fastrand::u64(..))
+}
+
+fn sync_dir(dir: &Path) -> io::Result<()> {
+    File::open(dir)?.sync_all()
+}
+
+impl Spool {
+    /// Opens (creating) the spool, removes temporary files of a crashed run
+    /// and indexes the complete ones.
+    pub fn open(root: &Path, cluster: &str, node: &str, quota: u64, metrics: AgentMetrics) -> io::Result<(Self, Recovery)> {
+        fs::create_dir_all(root).map_err(|e| io::Error::new(e.kind(), format!("cannot create data directory {}: {e}", root.display())))?;
+        let spool = Self {
+            root: root.to_path_buf(),
+            cluster: cluster.into(),
+            node: node.into(),
+            quota,
+            metrics,
+            index: Mutex::new(BTreeMap::new()),
+        };
+        let mut rec = Recovery::default();
+        let mut found = Vec::new();
+        walk(root, &mut |path| {
+            let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
+            if name.starts_with('.') && name.ends_with(".tmp") {
+                match fs::remove_file(path) {
+                    Ok(()) => rec.tmp_removed += 1,
+                    Err(e) => tracing::warn!("spool: cannot remove leftover {}: {e}", path.display()),
+                }
+            } else if let Some(entry) = spool.parse_entry(path) {
+                found.push(entry);
+            }
+        })?;
+        rec.complete_files = found.len();
+        rec.complete_bytes = found.iter().map(|e| e.bytes).sum();
+        if let Ok(mut idx) = spool.index.lock() {
+            for e in found {
+                idx.insert((e.batch_id.clone(), e.table.clone()), e);
+            }
+        }
+        spool.metrics.spool_tmp_removed.inc_by(rec.tmp_removed as u64);
+        if rec.tmp_removed > 0 {
+            tracing::warn!("spool: removed {} incomplete batch file(s) left by an earlier crash", rec.tmp_removed);
+        }
+        spool.update_gauges();
+        Ok((spool, rec))
+    }
+
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    fn parse_entry(&self, path: &Path) -> Option<Entry> {
+        let rel = path.strip_prefix(&self.root).ok()?;
+        let parts: Vec<&str> = rel.iter().filter_map(|p| p.to_str()).collect();
+        let [table, date, _cluster, _node, file] = parts.as_slice() else { return None };
+        let batch_id = file.strip_suffix(".parquet")?;
+        let date = date.strip_prefix("date=")?;
+        strand_schemas::table_info(table)?;
+        let bytes = fs::metadata(path).ok()?.len();
+        Some(Entry { path: path.to_path_buf(), table: table.to_string(), date: date.to_string(), batch_id: batch_id.to_string(), bytes })
+    }
+
+    /// Creates the temporary file of a new batch of `table` whose first row is at `utc_ns`.
+    pub fn create(&self, table: &str, utc_ns: i64) -> io::Result<(Pending, File)> {
+        let date = utc_date(utc_ns);
+        let batch_id = new_batch_id(utc_ns);
+        let dir = self
+            .root
+            .join(table)
+            .join(format!("date={date}"))
+            .join(format!("cluster={}", self.cluster))
+            .join(format!("node={}", self.node));
+        fs::create_dir_all(&dir)?;
+        let path = dir.join(format!("{batch_id}.parquet"));
+        let tmp = dir.join(format!(".{batch_id}.parquet.tmp"));
+        let file = File::create(&tmp)?;
+        Ok((Pending { tmp, entry: Entry { path, table: table.into(), date, batch_id, bytes: 0 } }, file))
+    }
+
+    /// Makes a written batch visible: fsync, rename, fsync the directory.
+    /// Then enforces the quota.
+    pub fn commit(&self, pending: Pending, file: File) -> io::Result<Entry> {
+        file.sync_all()?;
+        drop(file);
+        let mut entry = pending.entry;
+        fs::rename(&pending.tmp, &entry.path)?;
+        if let Some(dir) = entry.path.parent() {
+            sync_dir(dir)?;
+        }
+        entry.bytes = fs::metadata(&entry.path)?.len();
+        if let Ok(mut idx) = self.index.lock() {
+            idx.insert((entry.batch_id.clone(), entry.table.clone()), entry.clone());
+        }
+        self.enforce_quota();
+        self.update_gauges();
+        Ok(entry)
+    }
+
+    /// Removes a batch that will never be committed (e.g. a write error).
+    pub fn abandon(&self, pending: Pending) {
+        let _ = fs::remove_file(&pending.tmp);
+    }
+
+    /// Committed batches, oldest first.
+    pub fn entries(&self) -> Vec<Entry> {
+        self.index.lock().map(|i| i.values().cloned().collect()).unwrap_or_default()
+    }
+
+    /// Removes a batch (after the collector acknowledged it).
+    pub fn remove(&self, entry: &Entry) -> io::Result<()> {
+        if let Ok(mut idx) = self.index.lock() {
+            idx.remove(&(entry.batch_id.clone(), entry.table.clone()));
+        }
+        let r = match fs::remove_file(&entry.path) {
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+            other => other,
+        };
+        self.update_gauges();
+        r
+    }
+
+    /// Moves a batch the collector refused for good out of the queue, into
+    /// `<root>/.rejected/`, keeping it for inspection.
+    pub fn quarantine(&self, entry: &Entry) -> io::Result<PathBuf> {
+        let dir = self.root.join(".rejected");
+        fs::create_dir_all(&dir)?;
+        let to = dir.join(format!("{}-{}.parquet", entry.table, entry.batch_id));
+        fs::rename(&entry.path, &to)?;
+        if let Ok(mut idx) = self.index.lock() {
+            idx.remove(&(entry.batch_id.clone(), entry.table.clone()));
+        }
+        self.update_gauges();
+        Ok(to)
+    }
+
+    pub fn total_bytes(&self) -> u64 {
+        self.index.lock().map(|i| i.values().map(|e| e.bytes).sum()).unwrap_or(0)
+    }
+
+    /// Evicts the oldest batches while the spool is over its quota.
+    fn enforce_quota(&self) {
+        let Ok(mut idx) = self.index.lock() else { return };
+        let mut total: u64 = idx.values().map(|e| e.bytes).sum();
+        while total > self.quota {
+            let Some((_, oldest)) = idx.pop_first() else { break };
+            let rows = parquet_rows(&oldest.path).unwrap_or(0);
+            match fs::remove_file(&oldest.path) {
+                Ok(()) | Err(_) => {}
+            }
+            total = total.saturating_sub(oldest.bytes);
+            self.metrics.spool_evicted_files.inc();
+            self.metrics.spool_evicted_bytes.inc_by(oldest.bytes);
+            self.metrics.spool_evicted_rows.inc_by(rows);
+            tracing::warn!(
+                table = %oldest.table,
+                batch = %oldest.batch_id,
+                bytes = oldest.bytes,
+                rows,
+                "spool over its quota of {} bytes: evicted the oldest batch",
+                self.quota
+            );
+        }
+    }
+
+    fn update_gauges(&self) {
+        if let Ok(idx) = self.index.lock() {
+            self.metrics.spool_files.set(idx.len() as i64);
+            self.metrics.spool_bytes.set(idx.values().map(|e| e.bytes).sum::<u64>() as i64);
+        }
+    }
+}
+
+/// Row count from a Parquet footer (for eviction accounting).
+pub fn parquet_rows(path: &Path) -> Option<u64> {
+    use parquet::file::reader::FileReader;
+    let file = File::open(path).ok()?;
+    let reader = parquet::file::serialized_reader::SerializedFileReader::new(file).ok()?;
+    u64::try_from(reader.metadata().file_metadata().num_rows()).ok()
+}
+
+fn walk(dir: &Path, f: &mut dyn FnMut(&Path)) -> io::Result<()> {
+    for entry in fs::read_dir(dir)? {
+        let entry = entry?;
+        let path = entry.path();
+        let ft = entry.file_type()?;
+        if ft.is_dir() {
+            if path.file_name().is_some_and(|n| n == ".rejected") {
+                continue;
+            }
+            walk(&path, f)?;
+        } else if ft.is_file() {
+            f(&path);
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+
+    fn write_batch(spool: &Spool, table: &str, ts: i64, bytes: usize) -> Entry {
+        let (p, mut f) = spool.create(table, ts).unwrap();
+        f.write_all(&vec![7u8; bytes]).unwrap();
+        spool.commit(p, f).unwrap()
+    }
+
+    #[test]
+    fn dates_are_utc_civil_dates() {
+        assert_eq!(utc_date(0), "1970-01-01");
+        assert_eq!(utc_date(1_763_769_600_000_000_000), "2025-11-22");
+        assert_eq!(utc_date(951_782_400_000_000_000), "2000-02-29");
+        assert_eq!(utc_date(-1), "1969-12-31");
+    }
+
+    #[test]
+    fn a_batch_is_invisible_until_committed_and_lands_in_hive_layout() {
+        let dir = tempfile::tempdir().unwrap();
+        let (spool, _) = Spool::open(dir.path(), "c1", "n1", 1 << 30, AgentMetrics::default()).unwrap();
+        let (p, mut f) = spool.create("windows", 1_763_769_600_000_000_000).unwrap();
+        f.write_all(b"PAR1").unwrap();
+        assert!(spool.entries().is_empty());
+        let e = spool.commit(p, f).unwrap();
+        let rel = e.path.strip_prefix(dir.path()).unwrap().to_str().unwrap().to_string();
+        assert!(rel.starts_with("windows/date=2025-11-22/cluster=c1/node=n1/1763769600000000000-"), "{rel}");
+        assert!(rel.ends_with(".parquet"));
+        assert_eq!(spool.entries(), vec![e]);
+    }
+
+    #[test]
+    fn restart_removes_crash_leftovers_and_keeps_complete_batches() {
+        let dir = tempfile::tempdir().unwrap();
+        let m = AgentMetrics::default();
+        let (spool, _) = Spool::open(dir.path(), "c", "n", 1 << 30, m.clone()).unwrap();
+        let done = write_batch(&spool, "gpu_samples", 1_000, 10);
+        let (_crashed, mut f) = spool.create("gpu_samples", 2_000).unwrap();
+        f.write_all(b"half a file").unwrap();
+        drop(spool);
+        let (spool, rec) = Spool::open(dir.path(), "c", "n", 1 << 30, m.clone()).unwrap();
+        assert_eq!(rec, Recovery { complete_files: 1, complete_bytes: 10, tmp_removed: 1 });
+        assert_eq!(spool.entries(), vec![done]);
+        assert_eq!(m.spool_tmp_removed.get(), 1);
+    }
+
+    #[test]
+    fn over_quota_the_oldest_is_evicted_and_counted_and_the_newest_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        let m = AgentMetrics::default();
+        let (spool, _) = Spool::open(dir.path(), "c", "n", 250, m.clone()).unwrap();
+        let a = write_batch(&spool, "gpu_samples", 1_000, 100);
+        let b = write_batch(&spool, "kernel_events", 2_000, 100);
+        let c = write_batch(&spool, "gpu_samples", 3_000, 100);
+        assert!(!a.path.exists(), "oldest evicted");
+        assert_eq!(spool.entries(), vec![b, c.clone()]);
+        assert_eq!(m.spool_evicted_files.get(), 1);
+        assert_eq!(m.spool_evicted_bytes.get(), 100);
+        assert!(c.path.exists());
+        assert_eq!(m.spool_bytes.get(), 200);
+    }
+}
