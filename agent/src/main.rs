@@ -12,6 +12,7 @@ mod shutdown;
 mod sink;
 mod spool;
 mod systemd;
+mod uploader;
 mod writer;
 
 use std::ffi::OsString;
@@ -34,42 +35,41 @@ struct Cli {
 #[derive(Subcommand, Debug)]
 enum Command {
     /// Run the agent (the default).
-    Run(RunArgs),
+    Run,
     /// Print which sources work on this host, and why not.
-    Check(RunArgs),
+    Check,
     /// Run a command with the CUPTI injection library pointed at this agent.
     Wrap(WrapArgs),
 }
 
+/// Options of every subcommand; they may come before or after it.
 #[derive(Args, Debug, Clone, Default)]
 pub struct RunArgs {
     /// Configuration file (TOML); without it the embedded defaults apply.
-    #[arg(short, long, env = "STRAND_CONFIG")]
+    #[arg(short, long, env = "STRAND_CONFIG", global = true)]
     pub config: Option<PathBuf>,
     /// Directory for Parquet batches (overrides `data_dir`).
-    #[arg(long)]
+    #[arg(long, global = true)]
     pub data_dir: Option<PathBuf>,
     /// Prometheus listen address (overrides `metrics.listen`); "" disables.
-    #[arg(long)]
+    #[arg(long, global = true)]
     pub metrics_listen: Option<String>,
     /// Cluster name (overrides `cluster`).
-    #[arg(long)]
+    #[arg(long, global = true)]
     pub cluster: Option<String>,
     /// Collector URL (overrides `collector.url`).
-    #[arg(long)]
+    #[arg(long, global = true)]
     pub collector: Option<String>,
     /// Simulate N GPUs instead of reading NVML (demos and benchmarks).
-    #[arg(long, value_name = "N", hide = true)]
+    #[arg(long, value_name = "N", hide = true, global = true)]
     pub simulate_gpus: Option<u32>,
     /// Replay recorded NVML samples instead of reading NVML (tests).
-    #[arg(long, value_name = "FILE", hide = true)]
+    #[arg(long, value_name = "FILE", hide = true, global = true)]
     pub nvml_replay: Option<PathBuf>,
 }
 
 #[derive(Args, Debug)]
 pub struct WrapArgs {
-    #[command(flatten)]
-    pub run: RunArgs,
     /// The command to run, after `--`.
     #[arg(trailing_var_arg = true, required = true, allow_hyphen_values = true)]
     pub command: Vec<OsString>,
@@ -116,10 +116,10 @@ fn init_logging() {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     init_logging();
-    let (command, args) = match cli.command {
-        Some(Command::Run(a)) => ("run", a),
-        None => ("run", cli.run),
-        Some(Command::Check(a)) => ("check", a),
+    let args = cli.run;
+    let command = match cli.command {
+        None | Some(Command::Run) => "run",
+        Some(Command::Check) => "check",
         Some(Command::Wrap(w)) => {
             eprintln!("strand-agent wrap: not available in this build ({:?})", w.command);
             return ExitCode::FAILURE;

@@ -173,6 +173,19 @@ pub async fn run(cfg: Config, opts: RunOptions) -> anyhow::Result<()> {
         }
     }
 
+    if let Some(url) = &cfg.collector.url {
+        let token_file = cfg.collector.token_file.as_ref().context("collector.token_file is required with collector.url")?;
+        let token = std::fs::read_to_string(token_file)
+            .with_context(|| format!("cannot read collector.token_file {}", token_file.display()))?
+            .trim()
+            .to_string();
+        anyhow::ensure!(!token.is_empty(), "collector.token_file {} is empty", token_file.display());
+        let client = crate::uploader::client(cfg.collector.ca_file.as_deref())?;
+        let target = crate::uploader::Target { url: url.clone(), token, cluster: cfg.cluster.clone(), node: node.clone() };
+        tasks.push(tokio::spawn(crate::uploader::run(spool.clone(), client, target, metrics.clone(), shutdown.clone())));
+        tracing::info!("shipping batches to {url}");
+    }
+
     // systemd: ready, status and watchdog.
     crate::systemd::notify(&format!(
         "READY=1\nSTATUS=sampling {gpu_count} GPU(s); data in {}",

@@ -44,6 +44,7 @@ impl<T> RowSink<T> {
     }
 
     /// Rows dropped so far by this sink and its clones.
+    #[cfg(test)]
     pub fn dropped(&self) -> u64 {
         self.dropped.get()
     }

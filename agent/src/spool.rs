@@ -36,12 +36,6 @@ pub struct Pending {
     entry: Entry,
 }
 
-impl Pending {
-    pub fn batch_id(&self) -> &str {
-        &self.entry.batch_id
-    }
-}
-
 pub struct Spool {
     root: PathBuf,
     cluster: String,
@@ -123,10 +117,6 @@ impl Spool {
         }
         spool.update_gauges();
         Ok((spool, rec))
-    }
-
-    pub fn root(&self) -> &Path {
-        &self.root
     }
 
     fn parse_entry(&self, path: &Path) -> Option<Entry> {
@@ -211,10 +201,6 @@ impl Spool {
         }
         self.update_gauges();
         Ok(to)
-    }
-
-    pub fn total_bytes(&self) -> u64 {
-        self.index.lock().map(|i| i.values().map(|e| e.bytes).sum()).unwrap_or(0)
     }
 
     /// Evicts the oldest batches while the spool is over its quota.

@@ -11,6 +11,9 @@ pub const HEADER_CLUSTER: &str = "x-strand-cluster";
 pub const HEADER_NODE: &str = "x-strand-node";
 /// Header carrying the batch id, the idempotency key.
 pub const HEADER_BATCH_ID: &str = "x-strand-batch-id";
+/// Header carrying the batch's date partition: `YYYY-MM-DD`, the UTC date of
+/// the batch's first row (the agent's spool uses the same date).
+pub const HEADER_DATE: &str = "x-strand-date";
 /// Header carrying the batch's row count (checked against the file).
 pub const HEADER_ROWS: &str = "x-strand-rows";
 

@@ -18,24 +18,6 @@ pub enum Reading<T> {
     Failed(String),
 }
 
-impl<T> Reading<T> {
-    pub fn ok(self) -> Option<T> {
-        match self {
-            Reading::Ok(v) => Some(v),
-            _ => None,
-        }
-    }
-
-    pub fn map<U>(self, f: impl FnOnce(T) -> U) -> Reading<U> {
-        match self {
-            Reading::Ok(v) => Reading::Ok(f(v)),
-            Reading::Unsupported => Reading::Unsupported,
-            Reading::NotYet => Reading::NotYet,
-            Reading::Failed(e) => Reading::Failed(e),
-        }
-    }
-}
-
 impl<T> Default for Reading<T> {
     fn default() -> Self {
         Reading::Unsupported

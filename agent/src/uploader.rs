@@ -1,0 +1,234 @@
+//! Ships spool batches to the collector, oldest first, one file per request
+//! (`docs/protocol.md`). A file is removed only after a 2xx; the batch id is
+//! the idempotency key, so a retry after a lost answer stores nothing twice.
+//! Failures back off exponentially with full jitter; 429 and 503 honour
+//! `Retry-After`. A batch the collector refuses for good (400, 413, 422) is
+//! moved to `.rejected/` and counted — never retried forever, never lost
+//! silently.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use reqwest::StatusCode;
+use strand_schemas::protocol;
+
+use crate::metrics::{AgentMetrics, UploadLabels};
+use crate::shutdown::Shutdown;
+use crate::spool::{Entry, Spool};
+
+/// Where and how to upload.
+#[derive(Clone)]
+pub struct Target {
+    pub url: String,
+    pub token: String,
+    pub cluster: String,
+    pub node: String,
+}
+
+/// Exponential backoff with full jitter (AWS architecture blog's "full jitter").
+#[derive(Debug, Clone)]
+pub struct Backoff {
+    pub base: Duration,
+    pub cap: Duration,
+    attempt: u32,
+}
+
+impl Backoff {
+    pub fn new(base: Duration, cap: Duration) -> Self {
+        Self { base, cap, attempt: 0 }
+    }
+
+    /// The next wait: uniform in [0, min(cap, base·2^attempt)].
+    pub fn next_delay(&mut self) -> Duration {
+        let exp = self.base.saturating_mul(1u32 << self.attempt.min(20));
+        self.attempt = self.attempt.saturating_add(1);
+        let ceiling = exp.min(self.cap);
+        Duration::from_nanos(fastrand::u64(0..=ceiling.as_nanos() as u64))
+    }
+
+    pub fn reset(&mut self) {
+        self.attempt = 0;
+    }
+}
+
+/// What to do after one attempt.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Outcome {
+    /// Stored (or already stored): remove the file.
+    Done,
+    /// Try again later, after at least this long if the server said so.
+    Retry(Option<Duration>),
+    /// The collector will never accept this file.
+    Reject(String),
+}
+
+/// Classifies a response.
+pub fn classify(status: StatusCode, retry_after: Option<&str>, body: &str) -> Outcome {
+    if status.is_success() {
+        return Outcome::Done;
+    }
+    match status.as_u16() {
+        429 | 503 => Outcome::Retry(retry_after.and_then(parse_retry_after)),
+        400 | 413 | 415 | 422 => Outcome::Reject(format!("{status}: {}", body.trim())),
+        _ => Outcome::Retry(None),
+    }
+}
+
+/// `Retry-After` as delta-seconds or an HTTP date; capped at 10 minutes.
+pub fn parse_retry_after(v: &str) -> Option<Duration> {
+    let v = v.trim();
+    let d = if let Ok(secs) = v.parse::<u64>() {
+        Duration::from_secs(secs)
+    } else {
+        let when = humantime::parse_rfc3339_weak(v).ok().or_else(|| httpdate(v))?;
+        when.duration_since(std::time::SystemTime::now()).unwrap_or_default()
+    };
+    Some(d.min(Duration::from_secs(600)))
+}
+
+/// IMF-fixdate (`Sun, 06 Nov 1994 08:49:37 GMT`), the form servers send.
+fn httpdate(v: &str) -> Option<std::time::SystemTime> {
+    let parts: Vec<&str> = v.split_whitespace().collect();
+    let [_, day, mon, year, time, "GMT"] = parts.as_slice() else { return None };
+    let month = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"]
+        .iter()
+        .position(|m| m == mon)?
+        + 1;
+    humantime::parse_rfc3339(&format!("{year}-{month:02}-{:0>2}T{time}Z", day)).ok()
+}
+
+pub fn client(ca_file: Option<&std::path::Path>) -> anyhow::Result<reqwest::Client> {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let mut b = reqwest::Client::builder()
+        .connect_timeout(Duration::from_secs(10))
+        .timeout(Duration::from_secs(120))
+        .user_agent(concat!("strand-agent/", env!("CARGO_PKG_VERSION")));
+    if let Some(ca) = ca_file {
+        let pem = std::fs::read(ca).with_context(|| format!("cannot read collector.ca_file {}", ca.display()))?;
+        for cert in reqwest::Certificate::from_pem_bundle(&pem).with_context(|| format!("{}: not a PEM certificate bundle", ca.display()))? {
+            b = b.add_root_certificate(cert);
+        }
+    }
+    b.build().context("cannot build the HTTP client")
+}
+
+/// Uploads one batch file.
+pub async fn upload(client: &reqwest::Client, target: &Target, entry: &Entry) -> Outcome {
+    let body = match tokio::fs::read(&entry.path).await {
+        Ok(b) => b,
+        // Evicted by the quota meanwhile (counted there): nothing to send.
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Outcome::Done,
+        Err(e) => return Outcome::Reject(format!("cannot read {}: {e}", entry.path.display())),
+    };
+    let url = format!("{}{}", target.url.trim_end_matches('/'), protocol::BATCHES_PATH);
+    let resp = client
+        .post(url)
+        .bearer_auth(&target.token)
+        .header(protocol::HEADER_TABLE, &entry.table)
+        .header(protocol::HEADER_CLUSTER, &target.cluster)
+        .header(protocol::HEADER_NODE, &target.node)
+        .header(protocol::HEADER_BATCH_ID, &entry.batch_id)
+        .header(protocol::HEADER_DATE, &entry.date)
+        .header(reqwest::header::CONTENT_TYPE, "application/vnd.apache.parquet")
+        .body(body)
+        .send()
+        .await;
+    match resp {
+        Ok(r) => {
+            let status = r.status();
+            let retry_after = r.headers().get(reqwest::header::RETRY_AFTER).and_then(|v| v.to_str().ok()).map(str::to_string);
+            let text = r.text().await.unwrap_or_default();
+            let outcome = classify(status, retry_after.as_deref(), &text);
+            if matches!(status.as_u16(), 401 | 403) {
+                tracing::error!("collector refused this node's credentials ({status}: {}); batches are kept and retried", text.trim());
+            } else if let Outcome::Retry(_) = outcome {
+                tracing::warn!("collector answered {status} for {}: {}", entry.batch_id, text.trim());
+            }
+            outcome
+        }
+        Err(e) => {
+            tracing::warn!("collector unreachable ({e}); batches are kept and retried");
+            Outcome::Retry(None)
+        }
+    }
+}
+
+/// Ships the spool until shutdown. Files left at shutdown are shipped at the next start.
+pub async fn run(spool: Arc<Spool>, client: reqwest::Client, target: Target, metrics: AgentMetrics, mut shutdown: Shutdown) {
+    let mut backoff = Backoff::new(Duration::from_millis(500), Duration::from_secs(60));
+    let count = |outcome: &str| metrics.uploads.get_or_create(&UploadLabels { outcome: outcome.into() }).inc();
+    loop {
+        let mut wait = Duration::from_secs(1);
+        for entry in spool.entries() {
+            if shutdown.is_triggered() {
+                return;
+            }
+            match upload(&client, &target, &entry).await {
+                Outcome::Done => {
+                    count("stored");
+                    metrics.uploaded_bytes.inc_by(entry.bytes);
+                    if let Err(e) = spool.remove(&entry) {
+                        tracing::warn!("cannot remove shipped batch {}: {e}", entry.path.display());
+                    }
+                    backoff.reset();
+                    wait = Duration::ZERO;
+                }
+                Outcome::Reject(why) => {
+                    count("rejected");
+                    match spool.quarantine(&entry) {
+                        Ok(to) => tracing::error!("collector refused batch {} for good ({why}); kept as {}", entry.batch_id, to.display()),
+                        Err(e) => tracing::error!("collector refused batch {} ({why}); cannot move it aside: {e}", entry.batch_id),
+                    }
+                }
+                Outcome::Retry(after) => {
+                    count("retry");
+                    wait = after.unwrap_or_else(|| backoff.next_delay());
+                    break;
+                }
+            }
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(wait) => {}
+            _ = shutdown.wait() => return,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn responses_are_classified_as_the_protocol_says() {
+        assert_eq!(classify(StatusCode::OK, None, ""), Outcome::Done);
+        assert_eq!(classify(StatusCode::CREATED, None, ""), Outcome::Done);
+        assert_eq!(classify(StatusCode::TOO_MANY_REQUESTS, Some("7"), ""), Outcome::Retry(Some(Duration::from_secs(7))));
+        assert_eq!(classify(StatusCode::SERVICE_UNAVAILABLE, None, ""), Outcome::Retry(None));
+        assert_eq!(classify(StatusCode::INTERNAL_SERVER_ERROR, None, ""), Outcome::Retry(None));
+        assert_eq!(classify(StatusCode::UNAUTHORIZED, None, ""), Outcome::Retry(None), "credentials get fixed; data is kept");
+        assert_eq!(classify(StatusCode::BAD_REQUEST, None, "bad parquet\n"), Outcome::Reject("400 Bad Request: bad parquet".into()));
+        assert!(matches!(classify(StatusCode::PAYLOAD_TOO_LARGE, None, ""), Outcome::Reject(_)));
+    }
+
+    #[test]
+    fn retry_after_takes_seconds_and_dates_and_is_capped() {
+        assert_eq!(parse_retry_after("120"), Some(Duration::from_secs(120)));
+        assert_eq!(parse_retry_after("999999"), Some(Duration::from_secs(600)));
+        assert_eq!(parse_retry_after("Sun, 06 Nov 1994 08:49:37 GMT"), Some(Duration::ZERO), "a past date means now");
+        assert_eq!(parse_retry_after("soon"), None);
+    }
+
+    #[test]
+    fn backoff_grows_to_the_cap_with_jitter_and_resets() {
+        let mut b = Backoff::new(Duration::from_millis(100), Duration::from_secs(2));
+        let delays: Vec<Duration> = (0..12).map(|_| b.next_delay()).collect();
+        for (i, d) in delays.iter().enumerate() {
+            let ceiling = Duration::from_millis(100 * (1 << i.min(20))).min(Duration::from_secs(2));
+            assert!(*d <= ceiling, "attempt {i}: {d:?} > {ceiling:?}");
+        }
+        assert!(delays.iter().any(|d| *d != delays[0]), "jittered");
+        b.reset();
+        assert!(b.next_delay() <= Duration::from_millis(100));
+    }
+}
