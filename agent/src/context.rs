@@ -14,12 +14,15 @@ pub struct SourceContext {
     proc_root: std::path::PathBuf,
     jobs: Mutex<HashMap<i32, (Option<String>, Instant)>>,
     gpus: RwLock<HashMap<String, i32>>,
+    gpu_pids: Mutex<HashMap<i32, Instant>>,
 }
 
 /// A pid's job is looked up again after this long (pids are reused).
 const JOB_TTL: Duration = Duration::from_secs(30);
 /// Bound on the job cache; it is cleared when full.
 const JOB_CACHE_MAX: usize = 8192;
+/// A process not seen on a GPU for this long is no longer a GPU process.
+const GPU_PID_TTL: Duration = Duration::from_secs(30);
 
 impl SourceContext {
     pub fn new(cluster: &str, node: &str, static_job: Option<String>) -> Self {
@@ -35,6 +38,7 @@ impl SourceContext {
             proc_root: proc_root.into(),
             jobs: Mutex::new(HashMap::new()),
             gpus: RwLock::new(HashMap::new()),
+            gpu_pids: Mutex::new(HashMap::new()),
         }
     }
 
@@ -88,6 +92,25 @@ impl SourceContext {
 
     pub fn gpu_index_of(&self, uuid: &str) -> Option<i32> {
         self.gpus.read().ok()?.get(uuid).copied()
+    }
+
+    /// Records processes seen using a GPU (NVML process lists, CUPTI clients).
+    pub fn note_gpu_pids(&self, pids: &[i32]) {
+        if let Ok(mut m) = self.gpu_pids.lock() {
+            let now = Instant::now();
+            for &p in pids {
+                m.insert(p, now);
+            }
+        }
+    }
+
+    /// Processes seen using a GPU in the last 30 s, sorted.
+    pub fn gpu_pids(&self) -> Vec<i32> {
+        let Ok(mut m) = self.gpu_pids.lock() else { return Vec::new() };
+        m.retain(|_, seen| seen.elapsed() < GPU_PID_TTL);
+        let mut v: Vec<i32> = m.keys().copied().collect();
+        v.sort_unstable();
+        v
     }
 }
 

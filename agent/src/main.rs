@@ -7,6 +7,7 @@ mod cupti;
 mod infiniband;
 mod metrics;
 mod nvml;
+mod procstat;
 mod run;
 mod shutdown;
 mod sink;

@@ -46,6 +46,7 @@ pub struct Sinks {
     pub steps: RowSink<Step>,
     pub windows: RowSink<Window>,
     pub nic_samples: RowSink<NicSample>,
+    pub process_samples: RowSink<ProcessSample>,
 }
 
 struct Writers {
@@ -98,6 +99,7 @@ pub async fn run(cfg: Config, opts: RunOptions) -> anyhow::Result<()> {
         steps: start_writer(&spool, rotation, &metrics, |r: &Step| r.start_ns, None, &shutdown, w),
         windows: start_writer(&spool, rotation, &metrics, |r: &Window| r.start_ns, None, &shutdown, w),
         nic_samples: start_writer(&spool, rotation, &metrics, |r: &NicSample| r.ts_ns, None, &shutdown, w),
+        process_samples: start_writer(&spool, rotation, &metrics, |r: &ProcessSample| r.ts_ns, None, &shutdown, w),
     };
 
     let registry = Arc::new(Mutex::new(registry));
@@ -153,6 +155,20 @@ pub async fn run(cfg: Config, opts: RunOptions) -> anyhow::Result<()> {
             metrics.clone(),
             shutdown.clone(),
         )?);
+    }
+
+    let mut perf_thread = None;
+    if cfg.perf.enabled {
+        let (sink, ctx, period, sd, m) = (sinks.process_samples.clone(), ctx.clone(), cfg.nvml.period, shutdown.clone(), metrics.clone());
+        perf_thread = Some(std::thread::Builder::new().name("strand-perf".into()).spawn(move || {
+            let mut sampler = crate::procstat::ProcSampler::new("/proc");
+            while !sd.is_triggered() {
+                let rows = sampler.sample(&ctx.gpu_pids(), &ctx.cluster, &ctx.node, clock::utc_now_ns(), |p| ctx.job_of(p));
+                m.samples.get_or_create(&crate::metrics::SourceLabels { source: "perf".into() }).inc_by(rows.len() as u64);
+                sink.send(rows);
+                std::thread::sleep(period);
+            }
+        })?);
     }
 
     if cfg.nvml.infiniband {
@@ -211,7 +227,7 @@ pub async fn run(cfg: Config, opts: RunOptions) -> anyhow::Result<()> {
     trigger.trigger();
 
     // Sources first, so their last rows reach the writers; then the writers.
-    if let Some(t) = nvml_thread {
+    for t in [nvml_thread, perf_thread].into_iter().flatten() {
         let _ = tokio::task::spawn_blocking(move || t.join()).await;
     }
     drop(sinks);

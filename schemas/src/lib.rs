@@ -34,6 +34,7 @@ pub fn all_tables() -> &'static [TableInfo] {
             TableInfo::of::<Window>(),
             TableInfo::of::<Finding>(),
             TableInfo::of::<NicSample>(),
+            TableInfo::of::<ProcessSample>(),
         ]
     })
 }

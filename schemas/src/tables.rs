@@ -505,3 +505,37 @@ table! {
         pub port_rcv_bytes_total: Option<i64> => "bytes",
     }
 }
+
+table! {
+    /// Host-side activity of one GPU process over one sampling period: CPU time and context switches (perf events), cycles and instructions where the host exposes them, and file I/O. Tells host-bound from blocked, and finds checkpoint writes.
+    pub struct ProcessSample = "process_samples", version(1, 0) {
+        /// Cluster name.
+        pub cluster: Arc<str> => "",
+        /// Node host name.
+        pub node: Arc<str> => "",
+        /// End of the period.
+        pub ts_ns: i64 => "ns (UTC)",
+        /// Length of the period.
+        pub interval_ns: i64 => "ns",
+        /// Process id.
+        pub pid: i32 => "",
+        /// Job of the process, when known.
+        pub job_id: Option<String> => "",
+        /// Command name.
+        pub comm: Option<String> => "",
+        /// Threads of the process at the end of the period.
+        pub threads: i32 => "count",
+        /// CPU time of all its threads in the period (perf `task-clock`, or /proc when perf events are unavailable).
+        pub cpu_ns: i64 => "ns",
+        /// Context switches of its threads in the period (perf `context-switches`).
+        pub context_switches: Option<i64> => "count",
+        /// CPU cycles in the period (perf hardware counter; null where the host does not expose it).
+        pub cycles: Option<i64> => "count",
+        /// Instructions retired in the period (perf hardware counter; null where unavailable).
+        pub instructions: Option<i64> => "count",
+        /// Bytes read from storage in the period (`/proc/<pid>/io` `read_bytes`).
+        pub read_bytes: Option<i64> => "bytes",
+        /// Bytes written to storage in the period (`/proc/<pid>/io` `write_bytes`).
+        pub write_bytes: Option<i64> => "bytes",
+    }
+}

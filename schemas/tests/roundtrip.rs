@@ -40,7 +40,8 @@ fn every_table_round_trips_through_parquet() {
     roundtrip::<Window>();
     roundtrip::<Finding>();
     roundtrip::<NicSample>();
-    assert_eq!(all_tables().len(), 10, "a new table needs a round-trip line above");
+    roundtrip::<ProcessSample>();
+    assert_eq!(all_tables().len(), 11, "a new table needs a round-trip line above");
 }
 
 #[test]

@@ -105,6 +105,7 @@ fn sample_all(
                     metrics.error("nvml", metric);
                 }
                 row.job_id = row.pids.iter().find_map(|&p| ctx.job_of(p));
+                ctx.note_gpu_pids(&row.pids);
                 update_gauges(&metrics.gpu, &gpu.labels, &row);
                 rows.push(row);
             }
