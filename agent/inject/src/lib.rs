@@ -17,4 +17,6 @@
 
 pub mod convert;
 pub mod layout;
+pub mod sender;
+pub mod sock;
 pub mod wire;
