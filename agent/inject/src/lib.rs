@@ -16,6 +16,7 @@
 //! - `inject`: `InitializeInjection` and the CUPTI callbacks.
 
 pub mod convert;
+pub mod inject;
 pub mod layout;
 pub mod sender;
 pub mod sock;
