@@ -5,6 +5,7 @@ mod context;
 mod cupti;
 mod shutdown;
 mod sink;
+mod wrap;
 
 use std::ffi::OsString;
 use std::path::PathBuf;
