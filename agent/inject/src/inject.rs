@@ -21,6 +21,7 @@
 
 use std::collections::HashSet;
 use std::ffi::{CStr, c_char, c_int, c_void};
+use std::io::Write as _;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -164,7 +165,8 @@ fn log_once(at: Level, key: &'static str, msg: impl std::fmt::Display) {
     {
         return;
     }
-    eprintln!("strand-inject[{}]: {msg}", std::process::id());
+    // Not eprintln!: it panics when stderr is closed, and this runs inside the workload.
+    let _ = writeln!(std::io::stderr(), "strand-inject[{}]: {msg}", std::process::id());
 }
 
 // ---------------------------------------------------------------- entry point
@@ -237,7 +239,13 @@ fn start() -> Result<String, String> {
     }
 
     // SAFETY: plain enable calls with activity kind values.
-    cupti.check(unsafe { (cupti.enable)(kind::CONCURRENT_KERNEL) }, "cuptiActivityEnable(CONCURRENT_KERNEL)")?;
+    if let Err(e) = cupti.check(unsafe { (cupti.enable)(kind::CONCURRENT_KERNEL) }, "cuptiActivityEnable(CONCURRENT_KERNEL)") {
+        // Without kernel records there is nothing to do: stop the sender thread too.
+        if let Some(a) = ACTIVE.get() {
+            a.sender.shutdown(Duration::ZERO);
+        }
+        return Err(e);
+    }
     let mut missing = Vec::new();
     for (k, name) in [(kind::MEMCPY, "MEMCPY"), (kind::MEMSET, "MEMSET"), (kind::SYNCHRONIZATION, "SYNCHRONIZATION")] {
         // SAFETY: as above.

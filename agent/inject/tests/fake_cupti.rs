@@ -418,6 +418,19 @@ fn anything_missing_or_unknown_turns_the_library_off_quietly() {
         assert!(r.out.status.success() && r.stderr().contains("libcupti not found"), "{}", r.stderr());
     }
 
+    // A failing CUPTI call: without kernel records the library is off; without memset records it runs on.
+    let r = run(Some(dir.path()), &socket, true, &[("FAKE_CUPTI_VERSION", "24"), ("FAKE_CUPTI_FAIL_ENABLE", "10")]);
+    assert!(r.out.status.success(), "{}", r.stderr());
+    assert!(
+        r.stderr().contains("inactive") && r.stderr().contains("cuptiActivityEnable(CONCURRENT_KERNEL) failed: fake CUPTI error (1)"),
+        "{}",
+        r.stderr()
+    );
+    assert!(!r.log().contains("flush-forced"), "no at-exit work when off: {}", r.log());
+    let r = run(Some(dir.path()), &socket, true, &[("FAKE_CUPTI_VERSION", "24"), ("FAKE_CUPTI_FAIL_ENABLE", "2")]);
+    assert!(r.out.status.success() && r.stderr().contains("some activity kinds are off: MEMSET failed"), "{}", r.stderr());
+    assert_eq!(r.activities().len(), 8, "the rest still flows");
+
     // No agent: the process runs and exits normally, without waiting long.
     let t = Instant::now();
     let r = run(Some(dir.path()), &dir.path().join("nobody.sock"), false, &[("FAKE_CUPTI_VERSION", "24")]);

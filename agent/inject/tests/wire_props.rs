@@ -82,7 +82,7 @@ fn exercise(bytes: &[u8]) {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 2000, ..ProptestConfig::default() })]
+    #![proptest_config(ProptestConfig { cases: 4000, ..ProptestConfig::default() })]
 
     #[test]
     fn arbitrary_bytes_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..600)) {
@@ -96,6 +96,10 @@ proptest! {
         f.extend_from_slice(&body);
         exercise(&f);
     }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 400, ..ProptestConfig::default() })]
 
     #[test]
     fn valid_frames_round_trip(acts in proptest::collection::vec(activity(), 0..200), names in proptest::collection::vec(proptest::collection::vec(any::<u8>(), 0..300), 0..4)) {

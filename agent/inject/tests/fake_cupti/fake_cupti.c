@@ -59,6 +59,11 @@ int cuptiActivityRegisterCallbacks(request_fn r, complete_fn c) {
 }
 
 int cuptiActivityEnable(uint32_t kind) {
+    const char *fail = getenv("FAKE_CUPTI_FAIL_ENABLE");
+    if (fail && (uint32_t)strtoul(fail, NULL, 10) == kind) {
+        note("enable-failed:%u", kind);
+        return 1;
+    }
     note(g_timestamp ? "enable:%u" : "enable-before-timestamp:%u", kind);
     return 0;
 }
