@@ -142,6 +142,11 @@ mod tests {
         cfg.cupti.socket = PathBuf::from("/run/strand/cupti.sock");
         let p = prepare(&cmd, &cfg, &env_of(&[]), Some(&bin)).unwrap();
         assert_eq!(p.socket, PathBuf::from("/run/strand/cupti.sock"));
+        // A relative data_dir becomes absolute: the workload may change directory.
+        cfg.cupti.socket = PathBuf::from("cupti.sock");
+        cfg.data_dir = PathBuf::from("strand-data");
+        let p = prepare(&cmd, &cfg, &env_of(&[]), Some(&bin)).unwrap();
+        assert_eq!(p.socket, std::env::current_dir().unwrap().join("strand-data/cupti.sock"));
     }
 
     #[test]

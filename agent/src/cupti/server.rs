@@ -54,7 +54,8 @@ struct Proc {
 /// Accepts injection clients on `socket` and writes their records to
 /// `kernels` and `syncs` until `shutdown`. Fails at start when the socket
 /// cannot be created (the error names the path); once running it only
-/// returns at shutdown, after removing the socket file.
+/// returns at shutdown, after removing the socket file. Returns at once when
+/// `cfg.enabled` is false.
 pub async fn serve(
     cfg: &CuptiConfig,
     socket: PathBuf,
@@ -78,6 +79,10 @@ pub(crate) async fn serve_with_proc(
     mut shutdown: Shutdown,
     proc_root: PathBuf,
 ) -> anyhow::Result<()> {
+    if !cfg.enabled {
+        tracing::info!("CUPTI source disabled (cupti.enabled = false)");
+        return Ok(());
+    }
     let listener = bind(&socket)?;
     let ino = std::fs::metadata(&socket).map(|m| m.ino()).ok();
     let listener = register(listener).context("registering the CUPTI socket with tokio")?;

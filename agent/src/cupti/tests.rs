@@ -169,6 +169,56 @@ fn frames_become_kernel_event_rows_with_every_column() {
 }
 
 #[test]
+fn several_gpus_and_contexts_keep_their_own_uuid() {
+    let dir = tempfile::tempdir().unwrap();
+    let pid = std::process::id() as i32;
+    fake_proc(dir.path(), pid, &[]);
+    let ctx = ctx(dir.path());
+    let mut other = UUID;
+    other[0] = 0x11;
+    ctx.set_gpus([(gpu_uuid(&other), 2)]);
+    let mut s = Session::new(ctx, pid, dir.path().to_path_buf());
+    let on = |dev: u32, context: u32, corr: u32| {
+        Activity::Kernel(wire::Kernel {
+            start: 10,
+            end: 20,
+            correlation_id: corr,
+            device_id: dev,
+            context_id: context,
+            name: 1,
+            ..Default::default()
+        })
+    };
+    let f = encode(
+        FrameOf {
+            names: vec![(1, GEMM)],
+            acts: vec![
+                Activity::Device(wire::Device { id: 0, uuid: other, name: 0 }),
+                Activity::Device(wire::Device { id: 1, uuid: UUID, name: 0 }),
+                on(0, 1, 1),
+                on(1, 2, 2),
+                on(1, 3, 3),
+                on(7, 4, 4),
+            ],
+        },
+        pid as u32,
+        0,
+    );
+    let rows = s.frame(&f).unwrap();
+    let got: Vec<_> =
+        rows.kernels.iter().map(|k| (k.device_id, k.context_id, k.gpu_uuid.as_deref().map(str::to_string), k.gpu_index)).collect();
+    assert_eq!(
+        got,
+        [
+            (0, 1, Some(gpu_uuid(&other)), Some(2)),
+            (1, 2, Some(UUID_STR.to_string()), Some(5)),
+            (1, 3, Some(UUID_STR.to_string()), Some(5)),
+            (7, 4, None, None),
+        ]
+    );
+}
+
+#[test]
 fn sync_records_become_cuda_sync_calls_with_their_thread() {
     let dir = tempfile::tempdir().unwrap();
     let pid = std::process::id() as i32;
