@@ -14,6 +14,7 @@ mod sink;
 mod spool;
 mod systemd;
 mod uploader;
+mod wrap;
 mod writer;
 
 use std::ffi::OsString;
@@ -118,14 +119,6 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     init_logging();
     let args = cli.run;
-    let command = match cli.command {
-        None | Some(Command::Run) => "run",
-        Some(Command::Check) => "check",
-        Some(Command::Wrap(w)) => {
-            eprintln!("strand-agent wrap: not available in this build ({:?})", w.command);
-            return ExitCode::FAILURE;
-        }
-    };
     let cfg = match args.config() {
         Ok(c) => c,
         Err(e) => {
@@ -133,9 +126,22 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    if command == "check" {
-        check::print(&check::probe(&cfg));
-        return ExitCode::SUCCESS;
+    match cli.command {
+        None | Some(Command::Run) => {}
+        Some(Command::Check) => {
+            check::print(&check::probe(&cfg));
+            return ExitCode::SUCCESS;
+        }
+        // Execs the command; returns only when it could not be started.
+        Some(Command::Wrap(w)) => {
+            return match wrap::run(w, &cfg) {
+                Ok(code) => code,
+                Err(e) => {
+                    eprintln!("strand-agent wrap: {e:#}");
+                    ExitCode::from(127)
+                }
+            };
+        }
     }
     let runtime = match tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build() {
         Ok(rt) => rt,

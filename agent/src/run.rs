@@ -74,6 +74,7 @@ pub async fn run(cfg: Config, opts: RunOptions) -> anyhow::Result<()> {
     let metrics = AgentMetrics::default();
     let mut registry = Registry::default();
     metrics.register(&mut registry);
+    let cupti_metrics = crate::cupti::CuptiMetrics::register(&mut registry);
     let (trigger, shutdown) = shutdown_pair();
 
     let (spool, recovery) = Spool::open(&cfg.data_dir, &cfg.cluster, &node, cfg.output.quota_bytes, metrics.clone())
@@ -155,6 +156,19 @@ pub async fn run(cfg: Config, opts: RunOptions) -> anyhow::Result<()> {
             metrics.clone(),
             shutdown.clone(),
         )?);
+    }
+
+    if cfg.cupti.enabled {
+        let socket = crate::cupti::socket_path(&cfg.cupti, &cfg.data_dir);
+        let (c, ctx, k, y, sd) = (cfg.cupti.clone(), ctx.clone(), sinks.kernel_events.clone(), sinks.cuda_sync_calls.clone(), shutdown.clone());
+        tasks.push(tokio::spawn(async move {
+            let shown = socket.display().to_string();
+            if let Err(e) = crate::cupti::serve(&c, socket, ctx, k, y, cupti_metrics, sd).await {
+                tracing::warn!("CUPTI receiver not started ({e:#}): no kernel timelines; the other sources keep running");
+            } else {
+                tracing::debug!("CUPTI receiver on {shown} stopped");
+            }
+        }));
     }
 
     let mut perf_thread = None;
