@@ -217,6 +217,11 @@ impl Histogram {
 }
 
 /// Runs reductions on the chosen backend.
+///
+/// With [`Backend::Auto`] a batch runs on the GPU when one is usable and the
+/// batch has at least [`Reducer::min_gpu_rows`] rows; if the GPU then fails,
+/// the batch is redone on the CPU and the failure logged. With
+/// [`Backend::Gpu`] every batch runs on the GPU and failures are returned.
 pub struct Reducer {
     requested: Backend,
     gpu: Option<gpu::Gpu>,
@@ -237,10 +242,18 @@ impl Reducer {
             Backend::Cpu => Ok(Self::cpu()),
             Backend::Gpu => {
                 let g = gpu::Gpu::open()?;
+                tracing::info!("kernels: GPU backend on {}", g.description());
                 Ok(Self { requested: backend, gpu: Some(g), min_gpu_rows: 0 })
             }
             Backend::Auto => match gpu::Gpu::open() {
-                Ok(g) => Ok(Self { requested: backend, gpu: Some(g), min_gpu_rows: gpu::AUTO_MIN_ROWS }),
+                Ok(g) => {
+                    tracing::info!(
+                        "kernels: GPU backend on {} for batches of at least {} rows, CPU below",
+                        g.description(),
+                        gpu::AUTO_MIN_ROWS
+                    );
+                    Ok(Self { requested: backend, gpu: Some(g), min_gpu_rows: gpu::AUTO_MIN_ROWS })
+                }
                 Err(e) => {
                     tracing::info!("kernels: using the CPU backend ({e})");
                     Ok(Self { requested: backend, gpu: None, min_gpu_rows: usize::MAX })
@@ -249,8 +262,42 @@ impl Reducer {
         }
     }
 
+    /// A reducer from the `kernels` config section.
+    pub fn from_config(config: &ReducerConfig) -> Result<Self, KernelsError> {
+        let mut r = Self::new(config.backend)?;
+        if let Some(rows) = config.min_gpu_rows
+            && r.gpu.is_some()
+        {
+            r.min_gpu_rows = rows;
+        }
+        if let Some(bytes) = config.device_budget_bytes {
+            r = r.with_device_budget(bytes);
+        }
+        Ok(r)
+    }
+
+    /// Overrides the `Auto` threshold (rows); no effect without a usable GPU.
+    pub fn with_min_gpu_rows(mut self, rows: usize) -> Self {
+        if self.gpu.is_some() {
+            self.min_gpu_rows = rows;
+        }
+        self
+    }
+
+    /// Caps the device memory one call uses (default
+    /// [`gpu::DEFAULT_DEVICE_BUDGET`]); larger inputs are processed in chunks.
+    pub fn with_device_budget(mut self, bytes: usize) -> Self {
+        self.gpu = self.gpu.map(|g| g.with_budget(bytes));
+        self
+    }
+
     pub fn requested(&self) -> Backend {
         self.requested
+    }
+
+    /// The GPU in use (model, architecture), if any.
+    pub fn gpu_description(&self) -> Option<&str> {
+        self.gpu.as_ref().map(|g| g.description())
     }
 
     /// The GPU, when this batch size should run there.
@@ -263,21 +310,33 @@ impl Reducer {
         self.gpu_for(rows).is_some()
     }
 
+    /// Runs `on_gpu` when this batch belongs there, else `on_cpu`. Under
+    /// `Auto`, a GPU failure is logged and the batch redone on the CPU.
+    fn run<T>(
+        &self,
+        rows: usize,
+        on_gpu: impl FnOnce(&gpu::Gpu) -> Result<T, KernelsError>,
+        on_cpu: impl FnOnce() -> T,
+    ) -> Result<T, KernelsError> {
+        let Some(g) = self.gpu_for(rows) else { return Ok(on_cpu()) };
+        match on_gpu(g) {
+            Err(e) if self.requested == Backend::Auto => {
+                tracing::warn!("kernels: GPU reduction of {rows} rows failed, redone on the CPU: {e}");
+                Ok(on_cpu())
+            }
+            r => r,
+        }
+    }
+
     pub fn stats(&self, v: Values) -> Result<Vec<Stats>, KernelsError> {
         v.validate()?;
-        match self.gpu_for(v.values.len()) {
-            Some(g) => g.stats(v),
-            None => Ok(cpu::stats(v)),
-        }
+        self.run(v.values.len(), |g| g.stats(v), || cpu::stats(v))
     }
 
     /// Length of the union of each segment's intervals.
     pub fn union_length(&self, iv: Intervals) -> Result<Vec<i64>, KernelsError> {
         iv.validate()?;
-        match self.gpu_for(iv.start.len()) {
-            Some(g) => g.union_length(iv),
-            None => Ok(cpu::union_length(iv)),
-        }
+        self.run(iv.start.len(), |g| g.union_length(iv), || cpu::union_length(iv))
     }
 
     /// Length of `(∪a) ∩ (∪b)` per segment; `a` and `b` have the same segments.
@@ -286,28 +345,19 @@ impl Reducer {
         if na != nb {
             return Err(KernelsError::Input(format!("a has {na} segments but b has {nb}")));
         }
-        match self.gpu_for(a.start.len() + b.start.len()) {
-            Some(g) => g.intersection_length(a, b),
-            None => Ok(cpu::intersection_length(a, b)),
-        }
+        self.run(a.start.len() + b.start.len(), |g| g.intersection_length(a, b), || cpu::intersection_length(a, b))
     }
 
     pub fn histogram(&self, v: Values, buckets: LogBuckets) -> Result<Histogram, KernelsError> {
         v.validate()?;
-        match self.gpu_for(v.values.len()) {
-            Some(g) => g.histogram(v, buckets),
-            None => Ok(cpu::histogram(v, buckets)),
-        }
+        self.run(v.values.len(), |g| g.histogram(v, buckets), || cpu::histogram(v, buckets))
     }
 
     /// Maximum of `values` per group (`group[i] < groups`): the latest start of
     /// each collective instance across its ranks. `None` for an empty group.
     pub fn max_per_group(&self, group: &[u32], values: &[i64], groups: usize) -> Result<Vec<Option<i64>>, KernelsError> {
         check_groups(group, values.len(), groups)?;
-        match self.gpu_for(values.len()) {
-            Some(g) => g.max_per_group(group, values, groups),
-            None => Ok(cpu::max_per_group(group, values, groups)),
-        }
+        self.run(values.len(), |g| g.max_per_group(group, values, groups), || cpu::max_per_group(group, values, groups))
     }
 
     /// DESIGN §4 sync stall of every row: `min(duration, max start of its group − start)`.
@@ -316,11 +366,23 @@ impl Reducer {
         if duration.len() != start.len() {
             return Err(KernelsError::Input(format!("start has {} rows but duration has {}", start.len(), duration.len())));
         }
-        match self.gpu_for(start.len()) {
-            Some(g) => g.sync_stall(group, start, duration, groups),
-            None => Ok(cpu::sync_stall(group, start, duration, groups)),
-        }
+        self.run(
+            start.len(),
+            |g| g.sync_stall(group, start, duration, groups),
+            || cpu::sync_stall(group, start, duration, groups),
+        )
     }
+}
+
+/// The `kernels` section of the agent's and collector's config.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ReducerConfig {
+    /// `auto | gpu | cpu` (see [`Backend`]'s `FromStr`).
+    pub backend: Backend,
+    /// Overrides [`gpu::AUTO_MIN_ROWS`].
+    pub min_gpu_rows: Option<usize>,
+    /// Overrides [`gpu::DEFAULT_DEVICE_BUDGET`].
+    pub device_budget_bytes: Option<usize>,
 }
 
 fn check_groups(group: &[u32], rows: usize, groups: usize) -> Result<(), KernelsError> {
