@@ -7,9 +7,46 @@
 //! `offsets.len() == segments + 1`, `offsets[0] == 0` and the last offset is
 //! the row count. Within a segment rows may come in any order.
 //!
-//! Integer results (nanosecond lengths, counts, sums, maxima) are exact and
-//! identical on both backends. The only floating-point result is
-//! [`Histogram::quantile`], whose error bound is documented there.
+//! # Operations
+//!
+//! | method | result per segment / group |
+//! |---|---|
+//! | [`Reducer::stats`] | count, wrapping sum, min, max |
+//! | [`Reducer::union_length`] | `|∪ [start, end)|` |
+//! | [`Reducer::intersection_length`] | `|(∪a) ∩ (∪b)|` |
+//! | [`Reducer::histogram`] | log-bucketed counts ([`LogBuckets`]); [`Histogram::quantile`] |
+//! | [`Reducer::max_per_group`] | latest start per collective instance |
+//! | [`Reducer::sync_stall`] | DESIGN §4 stall of every row |
+//!
+//! # Exactness
+//!
+//! Integer results (nanosecond lengths, counts, sums, maxima, bucket counts)
+//! are exact and identical on both backends: both use integer arithmetic
+//! only, and sums wrap modulo 2⁶⁴ the same way (a sum only wraps when the true
+//! value does not fit an `i64`). The only floating-point result is
+//! [`Histogram::quantile`], computed on the host from exact counts; its error
+//! bound is documented there.
+//!
+//! # Backend selection
+//!
+//! `kernels.backend = auto | gpu | cpu` ([`Backend`], [`ReducerConfig`]).
+//! `auto` runs a batch on the GPU only when one is usable and the batch has at
+//! least [`gpu::AUTO_MIN_ROWS`] rows (provisional, see there); otherwise on
+//! the CPU, and a missing GPU is logged once, with the reason, when the
+//! reducer is made. Probing never panics.
+//!
+//! # Device memory
+//!
+//! One call uses at most about [`gpu::DEFAULT_DEVICE_BUDGET`] of device memory
+//! ([`Reducer::with_device_budget`]): inputs go over in chunks. Unions and
+//! intersections keep whole segments in a chunk; a single segment too large
+//! for the budget is computed on the CPU (logged at debug level).
+//!
+//! # Checking the GPU path
+//!
+//! On a GPU machine: `STRAND_GPU_TESTS=1 cargo test --release -p
+//! strand-kernels --test gpu_equals_cpu` and `bench/kernels_bench.sh`
+//! (docs/kernels.md).
 
 use std::str::FromStr;
 
@@ -148,7 +185,7 @@ impl LogBuckets {
         false
     }
 
-    /// Bucket of `v`.
+    /// Bucket of `v`. The GPU computes the same (`log_bucket` in kernels.cu).
     pub fn bucket(&self, v: i64) -> usize {
         if v <= 0 {
             return 0;

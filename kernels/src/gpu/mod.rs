@@ -22,13 +22,15 @@ use plan::{Problem, Split, Tile, UnionDevice};
 
 /// Smallest batch (rows) for which `Backend::Auto` uses the GPU.
 ///
-/// PROVISIONAL, from first principles until the GPU benchmark
-/// (`bench/kernels_bench.sh`) measures the crossover: a batch costs the GPU
-/// about 30 µs of launches and synchronisation plus 16 B/row over PCIe
-/// (~20 GB/s from pageable memory: 0.8 ns/row), while the CPU backend,
-/// measured on a 2-core VM (docs/performance.md), needs about 2 ns/row for
-/// sums and 30–60 ns/row for unions. Below ~2¹⁶ rows the fixed cost is
-/// comparable to the CPU time of the cheapest operations.
+/// PROVISIONAL, from first principles until `bench/kernels_bench.sh` measures
+/// the crossover on a GPU. A GPU call costs roughly 50–200 µs of launches,
+/// allocations and synchronisations (more for unions, which round-trip per
+/// split level) plus 8–16 B/row over PCIe (~20 GB/s from pageable memory:
+/// 0.4–0.8 ns/row). The CPU backend, measured on a 2-core VM
+/// (docs/performance.md), needs ~1–2 ns/row for sums, histograms and group
+/// maxima and ~24 ns/row for unions. Break-even is then ~10⁴ rows for unions
+/// and ~10⁵ for the cheap operations; 2¹⁶ sits between. Override it with
+/// `Reducer::with_min_gpu_rows` or `kernels.min_gpu_rows`.
 pub const AUTO_MIN_ROWS: usize = 1 << 16;
 
 /// Device memory one call may use, by default (inputs, scratch and outputs).
