@@ -8,7 +8,8 @@
 //!
 //! ```text
 //! cargo run --release -p strand-kernels --example kernels_bench -- \
-//!     [--rows 1e4,1e5,...] [--backend cpu|gpu|both] [--reps 5] [--seg-rows 10000] [--cpu-max-rows 1e8]
+//!     [--rows 1e4,1e5,...] [--backend cpu|gpu|both] [--reps 5] [--seg-rows 10000]
+//!     [--cpu-max-rows 1e8] [--cpu-threads 1]   (0 = every hardware thread)
 //! ```
 
 use std::time::Instant;
@@ -22,6 +23,7 @@ struct Args {
     reps: usize,
     seg_rows: usize,
     cpu_max_rows: usize,
+    cpu_threads: usize,
 }
 
 fn parse_count(s: &str) -> Result<usize, String> {
@@ -35,6 +37,7 @@ fn args() -> Result<Args, String> {
         reps: 5,
         seg_rows: 10_000,
         cpu_max_rows: 100_000_000,
+        cpu_threads: 1,
     };
     let mut it = std::env::args().skip(1);
     while let Some(k) = it.next() {
@@ -45,6 +48,7 @@ fn args() -> Result<Args, String> {
             "--reps" => a.reps = parse_count(&v)?.max(1),
             "--seg-rows" => a.seg_rows = parse_count(&v)?.max(1),
             "--cpu-max-rows" => a.cpu_max_rows = parse_count(&v)?,
+            "--cpu-threads" => a.cpu_threads = parse_count(&v)?,
             _ => return Err(format!("unknown option {k}")),
         }
     }
@@ -172,7 +176,11 @@ fn main() {
     };
     let raw_gpu = if want_gpu { Gpu::open().ok().map(|g| g.with_budget(usize::MAX / 4)) } else { None };
     let threads = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
-    println!("# strand-kernels benchmark; CPU backend single-threaded on a host with {threads} hardware threads");
+    let cpu = Reducer::cpu().with_cpu_threads(a.cpu_threads);
+    println!(
+        "# strand-kernels benchmark; CPU backend with {} thread(s) on a host with {threads} hardware threads",
+        cpu.cpu_threads()
+    );
     let mut d2d = None;
     if let (Some(r), Some(g)) = (&gpu, &raw_gpu) {
         println!("# GPU: {}", r.gpu_description().unwrap_or("?"));
@@ -187,7 +195,6 @@ fn main() {
     println!("| rows | op | GPU dev ms | GB/s | % of D2D | GPU e2e ms | CPU ms | speedup e2e | speedup dev |");
     println!("|---:|---|---:|---:|---:|---:|---:|---:|---:|");
     let mut rng = fastrand::Rng::with_seed(7);
-    let cpu = Reducer::cpu();
     let mut wins: Vec<(&str, Option<usize>)> = OPS.iter().map(|&o| (o, None)).collect();
     for &rows in &a.rows {
         let d = data(rows, a.seg_rows, &mut rng);

@@ -50,6 +50,8 @@
 
 use std::str::FromStr;
 
+use arrow::array::{Array, ArrowPrimitiveType, PrimitiveArray};
+
 pub mod cpu;
 pub mod gpu;
 
@@ -135,6 +137,56 @@ impl Intervals<'_> {
         }
         check_offsets(self.offsets, self.start.len())
     }
+}
+
+/// Refuses an Arrow column with nulls: a reduction cannot guess a missing timestamp.
+fn no_nulls(name: &str, a: &dyn Array) -> Result<(), KernelsError> {
+    match a.null_count() {
+        0 => Ok(()),
+        n => Err(KernelsError::Input(format!("column {name} has {n} nulls; filter or fill them first"))),
+    }
+}
+
+impl<'a> Intervals<'a> {
+    /// Borrows Arrow columns of i64 nanoseconds (`Int64`, `Timestamp(ns)` or
+    /// `Duration(ns)` arrays) without copying; refuses nulls and bad shapes.
+    pub fn from_arrow<S, E>(offsets: &'a [usize], start: &'a PrimitiveArray<S>, end: &'a PrimitiveArray<E>) -> Result<Self, KernelsError>
+    where
+        S: ArrowPrimitiveType<Native = i64>,
+        E: ArrowPrimitiveType<Native = i64>,
+    {
+        no_nulls("start", start)?;
+        no_nulls("end", end)?;
+        let iv = Intervals { offsets, start: start.values(), end: end.values() };
+        iv.validate()?;
+        Ok(iv)
+    }
+}
+
+impl<'a> Values<'a> {
+    /// Borrows an Arrow column of i64 values (`Int64`, `Timestamp(ns)`,
+    /// `Duration(ns)`) without copying; refuses nulls and bad shapes.
+    pub fn from_arrow<T: ArrowPrimitiveType<Native = i64>>(offsets: &'a [usize], values: &'a PrimitiveArray<T>) -> Result<Self, KernelsError> {
+        no_nulls("values", values)?;
+        let v = Values { offsets, values: values.values() };
+        v.validate()?;
+        Ok(v)
+    }
+}
+
+/// Offsets of the runs of equal keys, for rows already grouped by segment
+/// (e.g. sorted by GPU and window): `[a, a, b, c, c]` gives `[0, 2, 3, 5]`.
+pub fn segment_offsets<K: PartialEq>(keys: &[K]) -> Vec<usize> {
+    let mut offsets = vec![0];
+    for i in 1..keys.len() {
+        if keys[i] != keys[i - 1] {
+            offsets.push(i);
+        }
+    }
+    if !keys.is_empty() {
+        offsets.push(keys.len());
+    }
+    offsets
 }
 
 impl Values<'_> {
@@ -264,12 +316,14 @@ pub struct Reducer {
     gpu: Option<gpu::Gpu>,
     /// Smallest batch (rows) for which `Auto` uses the GPU.
     pub min_gpu_rows: usize,
+    /// Threads of the CPU backend (1 unless [`Reducer::with_cpu_threads`]).
+    cpu_threads: usize,
 }
 
 impl Reducer {
     /// A reducer that always runs on the CPU.
     pub fn cpu() -> Self {
-        Self { requested: Backend::Cpu, gpu: None, min_gpu_rows: usize::MAX }
+        Self { requested: Backend::Cpu, gpu: None, min_gpu_rows: usize::MAX, cpu_threads: 1 }
     }
 
     /// `Gpu` fails when no GPU is usable; `Auto` falls back to the CPU and
@@ -280,7 +334,7 @@ impl Reducer {
             Backend::Gpu => {
                 let g = gpu::Gpu::open()?;
                 tracing::info!("kernels: GPU backend on {}", g.description());
-                Ok(Self { requested: backend, gpu: Some(g), min_gpu_rows: 0 })
+                Ok(Self { requested: backend, gpu: Some(g), min_gpu_rows: 0, cpu_threads: 1 })
             }
             Backend::Auto => match gpu::Gpu::open() {
                 Ok(g) => {
@@ -289,11 +343,11 @@ impl Reducer {
                         g.description(),
                         gpu::AUTO_MIN_ROWS
                     );
-                    Ok(Self { requested: backend, gpu: Some(g), min_gpu_rows: gpu::AUTO_MIN_ROWS })
+                    Ok(Self { requested: backend, gpu: Some(g), min_gpu_rows: gpu::AUTO_MIN_ROWS, cpu_threads: 1 })
                 }
                 Err(e) => {
                     tracing::info!("kernels: using the CPU backend ({e})");
-                    Ok(Self { requested: backend, gpu: None, min_gpu_rows: usize::MAX })
+                    Ok(Self { requested: backend, gpu: None, min_gpu_rows: usize::MAX, cpu_threads: 1 })
                 }
             },
         }
@@ -309,6 +363,9 @@ impl Reducer {
         }
         if let Some(bytes) = config.device_budget_bytes {
             r = r.with_device_budget(bytes);
+        }
+        if let Some(n) = config.cpu_threads {
+            r = r.with_cpu_threads(n);
         }
         Ok(r)
     }
@@ -326,6 +383,23 @@ impl Reducer {
     pub fn with_device_budget(mut self, bytes: usize) -> Self {
         self.gpu = self.gpu.map(|g| g.with_budget(bytes));
         self
+    }
+
+    /// Lets the CPU backend split segment-keyed operations (stats, unions,
+    /// intersections, histograms) over `threads` threads; 0 means every
+    /// hardware thread. The default is 1: the agent shares its node with the
+    /// workload, while postmortems and fleet reports may want every core.
+    /// Results do not depend on the thread count.
+    pub fn with_cpu_threads(mut self, threads: usize) -> Self {
+        self.cpu_threads = match threads {
+            0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
+            n => n,
+        };
+        self
+    }
+
+    pub fn cpu_threads(&self) -> usize {
+        self.cpu_threads
     }
 
     pub fn requested(&self) -> Backend {
@@ -367,13 +441,17 @@ impl Reducer {
 
     pub fn stats(&self, v: Values) -> Result<Vec<Stats>, KernelsError> {
         v.validate()?;
-        self.run(v.values.len(), |g| g.stats(v), || cpu::stats(v))
+        let t = self.cpu_threads;
+        self.run(v.values.len(), |g| g.stats(v), || cpu::by_segments(v.offsets, t, |r| cpu::stats(Values { offsets: &v.offsets[r.start..=r.end], ..v })))
     }
 
     /// Length of the union of each segment's intervals.
     pub fn union_length(&self, iv: Intervals) -> Result<Vec<i64>, KernelsError> {
         iv.validate()?;
-        self.run(iv.start.len(), |g| g.union_length(iv), || cpu::union_length(iv))
+        let t = self.cpu_threads;
+        self.run(iv.start.len(), |g| g.union_length(iv), || {
+            cpu::by_segments(iv.offsets, t, |r| cpu::union_length(Intervals { offsets: &iv.offsets[r.start..=r.end], ..iv }))
+        })
     }
 
     /// Length of `(∪a) ∩ (∪b)` per segment; `a` and `b` have the same segments.
@@ -382,12 +460,30 @@ impl Reducer {
         if na != nb {
             return Err(KernelsError::Input(format!("a has {na} segments but b has {nb}")));
         }
-        self.run(a.start.len() + b.start.len(), |g| g.intersection_length(a, b), || cpu::intersection_length(a, b))
+        let t = self.cpu_threads;
+        let on_cpu = || {
+            // Balance threads by the rows of both sides.
+            let both: Vec<usize> = if t > 1 { a.offsets.iter().zip(b.offsets).map(|(x, y)| x + y).collect() } else { vec![0; na + 1] };
+            cpu::by_segments(&both, t, |r| {
+                let (ao, bo) = (&a.offsets[r.start..=r.end], &b.offsets[r.start..=r.end]);
+                cpu::intersection_length(Intervals { offsets: ao, ..a }, Intervals { offsets: bo, ..b })
+            })
+        };
+        self.run(a.start.len() + b.start.len(), |g| g.intersection_length(a, b), on_cpu)
     }
 
     pub fn histogram(&self, v: Values, buckets: LogBuckets) -> Result<Histogram, KernelsError> {
         v.validate()?;
-        self.run(v.values.len(), |g| g.histogram(v, buckets), || cpu::histogram(v, buckets))
+        let t = self.cpu_threads;
+        self.run(
+            v.values.len(),
+            |g| g.histogram(v, buckets),
+            || Histogram {
+                buckets,
+                segments: v.offsets.len() - 1,
+                counts: cpu::by_segments(v.offsets, t, |r| cpu::histogram(Values { offsets: &v.offsets[r.start..=r.end], ..v }, buckets).counts),
+            },
+        )
     }
 
     /// Maximum of `values` per group (`group[i] < groups`): the latest start of
@@ -420,6 +516,8 @@ pub struct ReducerConfig {
     pub min_gpu_rows: Option<usize>,
     /// Overrides [`gpu::DEFAULT_DEVICE_BUDGET`].
     pub device_budget_bytes: Option<usize>,
+    /// Threads of the CPU backend; 0 = every hardware thread (default 1).
+    pub cpu_threads: Option<usize>,
 }
 
 fn check_groups(group: &[u32], rows: usize, groups: usize) -> Result<(), KernelsError> {
@@ -467,6 +565,23 @@ mod tests {
         assert_eq!(e.to_string(), "bad input: last offset is 3 but there are 2 rows");
         let e = r.max_per_group(&[0, 5], &[1, 2], 2).unwrap_err();
         assert_eq!(e.to_string(), "bad input: group[1] = 5 is not below the group count 2");
+    }
+
+    #[test]
+    fn arrow_columns_are_borrowed_and_nulls_refused() {
+        use arrow::array::{Int64Array, TimestampNanosecondArray};
+        let start = TimestampNanosecondArray::from(vec![0, 5, 100]);
+        let end = Int64Array::from(vec![10, 20, 101]);
+        let offsets = segment_offsets(&["gpu0", "gpu0", "gpu1"]);
+        assert_eq!(offsets, vec![0, 2, 3]);
+        let iv = Intervals::from_arrow(&offsets, &start, &end).unwrap();
+        assert_eq!(Reducer::cpu().union_length(iv).unwrap(), vec![20, 1]);
+        let with_null = Int64Array::from(vec![Some(1), None, Some(3)]);
+        let e = Values::from_arrow(&offsets, &with_null).unwrap_err();
+        assert_eq!(e.to_string(), "bad input: column values has 1 nulls; filter or fill them first");
+        let e = Values::from_arrow(&[0, 2], &end).unwrap_err();
+        assert_eq!(e.to_string(), "bad input: last offset is 2 but there are 3 rows");
+        assert_eq!(segment_offsets::<u32>(&[]), vec![0]);
     }
 
     #[test]

@@ -34,10 +34,11 @@ fn auto_without_a_gpu_is_a_cpu_reducer_and_gpu_is_refused_with_a_reason() {
 
 #[test]
 fn config_overrides_apply_only_with_a_gpu() {
-    let cfg = ReducerConfig { backend: Backend::Auto, min_gpu_rows: Some(10), device_budget_bytes: Some(1 << 24) };
+    let cfg = ReducerConfig { backend: Backend::Auto, min_gpu_rows: Some(10), device_budget_bytes: Some(1 << 24), cpu_threads: Some(0) };
     let r = Reducer::from_config(&cfg).unwrap();
     assert_eq!(r.uses_gpu(10), r.gpu_description().is_some());
     let cpu = Reducer::from_config(&ReducerConfig { backend: Backend::Cpu, ..cfg }).unwrap();
     assert!(!cpu.uses_gpu(usize::MAX));
     assert!(!Reducer::cpu().with_min_gpu_rows(0).uses_gpu(1));
+    assert!(r.cpu_threads() >= 1 && Reducer::cpu().cpu_threads() == 1);
 }
