@@ -140,7 +140,12 @@ fn device_ms(g: &Gpu, op: &str, d: &Data, reps: usize) -> Option<f64> {
             .and_then(|res| bench::time_ms(g, 3, reps, || bench::histogram_device(g, &res, LogBuckets::DEFAULT))),
         "union" => {
             let iv = Intervals { offsets: &d.offsets, start: &d.start, end: &d.end };
-            bench::resident_intervals(g, iv).and_then(|mut res| bench::time_ms(g, 3, reps, || bench::union_device(&mut res)))
+            // Minus the restore of the scratch input, timed alone.
+            bench::resident_intervals(g, iv).and_then(|mut res| {
+                let all = bench::time_ms(g, 3, reps, || bench::union_device(&mut res))?;
+                let restore = bench::time_ms(g, 3, reps, || bench::union_restore(&mut res))?;
+                Ok((all - restore).max(1e-6))
+            })
         }
         _ => return None,
     };

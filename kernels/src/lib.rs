@@ -50,7 +50,7 @@
 
 use std::str::FromStr;
 
-use arrow::array::{Array, ArrowPrimitiveType, PrimitiveArray};
+use arrow_array::{Array, ArrowPrimitiveType, PrimitiveArray};
 
 pub mod cpu;
 pub mod gpu;
@@ -569,7 +569,7 @@ mod tests {
 
     #[test]
     fn arrow_columns_are_borrowed_and_nulls_refused() {
-        use arrow::array::{Int64Array, TimestampNanosecondArray};
+        use arrow_array::{Int64Array, TimestampNanosecondArray};
         let start = TimestampNanosecondArray::from(vec![0, 5, 100]);
         let end = Int64Array::from(vec![10, 20, 101]);
         let offsets = segment_offsets(&["gpu0", "gpu0", "gpu1"]);

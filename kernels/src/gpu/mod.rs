@@ -113,7 +113,9 @@ fn probe() -> Result<Device, String> {
         cudarc::driver::result::stream::get_priority_range().map_err(|e| format!("stream priorities: {e:?}"))?;
     let stream = ctx.new_stream_with_priority(lowest).map_err(|e| format!("create stream: {e:?}"))?;
     let ptx = compile(major, minor)?;
-    let module = ctx.load_module(ptx).map_err(|e| format!("load the compiled module on {name} (sm_{major}{minor}): {e:?}"))?;
+    let module = ctx.load_module(ptx).map_err(|e| {
+        format!("load the compiled module on {name} (sm_{major}{minor}): {e:?} (is libnvrtc newer than the driver?)")
+    })?;
     let load = |n: &str| module.load_function(n).map_err(|e| format!("kernel {n}: {e:?}"));
     let f = Functions {
         stats: load("stats_kernel")?,
@@ -614,11 +616,18 @@ pub mod bench {
         })
     }
 
-    pub fn union_device(r: &mut ResidentIntervals) -> Result<(), KernelsError> {
+    /// Restores the scratch copy of the input (a split level may overwrite
+    /// it): time this alone and subtract it from [`union_device`].
+    pub fn union_restore(r: &mut ResidentIntervals) -> Result<(), KernelsError> {
         let s = r.dev.gpu.stream().clone();
         s.memcpy_dtod(&r.start, &mut r.dev.start[0]).map_err(|e| gpu_err("copy", e))?;
         s.memcpy_dtod(&r.end, &mut r.dev.end[0]).map_err(|e| gpu_err("copy", e))?;
-        s.memset_zeros(&mut r.dev.out).map_err(|e| gpu_err("memset", e))?;
+        s.memset_zeros(&mut r.dev.out).map_err(|e| gpu_err("memset", e))
+    }
+
+    /// [`union_restore`], then the whole union (planner round trips included).
+    pub fn union_device(r: &mut ResidentIntervals) -> Result<(), KernelsError> {
+        union_restore(r)?;
         let mut problems = Vec::new();
         plan::segment_problems(&r.off, 0, 0, 1, &mut problems);
         plan::run_union(&mut r.dev, problems, plan::SMALL)
