@@ -568,6 +568,13 @@ mod tests {
     }
 
     #[test]
+    fn a_reducer_can_be_shared_between_threads() {
+        // Compile-time guard: the agent and the collector keep one reducer in an Arc.
+        fn shareable<T: Send + Sync>() {}
+        shareable::<Reducer>();
+    }
+
+    #[test]
     fn arrow_columns_are_borrowed_and_nulls_refused() {
         use arrow_array::{Int64Array, TimestampNanosecondArray};
         let start = TimestampNanosecondArray::from(vec![0, 5, 100]);
