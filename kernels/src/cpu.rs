@@ -82,7 +82,8 @@ pub fn union_length(iv: Intervals) -> Vec<i64> {
         .windows(2)
         .map(|w| {
             merged(&iv.start[w[0]..w[1]], &iv.end[w[0]..w[1]], &mut scratch);
-            scratch.iter().map(|(s, e)| e - s).sum()
+            // Wrapping, like the GPU: only a length past i64::MAX wraps.
+            scratch.iter().fold(0i64, |t, (s, e)| t.wrapping_add(e.wrapping_sub(*s)))
         })
         .collect()
 }
@@ -100,7 +101,7 @@ pub fn intersection_length(a: Intervals, b: Intervals) -> Vec<i64> {
                 let lo = ma[i].0.max(mb[j].0);
                 let hi = ma[i].1.min(mb[j].1);
                 if hi > lo {
-                    total += hi - lo;
+                    total = total.wrapping_add(hi.wrapping_sub(lo));
                 }
                 if ma[i].1 < mb[j].1 { i += 1 } else { j += 1 }
             }
@@ -137,7 +138,7 @@ pub fn sync_stall(group: &[u32], start: &[i64], duration: &[i64], groups: usize)
         .zip(start)
         .zip(duration)
         .map(|((&g, &s), &d)| {
-            let wait = latest[g as usize].map_or(0, |m| m - s);
+            let wait = latest[g as usize].map_or(0, |m| m.wrapping_sub(s));
             wait.min(d).max(0)
         })
         .collect()
@@ -164,6 +165,16 @@ mod tests {
         }
         // Small batches stay on the calling thread.
         assert_eq!(by_segments(&[0, 10, 20], 4, |r| vec![r]), vec![0..2]);
+    }
+
+    #[test]
+    fn extreme_coordinates_wrap_instead_of_panicking() {
+        // Lengths past i64::MAX wrap modulo 2^64, as on the GPU.
+        let iv = Intervals { offsets: &[0, 2], start: &[i64::MIN, 0], end: &[0, i64::MAX] };
+        assert_eq!(union_length(iv), vec![-1]); // 2^64 - 1
+        assert_eq!(intersection_length(iv, iv), vec![-1]);
+        // A wait past i64::MAX wraps negative and clamps to 0 (the GPU does the same).
+        assert_eq!(sync_stall(&[0, 0], &[i64::MIN, i64::MAX], &[i64::MAX, 5], 1), vec![0, 0]);
     }
 
     #[test]

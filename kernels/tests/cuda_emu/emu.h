@@ -73,25 +73,30 @@ inline long long atomicMax(long long* p, long long v) {
     return old;
 }
 
-// Runs `kernel` (a lambda calling the extern "C" kernel) on grid x block.
+// Runs `kernel` (a lambda calling the extern "C" kernel) on grid x block:
+// `block` threads run the blocks one after another (a gate barrier between
+// blocks keeps the `static` shared memory to one block at a time).
 template <class F> void emu_launch(unsigned grid, unsigned block, F kernel) {
     blockDim = dim3{block, 1, 1};
     gridDim = dim3{grid, 1, 1};
-    for (unsigned b = 0; b < grid; b++) {
-        EmuBlock ctx(block);
-        std::vector<std::thread> threads;
-        threads.reserve(block);
-        for (unsigned t = 0; t < block; t++) {
-            threads.emplace_back([&, t] {
-                threadIdx = dim3{t, 0, 0};
+    std::vector<std::unique_ptr<EmuBlock>> blocks;
+    for (unsigned b = 0; b < grid; b++) blocks.push_back(std::make_unique<EmuBlock>(block));
+    std::barrier<> gate((std::ptrdiff_t)block);
+    std::vector<std::thread> threads;
+    threads.reserve(block);
+    for (unsigned t = 0; t < block; t++) {
+        threads.emplace_back([&, t] {
+            threadIdx = dim3{t, 0, 0};
+            for (unsigned b = 0; b < grid; b++) {
                 blockIdx = dim3{b, 0, 0};
-                emu_block = &ctx;
+                emu_block = blocks[b].get();
                 kernel();
-                // A thread that returned no longer takes part in barriers.
-                ctx.warps[t / 32]->arrive_and_drop();
-                ctx.block.arrive_and_drop();
-            });
-        }
-        for (auto& th : threads) th.join();
+                // A thread that returned no longer takes part in this block's barriers.
+                emu_block->warps[t / 32]->arrive_and_drop();
+                emu_block->block.arrive_and_drop();
+                gate.arrive_and_wait();
+            }
+        });
     }
+    for (auto& th : threads) th.join();
 }
