@@ -28,7 +28,7 @@ use plan::{Problem, Split, Tile, UnionDevice};
 /// split level) plus 8–16 B/row over PCIe (~20 GB/s from pageable memory:
 /// 0.4–0.8 ns/row). The CPU backend, measured on a 2-core VM
 /// (docs/performance.md), needs ~1–2 ns/row for sums, histograms and group
-/// maxima and ~24 ns/row for unions. Break-even is then ~10⁴ rows for unions
+/// maxima and ~25 ns/row for unions. Break-even is then ~10⁴ rows for unions
 /// and ~10⁵ for the cheap operations; 2¹⁶ sits between. Override it with
 /// `Reducer::with_min_gpu_rows` or `kernels.min_gpu_rows`.
 pub const AUTO_MIN_ROWS: usize = 1 << 16;
