@@ -10,7 +10,7 @@
 //! - Inputs are cut into chunks so device memory stays under the budget
 //!   ([`DEFAULT_DEVICE_BUDGET`], see `Reducer::with_device_budget`).
 
-pub mod plan;
+pub(crate) mod plan;
 
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::{Arc, OnceLock};
