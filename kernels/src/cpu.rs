@@ -1,6 +1,8 @@
 //! CPU backend: the reference every GPU result must equal.
 //! Inputs are validated by [`crate::Reducer`] before they reach these functions.
 
+use std::ops::Range;
+
 use crate::{Histogram, Intervals, LogBuckets, Stats, Values};
 
 pub fn stats(v: Values) -> Vec<Stats> {
@@ -8,14 +10,51 @@ pub fn stats(v: Values) -> Vec<Stats> {
         .windows(2)
         .map(|w| {
             let seg = &v.values[w[0]..w[1]];
-            Stats {
-                count: seg.len() as u64,
-                sum: seg.iter().fold(0i64, |a, &x| a.wrapping_add(x)),
-                min: seg.iter().copied().min(),
-                max: seg.iter().copied().max(),
-            }
+            // One pass: sums, minima and maxima together.
+            let (sum, min, max) = seg
+                .iter()
+                .fold((0i64, i64::MAX, i64::MIN), |(s, lo, hi), &x| (s.wrapping_add(x), lo.min(x), hi.max(x)));
+            let any = !seg.is_empty();
+            Stats { count: seg.len() as u64, sum, min: any.then_some(min), max: any.then_some(max) }
         })
         .collect()
+}
+
+/// Rows below which the CPU backend stays on the calling thread.
+pub const PARALLEL_MIN_ROWS: usize = 1 << 15;
+
+/// Runs `f` on up to `threads` consecutive ranges of segments holding about
+/// equal numbers of rows (by `offsets`) and concatenates the results in
+/// segment order. Every function of this module works on a sub-slice
+/// `offsets[r.start..=r.end]` (row indices stay absolute), so the result
+/// equals one call over all segments.
+pub fn by_segments<T: Send>(offsets: &[usize], threads: usize, f: impl Fn(Range<usize>) -> Vec<T> + Sync) -> Vec<T> {
+    let nseg = offsets.len() - 1;
+    let rows = offsets[nseg];
+    let parts = threads.min(nseg).min(rows / PARALLEL_MIN_ROWS.max(1) + 1);
+    if parts <= 1 {
+        return f(0..nseg);
+    }
+    let mut cuts = vec![0usize];
+    for k in 1..parts {
+        let s = offsets.partition_point(|&o| o < rows * k / parts).min(nseg);
+        if s > *cuts.last().unwrap_or(&0) {
+            cuts.push(s);
+        }
+    }
+    cuts.push(nseg);
+    let f = &f;
+    std::thread::scope(|scope| {
+        let handles: Vec<_> = cuts.windows(2).map(|c| scope.spawn(move || f(c[0]..c[1]))).collect();
+        let mut out = Vec::with_capacity(nseg);
+        for h in handles {
+            match h.join() {
+                Ok(part) => out.extend(part),
+                Err(p) => std::panic::resume_unwind(p),
+            }
+        }
+        out
+    })
 }
 
 /// Sorts the non-empty intervals of one segment into `scratch` and merges
@@ -43,7 +82,8 @@ pub fn union_length(iv: Intervals) -> Vec<i64> {
         .windows(2)
         .map(|w| {
             merged(&iv.start[w[0]..w[1]], &iv.end[w[0]..w[1]], &mut scratch);
-            scratch.iter().map(|(s, e)| e - s).sum()
+            // Wrapping, like the GPU: only a length past i64::MAX wraps.
+            scratch.iter().fold(0i64, |t, (s, e)| t.wrapping_add(e.wrapping_sub(*s)))
         })
         .collect()
 }
@@ -61,7 +101,7 @@ pub fn intersection_length(a: Intervals, b: Intervals) -> Vec<i64> {
                 let lo = ma[i].0.max(mb[j].0);
                 let hi = ma[i].1.min(mb[j].1);
                 if hi > lo {
-                    total += hi - lo;
+                    total = total.wrapping_add(hi.wrapping_sub(lo));
                 }
                 if ma[i].1 < mb[j].1 { i += 1 } else { j += 1 }
             }
@@ -98,8 +138,67 @@ pub fn sync_stall(group: &[u32], start: &[i64], duration: &[i64], groups: usize)
         .zip(start)
         .zip(duration)
         .map(|((&g, &s), &d)| {
-            let wait = latest[g as usize].map_or(0, |m| m - s);
+            let wait = latest[g as usize].map_or(0, |m| m.wrapping_sub(s));
             wait.min(d).max(0)
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{Backend, Reducer};
+
+    #[test]
+    fn by_segments_covers_every_segment_once_in_order_and_balances_rows() {
+        // 40 segments of 10 000 rows and one empty one.
+        let offsets: Vec<usize> = (0..=40).map(|i| i * 10_000).chain([400_000]).collect();
+        let parts = by_segments(&offsets, 4, |r| vec![r]);
+        assert_eq!(parts.len(), 4);
+        assert_eq!(parts.first().unwrap().start, 0);
+        assert_eq!(parts.last().unwrap().end, 41);
+        for w in parts.windows(2) {
+            assert_eq!(w[0].end, w[1].start);
+        }
+        for r in &parts {
+            assert_eq!(offsets[r.end] - offsets[r.start], 100_000);
+        }
+        // Small batches stay on the calling thread.
+        assert_eq!(by_segments(&[0, 10, 20], 4, |r| vec![r]), vec![0..2]);
+    }
+
+    #[test]
+    fn extreme_coordinates_wrap_instead_of_panicking() {
+        // Lengths past i64::MAX wrap modulo 2^64, as on the GPU.
+        let iv = Intervals { offsets: &[0, 2], start: &[i64::MIN, 0], end: &[0, i64::MAX] };
+        assert_eq!(union_length(iv), vec![-1]); // 2^64 - 1
+        assert_eq!(intersection_length(iv, iv), vec![-1]);
+        // A wait past i64::MAX wraps negative and clamps to 0 (the GPU does the same).
+        assert_eq!(sync_stall(&[0, 0], &[i64::MIN, i64::MAX], &[i64::MAX, 5], 1), vec![0, 0]);
+    }
+
+    #[test]
+    fn results_do_not_depend_on_the_thread_count() {
+        let mut rng = fastrand::Rng::with_seed(3);
+        let mut offsets = vec![0usize];
+        while *offsets.last().unwrap() < 300_000 {
+            let n = if rng.bool() { rng.usize(0..50) } else { rng.usize(0..20_000) };
+            offsets.push(offsets.last().unwrap() + n);
+        }
+        let rows = *offsets.last().unwrap();
+        let s: Vec<i64> = (0..rows).map(|_| rng.i64(0..10_000_000)).collect();
+        let e: Vec<i64> = s.iter().map(|&x| x + rng.i64(-10..5_000)).collect();
+        let e2: Vec<i64> = s.iter().map(|&x| x + rng.i64(0..3_000)).collect();
+        let a = Intervals { offsets: &offsets, start: &s, end: &e };
+        let b = Intervals { offsets: &offsets, start: &e, end: &e2 };
+        let v = Values { offsets: &offsets, values: &e };
+        let one = Reducer::new(Backend::Cpu).unwrap();
+        for t in [2, 3, 7] {
+            let many = Reducer::cpu().with_cpu_threads(t);
+            assert_eq!(many.stats(v).unwrap(), one.stats(v).unwrap());
+            assert_eq!(many.union_length(a).unwrap(), one.union_length(a).unwrap());
+            assert_eq!(many.intersection_length(a, b).unwrap(), one.intersection_length(a, b).unwrap());
+            assert_eq!(many.histogram(v, LogBuckets::DEFAULT).unwrap(), one.histogram(v, LogBuckets::DEFAULT).unwrap());
+        }
+    }
 }

@@ -7,11 +7,50 @@
 //! `offsets.len() == segments + 1`, `offsets[0] == 0` and the last offset is
 //! the row count. Within a segment rows may come in any order.
 //!
-//! Integer results (nanosecond lengths, counts, sums, maxima) are exact and
-//! identical on both backends. The only floating-point result is
-//! [`Histogram::quantile`], whose error bound is documented there.
+//! # Operations
+//!
+//! | method | result per segment / group |
+//! |---|---|
+//! | [`Reducer::stats`] | count, wrapping sum, min, max |
+//! | [`Reducer::union_length`] | `|∪ [start, end)|` |
+//! | [`Reducer::intersection_length`] | `|(∪a) ∩ (∪b)|` |
+//! | [`Reducer::histogram`] | log-bucketed counts ([`LogBuckets`]); [`Histogram::quantile`] |
+//! | [`Reducer::max_per_group`] | latest start per collective instance |
+//! | [`Reducer::sync_stall`] | DESIGN §4 stall of every row |
+//!
+//! # Exactness
+//!
+//! Integer results (nanosecond lengths, counts, sums, maxima, bucket counts)
+//! are exact and identical on both backends: both use integer arithmetic
+//! only, and sums wrap modulo 2⁶⁴ the same way (a sum only wraps when the true
+//! value does not fit an `i64`). The only floating-point result is
+//! [`Histogram::quantile`], computed on the host from exact counts; its error
+//! bound is documented there.
+//!
+//! # Backend selection
+//!
+//! `kernels.backend = auto | gpu | cpu` ([`Backend`], [`ReducerConfig`]).
+//! `auto` runs a batch on the GPU only when one is usable and the batch has at
+//! least [`gpu::AUTO_MIN_ROWS`] rows (provisional, see there); otherwise on
+//! the CPU, and a missing GPU is logged once, with the reason, when the
+//! reducer is made. Probing never panics.
+//!
+//! # Device memory
+//!
+//! One call uses at most about [`gpu::DEFAULT_DEVICE_BUDGET`] of device memory
+//! ([`Reducer::with_device_budget`]): inputs go over in chunks. Unions and
+//! intersections keep whole segments in a chunk; a single segment too large
+//! for the budget is computed on the CPU (logged at debug level).
+//!
+//! # Checking the GPU path
+//!
+//! On a GPU machine: `STRAND_GPU_TESTS=1 cargo test --release -p
+//! strand-kernels --test gpu_equals_cpu` and `bench/kernels_bench.sh`
+//! (docs/kernels.md).
 
 use std::str::FromStr;
+
+use arrow_array::{Array, ArrowPrimitiveType, PrimitiveArray};
 
 pub mod cpu;
 pub mod gpu;
@@ -100,6 +139,56 @@ impl Intervals<'_> {
     }
 }
 
+/// Refuses an Arrow column with nulls: a reduction cannot guess a missing timestamp.
+fn no_nulls(name: &str, a: &dyn Array) -> Result<(), KernelsError> {
+    match a.null_count() {
+        0 => Ok(()),
+        n => Err(KernelsError::Input(format!("column {name} has {n} nulls; filter or fill them first"))),
+    }
+}
+
+impl<'a> Intervals<'a> {
+    /// Borrows Arrow columns of i64 nanoseconds (`Int64`, `Timestamp(ns)` or
+    /// `Duration(ns)` arrays) without copying; refuses nulls and bad shapes.
+    pub fn from_arrow<S, E>(offsets: &'a [usize], start: &'a PrimitiveArray<S>, end: &'a PrimitiveArray<E>) -> Result<Self, KernelsError>
+    where
+        S: ArrowPrimitiveType<Native = i64>,
+        E: ArrowPrimitiveType<Native = i64>,
+    {
+        no_nulls("start", start)?;
+        no_nulls("end", end)?;
+        let iv = Intervals { offsets, start: start.values(), end: end.values() };
+        iv.validate()?;
+        Ok(iv)
+    }
+}
+
+impl<'a> Values<'a> {
+    /// Borrows an Arrow column of i64 values (`Int64`, `Timestamp(ns)`,
+    /// `Duration(ns)`) without copying; refuses nulls and bad shapes.
+    pub fn from_arrow<T: ArrowPrimitiveType<Native = i64>>(offsets: &'a [usize], values: &'a PrimitiveArray<T>) -> Result<Self, KernelsError> {
+        no_nulls("values", values)?;
+        let v = Values { offsets, values: values.values() };
+        v.validate()?;
+        Ok(v)
+    }
+}
+
+/// Offsets of the runs of equal keys, for rows already grouped by segment
+/// (e.g. sorted by GPU and window): `[a, a, b, c, c]` gives `[0, 2, 3, 5]`.
+pub fn segment_offsets<K: PartialEq>(keys: &[K]) -> Vec<usize> {
+    let mut offsets = vec![0];
+    for i in 1..keys.len() {
+        if keys[i] != keys[i - 1] {
+            offsets.push(i);
+        }
+    }
+    if !keys.is_empty() {
+        offsets.push(keys.len());
+    }
+    offsets
+}
+
 impl Values<'_> {
     /// Checks shape; returns the number of segments.
     pub fn validate(&self) -> Result<usize, KernelsError> {
@@ -148,7 +237,7 @@ impl LogBuckets {
         false
     }
 
-    /// Bucket of `v`.
+    /// Bucket of `v`. The GPU computes the same (`log_bucket` in kernels.cu).
     pub fn bucket(&self, v: i64) -> usize {
         if v <= 0 {
             return 0;
@@ -217,17 +306,24 @@ impl Histogram {
 }
 
 /// Runs reductions on the chosen backend.
+///
+/// With [`Backend::Auto`] a batch runs on the GPU when one is usable and the
+/// batch has at least [`Reducer::min_gpu_rows`] rows; if the GPU then fails,
+/// the batch is redone on the CPU and the failure logged. With
+/// [`Backend::Gpu`] every batch runs on the GPU and failures are returned.
 pub struct Reducer {
     requested: Backend,
     gpu: Option<gpu::Gpu>,
     /// Smallest batch (rows) for which `Auto` uses the GPU.
     pub min_gpu_rows: usize,
+    /// Threads of the CPU backend (1 unless [`Reducer::with_cpu_threads`]).
+    cpu_threads: usize,
 }
 
 impl Reducer {
     /// A reducer that always runs on the CPU.
     pub fn cpu() -> Self {
-        Self { requested: Backend::Cpu, gpu: None, min_gpu_rows: usize::MAX }
+        Self { requested: Backend::Cpu, gpu: None, min_gpu_rows: usize::MAX, cpu_threads: 1 }
     }
 
     /// `Gpu` fails when no GPU is usable; `Auto` falls back to the CPU and
@@ -237,20 +333,82 @@ impl Reducer {
             Backend::Cpu => Ok(Self::cpu()),
             Backend::Gpu => {
                 let g = gpu::Gpu::open()?;
-                Ok(Self { requested: backend, gpu: Some(g), min_gpu_rows: 0 })
+                tracing::info!("kernels: GPU backend on {}", g.description());
+                Ok(Self { requested: backend, gpu: Some(g), min_gpu_rows: 0, cpu_threads: 1 })
             }
             Backend::Auto => match gpu::Gpu::open() {
-                Ok(g) => Ok(Self { requested: backend, gpu: Some(g), min_gpu_rows: gpu::AUTO_MIN_ROWS }),
+                Ok(g) => {
+                    tracing::info!(
+                        "kernels: GPU backend on {} for batches of at least {} rows, CPU below",
+                        g.description(),
+                        gpu::AUTO_MIN_ROWS
+                    );
+                    Ok(Self { requested: backend, gpu: Some(g), min_gpu_rows: gpu::AUTO_MIN_ROWS, cpu_threads: 1 })
+                }
                 Err(e) => {
                     tracing::info!("kernels: using the CPU backend ({e})");
-                    Ok(Self { requested: backend, gpu: None, min_gpu_rows: usize::MAX })
+                    Ok(Self { requested: backend, gpu: None, min_gpu_rows: usize::MAX, cpu_threads: 1 })
                 }
             },
         }
     }
 
+    /// A reducer from the `kernels` config section.
+    pub fn from_config(config: &ReducerConfig) -> Result<Self, KernelsError> {
+        let mut r = Self::new(config.backend)?;
+        if let Some(rows) = config.min_gpu_rows
+            && r.gpu.is_some()
+        {
+            r.min_gpu_rows = rows;
+        }
+        if let Some(bytes) = config.device_budget_bytes {
+            r = r.with_device_budget(bytes);
+        }
+        if let Some(n) = config.cpu_threads {
+            r = r.with_cpu_threads(n);
+        }
+        Ok(r)
+    }
+
+    /// Overrides the `Auto` threshold (rows); no effect without a usable GPU.
+    pub fn with_min_gpu_rows(mut self, rows: usize) -> Self {
+        if self.gpu.is_some() {
+            self.min_gpu_rows = rows;
+        }
+        self
+    }
+
+    /// Caps the device memory one call uses (default
+    /// [`gpu::DEFAULT_DEVICE_BUDGET`]); larger inputs are processed in chunks.
+    pub fn with_device_budget(mut self, bytes: usize) -> Self {
+        self.gpu = self.gpu.map(|g| g.with_budget(bytes));
+        self
+    }
+
+    /// Lets the CPU backend split segment-keyed operations (stats, unions,
+    /// intersections, histograms) over `threads` threads; 0 means every
+    /// hardware thread. The default is 1: the agent shares its node with the
+    /// workload, while postmortems and fleet reports may want every core.
+    /// Results do not depend on the thread count.
+    pub fn with_cpu_threads(mut self, threads: usize) -> Self {
+        self.cpu_threads = match threads {
+            0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
+            n => n,
+        };
+        self
+    }
+
+    pub fn cpu_threads(&self) -> usize {
+        self.cpu_threads
+    }
+
     pub fn requested(&self) -> Backend {
         self.requested
+    }
+
+    /// The GPU in use (model, architecture), if any.
+    pub fn gpu_description(&self) -> Option<&str> {
+        self.gpu.as_ref().map(|g| g.description())
     }
 
     /// The GPU, when this batch size should run there.
@@ -263,21 +421,37 @@ impl Reducer {
         self.gpu_for(rows).is_some()
     }
 
+    /// Runs `on_gpu` when this batch belongs there, else `on_cpu`. Under
+    /// `Auto`, a GPU failure is logged and the batch redone on the CPU.
+    fn run<T>(
+        &self,
+        rows: usize,
+        on_gpu: impl FnOnce(&gpu::Gpu) -> Result<T, KernelsError>,
+        on_cpu: impl FnOnce() -> T,
+    ) -> Result<T, KernelsError> {
+        let Some(g) = self.gpu_for(rows) else { return Ok(on_cpu()) };
+        match on_gpu(g) {
+            Err(e) if self.requested == Backend::Auto => {
+                tracing::warn!("kernels: GPU reduction of {rows} rows failed, redone on the CPU: {e}");
+                Ok(on_cpu())
+            }
+            r => r,
+        }
+    }
+
     pub fn stats(&self, v: Values) -> Result<Vec<Stats>, KernelsError> {
         v.validate()?;
-        match self.gpu_for(v.values.len()) {
-            Some(g) => g.stats(v),
-            None => Ok(cpu::stats(v)),
-        }
+        let t = self.cpu_threads;
+        self.run(v.values.len(), |g| g.stats(v), || cpu::by_segments(v.offsets, t, |r| cpu::stats(Values { offsets: &v.offsets[r.start..=r.end], ..v })))
     }
 
     /// Length of the union of each segment's intervals.
     pub fn union_length(&self, iv: Intervals) -> Result<Vec<i64>, KernelsError> {
         iv.validate()?;
-        match self.gpu_for(iv.start.len()) {
-            Some(g) => g.union_length(iv),
-            None => Ok(cpu::union_length(iv)),
-        }
+        let t = self.cpu_threads;
+        self.run(iv.start.len(), |g| g.union_length(iv), || {
+            cpu::by_segments(iv.offsets, t, |r| cpu::union_length(Intervals { offsets: &iv.offsets[r.start..=r.end], ..iv }))
+        })
     }
 
     /// Length of `(∪a) ∩ (∪b)` per segment; `a` and `b` have the same segments.
@@ -286,28 +460,37 @@ impl Reducer {
         if na != nb {
             return Err(KernelsError::Input(format!("a has {na} segments but b has {nb}")));
         }
-        match self.gpu_for(a.start.len() + b.start.len()) {
-            Some(g) => g.intersection_length(a, b),
-            None => Ok(cpu::intersection_length(a, b)),
-        }
+        let t = self.cpu_threads;
+        let on_cpu = || {
+            // Balance threads by the rows of both sides.
+            let both: Vec<usize> = if t > 1 { a.offsets.iter().zip(b.offsets).map(|(x, y)| x + y).collect() } else { vec![0; na + 1] };
+            cpu::by_segments(&both, t, |r| {
+                let (ao, bo) = (&a.offsets[r.start..=r.end], &b.offsets[r.start..=r.end]);
+                cpu::intersection_length(Intervals { offsets: ao, ..a }, Intervals { offsets: bo, ..b })
+            })
+        };
+        self.run(a.start.len() + b.start.len(), |g| g.intersection_length(a, b), on_cpu)
     }
 
     pub fn histogram(&self, v: Values, buckets: LogBuckets) -> Result<Histogram, KernelsError> {
         v.validate()?;
-        match self.gpu_for(v.values.len()) {
-            Some(g) => g.histogram(v, buckets),
-            None => Ok(cpu::histogram(v, buckets)),
-        }
+        let t = self.cpu_threads;
+        self.run(
+            v.values.len(),
+            |g| g.histogram(v, buckets),
+            || Histogram {
+                buckets,
+                segments: v.offsets.len() - 1,
+                counts: cpu::by_segments(v.offsets, t, |r| cpu::histogram(Values { offsets: &v.offsets[r.start..=r.end], ..v }, buckets).counts),
+            },
+        )
     }
 
     /// Maximum of `values` per group (`group[i] < groups`): the latest start of
     /// each collective instance across its ranks. `None` for an empty group.
     pub fn max_per_group(&self, group: &[u32], values: &[i64], groups: usize) -> Result<Vec<Option<i64>>, KernelsError> {
         check_groups(group, values.len(), groups)?;
-        match self.gpu_for(values.len()) {
-            Some(g) => g.max_per_group(group, values, groups),
-            None => Ok(cpu::max_per_group(group, values, groups)),
-        }
+        self.run(values.len(), |g| g.max_per_group(group, values, groups), || cpu::max_per_group(group, values, groups))
     }
 
     /// DESIGN §4 sync stall of every row: `min(duration, max start of its group − start)`.
@@ -316,11 +499,25 @@ impl Reducer {
         if duration.len() != start.len() {
             return Err(KernelsError::Input(format!("start has {} rows but duration has {}", start.len(), duration.len())));
         }
-        match self.gpu_for(start.len()) {
-            Some(g) => g.sync_stall(group, start, duration, groups),
-            None => Ok(cpu::sync_stall(group, start, duration, groups)),
-        }
+        self.run(
+            start.len(),
+            |g| g.sync_stall(group, start, duration, groups),
+            || cpu::sync_stall(group, start, duration, groups),
+        )
     }
+}
+
+/// The `kernels` section of the agent's and collector's config.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ReducerConfig {
+    /// `auto | gpu | cpu` (see [`Backend`]'s `FromStr`).
+    pub backend: Backend,
+    /// Overrides [`gpu::AUTO_MIN_ROWS`].
+    pub min_gpu_rows: Option<usize>,
+    /// Overrides [`gpu::DEFAULT_DEVICE_BUDGET`].
+    pub device_budget_bytes: Option<usize>,
+    /// Threads of the CPU backend; 0 = every hardware thread (default 1).
+    pub cpu_threads: Option<usize>,
 }
 
 fn check_groups(group: &[u32], rows: usize, groups: usize) -> Result<(), KernelsError> {
@@ -368,6 +565,30 @@ mod tests {
         assert_eq!(e.to_string(), "bad input: last offset is 3 but there are 2 rows");
         let e = r.max_per_group(&[0, 5], &[1, 2], 2).unwrap_err();
         assert_eq!(e.to_string(), "bad input: group[1] = 5 is not below the group count 2");
+    }
+
+    #[test]
+    fn a_reducer_can_be_shared_between_threads() {
+        // Compile-time guard: the agent and the collector keep one reducer in an Arc.
+        fn shareable<T: Send + Sync>() {}
+        shareable::<Reducer>();
+    }
+
+    #[test]
+    fn arrow_columns_are_borrowed_and_nulls_refused() {
+        use arrow_array::{Int64Array, TimestampNanosecondArray};
+        let start = TimestampNanosecondArray::from(vec![0, 5, 100]);
+        let end = Int64Array::from(vec![10, 20, 101]);
+        let offsets = segment_offsets(&["gpu0", "gpu0", "gpu1"]);
+        assert_eq!(offsets, vec![0, 2, 3]);
+        let iv = Intervals::from_arrow(&offsets, &start, &end).unwrap();
+        assert_eq!(Reducer::cpu().union_length(iv).unwrap(), vec![20, 1]);
+        let with_null = Int64Array::from(vec![Some(1), None, Some(3)]);
+        let e = Values::from_arrow(&offsets, &with_null).unwrap_err();
+        assert_eq!(e.to_string(), "bad input: column values has 1 nulls; filter or fill them first");
+        let e = Values::from_arrow(&[0, 2], &end).unwrap_err();
+        assert_eq!(e.to_string(), "bad input: last offset is 2 but there are 3 rows");
+        assert_eq!(segment_offsets::<u32>(&[]), vec![0]);
     }
 
     #[test]
