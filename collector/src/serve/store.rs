@@ -223,6 +223,32 @@ mod tests {
         assert_eq!(std::fs::read(&dest).unwrap().len(), 1000, "a duplicate must not overwrite");
     }
 
+    #[tokio::test]
+    async fn an_object_store_key_is_stored_once() {
+        // S3 is not reachable from CI; object_store's in-memory store honours
+        // PutMode::Create the same way, which is the logic under test.
+        let memory = Arc::new(object_store::memory::InMemory::new());
+        let store = Arc::new(Store::Object {
+            store: memory.clone(),
+            prefix: ObjectPath::from("fleet/strand"),
+            url: "memory://".into(),
+        });
+        let key = "t/date=2024-03-01/cluster=c/node=n/batch-0001.parquet";
+        let tasks: Vec<_> = (0..8)
+            .map(|i| {
+                let store = store.clone();
+                tokio::spawn(async move { store.put_once(key, Bytes::from(vec![i as u8; 10])).await.unwrap() })
+            })
+            .collect();
+        let mut stored = 0;
+        for t in tasks {
+            stored += usize::from(t.await.unwrap() == PutOutcome::Stored);
+        }
+        assert_eq!(stored, 1);
+        let path = ObjectPath::from(format!("fleet/strand/{key}"));
+        assert_eq!(memory.head(&path).await.unwrap().size, 10);
+    }
+
     #[test]
     fn stale_staging_files_are_removed_and_batches_kept() {
         let dir = tempfile::tempdir().unwrap();
