@@ -22,7 +22,7 @@ use arrow::datatypes::DataType;
 use axum::Json;
 use axum::body::Body;
 use axum::extract::{ConnectInfo, State};
-use axum::http::header::{AUTHORIZATION, CONTENT_LENGTH, RETRY_AFTER, WWW_AUTHENTICATE};
+use axum::http::header::{AUTHORIZATION, CONTENT_LENGTH, EXPECT, RETRY_AFTER, WWW_AUTHENTICATE};
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use bytes::{Bytes, BytesMut};
@@ -105,8 +105,11 @@ pub async fn post_batch(
     let result = ingest(&app, &headers, &mut body, &mut seen).await;
     if let (Err(r), Some(body)) = (&result, body) {
         // Read what the client is still sending, so that it sees the answer
-        // instead of a reset connection. Not for 413: that body is the problem.
-        if r.status != StatusCode::PAYLOAD_TOO_LARGE {
+        // instead of a reset connection. Not for 413 (that body is the
+        // problem), nor for a client waiting for `100 Continue` (reading
+        // would ask it to send the body).
+        let expects_continue = headers.get(EXPECT).is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"100-continue"));
+        if r.status != StatusCode::PAYLOAD_TOO_LARGE && !expects_continue {
             drain(body, app.max_body, Duration::from_secs(5)).await;
         }
     }
