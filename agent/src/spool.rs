@@ -17,6 +17,8 @@ use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
+use strand_schemas::protocol;
+
 use crate::metrics::AgentMetrics;
 
 /// A committed batch file.
@@ -29,11 +31,13 @@ pub struct Entry {
     pub bytes: u64,
 }
 
-/// A batch being written; invisible to readers until committed.
+/// A batch being written; invisible to readers until committed. Its
+/// directory is chosen at commit, from the earliest row it ended up holding.
 #[derive(Debug)]
 pub struct Pending {
     tmp: PathBuf,
-    entry: Entry,
+    table: String,
+    batch_id: String,
 }
 
 pub struct Spool {
@@ -52,21 +56,6 @@ pub struct Recovery {
     pub complete_files: usize,
     pub complete_bytes: u64,
     pub tmp_removed: usize,
-}
-
-fn utc_date(ns: i64) -> String {
-    // Civil date from days since the epoch (Howard Hinnant's algorithm).
-    let days = ns.div_euclid(86_400_000_000_000);
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let y = yoe + era * 400;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    format!("{:04}-{:02}-{:02}", if m <= 2 { y + 1 } else { y }, m, d)
 }
 
 /// A new batch id for a batch whose first row is at `utc_ns`.
@@ -130,34 +119,33 @@ impl Spool {
         Some(Entry { path: path.to_path_buf(), table: table.to_string(), date: date.to_string(), batch_id: batch_id.to_string(), bytes })
     }
 
-    /// Creates the temporary file of a new batch of `table` whose first row is at `utc_ns`.
+    /// Creates the temporary file of a new batch of `table` opened at `utc_ns`
+    /// (`<root>/<table>/.<batch-id>.parquet.tmp`: hidden, and not `*.parquet`,
+    /// so no reader lists it).
     pub fn create(&self, table: &str, utc_ns: i64) -> io::Result<(Pending, File)> {
-        let date = utc_date(utc_ns);
         let batch_id = new_batch_id(utc_ns);
-        let dir = self
-            .root
-            .join(table)
-            .join(format!("date={date}"))
-            .join(format!("cluster={}", self.cluster))
-            .join(format!("node={}", self.node));
+        let dir = self.root.join(table);
         fs::create_dir_all(&dir)?;
-        let path = dir.join(format!("{batch_id}.parquet"));
         let tmp = dir.join(format!(".{batch_id}.parquet.tmp"));
         let file = File::create(&tmp)?;
-        Ok((Pending { tmp, entry: Entry { path, table: table.into(), date, batch_id, bytes: 0 } }, file))
+        Ok((Pending { tmp, table: table.into(), batch_id }, file))
     }
 
-    /// Makes a written batch visible: fsync, rename, fsync the directory.
-    /// Then enforces the quota.
-    pub fn commit(&self, pending: Pending, file: File) -> io::Result<Entry> {
+    /// Makes a written batch visible under the date of its earliest row
+    /// (`min_ns`, the collector's rule: `protocol::batch_date`): fsync,
+    /// rename, fsync the directory. Then enforces the quota.
+    pub fn commit(&self, pending: Pending, file: File, min_ns: i64) -> io::Result<Entry> {
         file.sync_all()?;
         drop(file);
-        let mut entry = pending.entry;
-        fs::rename(&pending.tmp, &entry.path)?;
-        if let Some(dir) = entry.path.parent() {
-            sync_dir(dir)?;
-        }
-        entry.bytes = fs::metadata(&entry.path)?.len();
+        let date = protocol::utc_date(min_ns);
+        let rel = protocol::batch_path(&pending.table, &date, &self.cluster, &self.node, &pending.batch_id);
+        let path = self.root.join(rel);
+        let dir = path.parent().unwrap_or(&self.root).to_path_buf();
+        fs::create_dir_all(&dir)?;
+        fs::rename(&pending.tmp, &path)?;
+        sync_dir(&dir)?;
+        let bytes = fs::metadata(&path)?.len();
+        let entry = Entry { path, table: pending.table, date, batch_id: pending.batch_id, bytes };
         if let Ok(mut idx) = self.index.lock() {
             idx.insert((entry.batch_id.clone(), entry.table.clone()), entry.clone());
         }
@@ -269,15 +257,7 @@ mod tests {
     fn write_batch(spool: &Spool, table: &str, ts: i64, bytes: usize) -> Entry {
         let (p, mut f) = spool.create(table, ts).unwrap();
         f.write_all(&vec![7u8; bytes]).unwrap();
-        spool.commit(p, f).unwrap()
-    }
-
-    #[test]
-    fn dates_are_utc_civil_dates() {
-        assert_eq!(utc_date(0), "1970-01-01");
-        assert_eq!(utc_date(1_763_769_600_000_000_000), "2025-11-22");
-        assert_eq!(utc_date(951_782_400_000_000_000), "2000-02-29");
-        assert_eq!(utc_date(-1), "1969-12-31");
+        spool.commit(p, f, ts).unwrap()
     }
 
     #[test]
@@ -287,9 +267,10 @@ mod tests {
         let (p, mut f) = spool.create("windows", 1_763_769_600_000_000_000).unwrap();
         f.write_all(b"PAR1").unwrap();
         assert!(spool.entries().is_empty());
-        let e = spool.commit(p, f).unwrap();
+        // The earliest row is from the day before the batch was opened.
+        let e = spool.commit(p, f, 1_763_769_600_000_000_000 - 1).unwrap();
         let rel = e.path.strip_prefix(dir.path()).unwrap().to_str().unwrap().to_string();
-        assert!(rel.starts_with("windows/date=2025-11-22/cluster=c1/node=n1/1763769600000000000-"), "{rel}");
+        assert!(rel.starts_with("windows/date=2025-11-21/cluster=c1/node=n1/1763769600000000000-"), "{rel}");
         assert!(rel.ends_with(".parquet"));
         assert_eq!(spool.entries(), vec![e]);
     }

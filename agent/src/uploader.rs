@@ -129,7 +129,6 @@ pub async fn upload(client: &reqwest::Client, target: &Target, entry: &Entry) ->
         .header(protocol::HEADER_CLUSTER, &target.cluster)
         .header(protocol::HEADER_NODE, &target.node)
         .header(protocol::HEADER_BATCH_ID, &entry.batch_id)
-        .header(protocol::HEADER_DATE, &entry.date)
         .header(reqwest::header::CONTENT_TYPE, "application/vnd.apache.parquet")
         .body(body)
         .send()

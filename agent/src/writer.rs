@@ -27,6 +27,8 @@ struct Open<T: Table> {
     pending: Pending,
     writer: TableWriter<T, File>,
     opened: Instant,
+    /// Earliest row time so far: names the batch's date partition.
+    min_ns: i64,
 }
 
 /// Writes one table's rows into spool batches.
@@ -43,17 +45,17 @@ impl<T: Table> BatchWriter<T> {
         Self { spool, rotation, metrics, open: None, labels: TableLabels { table: T::NAME.into() } }
     }
 
-    /// Appends rows, rotating on size. On a write error the rows of the open
-    /// batch are lost: counted as dropped and logged, and the next rows start
-    /// a new batch.
-    pub fn write(&mut self, rows: &[T], first_ns: i64) {
+    /// Appends rows whose earliest time is `min_ns`, rotating on size. On a
+    /// write error the rows of the open batch are lost: counted as dropped and
+    /// logged, and the next rows start a new batch.
+    pub fn write(&mut self, rows: &[T], min_ns: i64) {
         if rows.is_empty() {
             return;
         }
         if self.open.is_none() {
-            match self.spool.create(T::NAME, first_ns).and_then(|(pending, file)| {
+            match self.spool.create(T::NAME, min_ns).and_then(|(pending, file)| {
                 TableWriter::<T, File>::new(file)
-                    .map(|writer| Open { pending, writer, opened: Instant::now() })
+                    .map(|writer| Open { pending, writer, opened: Instant::now(), min_ns })
                     .map_err(std::io::Error::other)
             }) {
                 Ok(o) => self.open = Some(o),
@@ -64,6 +66,7 @@ impl<T: Table> BatchWriter<T> {
             }
         }
         let Some(open) = self.open.as_mut() else { return };
+        open.min_ns = open.min_ns.min(min_ns);
         if let Err(e) = open.writer.write(rows) {
             let lost = open.writer.rows() + rows.len() as u64;
             if let Some(o) = self.open.take() {
@@ -88,11 +91,12 @@ impl<T: Table> BatchWriter<T> {
     pub fn commit(&mut self) {
         let Some(open) = self.open.take() else { return };
         let rows = open.writer.rows();
+        let min_ns = open.min_ns;
         let result = open
             .writer
             .finish()
             .map_err(std::io::Error::other)
-            .and_then(|file| self.spool.commit(open.pending, file));
+            .and_then(|file| self.spool.commit(open.pending, file, min_ns));
         match result {
             Ok(entry) => {
                 self.metrics.rows_written.get_or_create(&self.labels).inc_by(rows);
@@ -121,6 +125,7 @@ pub const DRAIN_GRACE: Duration = Duration::from_secs(5);
 pub async fn run<T: Table>(
     mut rx: mpsc::Receiver<Vec<T>>,
     mut writer: BatchWriter<T>,
+    // The row's time column (`protocol::TIME_COLUMNS`), for the date partition.
     first_ns: fn(&T) -> i64,
     mut observer: Option<Observer<T>>,
     mut shutdown: Shutdown,
@@ -136,8 +141,8 @@ pub async fn run<T: Table>(
                     if let Some(o) = observer.as_mut() {
                         o(&rows);
                     }
-                    let first = rows.first().map(first_ns).unwrap_or_default();
-                    tokio::task::block_in_place(|| writer.write(&rows, first));
+                    let min = rows.iter().map(first_ns).min().unwrap_or_default();
+                    tokio::task::block_in_place(|| writer.write(&rows, min));
                 }
                 None => break,
             },
