@@ -203,6 +203,7 @@ pub async fn run(cfg: Config, opts: RunOptions) -> anyhow::Result<()> {
         }
     }
 
+    let mut shipping = None;
     if let Some(url) = &cfg.collector.url {
         let token_file = cfg.collector.token_file.as_ref().context("collector.token_file is required with collector.url")?;
         let token = std::fs::read_to_string(token_file)
@@ -212,7 +213,8 @@ pub async fn run(cfg: Config, opts: RunOptions) -> anyhow::Result<()> {
         anyhow::ensure!(!token.is_empty(), "collector.token_file {} is empty", token_file.display());
         let client = crate::uploader::client(cfg.collector.ca_file.as_deref())?;
         let target = crate::uploader::Target { url: url.clone(), token, cluster: cfg.cluster.clone(), node: node.clone() };
-        tasks.push(tokio::spawn(crate::uploader::run(spool.clone(), client, target, metrics.clone(), shutdown.clone())));
+        tasks.push(tokio::spawn(crate::uploader::run(spool.clone(), client.clone(), target.clone(), metrics.clone(), shutdown.clone())));
+        shipping = Some((client, target));
         tracing::info!("shipping batches to {url}");
     }
 
@@ -250,6 +252,9 @@ pub async fn run(cfg: Config, opts: RunOptions) -> anyhow::Result<()> {
     }
     for h in writers.handles {
         let _ = h.await;
+    }
+    if let Some((client, target)) = shipping {
+        crate::uploader::drain(&spool, &client, &target, &metrics, Duration::from_secs(10)).await;
     }
     tracing::info!("stopped; every batch is committed in {}", cfg.data_dir.display());
     Ok(())

@@ -153,6 +153,28 @@ pub async fn upload(client: &reqwest::Client, target: &Target, entry: &Entry) ->
     }
 }
 
+/// One last pass at shutdown, after the writers committed their final
+/// batches: ship what the collector takes within `limit`. Anything left stays
+/// in the spool and is shipped at the next start.
+pub async fn drain(spool: &Spool, client: &reqwest::Client, target: &Target, metrics: &AgentMetrics, limit: Duration) {
+    let deadline = tokio::time::Instant::now() + limit;
+    for entry in spool.entries() {
+        let Ok(outcome) = tokio::time::timeout_at(deadline, upload(client, target, &entry)).await else { break };
+        match outcome {
+            Outcome::Done => {
+                metrics.uploads.get_or_create(&UploadLabels { outcome: "stored".into() }).inc();
+                metrics.uploaded_bytes.inc_by(entry.bytes);
+                let _ = spool.remove(&entry);
+            }
+            Outcome::Reject(_) | Outcome::Retry(_) => break,
+        }
+    }
+    let left = spool.entries().len();
+    if left > 0 {
+        tracing::info!("{left} batch file(s) stay in the spool; they are shipped at the next start");
+    }
+}
+
 /// Ships the spool until shutdown. Files left at shutdown are shipped at the next start.
 pub async fn run(spool: Arc<Spool>, client: reqwest::Client, target: Target, metrics: AgentMetrics, mut shutdown: Shutdown) {
     let mut backoff = Backoff::new(Duration::from_millis(500), Duration::from_secs(60));

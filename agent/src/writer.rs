@@ -102,7 +102,7 @@ impl<T: Table> BatchWriter<T> {
                 self.metrics.rows_written.get_or_create(&self.labels).inc_by(rows);
                 self.metrics.batches_written.get_or_create(&self.labels).inc();
                 self.metrics.bytes_written.get_or_create(&self.labels).inc_by(entry.bytes);
-                tracing::debug!(table = T::NAME, rows, bytes = entry.bytes, "batch committed");
+                tracing::debug!(table = T::NAME, batch = %entry.batch_id, rows, bytes = entry.bytes, "batch committed");
             }
             Err(e) => self.lose(rows, &format!("cannot commit the batch: {e}")),
         }
