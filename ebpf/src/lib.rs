@@ -10,7 +10,7 @@
 //! let check = strand_ebpf::capability();           // for `strand-agent check`
 //! if !check.usable {
 //!     eprintln!("eBPF off: {}", check.reason);      // keep the other sources running
-//!     return;
+//!     return Ok(());
 //! }
 //! let mut tracer = Tracer::start(TracerConfig::new("cluster-a", "node-7"))?;
 //! let mut out = Output::default();
@@ -47,7 +47,7 @@ mod procfs;
 mod tracer;
 
 pub use capability::{Capability, MIN_KERNEL, capability};
-pub use tracer::{EbpfError, Output, SourceStats, Stats, Tracer, TracerConfig};
+pub use tracer::{EbpfError, LibraryFile, Output, SourceStats, Stats, Tracer, TracerConfig};
 
 /// The skeleton that `build.rs` generates from `src/bpf/strand.bpf.c`.
 #[allow(clippy::all, unused_imports, dead_code, non_camel_case_types, non_snake_case, unsafe_op_in_unsafe_fn)]

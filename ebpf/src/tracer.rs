@@ -96,6 +96,19 @@ pub struct Stats {
     pub errors: BTreeMap<&'static str, u64>,
 }
 
+/// A probed library file (see [`Tracer::library_files`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LibraryFile {
+    /// Path it was attached through (`/proc/<pid>/root/...` for files found in maps).
+    pub path: PathBuf,
+    /// `nccl`, `cudart` or `cuda`.
+    pub kind: &'static str,
+    /// NCCL release from the library's version string.
+    pub nccl_version: Option<String>,
+    /// Uprobes attached to it.
+    pub probes: usize,
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum EbpfError {
     /// Missing privileges or kernel features; the text names them.
@@ -177,7 +190,7 @@ struct LibFile {
     kind: LibKind,
     path: PathBuf,
     version: Option<NcclVersion>,
-    _links: Vec<Link>,
+    links: Vec<Link>,
 }
 
 type FileKey = (u64, u64);
@@ -242,6 +255,8 @@ pub struct Tracer {
     logged_once: HashSet<String>,
     /// Rows made outside `poll` (processes found at start), returned by the next poll.
     carry: Output,
+    /// Processes seen calling a GPU library in this batch, not yet reported.
+    to_report: Vec<i32>,
 }
 
 fn libbpf_log(level: libbpf_rs::PrintLevel, msg: String) {
@@ -334,6 +349,7 @@ impl Tracer {
             self_pid: std::process::id() as i32,
             logged_once: HashSet::new(),
             carry: Output::default(),
+            to_report: Vec::new(),
         };
         if !btf {
             tracer.count("process_tracking_off_no_btf");
@@ -400,6 +416,9 @@ impl Tracer {
                 Record::CudaSync(c) => self.on_cuda_sync(c, &clock, out),
                 _ => {}
             }
+        }
+        for pid in std::mem::take(&mut self.to_report) {
+            self.report(pid, &clock, out);
         }
         for r in &records {
             if let Record::Exit(e) = r {
@@ -503,8 +522,10 @@ impl Tracer {
         }
     }
 
-    /// Marks `pid` as a GPU process, writing its `exec` or `running` row once.
-    fn ensure_gpu(&mut self, pid: i32, kind: LibKind, clock: &MonoToUtc, out: &mut Output) {
+    /// Notes that `pid` called into a GPU library. Its `exec` or `running`
+    /// row is written once the whole batch is read (see [`Tracer::poll`]),
+    /// so that it lists every library the batch showed.
+    fn note_gpu(&mut self, pid: i32, kind: LibKind, clock: &MonoToUtc, out: &mut Output) {
         if !self.pids.contains_key(&pid) && self.pids.len() >= MAX_PIDS {
             self.count("pid_table_full");
             return;
@@ -514,12 +535,15 @@ impl Tracer {
         if st.reported {
             return;
         }
-        if st.fingerprint.is_none() {
-            // First sight of this process: read its maps while it is alive,
-            // for its other libraries and the NCCL version.
+        let first_sight = st.fingerprint.is_none();
+        if !self.to_report.contains(&pid) {
+            self.to_report.push(pid);
+        }
+        if first_sight {
+            // Read its maps while it may still be alive: its other
+            // libraries and the file that gives its NCCL version.
             self.scan_pid(pid, clock, out);
         }
-        self.report(pid, clock, out);
     }
 
     fn report(&mut self, pid: i32, clock: &MonoToUtc, out: &mut Output) {
@@ -792,15 +816,23 @@ impl Tracer {
             version.map(|v| format!(" {v}")).unwrap_or_default(),
             links.len()
         );
-        self.libs.insert(key, LibFile { kind, path: path.to_path_buf(), version, _links: links });
+        self.libs.insert(key, LibFile { kind, path: path.to_path_buf(), version, links });
         Some(key)
     }
 
-    /// Library files probed: (path as attached, kind, NCCL version).
-    pub fn library_files(&self) -> Vec<(PathBuf, &'static str, Option<String>)> {
-        let mut v: Vec<_> =
-            self.libs.values().map(|l| (l.path.clone(), l.kind.name(), l.version.map(|v| v.to_string()))).collect();
-        v.sort();
+    /// The library files probed, for `strand-agent check` and tests.
+    pub fn library_files(&self) -> Vec<LibraryFile> {
+        let mut v: Vec<_> = self
+            .libs
+            .values()
+            .map(|l| LibraryFile {
+                path: l.path.clone(),
+                kind: l.kind.name(),
+                nccl_version: l.version.map(|v| v.to_string()),
+                probes: l.links.len(),
+            })
+            .collect();
+        v.sort_by(|a, b| a.path.cmp(&b.path));
         v
     }
 
@@ -883,7 +915,7 @@ impl Tracer {
             return;
         };
         let (pid, tid) = (r.pid as i32, r.tid as i32);
-        self.ensure_gpu(pid, LibKind::Nccl, clock, out);
+        self.note_gpu(pid, LibKind::Nccl, clock, out);
         let unfinished = r.flags & F_UNFINISHED != 0;
         let hash = if r.flags & F_UID != 0 {
             self.nccl_version_of(pid).map(|v| nccl::comm_hash(v, &r.uid))
@@ -915,7 +947,7 @@ impl Tracer {
             return;
         };
         let (pid, tid) = (r.pid as i32, r.tid as i32);
-        self.ensure_gpu(pid, LibKind::Nccl, clock, out);
+        self.note_gpu(pid, LibKind::Nccl, clock, out);
         let unfinished = r.flags & F_UNFINISHED != 0;
         let exit = (!unfinished).then(|| clock.to_utc(r.exit_ns as i64));
         let mut row = self.nccl_row(pid, tid, op, clock.to_utc(r.enter_ns as i64), exit);
@@ -994,7 +1026,7 @@ impl Tracer {
         };
         let pid = r.pid as i32;
         let kind = if r.api <= 3 { LibKind::Cudart } else { LibKind::Cuda };
-        self.ensure_gpu(pid, kind, clock, out);
+        self.note_gpu(pid, kind, clock, out);
         if r.flags & F_UNFINISHED != 0 {
             // cuda_sync_calls.exit_ns is required: a call cut by the thread's
             // exit is counted, not written.
