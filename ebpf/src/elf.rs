@@ -132,7 +132,7 @@ impl Elf {
         self.segments
             .iter()
             .find(|s| vaddr >= s.vaddr && vaddr - s.vaddr < s.filesz)
-            .map(|s| vaddr - s.vaddr + s.offset)
+            .and_then(|s| (vaddr - s.vaddr).checked_add(s.offset))
     }
 
     /// File offsets of the defined functions in `.dynsym` whose name is in
@@ -173,7 +173,8 @@ impl Elf {
         let mut buf = vec![0u8; (WINDOW + overlap) as usize];
         while start < size {
             let len = (WINDOW + overlap).min(size - start) as usize;
-            self.file.read_exact_at(&mut buf[..len], rodata.offset + start)?;
+            let at = rodata.offset.checked_add(start).ok_or(ElfError::Malformed(".rodata offset"))?;
+            self.file.read_exact_at(&mut buf[..len], at)?;
             let window = &buf[..len];
             if let Some(at) = window.windows(prefix.len()).position(|w| w == prefix) {
                 let rest = &window[at + prefix.len()..];
@@ -217,5 +218,34 @@ mod tests {
         let found = elf.function_offsets(&["getpid", "no_such_function_here"]).expect("dynsym");
         assert!(found.contains_key("getpid"));
         assert!(!found.contains_key("no_such_function_here"));
+    }
+
+    #[test]
+    fn corrupted_headers_are_errors_not_panics() {
+        let libc = ["/lib/x86_64-linux-gnu/libc.so.6", "/usr/lib/x86_64-linux-gnu/libc.so.6", "/lib64/libc.so.6"]
+            .iter()
+            .map(Path::new)
+            .find(|p| p.exists());
+        let Some(libc) = libc else { return };
+        let good = std::fs::read(libc).expect("read libc");
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("bad.so");
+        // Every field of the ELF header past the identification, set to 0x00 and 0xff.
+        for at in 0x10..0x40 {
+            for byte in [0x00u8, 0xff] {
+                let mut bad = good.clone();
+                bad[at] = byte;
+                std::fs::write(&path, &bad).expect("write");
+                if let Ok(elf) = Elf::open(&path) {
+                    let _ = elf.function_offsets(&["getpid"]);
+                    let _ = elf.rodata_string_after(b"GNU C Library");
+                }
+            }
+        }
+        // A file cut short after the header.
+        std::fs::write(&path, &good[..4096]).expect("write");
+        if let Ok(elf) = Elf::open(&path) {
+            assert!(elf.function_offsets(&["getpid"]).is_err());
+        }
     }
 }

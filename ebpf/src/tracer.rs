@@ -218,6 +218,8 @@ struct PidState {
     exe: Option<String>,
     /// Consecutive rescans that did not find the process.
     missing_scans: u8,
+    /// Its maps were read, or tried, on first sight of one of its records.
+    first_scan_done: bool,
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -535,7 +537,8 @@ impl Tracer {
         if st.reported {
             return;
         }
-        let first_sight = st.fingerprint.is_none();
+        let first_sight = st.fingerprint.is_none() && !st.first_scan_done;
+        st.first_scan_done = true;
         if !self.to_report.contains(&pid) {
             self.to_report.push(pid);
         }
@@ -672,8 +675,13 @@ impl Tracer {
         }
         let maps = match procfs::read_maps(&root, pid) {
             Ok(m) => m,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return,
+            // Gone between the two reads.
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound || e.raw_os_error() == Some(libc::ESRCH) => return,
             Err(e) => {
+                // Not retried until the process changes (e.g. a protected init).
+                if let Some(st) = self.pids.get_mut(&pid) {
+                    st.fingerprint = Some(fp);
+                }
                 self.count("maps_unreadable");
                 self.warn_once(format!("cannot read /proc/{pid}/maps: {e}"));
                 return;
@@ -990,6 +998,11 @@ impl Tracer {
             row.color = Some(r.color);
             row.key = Some(r.key);
             row.new_comm_ptr = (r.new_comm != 0).then_some(r.new_comm as i64);
+            if r.new_comm == 0 && r.color != -1 && !unfinished && (r.ret == 0 || r.ret == 7) {
+                // Inside a group or non-blocking, NCCL writes the child after
+                // the call returns: that child stays unidentified.
+                self.count("nccl_split_child_deferred");
+            }
             let parent = self.comms.get(&(pid, r.comm)).and_then(|c| c.hash);
             let hash = match parent {
                 Some(parent) => self.nccl_version_of(pid).and_then(|v| {

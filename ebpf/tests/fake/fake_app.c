@@ -9,7 +9,8 @@
  *                                   IDB unless IDB is "-"), exit with CODE
  *     initall NDEV                  ncclCommInitAll and one all-reduce per comm
  *     hang IDA                      block inside ncclAllReduce (to be killed)
- *     bench N                       N ncclAllReduce calls, no log (benchmark)
+ *     bench N [RATE]                N ncclAllReduce calls, no log (benchmark);
+ *                                   RATE > 0 paces them to RATE calls/s
  *   --ns SRC DST: first enter a private mount namespace and bind SRC on DST,
  *   so LIBDIR (under DST) exists only for this process (like a container).
  *
@@ -345,12 +346,21 @@ int main(int argc, char** argv)
 	}
 	if (strcmp(mode, "bench") == 0 && argc > 3) {
 		long n = atol(argv[3]);
+		long rate = argc > 4 ? atol(argv[4]) : 0;
 		ncclUniqueId id = { { 0 } };
 		ncclComm_t c = NULL;
 		ready();
 		p_ncclCommInitRank(&c, 1, id, 0);
 		int64_t start = mono();
-		for (long i = 0; i < n; i++) p_ncclAllReduce(NULL, NULL, 1024, ncclFloat32, ncclSum, c, NULL);
+		for (long i = 0; i < n; i++) {
+			p_ncclAllReduce(NULL, NULL, 1024, ncclFloat32, ncclSum, c, NULL);
+			/* Paced: at each millisecond's quota, sleep to the next millisecond. */
+			if (rate > 0 && (i + 1) % (rate / 1000 > 0 ? rate / 1000 : 1) == 0) {
+				int64_t due = start + (int64_t)((double)(i + 1) * 1e9 / (double)rate);
+				struct timespec ts = { due / 1000000000, due % 1000000000 };
+				clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &ts, NULL);
+			}
+		}
 		int64_t end = mono();
 		printf("bench calls=%ld ns_per_call=%.1f\n", n, (double)(end - start) / (double)(n ? n : 1));
 		p_ncclCommDestroy(c);
