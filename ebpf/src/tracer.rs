@@ -40,6 +40,9 @@ pub struct TracerConfig {
     pub proc_root: PathBuf,
     /// Most library files probed at once (each costs ~40 uprobes).
     pub max_library_files: usize,
+    /// Report process exec/exit (`process_events`) and calls cut by a
+    /// thread's exit. Needs kernel BTF; off, only the uprobes run.
+    pub process_tracking: bool,
 }
 
 impl TracerConfig {
@@ -54,6 +57,7 @@ impl TracerConfig {
             extra_libraries: Vec::new(),
             proc_root: PathBuf::from("/proc"),
             max_library_files: 64,
+            process_tracking: true,
         }
     }
 }
@@ -301,17 +305,22 @@ impl Tracer {
         open.maps.nccl_rb.set_max_entries(cfg.nccl_ring_bytes).map_err(EbpfError::Load)?;
         open.maps.cuda_rb.set_max_entries(cfg.cuda_ring_bytes).map_err(EbpfError::Load)?;
         open.maps.proc_rb.set_max_entries(cfg.proc_ring_bytes).map_err(EbpfError::Load)?;
+        // The agent's own calls (e.g. its GPU reductions) are not workload.
+        if let Some(rodata) = open.maps.rodata_data.as_deref_mut() {
+            rodata.ignore_tgid = std::process::id();
+        }
         // The tracepoints read task_struct with CO-RE, which needs kernel BTF;
         // without it the uprobes still work.
         let btf = Path::new(BTF_PATH).exists();
-        if !btf {
+        let tracking = btf && cfg.process_tracking;
+        if !tracking {
             open.progs.on_exec.set_autoload(false);
             open.progs.on_exit.set_autoload(false);
         }
         let skel = open.load().map_err(EbpfError::Load)?;
 
         let mut tracepoint_links = Vec::new();
-        if btf {
+        if tracking {
             for prog in [&skel.progs.on_exec, &skel.progs.on_exit] {
                 let link = prog.attach().map_err(|source| EbpfError::Attach {
                     what: format!("tracepoint program {}", prog.name().to_string_lossy()),
@@ -353,7 +362,7 @@ impl Tracer {
             carry: Output::default(),
             to_report: Vec::new(),
         };
-        if !btf {
+        if !btf && tracer.cfg.process_tracking {
             tracer.count("process_tracking_off_no_btf");
         }
         for path in tracer.cfg.extra_libraries.clone() {
@@ -367,7 +376,13 @@ impl Tracer {
             "ebpf tracer started: {} library files, {} probes, process tracking {}",
             tracer.libs.len(),
             tracer.probes_attached,
-            if btf { "on" } else { "off (no BTF)" }
+            if tracking {
+                "on"
+            } else if btf {
+                "off (config)"
+            } else {
+                "off (no kernel BTF)"
+            }
         );
         Ok(tracer)
     }

@@ -569,3 +569,27 @@ fn a_full_ring_buffer_counts_every_lost_record() {
     assert_eq!(s.nccl.events + s.nccl.lost, CALLS + 2, "every record is either read or counted lost: {s:?}");
     assert_eq!(out.nccl_calls.len() as u64, s.nccl.events);
 }
+
+#[test]
+fn uprobes_work_with_process_tracking_off() {
+    require_root();
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let f = build_fakes(tmp.path(), 22803, "2.28.3", false);
+    // The configuration a kernel without BTF gets: no exec/exit tracepoints.
+    let mut cfg = TracerConfig::new(CLUSTER, NODE);
+    cfg.process_tracking = false;
+    cfg.extra_libraries = vec![f.libdir.join("libnccl.so.2")];
+    let mut tracer = Tracer::start(cfg).expect("tracer");
+    assert!(!tracer.process_tracking());
+    let mut app = App::spawn(&f, &[], &f.libdir, &["initall", "2"]);
+    let pid = app.pid;
+    app.go();
+    let (log, status) = app.finish();
+    assert!(status.success());
+    let mut out = Output::default();
+    poll_until(&mut tracer, &mut out, "init-all rows", |o| o.nccl_calls.iter().filter(|r| r.pid == pid).count() >= 5);
+    check_nccl(&f, pid, &log, &out.nccl_calls);
+    let kinds: Vec<&str> = events_of(&out, pid).iter().map(|e| e.kind.as_str()).collect();
+    assert!(kinds.iter().all(|k| *k == "running"), "no exec/exit rows without tracepoints: {kinds:?}");
+}

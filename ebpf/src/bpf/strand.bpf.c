@@ -170,6 +170,9 @@ struct record_types {
 };
 struct record_types record_types;
 
+/* The agent's own process, set before load: its calls are not traced. */
+const volatile __u32 ignore_tgid = 0;
+
 __u64 next_group_id = 1;
 __u64 next_comm_gen = 1;
 
@@ -290,6 +293,8 @@ static __always_inline int nccl_enter(struct pt_regs *ctx, __u32 op)
 	struct group_state *g;
 	struct comm_state *cs;
 
+	if (tgid == ignore_tgid)
+		return 0;
 	track(tgid);
 	s = bpf_map_lookup_elem(&nccl_inflight, &tid);
 	if (s && s->depth > 0) {
@@ -487,6 +492,8 @@ static __always_inline int cuda_enter(struct pt_regs *ctx, __u32 api, int has_ha
 	__u32 tid = (__u32)id;
 	struct cuda_state *s, st = {};
 
+	if (id >> 32 == ignore_tgid)
+		return 0;
 	track(id >> 32);
 	s = bpf_map_lookup_elem(&cuda_inflight, &tid);
 	if (s && s->depth > 0) {
