@@ -139,7 +139,8 @@ fn main() {
             polls += 1;
             out = Output::default();
             done = apps.iter().all(|a| {
-                std::fs::read_to_string(format!("/proc/{}/stat", a.pid)).is_ok_and(|s| s.contains(") Z")) || std::fs::metadata(format!("/proc/{}", a.pid)).is_err()
+                std::fs::read_to_string(format!("/proc/{}/stat", a.pid)).is_ok_and(|s| s.contains(") Z"))
+                    || std::fs::metadata(format!("/proc/{}", a.pid)).is_err()
             });
         }
         let elapsed = start.elapsed().as_secs_f64();

@@ -164,7 +164,13 @@ fn main() {
     let stats = tracer.stats();
     eprintln!("trace_run: {} rows to {out_path}; stats {stats:?}", lines.len());
     for lib in tracer.library_files() {
-        eprintln!("trace_run: probed {} ({}, {:?}, {} probes)", lib.path.display(), lib.kind, lib.nccl_version, lib.probes);
+        eprintln!(
+            "trace_run: probed {} ({}, {:?}, {} probes)",
+            lib.path.display(),
+            lib.kind,
+            lib.nccl_version,
+            lib.probes
+        );
     }
     std::process::exit(status.code().unwrap_or(1));
 }

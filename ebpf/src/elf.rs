@@ -139,8 +139,7 @@ impl Elf {
     /// `wanted` (the uprobe offset for each).
     pub fn function_offsets(&self, wanted: &[&str]) -> Result<HashMap<String, u64>, ElfError> {
         let dynsym = self.sections.iter().copied().find(|s| s.kind == SHT_DYNSYM).ok_or(ElfError::NoDynsym)?;
-        let strtab =
-            self.sections.get(dynsym.link as usize).copied().ok_or(ElfError::Malformed(".dynsym link"))?;
+        let strtab = self.sections.get(dynsym.link as usize).copied().ok_or(ElfError::Malformed(".dynsym link"))?;
         let syms = read_at(&self.file, dynsym.offset, dynsym.size)?;
         let names = read_at(&self.file, strtab.offset, strtab.size)?;
         let mut found = HashMap::new();

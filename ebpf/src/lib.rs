@@ -35,7 +35,11 @@
 //!   times `None` for the agent to fill. Times are UTC, converted from
 //!   CLOCK_MONOTONIC by [`strand_schemas::clock::MonoToUtc`] once per poll.
 //! - [`Tracer::stats`] gives cumulative events and losses per source, library
-//!   files, probes, and counted problems by reason.
+//!   files, probes, and counted problems by reason (keys in `docs/ebpf.md`);
+//!   [`Tracer::library_files`] lists the probed files with their NCCL version.
+//! - [`TracerConfig`]: cluster and node, ring-buffer sizes, `rescan_period`,
+//!   `extra_libraries`, `proc_root` (the host's `/proc`), `max_library_files`,
+//!   `process_tracking`. The agent needs the host PID namespace.
 //! - [`Tracer`] is `Send`; `poll` takes `&mut self`, so one thread drives it.
 //! - [`nccl`] holds NCCL's commHash algorithms per release, for checks.
 

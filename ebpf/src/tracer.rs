@@ -178,8 +178,7 @@ const PROBES: &[ProbeSpec] = &[
 ];
 
 /// Functions that only some releases export: their absence is not counted.
-const OPTIONAL: &[&str] =
-    &["ncclAlltoAll", "ncclCommInitRankConfig", "ncclCommSplit", "ncclCommGrow", "ncclCommAbort"];
+const OPTIONAL: &[&str] = &["ncclAlltoAll", "ncclCommInitRankConfig", "ncclCommSplit", "ncclCommGrow", "ncclCommAbort"];
 
 /// How long after exec a process that is not (yet) a GPU process keeps its
 /// exec record, so that a late `dlopen` still yields an `exec` row.
@@ -780,10 +779,14 @@ impl Tracer {
             }
         };
         let kind = kind.or_else(|| {
-            [("ncclAllReduce", LibKind::Nccl), ("cudaStreamSynchronize", LibKind::Cudart), ("cuStreamSynchronize", LibKind::Cuda)]
-                .into_iter()
-                .find(|(s, _)| offsets.contains_key(*s))
-                .map(|(_, k)| k)
+            [
+                ("ncclAllReduce", LibKind::Nccl),
+                ("cudaStreamSynchronize", LibKind::Cudart),
+                ("cuStreamSynchronize", LibKind::Cuda),
+            ]
+            .into_iter()
+            .find(|(s, _)| offsets.contains_key(*s))
+            .map(|(_, k)| k)
         });
         let Some(kind) = kind else {
             self.count("library_unknown_kind");
@@ -940,11 +943,8 @@ impl Tracer {
         let (pid, tid) = (r.pid as i32, r.tid as i32);
         self.note_gpu(pid, LibKind::Nccl, clock, out);
         let unfinished = r.flags & F_UNFINISHED != 0;
-        let hash = if r.flags & F_UID != 0 {
-            self.nccl_version_of(pid).map(|v| nccl::comm_hash(v, &r.uid))
-        } else {
-            None
-        };
+        let hash =
+            if r.flags & F_UID != 0 { self.nccl_version_of(pid).map(|v| nccl::comm_hash(v, &r.uid)) } else { None };
         let init_all = r.op == OP_INIT_ALL;
         let ncomms = (r.ncomms as usize).min(r.comms.len());
         for (i, &comm) in r.comms[..ncomms].iter().enumerate() {

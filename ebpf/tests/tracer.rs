@@ -46,7 +46,11 @@ impl Logged {
             .filter(|l| l.starts_with("C ") || l.starts_with("S "))
             .map(|l| Logged {
                 kind: l.chars().next().unwrap_or(' '),
-                kv: l[2..].split_whitespace().filter_map(|f| f.split_once('=')).map(|(k, v)| (k.into(), v.into())).collect(),
+                kv: l[2..]
+                    .split_whitespace()
+                    .filter_map(|f| f.split_once('='))
+                    .map(|(k, v)| (k.into(), v.into()))
+                    .collect(),
             })
             .collect()
     }
@@ -207,10 +211,8 @@ fn expected_nccl(f: &Fakes, pid: i32, logged: &[Logged]) -> Vec<NcclCall> {
                 let p = m.comms.get_mut(&parent).expect("split of a known comm");
                 p.splits += 1;
                 let color = l.i("color") as i32;
-                let child = CommModel {
-                    hash: p.hash.map(|h| f.split_hash(h, p.splits, color)),
-                    ..CommModel::default()
-                };
+                let child =
+                    CommModel { hash: p.hash.map(|h| f.split_hash(h, p.splits, color)), ..CommModel::default() };
                 row.comm_ptr = Some(parent as i64);
                 row.color = Some(color);
                 row.key = Some(l.i("key") as i32);
@@ -275,7 +277,12 @@ fn check_nccl(f: &Fakes, pid: i32, lines: &[String], got: &[NcclCall]) {
     let mut got: Vec<NcclCall> = got.iter().filter(|r| r.pid == pid).cloned().collect();
     got.sort_by_key(|r| r.enter_ns);
     let expected = expected_nccl(f, pid, &logged);
-    assert_eq!(got.len(), expected.len(), "pid {pid}: captured {:#?}\nlogged {logged:#?}", got.iter().map(|r| &r.op).collect::<Vec<_>>());
+    assert_eq!(
+        got.len(),
+        expected.len(),
+        "pid {pid}: captured {:#?}\nlogged {logged:#?}",
+        got.iter().map(|r| &r.op).collect::<Vec<_>>()
+    );
     let clock = MonoToUtc::measure();
     let mut groups: HashMap<i64, i64> = HashMap::new();
     for ((g, mut e), l) in got.iter().zip(expected).zip(&logged) {
@@ -400,7 +407,8 @@ fn captures_every_call_of_known_processes() {
     }
 
     let n_logged = |lines: &[String], k: char| Logged::parse(lines).iter().filter(|l| l.kind == k).count();
-    let want_nccl: usize = rank_logs.iter().map(|(l, _)| n_logged(l, 'C')).sum::<usize>() + n_logged(&initall_log, 'C') + 2;
+    let want_nccl: usize =
+        rank_logs.iter().map(|(l, _)| n_logged(l, 'C')).sum::<usize>() + n_logged(&initall_log, 'C') + 2;
     let want_cuda: usize = rank_logs.iter().map(|(l, _)| n_logged(l, 'S')).sum();
     let all_pids: Vec<i32> = rank_pids.iter().copied().chain([initall_pid, hang_pid, holder_pid]).collect();
     poll_until(&mut tracer, &mut out, "every row and exit", |o| {
@@ -522,7 +530,8 @@ fn stripped_library_in_a_private_mount_is_found_after_exec() {
         check_nccl(&f, *pid, lines, &out.nccl_calls);
         check_cuda(*pid, lines, &out.cuda_sync_calls);
     }
-    let exits: Vec<_> = pids.iter().map(|p| events_of(&out, *p).last().map(|e| (e.kind.clone(), e.exit_code))).collect();
+    let exits: Vec<_> =
+        pids.iter().map(|p| events_of(&out, *p).last().map(|e| (e.kind.clone(), e.exit_code))).collect();
     assert_eq!(exits, [Some(("exit".into(), Some(0))), Some(("exit".into(), Some(5)))]);
 
     // The same file through the host path: already probed, no second attach.
@@ -530,7 +539,9 @@ fn stripped_library_in_a_private_mount_is_found_after_exec() {
     let again_pid = again.pid;
     again.go();
     let (log, _) = again.finish();
-    poll_until(&mut tracer, &mut out, "init-all rows", |o| o.nccl_calls.iter().filter(|r| r.pid == again_pid).count() >= 5);
+    poll_until(&mut tracer, &mut out, "init-all rows", |o| {
+        o.nccl_calls.iter().filter(|r| r.pid == again_pid).count() >= 5
+    });
     check_nccl(&f, again_pid, &log, &out.nccl_calls);
     assert_eq!(tracer.stats().library_files, before + 3);
     assert_eq!(tracer.stats().nccl.lost, 0);

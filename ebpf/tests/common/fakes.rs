@@ -68,7 +68,13 @@ impl Fakes {
         self.hashref(&["root".into(), self.code.to_string(), id_hex.into()])
     }
     pub fn split_hash(&self, parent: u64, count: u32, color: i32) -> u64 {
-        self.hashref(&["split".into(), self.code.to_string(), format!("{parent:x}"), count.to_string(), color.to_string()])
+        self.hashref(&[
+            "split".into(),
+            self.code.to_string(),
+            format!("{parent:x}"),
+            count.to_string(),
+            color.to_string(),
+        ])
     }
 }
 
@@ -115,4 +121,3 @@ impl App {
         (text.lines().map(str::to_string).collect(), status)
     }
 }
-
