@@ -149,8 +149,13 @@ def scenario(d):
         check(calls == want, f"{name} pid {pid}: {len(calls)} all-reduces captured, {len(want)} made; sizes and types equal")
         ar = [r for r in mine if r["op"] == "allreduce"]
         check(all(r["ret"] == 0 and r["exit_ns"] is not None for r in ar), f"{name} pid {pid}: all-reduces returned 0")
-        seqs = [r["seq"] for r in ar]
-        check(seqs == list(range(len(ar))), f"{name} pid {pid}: seq 0..{len(ar) - 1} in order ({seqs[:8]}...)")
+        colls = {}
+        for r in mine:
+            if r["op"] in ("allreduce", "broadcast", "reduce", "allgather", "reducescatter", "alltoall") \
+                    and r["comm_ptr"] not in (None, "0x0"):
+                colls.setdefault(r["comm_ptr"], []).append(r["seq"])
+        check(all(v == list(range(len(v))) for v in colls.values()),
+              f"{name} pid {pid}: collectives numbered 0, 1, 2… per communicator ({ {k: v[:6] for k, v in colls.items()} })")
         kinds = [p["kind"] for p in procs if p["pid"] == pid]
         check(kinds[:1] in (["exec"], ["running"]) and "exit" in kinds, f"{name} pid {pid}: process_events {kinds}")
 
