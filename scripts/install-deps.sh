@@ -5,9 +5,10 @@ set -euo pipefail
 SUDO=""
 [ "$(id -u)" -eq 0 ] || SUDO="sudo"
 
-# clang + libelf + zlib: the eBPF programs (libbpf-cargo); pkg-config: -sys crates;
+# gcc: linker and test fixtures; clang + libelf + zlib: the eBPF programs (libbpf-cargo);
+# pkg-config: -sys crates;
 # systemd: systemd-analyze verifies the unit; python3-pip: test readers (pyarrow).
-PKGS="clang llvm libelf-dev zlib1g-dev pkg-config systemd python3 python3-pip"
+PKGS="gcc clang llvm libelf-dev zlib1g-dev pkg-config systemd python3 python3-pip"
 missing=""
 for p in $PKGS; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"

@@ -1,6 +1,5 @@
 //! `strand-agent check`: which sources work on this host, and why not.
 
-use std::path::Path;
 
 use crate::config::Config;
 
@@ -56,8 +55,16 @@ pub fn probe(cfg: &Config) -> Vec<Capability> {
     out.push(cap("CUPTI injection", inject.is_some() && cuda && cupti, detail));
 
     // eBPF.
-    let (ok, detail) = ebpf_capability();
-    out.push(cap("eBPF", ok, detail));
+    let ebpf = strand_ebpf::capability();
+    let mut detail = if ebpf.usable {
+        "uprobes on NCCL and CUDA synchronize calls, exec/exit tracepoints".to_string()
+    } else {
+        format!("{}: NCCL and CUDA synchronize probes disabled", ebpf.reason)
+    };
+    for w in &ebpf.warnings {
+        detail.push_str(&format!("; {w}"));
+    }
+    out.push(cap("eBPF", ebpf.usable, detail));
 
     // perf events.
     use perf_event::events::{Hardware, Software};
@@ -100,36 +107,6 @@ pub fn injection_library() -> Option<std::path::PathBuf> {
         .into_iter()
         .find(|p| p.exists())
         .and_then(|p| p.canonicalize().ok())
-}
-
-/// Whether this process can load BPF programs, and what is missing if not.
-pub fn ebpf_capability() -> (bool, String) {
-    if !Path::new("/sys/kernel/btf/vmlinux").exists() {
-        return (false, "kernel has no BTF (/sys/kernel/btf/vmlinux): NCCL and CUDA sync probes disabled".into());
-    }
-    let caps = effective_caps();
-    // CAP_SYS_ADMIN = 21, CAP_PERFMON = 38, CAP_BPF = 39.
-    let has = |bit: u32| caps & (1u64 << bit) != 0;
-    if has(21) || (has(38) && has(39)) {
-        (true, "CAP_BPF and CAP_PERFMON present, BTF present".into())
-    } else {
-        let mut missing = Vec::new();
-        if !has(39) {
-            missing.push("CAP_BPF");
-        }
-        if !has(38) {
-            missing.push("CAP_PERFMON");
-        }
-        (false, format!("missing {} (run as root or grant them): NCCL and CUDA sync probes disabled", missing.join(" and ")))
-    }
-}
-
-fn effective_caps() -> u64 {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| s.lines().find_map(|l| l.strip_prefix("CapEff:").map(|v| v.trim().to_string())))
-        .and_then(|hex| u64::from_str_radix(&hex, 16).ok())
-        .unwrap_or(0)
 }
 
 /// Library presence without cudarc's panics.

@@ -4,6 +4,7 @@ mod check;
 mod config;
 mod context;
 mod cupti;
+mod ebpf;
 mod infiniband;
 mod metrics;
 mod nvml;

@@ -75,6 +75,7 @@ pub async fn run(cfg: Config, opts: RunOptions) -> anyhow::Result<()> {
     let mut registry = Registry::default();
     metrics.register(&mut registry);
     let cupti_metrics = crate::cupti::CuptiMetrics::register(&mut registry);
+    let ebpf_metrics = crate::ebpf::EbpfMetrics::register(&mut registry);
     let (trigger, shutdown) = shutdown_pair();
 
     let (spool, recovery) = Spool::open(&cfg.data_dir, &cfg.cluster, &node, cfg.output.quota_bytes, metrics.clone())
@@ -171,6 +172,23 @@ pub async fn run(cfg: Config, opts: RunOptions) -> anyhow::Result<()> {
         }));
     }
 
+    let ebpf_thread = if cfg.ebpf.enabled {
+        crate::ebpf::spawn(
+            ctx.clone(),
+            cfg.ebpf.poll_interval,
+            crate::ebpf::EbpfSinks {
+                nccl: sinks.nccl_calls.clone(),
+                sync: sinks.cuda_sync_calls.clone(),
+                process: sinks.process_events.clone(),
+            },
+            ebpf_metrics,
+            shutdown.clone(),
+        )
+    } else {
+        tracing::info!("ebpf: disabled in config");
+        None
+    };
+
     let mut perf_thread = None;
     if cfg.perf.enabled {
         let (sink, ctx, period, sd, m) = (sinks.process_samples.clone(), ctx.clone(), cfg.nvml.period, shutdown.clone(), metrics.clone());
@@ -243,7 +261,7 @@ pub async fn run(cfg: Config, opts: RunOptions) -> anyhow::Result<()> {
     trigger.trigger();
 
     // Sources first, so their last rows reach the writers; then the writers.
-    for t in [nvml_thread, perf_thread].into_iter().flatten() {
+    for t in [nvml_thread, perf_thread, ebpf_thread].into_iter().flatten() {
         let _ = tokio::task::spawn_blocking(move || t.join()).await;
     }
     drop(sinks);

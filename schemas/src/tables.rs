@@ -201,7 +201,7 @@ table! {
         pub count: Option<i64> => "elements",
         /// `ncclDataType_t` name, e.g. `bfloat16`.
         pub datatype: Option<String> => "",
-        /// Bytes of the operation: count × datatype size (per rank input for collectives).
+        /// count × datatype size, with NCCL's count: the per-rank input of allreduce, broadcast, reduce and allgather; the per-rank output of reducescatter; the per-peer chunk of alltoall; the message of send/recv.
         pub bytes: Option<i64> => "bytes",
         /// `ncclRedOp_t` name for reductions: `sum`, `prod`, `max`, `min`, `avg`.
         pub redop: Option<String> => "",
@@ -211,7 +211,7 @@ table! {
         pub peer: Option<i32> => "",
         /// `ncclComm_t` pointer in the process (identity within one process only).
         pub comm_ptr: Option<i64> => "",
-        /// NCCL commHash of the communicator (same on every rank; NCCL prints it as `commId 0x…`), as a signed 64-bit bit pattern.
+        /// NCCL commHash of the communicator (same on every rank; NCCL ≥ 2.26 prints it as `commId 0x…` with `NCCL_DEBUG=INFO`), as a signed 64-bit bit pattern; null when the communicator was created before the tracer attached.
         pub comm_hash: Option<i64> => "",
         /// Process group name when the source gives one (Kineto), in place of a commHash.
         pub comm_name: Option<String> => "",
