@@ -7,6 +7,7 @@ mod cupti;
 mod ebpf;
 mod infiniband;
 mod metrics;
+mod nccl_join;
 mod nvml;
 mod procstat;
 mod run;
