@@ -307,6 +307,27 @@ impl WindowBuilder {
         self.matcher.baseline = b;
     }
 
+    /// Changes the window length and the lateness allowance; only before the
+    /// first window was emitted (offline tools learn the run's span first).
+    pub fn set_timing(&mut self, period_ns: i64, lateness_ns: i64) -> Result<(), String> {
+        if self.stats.windows > 0 || self.gpus.values().any(|g| g.next_start.is_some()) {
+            return Err("the window length cannot change after windows were emitted".into());
+        }
+        let cfg = WindowConfig { period_ns, lateness_ns, ..self.cfg.clone() };
+        cfg.validate()?;
+        self.cfg = cfg;
+        Ok(())
+    }
+
+    /// Names a GPU's product when no NVML sample does (offline traces); used
+    /// for the peak FLOP/s.
+    pub fn set_gpu_name(&mut self, key: &GpuKey, name: &str) {
+        let g = self.gpu(key);
+        if g.name.is_none() {
+            g.name = Some(Arc::from(name));
+        }
+    }
+
     pub fn stats(&self) -> BuilderStats {
         let mut s = self.stats;
         s.buffered_rows = self.buffered();
@@ -535,6 +556,8 @@ impl WindowBuilder {
         let p = self.cfg.period_ns;
         let sp = self.cfg.sample_period_ns;
         let trim = self.cfg.trim_to_activity;
+        // Trim to activity only where there is activity (NVML-only GPUs keep their data span).
+        let trim = trim && g.first_activity.is_some();
         let (first, last) = if trim { (g.first_activity, g.last_activity) } else { (g.first_data, g.last_data) };
         let (Some(first), Some(last)) = (first, last) else { return Vec::new() };
         let complete = self.cfg.kernel_records_complete;
@@ -599,6 +622,20 @@ impl WindowBuilder {
             merge_in_place(v);
         }
 
+        // Shared rows attributed to their GPU once per call.
+        let mut phases_by_gpu: HashMap<GpuKey, Vec<usize>> = HashMap::new();
+        for (i, ph) in self.phases.iter().enumerate() {
+            if let Some(gi) = self.gpu_of(&ph.node, ph.pid, ph.gpu_index) {
+                phases_by_gpu.entry(GpuKey { node: ph.node.clone(), gpu_index: gi }).or_default().push(i);
+            }
+        }
+        let mut syncs_by_gpu: HashMap<GpuKey, Vec<usize>> = HashMap::new();
+        for (i, (n, s)) in self.syncs.iter().enumerate() {
+            if let Some(gi) = self.gpu_of(n, Some(s.pid), s.gpu_index) {
+                syncs_by_gpu.entry(GpuKey { node: n.clone(), gpu_index: gi }).or_default().push(i);
+            }
+        }
+
         let mut batch = DecomposeBatch::default();
         let mut hollow_a = Segmented::new();
         let mut hollow_b = Segmented::new();
@@ -623,10 +660,8 @@ impl WindowBuilder {
             let mut io: Vec<(i64, i64)> = Vec::new();
             let mut steps: Vec<&Phase> = Vec::new();
             let mut phase_src = 0u8;
-            for ph in &self.phases {
-                if ph.node != key.node || self.gpu_of(&ph.node, ph.pid, ph.gpu_index) != Some(key.gpu_index) {
-                    continue;
-                }
+            for &i in phases_by_gpu.get(&key).map(|v| v.as_slice()).unwrap_or(&[]) {
+                let ph = &self.phases[i];
                 if ph.checkpoint {
                     io.push((ph.start, ph.end));
                 } else {
@@ -635,12 +670,8 @@ impl WindowBuilder {
                 phase_src |= ph.src;
             }
             merge_in_place(&mut io);
-            let syncs: Vec<SyncLite> = self
-                .syncs
-                .iter()
-                .filter(|(n, s)| *n == key.node && self.gpu_of(n, Some(s.pid), s.gpu_index) == Some(key.gpu_index))
-                .map(|(_, s)| *s)
-                .collect();
+            let syncs: Vec<SyncLite> =
+                syncs_by_gpu.get(&key).map(|v| v.iter().map(|&i| self.syncs[i].1).collect()).unwrap_or_default();
             let exits: Vec<(i32, i64)> = self.exits.iter().filter(|(n, _, _)| *n == key.node).map(|(_, p, t)| (*p, *t)).collect();
 
             let cfg = &self.cfg;
