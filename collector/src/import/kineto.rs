@@ -409,8 +409,9 @@ struct CollMeta {
 struct GpuRec {
     kind: GpuKind,
     name: Arc<str>,
-    ts: f64,
-    dur: f64,
+    /// Nanoseconds from the trace's base time.
+    ts: i64,
+    dur: i64,
     device: i32,
     stream: i64,
     correlation: Option<i64>,
@@ -423,8 +424,9 @@ struct GpuRec {
 
 #[derive(Debug, Clone, Copy)]
 struct Launch {
-    ts: f64,
-    dur: f64,
+    /// Nanoseconds from the trace's base time.
+    ts: i64,
+    dur: i64,
     pid: i32,
     tid: i32,
 }
@@ -474,6 +476,28 @@ impl Collected {
         a
     }
 
+    fn gpu_record(&mut self, r: QuickGpu, name: &str, coll: Option<Box<CollMeta>>) {
+        if r.dur < 0 {
+            self.skipped += 1;
+            return;
+        }
+        let name = self.intern(name);
+        self.gpu.push(GpuRec {
+            kind: r.kind,
+            name,
+            ts: r.ts,
+            dur: r.dur,
+            device: r.device,
+            stream: r.stream,
+            correlation: r.correlation,
+            context: r.context,
+            grid: r.grid,
+            block: r.block,
+            bytes: r.bytes,
+            coll,
+        });
+    }
+
     /// A host runtime or driver call: the launch of its correlated GPU
     /// records, or a synchronize call.
     fn launch(&mut self, launch: Launch, correlation: Option<i64>, name: &str) {
@@ -496,9 +520,9 @@ impl Collected {
             this.error = Some((index, cat.to_string(), name.to_string(), detail.to_string()));
         };
         if let Some(kind) = GpuKind::of(cat) {
-            let Some(ts) = e.ts.0 else { return fail(self, "missing or non-numeric `ts`", cat, name) };
-            let Some(dur) = e.dur.0 else { return fail(self, "missing or non-numeric `dur`", cat, name) };
-            if dur < 0.0 {
+            let Some(ts) = e.ts.0.and_then(us_to_ns) else { return fail(self, "missing or non-numeric `ts`", cat, name) };
+            let Some(dur) = e.dur.0.and_then(us_to_ns) else { return fail(self, "missing or non-numeric `dur`", cat, name) };
+            if dur < 0 {
                 self.skipped += 1;
                 return;
             }
@@ -518,10 +542,8 @@ impl Collected {
                     peer: a.dst_rank.0.or(a.src_rank.0).and_then(|p| i32::try_from(p).ok()),
                 })
             });
-            let name = self.intern(name);
-            self.gpu.push(GpuRec {
+            let rec = QuickGpu {
                 kind,
-                name,
                 ts,
                 dur,
                 device,
@@ -531,12 +553,12 @@ impl Collected {
                 grid: args.and_then(|a| a.grid.0),
                 block: args.and_then(|a| a.block.0),
                 bytes: arg(|a| a.bytes.0),
-                coll,
-            });
+            };
+            self.gpu_record(rec, name, coll);
             return;
         }
-        let (Some(ts), Some(pid), Some(tid)) = (e.ts.0, e.pid.0, e.tid.0) else { return };
-        let launch = Launch { ts, dur: e.dur.0.unwrap_or(0.0).max(0.0), pid: pid as i32, tid: tid as i32 };
+        let (Some(ts), Some(pid), Some(tid)) = (e.ts.0.and_then(us_to_ns), e.pid.0, e.tid.0) else { return };
+        let launch = Launch { ts, dur: e.dur.0.and_then(us_to_ns).unwrap_or(0).max(0), pid: pid as i32, tid: tid as i32 };
         match cat {
             "cuda_runtime" | "cuda_driver" => self.launch(launch, e.args.as_ref().and_then(|a| a.correlation.0), name),
             "user_annotation" | "cpu_op" => {
@@ -547,6 +569,39 @@ impl Collected {
             _ => {}
         }
     }
+}
+
+/// Microseconds as a JSON number → nanoseconds. Exact for every integer
+/// number of microseconds below 2^53 (epoch-based traces) and, to 1 ns, for
+/// the small relative times of traces with `baseTimeNanoseconds`.
+fn us_to_ns(us: f64) -> Option<i64> {
+    if !us.is_finite() || us.abs() >= 9.0e15 {
+        return None;
+    }
+    let whole = us.trunc();
+    Some(whole as i64 * 1000 + ((us - whole) * 1000.0).round() as i64)
+}
+
+/// Microseconds as Kineto writes them (`1712867402368034`,
+/// `4458676522690.655`) → nanoseconds, exact from the decimal text.
+fn micros_text_to_ns(t: &str) -> Option<i64> {
+    let (neg, body) = match t.strip_prefix('-') {
+        Some(b) => (true, b),
+        None => (false, t),
+    };
+    if body.bytes().any(|b| b == b'e' || b == b'E') {
+        return us_to_ns(t.parse().ok()?);
+    }
+    let (int, frac) = body.split_once('.').unwrap_or((body, ""));
+    if (int.is_empty() && frac.is_empty()) || !int.bytes().chain(frac.bytes()).all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    let whole: i64 = if int.is_empty() { 0 } else { int.parse().ok()? };
+    let digits: Vec<i64> = frac.bytes().map(|b| (b - b'0') as i64).collect();
+    let d = |i: usize| digits.get(i).copied().unwrap_or(0);
+    let sub = d(0) * 100 + d(1) * 10 + d(2) + i64::from(d(3) >= 5);
+    let ns = whole.checked_mul(1000)?.checked_add(sub)?;
+    Some(if neg { -ns } else { ns })
 }
 
 /// `all_gather_into_tensor_coalesced` → `allgather`, `_reduce_scatter_base` → `reducescatter`, ….
@@ -632,6 +687,8 @@ enum Wanted {
     No,
     /// A host runtime/driver call (parsed by [`quick_launch`] when it can).
     Launch,
+    /// A GPU record (parsed by [`quick_gpu`] when it can).
+    Gpu,
     Other,
 }
 
@@ -690,23 +747,99 @@ fn quick_launch(ev: &[u8]) -> Option<(Launch, Option<i64>, &str)> {
     static NAME: std::sync::OnceLock<memchr::memmem::Finder<'static>> = std::sync::OnceLock::new();
     static CORR: std::sync::OnceLock<memchr::memmem::Finder<'static>> = std::sync::OnceLock::new();
     static PH: std::sync::OnceLock<memchr::memmem::Finder<'static>> = std::sync::OnceLock::new();
-    let num = |f: &memchr::memmem::Finder<'static>| -> Option<f64> { std::str::from_utf8(quick_value(ev, f)?).ok()?.parse().ok() };
+    let text = |f: &memchr::memmem::Finder<'static>| -> Option<&str> { std::str::from_utf8(quick_value(ev, f)?).ok() };
     if quick_value(ev, finder(&PH, b"\"ph\""))? != b"X" {
         return None;
     }
-    let ts = num(finder(&TS, b"\"ts\""))?;
-    let dur = num(finder(&DUR, b"\"dur\""))?;
-    let pid = num(finder(&PID, b"\"pid\""))?;
-    let tid = num(finder(&TID, b"\"tid\""))?;
+    let ts = micros_text_to_ns(text(finder(&TS, b"\"ts\""))?)?;
+    let dur = micros_text_to_ns(text(finder(&DUR, b"\"dur\""))?)?;
+    let pid: i64 = text(finder(&PID, b"\"pid\""))?.parse().ok()?;
+    let tid: i64 = text(finder(&TID, b"\"tid\""))?.parse().ok()?;
     let name = std::str::from_utf8(quick_value(ev, finder(&NAME, b"\"name\""))?).ok()?;
     let corr = match quick_value(ev, finder(&CORR, b"\"correlation\"")) {
         Some(v) => Some(std::str::from_utf8(v).ok()?.parse::<i64>().ok()?),
         None => None,
     };
-    if !(ts.is_finite() && dur.is_finite() && pid.fract() == 0.0 && tid.fract() == 0.0) {
+    Some((Launch { ts, dur: dur.max(0), pid: pid as i32, tid: tid as i32 }, corr, name))
+}
+
+/// The fields of a GPU record.
+#[derive(Debug, Clone, Copy)]
+struct QuickGpu {
+    kind: GpuKind,
+    ts: i64,
+    dur: i64,
+    device: i32,
+    stream: i64,
+    correlation: Option<i64>,
+    context: i64,
+    grid: Option<[i32; 3]>,
+    block: Option<[i32; 3]>,
+    bytes: Option<i64>,
+}
+
+/// `[x, y, z]` after `"key":`.
+fn quick_dims(ev: &[u8], key: &memchr::memmem::Finder<'static>) -> Option<Option<[i32; 3]>> {
+    let Some(at) = key.find(ev) else { return Some(None) };
+    let rest = &ev[at + key.needle().len()..];
+    let open = memchr::memchr(b'[', rest)?;
+    let close = memchr::memchr(b']', &rest[open..])? + open;
+    let inner = std::str::from_utf8(&rest[open + 1..close]).ok()?;
+    let v: Vec<i32> = inner.split(',').map(|x| x.trim().parse().ok()).collect::<Option<_>>()?;
+    Some(<[i32; 3]>::try_from(v).ok())
+}
+
+/// A GPU record (kernel, copy, set) read without `serde_json`, when it is
+/// plain: not a collective (those carry metadata for the full parser), name
+/// without escapes, numeric fields. `None` sends it to the full parser.
+fn quick_gpu(ev: &[u8]) -> Option<(QuickGpu, &str)> {
+    static PH: std::sync::OnceLock<memchr::memmem::Finder<'static>> = std::sync::OnceLock::new();
+    static CAT: std::sync::OnceLock<memchr::memmem::Finder<'static>> = std::sync::OnceLock::new();
+    static NAME: std::sync::OnceLock<memchr::memmem::Finder<'static>> = std::sync::OnceLock::new();
+    static TS: std::sync::OnceLock<memchr::memmem::Finder<'static>> = std::sync::OnceLock::new();
+    static DUR: std::sync::OnceLock<memchr::memmem::Finder<'static>> = std::sync::OnceLock::new();
+    static PID: std::sync::OnceLock<memchr::memmem::Finder<'static>> = std::sync::OnceLock::new();
+    static TID: std::sync::OnceLock<memchr::memmem::Finder<'static>> = std::sync::OnceLock::new();
+    static DEVICE: std::sync::OnceLock<memchr::memmem::Finder<'static>> = std::sync::OnceLock::new();
+    static STREAM: std::sync::OnceLock<memchr::memmem::Finder<'static>> = std::sync::OnceLock::new();
+    static CORR: std::sync::OnceLock<memchr::memmem::Finder<'static>> = std::sync::OnceLock::new();
+    static CONTEXT: std::sync::OnceLock<memchr::memmem::Finder<'static>> = std::sync::OnceLock::new();
+    static GRID: std::sync::OnceLock<memchr::memmem::Finder<'static>> = std::sync::OnceLock::new();
+    static BLOCK: std::sync::OnceLock<memchr::memmem::Finder<'static>> = std::sync::OnceLock::new();
+    static BYTES: std::sync::OnceLock<memchr::memmem::Finder<'static>> = std::sync::OnceLock::new();
+    static COLL: std::sync::OnceLock<memchr::memmem::Finder<'static>> = std::sync::OnceLock::new();
+    if finder(&COLL, b"\"Collective name\"").find(ev).is_some() {
         return None;
     }
-    Some((Launch { ts, dur: dur.max(0.0), pid: pid as i32, tid: tid as i32 }, corr, name))
+    let text = |f: &memchr::memmem::Finder<'static>| -> Option<&str> { std::str::from_utf8(quick_value(ev, f)?).ok() };
+    let int = |f: &'static std::sync::OnceLock<memchr::memmem::Finder<'static>>, pat: &'static [u8]| -> Option<Option<i64>> {
+        match quick_value(ev, finder(f, pat)) {
+            None => Some(None),
+            Some(v) => Some(Some(std::str::from_utf8(v).ok()?.parse::<i64>().ok()?)),
+        }
+    };
+    if text(finder(&PH, b"\"ph\""))? != "X" {
+        return None;
+    }
+    let kind = GpuKind::of(text(finder(&CAT, b"\"cat\""))?)?;
+    let name = text(finder(&NAME, b"\"name\""))?;
+    let ts = micros_text_to_ns(text(finder(&TS, b"\"ts\""))?)?;
+    let dur = micros_text_to_ns(text(finder(&DUR, b"\"dur\""))?)?;
+    let device = int(&DEVICE, b"\"device\"")?.or(int(&PID, b"\"pid\"")?).and_then(|d| i32::try_from(d).ok()).unwrap_or(0);
+    let stream = int(&STREAM, b"\"stream\"")?.or(int(&TID, b"\"tid\"")?).unwrap_or(0);
+    let rec = QuickGpu {
+        kind,
+        ts,
+        dur,
+        device,
+        stream,
+        correlation: int(&CORR, b"\"correlation\"")?,
+        context: int(&CONTEXT, b"\"context\"")?.unwrap_or(0),
+        grid: quick_dims(ev, finder(&GRID, b"\"grid\""))?,
+        block: quick_dims(ev, finder(&BLOCK, b"\"block\""))?,
+        bytes: int(&BYTES, b"\"bytes\"")?,
+    };
+    Some((rec, name))
 }
 
 /// Reads one trace (`.json` or gzip-compressed `.json.gz`, detected by content).
@@ -812,10 +945,17 @@ fn parse_messages(rx: std::sync::mpsc::Receiver<Msg>, file: &str, path: &Path, o
                 for (i, at, kind, range) in index {
                     let ev = &bytes[range];
                     if kind == Wanted::Launch
-                        && let Some((launch, corr, name)) = quick_launch(ev) {
-                            c.launch(launch, corr, name);
-                            continue;
-                        }
+                        && let Some((launch, corr, name)) = quick_launch(ev)
+                    {
+                        c.launch(launch, corr, name);
+                        continue;
+                    }
+                    if kind == Wanted::Gpu
+                        && let Some((rec, name)) = quick_gpu(ev)
+                    {
+                        c.gpu_record(rec, name, None);
+                        continue;
+                    }
                     let e: RawEvent = serde_json::from_slice(ev).map_err(|e| value_error(file, at, &e))?;
                     c.event(i, e);
                 }
@@ -888,8 +1028,8 @@ fn check_and_finish(mut c: Collected, h: Header, file: &str, path: &Path, opts: 
 
 fn finish(c: Collected, h: Header, path: &Path, opts: &KinetoOptions) -> KinetoTrace {
     let base = h.base_ns.unwrap_or(0);
-    let ns = |us: f64| base + (us * 1000.0).round() as i64;
-    let dur_ns = |us: f64| (us * 1000.0).round() as i64;
+    let ns = |t: i64| base + t;
+    let dur_ns = |d: i64| d;
     let rank = h.rank.and_then(|r| i32::try_from(r).ok());
     let world_size = h.world_size.and_then(|r| i32::try_from(r).ok());
     let stem = path.file_name().map(|s| s.to_string_lossy().to_string()).unwrap_or_default();
@@ -912,11 +1052,11 @@ fn finish(c: Collected, h: Header, path: &Path, opts: &KinetoOptions) -> KinetoT
     let mut step_names: Vec<i64> = c.steps.iter().map(|s| s.step).collect();
     step_names.sort_unstable();
     step_names.dedup();
-    let last_step_end = (step_names.len() >= 2).then(|| c.steps.iter().map(|s| s.launch.ts + s.launch.dur).fold(f64::MIN, f64::max));
+    let last_step_end = (step_names.len() >= 2).then(|| c.steps.iter().map(|s| s.launch.ts + s.launch.dur).max().unwrap_or(i64::MIN));
     let mut out_of_scope = 0u64;
     for g in &c.gpu {
         let launch = g.correlation.and_then(|k| c.launches.get(&k)).copied();
-        if opts.hta_scope && !launch.is_some_and(|l| last_step_end.is_none_or(|end| l.ts <= end)) {
+        if opts.hta_scope && launch.is_none_or(|l| last_step_end.is_some_and(|end| l.ts > end)) {
             out_of_scope += 1;
             continue;
         }
@@ -1138,6 +1278,18 @@ mod tests {
         assert!(e.starts_with("t.json: not a Kineto trace"), "{e}");
         let e = read(r#"{"traceEvents": [{"ph": "X"}, {"ph": "X", "cat": "kernel", "name": "k", "ts": 1}]}"#).unwrap_err().to_string();
         assert_eq!(e, "t.json: traceEvents[1] (kernel \"k\"): missing or non-numeric `dur`");
+    }
+
+    #[test]
+    fn microseconds_become_exact_nanoseconds() {
+        assert_eq!(micros_text_to_ns("1712867402368034"), Some(1_712_867_402_368_034_000));
+        assert_eq!(micros_text_to_ns("4458676522690.655"), Some(4_458_676_522_690_655));
+        assert_eq!(micros_text_to_ns("1712867402368034.1239"), Some(1_712_867_402_368_034_124));
+        assert_eq!(micros_text_to_ns("-2.5"), Some(-2500));
+        assert_eq!(micros_text_to_ns("1.5e3"), Some(1_500_000));
+        assert_eq!(micros_text_to_ns("x"), None);
+        assert_eq!(us_to_ns(1712867402368034.0), Some(1_712_867_402_368_034_000));
+        assert_eq!(us_to_ns(4458676522690.655), Some(4_458_676_522_690_655));
     }
 
     #[test]

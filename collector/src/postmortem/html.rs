@@ -71,6 +71,16 @@ pub fn gpu_label(g: &GpuReport) -> String {
     }
 }
 
+/// At most `n` characters, with an ellipsis when cut.
+fn shorten(s: &str, n: usize) -> String {
+    if s.chars().count() <= n { s.to_string() } else { s.chars().take(n - 1).collect::<String>() + "…" }
+}
+
+/// A row label that fits the label column; the full text is its tooltip.
+fn label(o: &mut String, x: f64, y: f64, s: &str) {
+    let _ = write!(o, "<text x=\"{x:.1}\" y=\"{y:.1}\" text-anchor=\"end\"><title>{}</title>{}</text>", esc(s), esc(&shorten(s, 32)));
+}
+
 /// The exclusive segments of a total, in drawing order: (name, ns, colour).
 fn segments(t: &Totals) -> Vec<(&'static str, i64, &'static str)> {
     let mut s = vec![("compute", v(t.compute_ns), C_COMPUTE)];
@@ -143,7 +153,7 @@ fn chart_gpu_totals(r: &Report) -> String {
     svg_open(&mut o, lw + bw + 20.0, h, "GPU time by category per GPU");
     for (i, g) in rows.iter().enumerate() {
         let y = 5.0 + i as f64 * rh;
-        text(&mut o, lw - 8.0, y + 14.0, "end", &gpu_label(g));
+        label(&mut o, lw - 8.0, y + 14.0, &gpu_label(g));
         if g.totals.measured_ns > 0 {
             hbar(&mut o, lw, y, bw, rh - 6.0, &segments(&g.totals), &gpu_label(g));
         } else {
@@ -166,7 +176,7 @@ fn chart_timelines(r: &Report) -> String {
     for (i, g) in rows.iter().enumerate() {
         let y0 = 4.0 + i as f64 * rh;
         let hh = rh - 6.0;
-        text(&mut o, lw - 8.0, y0 + 15.0, "end", &gpu_label(g));
+        label(&mut o, lw - 8.0, y0 + 15.0, &gpu_label(g));
         let _ = write!(o, "<rect x=\"{lw}\" y=\"{y0:.1}\" width=\"{bw}\" height=\"{hh}\" fill=\"#fafafa\" stroke=\"#eee\"/>");
         for (b, t) in g.timeline.iter().enumerate() {
             let Some(t) = t else { continue };
@@ -252,14 +262,14 @@ fn idle_segments(t: &Totals) -> Vec<(&'static str, i64, &'static str)> {
 
 fn chart_idle(r: &Report) -> String {
     let rows: Vec<&GpuReport> = r.gpus.iter().filter(|g| v(g.totals.idle_ns) > 0).take(MAX_ROWS).collect();
-    let (lw, bw, rh) = (230.0, 640.0, 22.0);
+    let (lw, bw, rh) = (230.0, 560.0, 22.0);
     let h = rows.len() as f64 * rh + 10.0;
     let mut o = String::new();
-    svg_open(&mut o, lw + bw + 20.0, h, "Idle time by class per GPU");
+    svg_open(&mut o, lw + bw + 90.0, h, "Idle time by class per GPU");
     let max_idle = rows.iter().map(|g| v(g.totals.idle_ns)).max().unwrap_or(1).max(1);
     for (i, g) in rows.iter().enumerate() {
         let y = 5.0 + i as f64 * rh;
-        text(&mut o, lw - 8.0, y + 14.0, "end", &gpu_label(g));
+        label(&mut o, lw - 8.0, y + 14.0, &gpu_label(g));
         let w = bw * v(g.totals.idle_ns) as f64 / max_idle as f64;
         hbar(&mut o, lw, y, w, rh - 6.0, &idle_segments(&g.totals), &gpu_label(g));
         text(&mut o, lw + w + 4.0, y + 14.0, "start", &fmt_duration(v(g.totals.idle_ns)));
@@ -270,14 +280,14 @@ fn chart_idle(r: &Report) -> String {
 
 fn chart_top_kernels(r: &Report) -> String {
     let rows = &r.top_kernels;
-    let (lw, bw, rh) = (360.0, 480.0, 20.0);
+    let (lw, bw, rh) = (380.0, 420.0, 20.0);
     let h = rows.len() as f64 * rh + 10.0;
     let max = rows.iter().map(|k| k.total_ns).max().unwrap_or(1).max(1);
     let mut o = String::new();
-    svg_open(&mut o, lw + bw + 120.0, h, "Top kernels by time");
+    svg_open(&mut o, lw + bw + 140.0, h, "Top kernels by time");
     for (i, k) in rows.iter().enumerate() {
         let y = 5.0 + i as f64 * rh;
-        let short: String = if k.name.chars().count() > 56 { k.name.chars().take(55).collect::<String>() + "…" } else { k.name.clone() };
+        let short = shorten(&k.name, 58);
         let _ = write!(o, "<text x=\"{:.1}\" y=\"{:.1}\" text-anchor=\"end\"><title>{}</title>{}</text>", lw - 8.0, y + 13.0, esc(&k.name), esc(&short));
         let w = bw * k.total_ns as f64 / max as f64;
         let col = match k.category.as_str() {
@@ -322,7 +332,7 @@ fn chart_stall_heatmap(r: &Report) -> Option<String> {
     svg_open(&mut o, lw + bw + 20.0, h, "Sync stall by rank over time");
     for (i, g) in rows.iter().enumerate() {
         let y = 4.0 + i as f64 * rh;
-        text(&mut o, lw - 8.0, y + 11.0, "end", &gpu_label(g));
+        label(&mut o, lw - 8.0, y + 11.0, &gpu_label(g));
         for (b, t) in g.timeline.iter().enumerate() {
             let Some(t) = t else { continue };
             let Some(st) = t.sync_stall_ns.0 else { continue };
@@ -442,7 +452,8 @@ pub fn render(r: &Report) -> String {
         None => tile(&mut o, "kernel busy", &pct(t.busy_ratio()), "|∪C∪M∪X| ÷ T (no NVML samples)"),
     }
     if let Some(g) = t.ghost_ns.0 {
-        tile(&mut o, "ghost compute", &fmt_duration(g), "sync stall + hollow busy");
+        let note = if t.sync_stall_estimated_windows > 0 { "sync stall (partly estimated) + hollow busy" } else { "sync stall + hollow busy" };
+        tile(&mut o, "ghost compute", &fmt_duration(g), note);
     }
     o.push_str("</div>");
 

@@ -77,8 +77,12 @@ impl Totals {
         self.idle_ns.add(w.idle_ns);
         self.comm_ns.add(w.comm_ns);
         self.comm_overlapped_ns.add(w.comm_overlapped_ns);
-        self.comm_transfer_ns.add(w.comm_transfer_ns);
-        self.sync_stall_ns.add(w.sync_stall_ns);
+        // The comm split only where there was communication: a window without
+        // any must not make an unknown split look like a zero stall.
+        if w.comm_ns.unwrap_or(0) > 0 {
+            self.comm_transfer_ns.add(w.comm_transfer_ns);
+            self.sync_stall_ns.add(w.sync_stall_ns);
+        }
         match w.sync_stall_estimated {
             Some(true) => self.sync_stall_estimated_windows += 1,
             Some(false) if w.comm_ns.unwrap_or(0) > 0 => self.sync_stall_exact_windows += 1,
