@@ -160,9 +160,78 @@ pub fn infer_steps(calls: &[NcclCall]) -> Vec<Step> {
     out
 }
 
+/// Live step inference for the agent: feed NCCL calls as they arrive, poll
+/// for finished steps. Each process keeps its last `max_calls` collective
+/// calls; each step is emitted once. Processes that send markers should be
+/// excluded with [`StepInferrer::has_markers`] (markers win).
+#[derive(Debug)]
+pub struct StepInferrer {
+    max_calls: usize,
+    procs: HashMap<(Arc<str>, i32), ProcCalls>,
+}
+
+#[derive(Debug, Default)]
+struct ProcCalls {
+    calls: std::collections::VecDeque<NcclCall>,
+    /// Steps starting before this were emitted.
+    emitted_until: i64,
+    next_step: i64,
+    markers: bool,
+    new_calls: usize,
+}
+
+impl StepInferrer {
+    pub fn new(max_calls: usize) -> Self {
+        Self { max_calls: max_calls.max(16), procs: HashMap::new() }
+    }
+
+    /// Stops inferring for a process that sends step markers.
+    pub fn has_markers(&mut self, node: &Arc<str>, pid: i32) {
+        let p = self.procs.entry((node.clone(), pid)).or_default();
+        p.markers = true;
+        p.calls.clear();
+    }
+
+    pub fn push(&mut self, calls: &[NcclCall]) {
+        for c in calls.iter().filter(|c| COLLECTIVE_OPS.contains(&c.op.as_str())) {
+            let p = self.procs.entry((c.node.clone(), c.pid)).or_default();
+            if p.markers {
+                continue;
+            }
+            p.calls.push_back(c.clone());
+            p.new_calls += 1;
+            while p.calls.len() > self.max_calls {
+                p.calls.pop_front();
+            }
+        }
+    }
+
+    /// Steps completed since the last poll (`source = "inferred"`).
+    pub fn poll(&mut self) -> Vec<Step> {
+        let mut out = Vec::new();
+        for p in self.procs.values_mut().filter(|p| p.new_calls > 0 && !p.markers) {
+            p.new_calls = 0;
+            p.calls.make_contiguous().sort_by_key(|c| c.enter_ns);
+            let calls: Vec<NcclCall> = p.calls.iter().cloned().collect();
+            for mut s in infer_steps(&calls) {
+                if s.start_ns < p.emitted_until {
+                    continue;
+                }
+                s.step = Some(p.next_step);
+                p.next_step += 1;
+                p.emitted_until = s.end_ns;
+                out.push(s);
+            }
+        }
+        out.sort_by_key(|s| s.start_ns);
+        out
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use strand_schemas::Table;
 
     /// `steps` steps of `pattern` (signature, offset from step start), step
     /// period `period`, with a little jitter.
@@ -204,6 +273,40 @@ mod tests {
         assert_eq!(p.calls_per_step, 3);
         assert_eq!(pts[p.phase].signature, 1);
         assert_eq!(boundaries(&pts, p).len(), 9);
+    }
+
+    #[test]
+    fn live_inference_emits_each_step_once() {
+        let pts = synth(12, 100_000_000, &[(7, 60_000_000), (7, 62_000_000), (7, 64_000_000)], 10_000);
+        let calls: Vec<NcclCall> = pts
+            .iter()
+            .map(|p| {
+                let mut c = NcclCall::example(1);
+                c.node = Arc::from("n");
+                c.pid = 9;
+                c.op = "allreduce".into();
+                c.comm_hash = Some(1);
+                c.bytes = Some(1 << 20);
+                c.enter_ns = p.time;
+                c
+            })
+            .collect();
+        let mut inf = StepInferrer::new(4096);
+        inf.push(&calls[..18]);
+        let first = inf.poll();
+        inf.push(&calls[18..]);
+        let second = inf.poll();
+        assert!(!first.is_empty() && !second.is_empty());
+        let all: Vec<_> = first.iter().chain(&second).collect();
+        assert_eq!(all.len(), 11, "12 periods give 11 whole steps, each once");
+        for w in all.windows(2) {
+            assert_eq!(w[0].end_ns, w[1].start_ns);
+            assert_eq!(w[1].step, w[0].step.map(|s| s + 1));
+        }
+        assert!(all.iter().all(|s| s.source == "inferred"));
+        inf.has_markers(&Arc::from("n"), 9);
+        inf.push(&calls);
+        assert!(inf.poll().is_empty(), "markers win");
     }
 
     #[test]
