@@ -838,6 +838,13 @@ impl WindowBuilder {
         // has closed up to `closed` (or has no data before it).
         let closed = if flushing { i64::MAX } else { floor_to(watermark, self.cfg.period_ns).max(self.closed_until) };
         self.closed_until = closed;
+        // Rows of GPUs that emitted nothing this time (e.g. collectives of a GPU
+        // without kernel records or samples) must not pile up either.
+        for g in self.gpus.values_mut() {
+            g.acts.retain(|a| a.end > closed || a.start >= closed);
+            g.samples.retain(|s| s.ts > closed);
+            g.stalls.retain(|s| s.end > closed);
+        }
         self.syncs.retain(|(_, s)| s.end > closed);
         self.exits.retain(|(_, _, t)| *t > closed.saturating_sub(self.cfg.sample_period_ns));
         self.phases.retain(|p| p.end > closed);

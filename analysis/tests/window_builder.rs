@@ -287,3 +287,15 @@ fn a_gpu_that_reports_zero_utilization_is_idle_without_kernel_records() {
     let w = b.close_until(1000 * MS).unwrap();
     assert_eq!((w[0].compute_ns, w[0].idle_ns, w[0].coverage.as_str()), (None, None, "nvml"));
 }
+
+#[test]
+fn rows_of_gpus_without_windows_do_not_pile_up() {
+    // Collectives of a GPU that has neither kernel records nor samples: their
+    // stall intervals are resolved, find no window, and are let go.
+    let mut b = builder(100 * MS, 0);
+    for seq in 0..50 {
+        b.push_nccl(&[nccl(5, seq, seq * MS, seq * MS + MS / 2, 1 << 20)]);
+    }
+    assert!(b.close_until(1000 * MS).unwrap().is_empty());
+    assert_eq!(b.stats().buffered_rows, 0);
+}
