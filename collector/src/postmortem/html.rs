@@ -355,7 +355,8 @@ fn chart_stall_heatmap(r: &Report) -> Option<String> {
             );
         }
     }
-    text(&mut o, lw, h - 8.0, "start", &format!("darkest = {:.1}% of the bucket stalled", max * 100.0));
+    let darkest = if max * 100.0 >= 0.1 { format!("{:.1}%", max * 100.0) } else { format!("{:.2e}%", max * 100.0) };
+    text(&mut o, lw, h - 8.0, "start", &format!("darkest = {darkest} of the bucket stalled"));
     o.push_str("</svg>");
     Some(o)
 }
