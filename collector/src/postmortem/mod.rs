@@ -7,11 +7,15 @@
 //! `--out`: `report.html` (self-contained, charts as inline SVG),
 //! `summary.md`, `report.json` (every figure).
 //!
-//! It streams: every table is read row group by row group in time order
-//! (ordered by the row groups' Parquet statistics) and fed to the same
+//! It streams: every Parquet table is read row group by row group in time
+//! order (ordered by the row groups' statistics) and fed to the same
 //! `strand_analysis::WindowBuilder` the agent runs live; windows close as soon
 //! as no later row group can touch them. Memory holds the rows within the
-//! lateness horizon, plus per-GPU × per-bucket sums, not the run.
+//! lateness horizon, plus per-GPU × per-bucket sums, not the run. Kineto
+//! traces given directly are parsed one at a time (one event in memory at a
+//! time) and their GPU records kept in the builder's compact form (about 64
+//! bytes each) until the end; for trace sets larger than memory, `strand
+//! import kineto` them first and run the postmortem on the dataset.
 
 mod html;
 mod markdown;
