@@ -12,9 +12,9 @@
 //! `strand_analysis::WindowBuilder` the agent runs live; windows close as soon
 //! as no later row group can touch them. Memory holds the rows within the
 //! lateness horizon, plus per-GPU × per-bucket sums, not the run. Kineto
-//! traces given directly are parsed one at a time (one event in memory at a
-//! time) and their GPU records kept in the builder's compact form (about 64
-//! bytes each) until the end; for trace sets larger than memory, `strand
+//! traces given directly are parsed one at a time (the JSON streams; the rows
+//! of the trace being read are in memory) and their GPU records kept in the
+//! builder's compact form (about 64 bytes each) until the end; for trace sets larger than memory, `strand
 //! import kineto` them first and run the postmortem on the dataset.
 
 mod html;
