@@ -48,6 +48,8 @@ pub enum KinetoError {
     Open { file: String, source: std::io::Error },
     #[error("{file}: truncated: the trace ends before the JSON does (line {line}, column {column}); was the file copied while the profiler was still writing it?")]
     Truncated { file: String, line: usize, column: usize },
+    #[error("{file}: truncated: the gzip stream ends early; was the file copied while the profiler was still writing it?")]
+    TruncatedGzip { file: String },
     #[error("{file}: cannot decompress: {detail}")]
     Decompress { file: String, detail: String },
     #[error("{file}: malformed JSON at line {line}, column {column}: {detail}")]
@@ -984,7 +986,7 @@ fn parse_messages(rx: std::sync::mpsc::Receiver<Msg>, file: &str, path: &Path, o
 fn io_error(file: &str, e: std::io::Error) -> KinetoError {
     let detail = e.to_string();
     if e.kind() == std::io::ErrorKind::UnexpectedEof || detail.contains("unexpected end of file") {
-        KinetoError::Truncated { file: file.to_string(), line: 0, column: 0 }
+        KinetoError::TruncatedGzip { file: file.to_string() }
     } else {
         KinetoError::Decompress { file: file.to_string(), detail }
     }

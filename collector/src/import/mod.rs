@@ -52,12 +52,16 @@ pub async fn run(cmd: ImportCommand) -> anyhow::Result<()> {
             tokio::task::spawn_blocking(move || {
                 for t in import_kineto(&args)? {
                     println!(
-                        "{}: rank {} of {} on {} ({}), {} kernels, {} NCCL calls, {} sync calls, {} steps → {}",
+                        "{}: rank {} of {} as node {}{}: {} kernels, {} NCCL calls, {} sync calls, {} steps → {}",
                         t.file.display(),
                         t.rank.map_or("?".to_string(), |r| r.to_string()),
                         t.world_size.map_or("?".to_string(), |r| r.to_string()),
                         t.node,
-                        t.gpu_names.values().cloned().collect::<Vec<_>>().join(", "),
+                        if t.gpu_names.is_empty() {
+                            String::new()
+                        } else {
+                            format!(" ({})", t.gpu_names.values().cloned().collect::<Vec<_>>().join(", "))
+                        },
                         t.kernels,
                         t.nccl,
                         t.syncs,

@@ -207,7 +207,17 @@ fn broken_inputs_are_refused_by_name() {
     let truncated = tmp.path().join("truncated.json.gz");
     std::fs::write(&truncated, &good[..good.len() / 2]).unwrap();
     let e = format!("{:#}", postmortem(&args(vec![truncated.clone()], &tmp.path().join("o1"))).unwrap_err());
-    assert!(e.contains("truncated.json.gz") && e.contains("truncated"), "{e}");
+    assert!(e.contains("truncated.json.gz: truncated: the gzip stream ends early"), "{e}");
+    // Whole gzip, cut JSON inside.
+    let json = {
+        let mut s = String::new();
+        std::io::Read::read_to_string(&mut flate2::read::GzDecoder::new(&good[..]), &mut s).unwrap();
+        s
+    };
+    let cut = tmp.path().join("cut.json");
+    std::fs::write(&cut, &json[..json.len() / 3]).unwrap();
+    let e = format!("{:#}", postmortem(&args(vec![cut], &tmp.path().join("o1b"))).unwrap_err());
+    assert!(e.contains("cut.json: truncated: the trace ends before the JSON does (line"), "{e}");
     let mut corrupt = good.clone();
     for b in corrupt[100..400].iter_mut() {
         *b ^= 0x5a;
