@@ -1,0 +1,1307 @@
+//! PyTorch profiler (Kineto) JSON traces → strand rows (DESIGN §5.6).
+//!
+//! What is taken from a trace (`schemaVersion` 1):
+//!
+//! | trace events | strand table |
+//! |---|---|
+//! | `kernel`, `gpu_memcpy`, `gpu_memset` (also `Kernel`, `Memcpy`, `Memset`) | `kernel_events`, with the launching `cuda_runtime` / `cuda_driver` call joined by `correlation` (`launch_ns`, `launch_tid`, `pid`) |
+//! | NCCL kernels carrying `Collective name` etc. | `nccl_calls` (process group name as `comm_name`, rank from `distributedInfo` and `Process Group Ranks`, `seq` from `Seq` or the order of the group's collectives) |
+//! | `cudaStreamSynchronize`, `cudaDeviceSynchronize`, `cudaEventSynchronize` and the driver equivalents | `cuda_sync_calls` |
+//! | `ProfilerStep#N` annotations | `steps` (`source = "kineto"`) |
+//!
+//! Not taken: `cuda_sync` events drawn on GPU lanes (they are the host's
+//! synchronize calls, already taken from the runtime events, not GPU work),
+//! `gpu_user_annotation` spans, flows, CPU operators.
+//!
+//! Times: `ts`/`dur` are microseconds with up to three decimals; when the
+//! trace has `baseTimeNanoseconds`, `ts` counts from it. Both become UTC
+//! nanoseconds (`base + round(ts × 1000)`), exact to 1 ns for every trace
+//! Kineto writes.
+//!
+//! The trace is parsed as a stream (`traceEvents` is never held as JSON);
+//! the GPU and launch records of one trace are held until the end of the file
+//! because the metadata that dates and ranks them may come after them.
+
+use std::collections::{BTreeMap, HashMap};
+use std::fmt;
+use std::fs::File;
+use std::io::{BufReader, Read};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use std::borrow::Cow;
+
+use serde::de::{Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
+use serde::Deserialize;
+use strand_schemas::category::{Category, classify};
+use strand_schemas::{CudaSyncCall, KernelEvent, NcclCall, Step};
+
+use super::json_split::{Pos, SplitError, Splitter};
+
+/// Kineto `schemaVersion` values this importer reads.
+pub const SUPPORTED_SCHEMA_VERSIONS: &[i64] = &[1];
+
+/// Why a trace could not be imported. Every message names the file.
+#[derive(Debug, thiserror::Error)]
+pub enum KinetoError {
+    #[error("{file}: cannot open: {source}")]
+    Open { file: String, source: std::io::Error },
+    #[error("{file}: truncated: the trace ends before the JSON does (line {line}, column {column}); was the file copied while the profiler was still writing it?")]
+    Truncated { file: String, line: usize, column: usize },
+    #[error("{file}: truncated: the gzip stream ends early; was the file copied while the profiler was still writing it?")]
+    TruncatedGzip { file: String },
+    #[error("{file}: cannot decompress: {detail}")]
+    Decompress { file: String, detail: String },
+    #[error("{file}: malformed JSON at line {line}, column {column}: {detail}")]
+    Json { file: String, line: usize, column: usize, detail: String },
+    #[error("{file}: not a Kineto trace: {detail}")]
+    NotKineto { file: String, detail: String },
+    #[error("{file}: Kineto schemaVersion {found} is not supported (strand reads version {supported})")]
+    Version { file: String, found: String, supported: String },
+    #[error("{file}: traceEvents[{index}] ({cat} {name:?}): {detail}")]
+    Event { file: String, index: usize, cat: String, name: String, detail: String },
+}
+
+/// How imported rows are labelled.
+#[derive(Debug, Clone, Default)]
+pub struct KinetoOptions {
+    pub cluster: String,
+    /// Node name; default the trace's file name without `.json[.gz]` (Kineto
+    /// names files after the host and process), so traces never collide.
+    pub node: Option<String>,
+    pub job_id: Option<String>,
+    /// Keep only what Holistic Trace Analysis analyses: GPU records whose
+    /// launching CPU call is in the trace and, when there are two or more
+    /// profiler steps, was made before the last step ended. By default
+    /// strand keeps every GPU record (the GPU was busy either way).
+    pub hta_scope: bool,
+}
+
+/// The rows of one trace, and what it says about itself.
+#[derive(Debug, Default)]
+pub struct KinetoTrace {
+    pub file: PathBuf,
+    pub node: String,
+    pub rank: Option<i32>,
+    pub world_size: Option<i32>,
+    /// CUDA device → product name (`deviceProperties`).
+    pub gpu_names: BTreeMap<i32, String>,
+    /// CUDA devices with GPU records.
+    pub devices: Vec<i32>,
+    pub kernels: Vec<KernelEvent>,
+    pub nccl: Vec<NcclCall>,
+    pub syncs: Vec<CudaSyncCall>,
+    pub steps: Vec<Step>,
+    /// GPU records dropped because their duration was negative.
+    pub skipped_events: u64,
+    /// GPU records left out by `hta_scope`.
+    pub out_of_scope: u64,
+}
+
+// ---------------------------------------------------------------------------
+// Lenient scalar types: Kineto writes some fields as numbers in one version
+// and strings in another; a field of an unexpected shape reads as absent.
+
+#[derive(Debug, Default, Clone, Copy)]
+struct LaxI64(Option<i64>);
+
+impl<'de> Deserialize<'de> for LaxI64 {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = LaxI64;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("an integer")
+            }
+            fn visit_i64<E>(self, v: i64) -> Result<LaxI64, E> {
+                Ok(LaxI64(Some(v)))
+            }
+            fn visit_u64<E>(self, v: u64) -> Result<LaxI64, E> {
+                Ok(LaxI64(i64::try_from(v).ok()))
+            }
+            fn visit_f64<E>(self, v: f64) -> Result<LaxI64, E> {
+                Ok(LaxI64(v.is_finite().then_some(v as i64)))
+            }
+            fn visit_str<E>(self, v: &str) -> Result<LaxI64, E> {
+                Ok(LaxI64(v.trim().parse().ok()))
+            }
+            fn visit_bool<E>(self, _: bool) -> Result<LaxI64, E> {
+                Ok(LaxI64(None))
+            }
+            fn visit_unit<E>(self) -> Result<LaxI64, E> {
+                Ok(LaxI64(None))
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, mut a: A) -> Result<LaxI64, A::Error> {
+                while a.next_element::<IgnoredAny>()?.is_some() {}
+                Ok(LaxI64(None))
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut a: A) -> Result<LaxI64, A::Error> {
+                while a.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
+                Ok(LaxI64(None))
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+#[derive(Debug, Default, Clone, Copy)]
+struct LaxF64(Option<f64>);
+
+impl<'de> Deserialize<'de> for LaxF64 {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = LaxF64;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a number")
+            }
+            fn visit_i64<E>(self, v: i64) -> Result<LaxF64, E> {
+                Ok(LaxF64(Some(v as f64)))
+            }
+            fn visit_u64<E>(self, v: u64) -> Result<LaxF64, E> {
+                Ok(LaxF64(Some(v as f64)))
+            }
+            fn visit_f64<E>(self, v: f64) -> Result<LaxF64, E> {
+                Ok(LaxF64(v.is_finite().then_some(v)))
+            }
+            fn visit_str<E>(self, v: &str) -> Result<LaxF64, E> {
+                Ok(LaxF64(v.trim().parse().ok()))
+            }
+            fn visit_bool<E>(self, _: bool) -> Result<LaxF64, E> {
+                Ok(LaxF64(None))
+            }
+            fn visit_unit<E>(self) -> Result<LaxF64, E> {
+                Ok(LaxF64(None))
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, mut a: A) -> Result<LaxF64, A::Error> {
+                while a.next_element::<IgnoredAny>()?.is_some() {}
+                Ok(LaxF64(None))
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut a: A) -> Result<LaxF64, A::Error> {
+                while a.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
+                Ok(LaxF64(None))
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+#[derive(Debug, Default, Clone)]
+struct LaxStr<'a>(Option<Cow<'a, str>>);
+
+impl<'a> LaxStr<'a> {
+    fn as_deref(&self) -> Option<&str> {
+        self.0.as_deref()
+    }
+    fn owned(&self) -> Option<String> {
+        self.0.as_ref().map(|s| s.to_string())
+    }
+}
+
+impl<'de: 'a, 'a> Deserialize<'de> for LaxStr<'a> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V<'a>(std::marker::PhantomData<&'a ()>);
+        impl<'de: 'a, 'a> Visitor<'de> for V<'a> {
+            type Value = LaxStr<'a>;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a string")
+            }
+            fn visit_borrowed_str<E>(self, v: &'de str) -> Result<LaxStr<'a>, E> {
+                Ok(LaxStr(Some(Cow::Borrowed(v))))
+            }
+            fn visit_str<E>(self, v: &str) -> Result<LaxStr<'a>, E> {
+                Ok(LaxStr(Some(Cow::Owned(v.to_string()))))
+            }
+            fn visit_string<E>(self, v: String) -> Result<LaxStr<'a>, E> {
+                Ok(LaxStr(Some(Cow::Owned(v))))
+            }
+            fn visit_i64<E>(self, v: i64) -> Result<LaxStr<'a>, E> {
+                Ok(LaxStr(Some(Cow::Owned(v.to_string()))))
+            }
+            fn visit_u64<E>(self, v: u64) -> Result<LaxStr<'a>, E> {
+                Ok(LaxStr(Some(Cow::Owned(v.to_string()))))
+            }
+            fn visit_f64<E>(self, v: f64) -> Result<LaxStr<'a>, E> {
+                Ok(LaxStr(Some(Cow::Owned(v.to_string()))))
+            }
+            fn visit_bool<E>(self, v: bool) -> Result<LaxStr<'a>, E> {
+                Ok(LaxStr(Some(Cow::Owned(v.to_string()))))
+            }
+            fn visit_unit<E>(self) -> Result<LaxStr<'a>, E> {
+                Ok(LaxStr(None))
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, mut a: A) -> Result<LaxStr<'a>, A::Error> {
+                // Lists (e.g. `Process Group Ranks` in some versions) as "[a, b]".
+                let mut parts = Vec::new();
+                while let Some(LaxStr(x)) = a.next_element::<LaxStr>()? {
+                    parts.push(x.map(|c| c.into_owned()).unwrap_or_default());
+                }
+                Ok(LaxStr(Some(Cow::Owned(format!("[{}]", parts.join(", "))))))
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut a: A) -> Result<LaxStr<'a>, A::Error> {
+                while a.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
+                Ok(LaxStr(None))
+            }
+        }
+        d.deserialize_any(V(std::marker::PhantomData))
+    }
+}
+
+#[derive(Debug, Default, Clone)]
+struct LaxDims(Option<[i32; 3]>);
+
+impl<'de> Deserialize<'de> for LaxDims {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = LaxDims;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("[x, y, z]")
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, mut a: A) -> Result<LaxDims, A::Error> {
+                let mut v = Vec::new();
+                while let Some(LaxI64(x)) = a.next_element::<LaxI64>()? {
+                    v.push(x.and_then(|x| i32::try_from(x).ok()));
+                }
+                Ok(LaxDims(match v.as_slice() {
+                    [Some(x), Some(y), Some(z)] => Some([*x, *y, *z]),
+                    _ => None,
+                }))
+            }
+            fn visit_i64<E>(self, _: i64) -> Result<LaxDims, E> {
+                Ok(LaxDims(None))
+            }
+            fn visit_u64<E>(self, _: u64) -> Result<LaxDims, E> {
+                Ok(LaxDims(None))
+            }
+            fn visit_f64<E>(self, _: f64) -> Result<LaxDims, E> {
+                Ok(LaxDims(None))
+            }
+            fn visit_str<E>(self, _: &str) -> Result<LaxDims, E> {
+                Ok(LaxDims(None))
+            }
+            fn visit_bool<E>(self, _: bool) -> Result<LaxDims, E> {
+                Ok(LaxDims(None))
+            }
+            fn visit_unit<E>(self) -> Result<LaxDims, E> {
+                Ok(LaxDims(None))
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut a: A) -> Result<LaxDims, A::Error> {
+                while a.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
+                Ok(LaxDims(None))
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+// ---------------------------------------------------------------------------
+// The event shapes read.
+
+#[derive(Debug, Default, Deserialize)]
+struct RawArgs<'a> {
+    #[serde(default)]
+    device: LaxI64,
+    #[serde(default)]
+    stream: LaxI64,
+    #[serde(default)]
+    correlation: LaxI64,
+    #[serde(default)]
+    context: LaxI64,
+    #[serde(default)]
+    grid: LaxDims,
+    #[serde(default)]
+    block: LaxDims,
+    #[serde(default)]
+    bytes: LaxI64,
+    #[serde(default, borrow, rename = "Collective name")]
+    collective: LaxStr<'a>,
+    #[serde(default, rename = "In msg nelems")]
+    in_nelems: LaxI64,
+    #[serde(default, rename = "Group size")]
+    group_size: LaxI64,
+    #[serde(default, borrow)]
+    dtype: LaxStr<'a>,
+    #[serde(default, borrow, rename = "Process Group Name")]
+    pg_name: LaxStr<'a>,
+    #[serde(default, borrow, rename = "Process Group Ranks")]
+    pg_ranks: LaxStr<'a>,
+    #[serde(default, rename = "Seq")]
+    seq: LaxI64,
+    #[serde(default, rename = "Src Rank")]
+    src_rank: LaxI64,
+    #[serde(default, rename = "Dst Rank")]
+    dst_rank: LaxI64,
+}
+
+#[derive(Debug, Default, Deserialize)]
+struct RawEvent<'a> {
+    #[serde(default, borrow)]
+    ph: LaxStr<'a>,
+    #[serde(default, borrow)]
+    cat: LaxStr<'a>,
+    #[serde(default, borrow)]
+    name: LaxStr<'a>,
+    #[serde(default)]
+    pid: LaxI64,
+    #[serde(default)]
+    tid: LaxI64,
+    #[serde(default)]
+    ts: LaxF64,
+    #[serde(default)]
+    dur: LaxF64,
+    #[serde(default, borrow)]
+    args: Option<RawArgs<'a>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+struct RawDistInfo {
+    #[serde(default)]
+    rank: LaxI64,
+    #[serde(default)]
+    world_size: LaxI64,
+}
+
+#[derive(Debug, Deserialize)]
+struct RawDevice<'a> {
+    #[serde(default)]
+    id: LaxI64,
+    #[serde(default, borrow)]
+    name: LaxStr<'a>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum GpuKind {
+    Kernel,
+    Memcpy,
+    Memset,
+}
+
+impl GpuKind {
+    fn of(cat: &str) -> Option<Self> {
+        match cat {
+            "kernel" | "Kernel" => Some(GpuKind::Kernel),
+            "gpu_memcpy" | "Memcpy" => Some(GpuKind::Memcpy),
+            "gpu_memset" | "Memset" => Some(GpuKind::Memset),
+            _ => None,
+        }
+    }
+    fn as_str(self) -> &'static str {
+        match self {
+            GpuKind::Kernel => "kernel",
+            GpuKind::Memcpy => "memcpy",
+            GpuKind::Memset => "memset",
+        }
+    }
+}
+
+#[derive(Debug)]
+struct CollMeta {
+    op: String,
+    nelems: Option<i64>,
+    group_size: Option<i32>,
+    dtype: Option<String>,
+    pg_name: Option<String>,
+    pg_ranks: Option<Vec<i32>>,
+    seq: Option<i64>,
+    peer: Option<i32>,
+}
+
+#[derive(Debug)]
+struct GpuRec {
+    kind: GpuKind,
+    name: Arc<str>,
+    /// Nanoseconds from the trace's base time.
+    ts: i64,
+    dur: i64,
+    device: i32,
+    stream: i64,
+    correlation: Option<i64>,
+    context: i64,
+    grid: Option<[i32; 3]>,
+    block: Option<[i32; 3]>,
+    bytes: Option<i64>,
+    coll: Option<Box<CollMeta>>,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Launch {
+    /// Nanoseconds from the trace's base time.
+    ts: i64,
+    dur: i64,
+    pid: i32,
+    tid: i32,
+}
+
+#[derive(Debug)]
+struct SyncRec {
+    api: &'static str,
+    launch: Launch,
+}
+
+#[derive(Debug)]
+struct StepRec {
+    step: i64,
+    launch: Launch,
+}
+
+/// What the event stream leaves behind for the final pass.
+#[derive(Debug, Default)]
+struct Collected {
+    gpu: Vec<GpuRec>,
+    launches: HashMap<i64, Launch>,
+    syncs: Vec<SyncRec>,
+    steps: Vec<StepRec>,
+    names: HashMap<String, Arc<str>>,
+    cpu_pids: HashMap<i32, u64>,
+    skipped: u64,
+    /// First error inside an event (reported with the file name).
+    error: Option<(usize, String, String, String)>,
+}
+
+const SYNC_APIS: &[&str] = &[
+    "cudaStreamSynchronize",
+    "cudaDeviceSynchronize",
+    "cudaEventSynchronize",
+    "cuStreamSynchronize",
+    "cuCtxSynchronize",
+    "cuEventSynchronize",
+];
+
+impl Collected {
+    fn intern(&mut self, s: &str) -> Arc<str> {
+        if let Some(a) = self.names.get(s) {
+            return a.clone();
+        }
+        let a: Arc<str> = Arc::from(s);
+        self.names.insert(s.to_string(), a.clone());
+        a
+    }
+
+    fn gpu_record(&mut self, r: QuickGpu, name: &str, coll: Option<Box<CollMeta>>) {
+        if r.dur < 0 {
+            self.skipped += 1;
+            return;
+        }
+        let name = self.intern(name);
+        self.gpu.push(GpuRec {
+            kind: r.kind,
+            name,
+            ts: r.ts,
+            dur: r.dur,
+            device: r.device,
+            stream: r.stream,
+            correlation: r.correlation,
+            context: r.context,
+            grid: r.grid,
+            block: r.block,
+            bytes: r.bytes,
+            coll,
+        });
+    }
+
+    /// A host runtime or driver call: the launch of its correlated GPU
+    /// records, or a synchronize call.
+    fn launch(&mut self, launch: Launch, correlation: Option<i64>, name: &str) {
+        *self.cpu_pids.entry(launch.pid).or_default() += 1;
+        if let Some(c) = correlation {
+            self.launches.insert(c, launch);
+        }
+        if let Some(api) = SYNC_APIS.iter().find(|a| **a == name) {
+            self.syncs.push(SyncRec { api, launch });
+        }
+    }
+
+    fn event(&mut self, index: usize, e: RawEvent) {
+        if self.error.is_some() || e.ph.as_deref() != Some("X") {
+            return;
+        }
+        let cat = e.cat.as_deref().unwrap_or_default();
+        let name = e.name.as_deref().unwrap_or_default();
+        let fail = |this: &mut Self, detail: &str, cat: &str, name: &str| {
+            this.error = Some((index, cat.to_string(), name.to_string(), detail.to_string()));
+        };
+        if let Some(kind) = GpuKind::of(cat) {
+            let Some(ts) = e.ts.0.and_then(us_to_ns) else { return fail(self, "missing or non-numeric `ts`", cat, name) };
+            let Some(dur) = e.dur.0.and_then(us_to_ns) else { return fail(self, "missing or non-numeric `dur`", cat, name) };
+            if dur < 0 {
+                self.skipped += 1;
+                return;
+            }
+            let args = e.args.as_ref();
+            let arg = |f: fn(&RawArgs) -> Option<i64>| args.and_then(f);
+            let device = arg(|a| a.device.0).or(e.pid.0).and_then(|d| i32::try_from(d).ok()).unwrap_or(0);
+            let stream = arg(|a| a.stream.0).or(e.tid.0).unwrap_or(0);
+            let coll = args.filter(|a| kind == GpuKind::Kernel && a.collective.0.is_some()).map(|a| {
+                Box::new(CollMeta {
+                    op: normalize_collective(a.collective.as_deref().unwrap_or_default()),
+                    nelems: a.in_nelems.0,
+                    group_size: a.group_size.0.and_then(|g| i32::try_from(g).ok()),
+                    dtype: a.dtype.owned(),
+                    pg_name: a.pg_name.owned(),
+                    pg_ranks: a.pg_ranks.as_deref().and_then(parse_ranks),
+                    seq: a.seq.0,
+                    peer: a.dst_rank.0.or(a.src_rank.0).and_then(|p| i32::try_from(p).ok()),
+                })
+            });
+            let rec = QuickGpu {
+                kind,
+                ts,
+                dur,
+                device,
+                stream,
+                correlation: arg(|a| a.correlation.0),
+                context: arg(|a| a.context.0).unwrap_or(0),
+                grid: args.and_then(|a| a.grid.0),
+                block: args.and_then(|a| a.block.0),
+                bytes: arg(|a| a.bytes.0),
+            };
+            self.gpu_record(rec, name, coll);
+            return;
+        }
+        let (Some(ts), Some(pid), Some(tid)) = (e.ts.0.and_then(us_to_ns), e.pid.0, e.tid.0) else { return };
+        let launch = Launch { ts, dur: e.dur.0.and_then(us_to_ns).unwrap_or(0).max(0), pid: pid as i32, tid: tid as i32 };
+        match cat {
+            "cuda_runtime" | "cuda_driver" => self.launch(launch, e.args.as_ref().and_then(|a| a.correlation.0), name),
+            "user_annotation" | "cpu_op" => {
+                if let Some(n) = name.strip_prefix("ProfilerStep#").and_then(|n| n.trim().parse::<i64>().ok()) {
+                    self.steps.push(StepRec { step: n, launch });
+                }
+            }
+            _ => {}
+        }
+    }
+}
+
+/// Microseconds as a JSON number → nanoseconds. Exact for every integer
+/// number of microseconds below 2^53 (epoch-based traces) and, to 1 ns, for
+/// the small relative times of traces with `baseTimeNanoseconds`.
+fn us_to_ns(us: f64) -> Option<i64> {
+    if !us.is_finite() || us.abs() >= 9.0e15 {
+        return None;
+    }
+    let whole = us.trunc();
+    Some(whole as i64 * 1000 + ((us - whole) * 1000.0).round() as i64)
+}
+
+/// Microseconds as Kineto writes them (`1712867402368034`,
+/// `4458676522690.655`) → nanoseconds, exact from the decimal text.
+fn micros_text_to_ns(t: &str) -> Option<i64> {
+    let (neg, body) = match t.strip_prefix('-') {
+        Some(b) => (true, b),
+        None => (false, t),
+    };
+    if body.bytes().any(|b| b == b'e' || b == b'E') {
+        return us_to_ns(t.parse().ok()?);
+    }
+    let (int, frac) = body.split_once('.').unwrap_or((body, ""));
+    if (int.is_empty() && frac.is_empty()) || !int.bytes().chain(frac.bytes()).all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    let whole: i64 = if int.is_empty() { 0 } else { int.parse().ok()? };
+    let digits: Vec<i64> = frac.bytes().map(|b| (b - b'0') as i64).collect();
+    let d = |i: usize| digits.get(i).copied().unwrap_or(0);
+    let sub = d(0) * 100 + d(1) * 10 + d(2) + i64::from(d(3) >= 5);
+    let ns = whole.checked_mul(1000)?.checked_add(sub)?;
+    Some(if neg { -ns } else { ns })
+}
+
+/// `all_gather_into_tensor_coalesced` → `allgather`, `_reduce_scatter_base` → `reducescatter`, ….
+pub fn normalize_collective(s: &str) -> String {
+    let l = s.to_ascii_lowercase().replace(['_', ' ', '-'], "");
+    for (key, op) in [
+        ("allreduce", "allreduce"),
+        ("allgather", "allgather"),
+        ("reducescatter", "reducescatter"),
+        ("alltoall", "alltoall"),
+        ("broadcast", "broadcast"),
+        ("reduce", "reduce"),
+        ("send", "send"),
+        ("recv", "recv"),
+        ("gather", "gather"),
+        ("scatter", "scatter"),
+        ("barrier", "barrier"),
+    ] {
+        if l.contains(key) {
+            return op.to_string();
+        }
+    }
+    l
+}
+
+fn parse_ranks(s: &str) -> Option<Vec<i32>> {
+    let inner = s.trim().strip_prefix('[')?.strip_suffix(']')?;
+    if inner.trim().is_empty() {
+        return Some(Vec::new());
+    }
+    inner.split(',').map(|x| x.trim().parse().ok()).collect()
+}
+
+/// Bytes per element of a PyTorch dtype name as Kineto writes it, and the
+/// `ncclDataType_t`-style name strand stores.
+fn dtype_info(s: &str) -> Option<(i64, &'static str)> {
+    Some(match s.trim().to_ascii_lowercase().as_str() {
+        "float" | "float32" => (4, "float32"),
+        "double" | "float64" => (8, "float64"),
+        "half" | "float16" => (2, "float16"),
+        "bfloat16" => (2, "bfloat16"),
+        "int" | "int32" => (4, "int32"),
+        "long" | "int64" => (8, "int64"),
+        "byte" | "uint8" | "bool" => (1, "uint8"),
+        "char" | "int8" => (1, "int8"),
+        "float8_e4m3fn" | "float8_e4m3fnuz" => (1, "fp8_e4m3"),
+        "float8_e5m2" | "float8_e5m2fnuz" => (1, "fp8_e5m2"),
+        _ => return None,
+    })
+}
+
+// ---------------------------------------------------------------------------
+// Streaming top level.
+
+#[derive(Default)]
+struct Header {
+    schema_version: Option<Option<String>>,
+    rank: Option<i64>,
+    world_size: Option<i64>,
+    devices: Vec<(Option<i64>, Option<String>)>,
+    base_ns: Option<i64>,
+    saw_events: bool,
+}
+
+/// Values of `"cat"` that mark an event worth parsing; events named
+/// `ProfilerStep#…` are parsed too. Every other event (CPU operators, flows,
+/// metadata) is skipped unparsed. A key `"cat"` inside `args` can only add a
+/// parse, never lose an event: every occurrence is checked.
+const WANTED_CATS: &[&[u8]] = &[
+    b"kernel\"",
+    b"Kernel\"",
+    b"gpu_memcpy\"",
+    b"gpu_memset\"",
+    b"Memcpy\"",
+    b"Memset\"",
+    b"cuda_runtime\"",
+    b"cuda_driver\"",
+];
+
+/// What kind of event a slice holds, judged without parsing it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Wanted {
+    No,
+    /// A host runtime/driver call (parsed by [`quick_launch`] when it can).
+    Launch,
+    /// A GPU record (parsed by [`quick_gpu`] when it can).
+    Gpu,
+    Other,
+}
+
+fn finder(cell: &'static std::sync::OnceLock<memchr::memmem::Finder<'static>>, pat: &'static [u8]) -> &'static memchr::memmem::Finder<'static> {
+    cell.get_or_init(|| memchr::memmem::Finder::new(pat))
+}
+
+fn worth_parsing(event: &[u8]) -> Wanted {
+    static CAT: std::sync::OnceLock<memchr::memmem::Finder<'static>> = std::sync::OnceLock::new();
+    static STEP: std::sync::OnceLock<memchr::memmem::Finder<'static>> = std::sync::OnceLock::new();
+    let mut wanted = Wanted::No;
+    for at in finder(&CAT, b"\"cat\"").find_iter(event) {
+        // Skip `:` and whitespace to the value's opening quote.
+        let rest = &event[at + 5..];
+        let Some(q) = rest.iter().position(|b| !matches!(b, b' ' | b'\t' | b'\r' | b'\n' | b':')) else { continue };
+        if rest[q] == b'"'
+            && let Some(w) = WANTED_CATS.iter().find(|w| rest[q + 1..].starts_with(w)) {
+                let launch = w.starts_with(b"cuda_");
+                wanted = match (wanted, launch) {
+                    (Wanted::No, true) => Wanted::Launch,
+                    _ => Wanted::Other,
+                };
+            }
+    }
+    if wanted == Wanted::No && finder(&STEP, b"\"ProfilerStep#").find(event).is_some() {
+        return Wanted::Other;
+    }
+    wanted
+}
+
+/// The raw value after `"key":` (first occurrence): a number token, or a
+/// string without escapes. `None` when absent or not that simple.
+fn quick_value<'a>(ev: &'a [u8], key: &memchr::memmem::Finder<'static>) -> Option<&'a [u8]> {
+    let at = key.find(ev)? + key.needle().len();
+    let rest = &ev[at..];
+    let q = rest.iter().position(|b| !matches!(b, b' ' | b'\t' | b'\r' | b'\n'))?;
+    let rest = rest[q..].strip_prefix(b":")?;
+    let q = rest.iter().position(|b| !matches!(b, b' ' | b'\t' | b'\r' | b'\n'))?;
+    let rest = &rest[q..];
+    if let Some(s) = rest.strip_prefix(b"\"") {
+        let end = memchr::memchr2(b'"', b'\\', s)?;
+        return (s[end] == b'"').then(|| &s[..end]);
+    }
+    let end = rest.iter().position(|b| matches!(b, b',' | b'}' | b']' | b' ' | b'\t' | b'\r' | b'\n'))?;
+    Some(&rest[..end])
+}
+
+/// A runtime/driver call read without `serde_json`: `ts`, `dur`, `pid`,
+/// `tid`, `name` and `args.correlation` (the keys of these events occur once
+/// each). `None` sends the event to the full parser.
+fn quick_launch(ev: &[u8]) -> Option<(Launch, Option<i64>, &str)> {
+    static TS: std::sync::OnceLock<memchr::memmem::Finder<'static>> = std::sync::OnceLock::new();
+    static DUR: std::sync::OnceLock<memchr::memmem::Finder<'static>> = std::sync::OnceLock::new();
+    static PID: std::sync::OnceLock<memchr::memmem::Finder<'static>> = std::sync::OnceLock::new();
+    static TID: std::sync::OnceLock<memchr::memmem::Finder<'static>> = std::sync::OnceLock::new();
+    static NAME: std::sync::OnceLock<memchr::memmem::Finder<'static>> = std::sync::OnceLock::new();
+    static CORR: std::sync::OnceLock<memchr::memmem::Finder<'static>> = std::sync::OnceLock::new();
+    static PH: std::sync::OnceLock<memchr::memmem::Finder<'static>> = std::sync::OnceLock::new();
+    let text = |f: &memchr::memmem::Finder<'static>| -> Option<&str> { std::str::from_utf8(quick_value(ev, f)?).ok() };
+    if quick_value(ev, finder(&PH, b"\"ph\""))? != b"X" {
+        return None;
+    }
+    let ts = micros_text_to_ns(text(finder(&TS, b"\"ts\""))?)?;
+    let dur = micros_text_to_ns(text(finder(&DUR, b"\"dur\""))?)?;
+    let pid: i64 = text(finder(&PID, b"\"pid\""))?.parse().ok()?;
+    let tid: i64 = text(finder(&TID, b"\"tid\""))?.parse().ok()?;
+    let name = std::str::from_utf8(quick_value(ev, finder(&NAME, b"\"name\""))?).ok()?;
+    let corr = match quick_value(ev, finder(&CORR, b"\"correlation\"")) {
+        Some(v) => Some(std::str::from_utf8(v).ok()?.parse::<i64>().ok()?),
+        None => None,
+    };
+    Some((Launch { ts, dur: dur.max(0), pid: pid as i32, tid: tid as i32 }, corr, name))
+}
+
+/// The fields of a GPU record.
+#[derive(Debug, Clone, Copy)]
+struct QuickGpu {
+    kind: GpuKind,
+    ts: i64,
+    dur: i64,
+    device: i32,
+    stream: i64,
+    correlation: Option<i64>,
+    context: i64,
+    grid: Option<[i32; 3]>,
+    block: Option<[i32; 3]>,
+    bytes: Option<i64>,
+}
+
+/// `[x, y, z]` after `"key":`.
+fn quick_dims(ev: &[u8], key: &memchr::memmem::Finder<'static>) -> Option<Option<[i32; 3]>> {
+    let Some(at) = key.find(ev) else { return Some(None) };
+    let rest = &ev[at + key.needle().len()..];
+    let open = memchr::memchr(b'[', rest)?;
+    let close = memchr::memchr(b']', &rest[open..])? + open;
+    let inner = std::str::from_utf8(&rest[open + 1..close]).ok()?;
+    let v: Vec<i32> = inner.split(',').map(|x| x.trim().parse().ok()).collect::<Option<_>>()?;
+    Some(<[i32; 3]>::try_from(v).ok())
+}
+
+/// A GPU record (kernel, copy, set) read without `serde_json`, when it is
+/// plain: not a collective (those carry metadata for the full parser), name
+/// without escapes, numeric fields. `None` sends it to the full parser.
+fn quick_gpu(ev: &[u8]) -> Option<(QuickGpu, &str)> {
+    static PH: std::sync::OnceLock<memchr::memmem::Finder<'static>> = std::sync::OnceLock::new();
+    static CAT: std::sync::OnceLock<memchr::memmem::Finder<'static>> = std::sync::OnceLock::new();
+    static NAME: std::sync::OnceLock<memchr::memmem::Finder<'static>> = std::sync::OnceLock::new();
+    static TS: std::sync::OnceLock<memchr::memmem::Finder<'static>> = std::sync::OnceLock::new();
+    static DUR: std::sync::OnceLock<memchr::memmem::Finder<'static>> = std::sync::OnceLock::new();
+    static PID: std::sync::OnceLock<memchr::memmem::Finder<'static>> = std::sync::OnceLock::new();
+    static TID: std::sync::OnceLock<memchr::memmem::Finder<'static>> = std::sync::OnceLock::new();
+    static DEVICE: std::sync::OnceLock<memchr::memmem::Finder<'static>> = std::sync::OnceLock::new();
+    static STREAM: std::sync::OnceLock<memchr::memmem::Finder<'static>> = std::sync::OnceLock::new();
+    static CORR: std::sync::OnceLock<memchr::memmem::Finder<'static>> = std::sync::OnceLock::new();
+    static CONTEXT: std::sync::OnceLock<memchr::memmem::Finder<'static>> = std::sync::OnceLock::new();
+    static GRID: std::sync::OnceLock<memchr::memmem::Finder<'static>> = std::sync::OnceLock::new();
+    static BLOCK: std::sync::OnceLock<memchr::memmem::Finder<'static>> = std::sync::OnceLock::new();
+    static BYTES: std::sync::OnceLock<memchr::memmem::Finder<'static>> = std::sync::OnceLock::new();
+    static COLL: std::sync::OnceLock<memchr::memmem::Finder<'static>> = std::sync::OnceLock::new();
+    if finder(&COLL, b"\"Collective name\"").find(ev).is_some() {
+        return None;
+    }
+    let text = |f: &memchr::memmem::Finder<'static>| -> Option<&str> { std::str::from_utf8(quick_value(ev, f)?).ok() };
+    let int = |f: &'static std::sync::OnceLock<memchr::memmem::Finder<'static>>, pat: &'static [u8]| -> Option<Option<i64>> {
+        match quick_value(ev, finder(f, pat)) {
+            None => Some(None),
+            Some(v) => Some(Some(std::str::from_utf8(v).ok()?.parse::<i64>().ok()?)),
+        }
+    };
+    if text(finder(&PH, b"\"ph\""))? != "X" {
+        return None;
+    }
+    let kind = GpuKind::of(text(finder(&CAT, b"\"cat\""))?)?;
+    let name = text(finder(&NAME, b"\"name\""))?;
+    let ts = micros_text_to_ns(text(finder(&TS, b"\"ts\""))?)?;
+    let dur = micros_text_to_ns(text(finder(&DUR, b"\"dur\""))?)?;
+    let device = int(&DEVICE, b"\"device\"")?.or(int(&PID, b"\"pid\"")?).and_then(|d| i32::try_from(d).ok()).unwrap_or(0);
+    let stream = int(&STREAM, b"\"stream\"")?.or(int(&TID, b"\"tid\"")?).unwrap_or(0);
+    let rec = QuickGpu {
+        kind,
+        ts,
+        dur,
+        device,
+        stream,
+        correlation: int(&CORR, b"\"correlation\"")?,
+        context: int(&CONTEXT, b"\"context\"")?.unwrap_or(0),
+        grid: quick_dims(ev, finder(&GRID, b"\"grid\""))?,
+        block: quick_dims(ev, finder(&BLOCK, b"\"block\""))?,
+        bytes: int(&BYTES, b"\"bytes\"")?,
+    };
+    Some((rec, name))
+}
+
+/// Reads one trace (`.json` or gzip-compressed `.json.gz`, detected by content).
+pub fn read_trace(path: &Path, opts: &KinetoOptions) -> Result<KinetoTrace, KinetoError> {
+    let file = path.display().to_string();
+    let f = File::open(path).map_err(|source| KinetoError::Open { file: file.clone(), source })?;
+    let mut r = BufReader::with_capacity(256 * 1024, f);
+    let gz = {
+        use std::io::BufRead;
+        let buf = r.fill_buf().map_err(|source| KinetoError::Open { file: file.clone(), source })?;
+        buf.len() >= 2 && buf[..2] == [0x1f, 0x8b]
+    };
+    if gz {
+        read_trace_from(flate2::read::MultiGzDecoder::new(r), &file, path, opts)
+    } else {
+        read_trace_from(r, &file, path, opts)
+    }
+}
+
+/// What the splitting thread hands to the parsing thread.
+enum Msg {
+    Value(String, Vec<u8>, Pos),
+    /// Events worth parsing, concatenated: (index in `traceEvents`, position, kind, byte range).
+    Events(Vec<u8>, Vec<(usize, Pos, Wanted, std::ops::Range<usize>)>),
+    Done(Result<bool, SplitError<()>>),
+}
+
+/// Bytes of events handed over at a time.
+const BATCH: usize = 256 * 1024;
+
+/// Reads a trace from any reader; `file` names it in errors. Two threads: one
+/// reads (and decompresses) and splits the input into events, skipping those
+/// not needed; this one parses the rest.
+pub fn read_trace_from(reader: impl Read + Send, file: &str, path: &Path, opts: &KinetoOptions) -> Result<KinetoTrace, KinetoError> {
+    std::thread::scope(|scope| {
+        let (tx, rx) = std::sync::mpsc::sync_channel::<Msg>(4);
+        scope.spawn(move || {
+            let mut batch = Vec::with_capacity(BATCH + 64 * 1024);
+            let mut index = Vec::new();
+            let vtx = tx.clone();
+            let r = Splitter::new(reader).run(
+                "traceEvents",
+                |key, bytes, at| {
+                    if matches!(key, "schemaVersion" | "distributedInfo" | "deviceProperties" | "baseTimeNanoseconds" | "traceEvents") {
+                        vtx.send(Msg::Value(key.to_string(), bytes.to_vec(), at)).map_err(|_| ())?;
+                    }
+                    Ok(())
+                },
+                |i, bytes, at| {
+                    let kind = worth_parsing(bytes);
+                    if kind != Wanted::No {
+                        let s = batch.len();
+                        batch.extend_from_slice(bytes);
+                        index.push((i, at, kind, s..batch.len()));
+                        if batch.len() >= BATCH {
+                            let b = std::mem::replace(&mut batch, Vec::with_capacity(BATCH + 64 * 1024));
+                            tx.send(Msg::Events(b, std::mem::take(&mut index))).map_err(|_| ())?;
+                        }
+                    }
+                    Ok(())
+                },
+            );
+            if !batch.is_empty() {
+                let _ = tx.send(Msg::Events(batch, index));
+            }
+            let _ = tx.send(Msg::Done(r));
+        });
+        parse_messages(rx, file, path, opts)
+    })
+}
+
+fn parse_messages(rx: std::sync::mpsc::Receiver<Msg>, file: &str, path: &Path, opts: &KinetoOptions) -> Result<KinetoTrace, KinetoError> {
+    let mut c = Collected::default();
+    let mut h = Header::default();
+    let mut result = None;
+    for msg in rx.iter() {
+        match msg {
+            Msg::Value(key, bytes, at) => match key.as_str() {
+                "schemaVersion" => {
+                    let v: LaxStr = serde_json::from_slice(&bytes).map_err(|e| value_error(file, at, &e))?;
+                    h.schema_version = Some(v.owned());
+                }
+                "distributedInfo" => {
+                    if let Ok(Some(d)) = serde_json::from_slice::<Option<RawDistInfo>>(&bytes) {
+                        h.rank = d.rank.0;
+                        h.world_size = d.world_size.0;
+                    }
+                }
+                "deviceProperties" => {
+                    if let Ok(Some(v)) = serde_json::from_slice::<Option<Vec<RawDevice>>>(&bytes) {
+                        h.devices = v.into_iter().map(|d| (d.id.0, d.name.owned())).collect();
+                    }
+                }
+                "baseTimeNanoseconds" => {
+                    h.base_ns = serde_json::from_slice::<LaxI64>(&bytes).map_err(|e| value_error(file, at, &e))?.0;
+                }
+                "traceEvents" => {
+                    return Err(KinetoError::NotKineto { file: file.to_string(), detail: "`traceEvents` is not an array".into() });
+                }
+                _ => {}
+            },
+            Msg::Events(bytes, index) => {
+                for (i, at, kind, range) in index {
+                    let ev = &bytes[range];
+                    if kind == Wanted::Launch
+                        && let Some((launch, corr, name)) = quick_launch(ev)
+                    {
+                        c.launch(launch, corr, name);
+                        continue;
+                    }
+                    if kind == Wanted::Gpu
+                        && let Some((rec, name)) = quick_gpu(ev)
+                    {
+                        c.gpu_record(rec, name, None);
+                        continue;
+                    }
+                    let e: RawEvent = serde_json::from_slice(ev).map_err(|e| value_error(file, at, &e))?;
+                    c.event(i, e);
+                }
+            }
+            Msg::Done(r) => result = Some(r),
+        }
+    }
+    match result {
+        Some(Ok(found)) => h.saw_events |= found,
+        Some(Err(SplitError::Callback(()))) | None => {
+            return Err(KinetoError::Decompress { file: file.to_string(), detail: "the reading thread stopped early".into() });
+        }
+        Some(Err(SplitError::Io(e))) => return Err(io_error(file, e)),
+        Some(Err(SplitError::Truncated(p))) => return Err(KinetoError::Truncated { file: file.to_string(), line: p.line, column: p.column }),
+        Some(Err(SplitError::Syntax(p, detail))) => return Err(KinetoError::Json { file: file.to_string(), line: p.line, column: p.column, detail }),
+        Some(Err(SplitError::NotObject(p))) => {
+            return Err(KinetoError::NotKineto {
+                file: file.to_string(),
+                detail: format!("the top level is not a JSON object (line {}, column {})", p.line, p.column),
+            });
+        }
+    }
+    check_and_finish(c, h, file, path, opts)
+}
+
+fn io_error(file: &str, e: std::io::Error) -> KinetoError {
+    let detail = e.to_string();
+    if e.kind() == std::io::ErrorKind::UnexpectedEof || detail.contains("unexpected end of file") {
+        KinetoError::TruncatedGzip { file: file.to_string() }
+    } else {
+        KinetoError::Decompress { file: file.to_string(), detail }
+    }
+}
+
+fn strip_position(s: &str) -> String {
+    match s.rfind(" at line ") {
+        Some(i) => s[..i].to_string(),
+        None => s.to_string(),
+    }
+}
+
+/// A `serde_json` error inside a value that starts at `at`, as a position in the file.
+fn value_error(file: &str, at: Pos, e: &serde_json::Error) -> KinetoError {
+    let line = at.line + e.line().saturating_sub(1);
+    let column = if e.line() <= 1 { at.column + e.column().saturating_sub(1) } else { e.column() };
+    KinetoError::Json { file: file.to_string(), line, column, detail: strip_position(&e.to_string()) }
+}
+
+fn check_and_finish(mut c: Collected, h: Header, file: &str, path: &Path, opts: &KinetoOptions) -> Result<KinetoTrace, KinetoError> {
+    if let Some((index, cat, name, detail)) = c.error.take() {
+        return Err(KinetoError::Event { file: file.to_string(), index, cat, name, detail });
+    }
+    if !h.saw_events {
+        return Err(KinetoError::NotKineto { file: file.to_string(), detail: "no `traceEvents` array".into() });
+    }
+    if let Some(v) = &h.schema_version {
+        let ok = v.as_deref().and_then(|v| v.parse::<i64>().ok()).is_some_and(|v| SUPPORTED_SCHEMA_VERSIONS.contains(&v));
+        if !ok {
+            return Err(KinetoError::Version {
+                file: file.to_string(),
+                found: v.clone().unwrap_or_else(|| "null".into()),
+                supported: SUPPORTED_SCHEMA_VERSIONS.iter().map(|v| v.to_string()).collect::<Vec<_>>().join(", "),
+            });
+        }
+    } else {
+        tracing::warn!("{file}: no schemaVersion; reading it as Kineto version 1");
+    }
+    Ok(finish(c, h, path, opts))
+}
+
+fn finish(c: Collected, h: Header, path: &Path, opts: &KinetoOptions) -> KinetoTrace {
+    let base = h.base_ns.unwrap_or(0);
+    let ns = |t: i64| base + t;
+    let dur_ns = |d: i64| d;
+    let rank = h.rank.and_then(|r| i32::try_from(r).ok());
+    let world_size = h.world_size.and_then(|r| i32::try_from(r).ok());
+    let stem = path.file_name().map(|s| s.to_string_lossy().to_string()).unwrap_or_default();
+    let stem = stem.trim_end_matches(".gz").trim_end_matches(".json").to_string();
+    let node = opts.node.clone().unwrap_or_else(|| stem.clone());
+    let cluster: Arc<str> = Arc::from(opts.cluster.as_str());
+    let node_a: Arc<str> = Arc::from(node.as_str());
+    let job = opts.job_id.clone();
+    let main_pid = c.cpu_pids.iter().max_by_key(|(p, n)| (**n, -**p)).map(|(p, _)| *p).unwrap_or(0);
+    let gpu_names: BTreeMap<i32, String> =
+        h.devices.iter().filter_map(|(id, name)| Some((i32::try_from((*id)?).ok()?, name.clone()?))).collect();
+    let mut devices: Vec<i32> = c.gpu.iter().map(|g| g.device).collect();
+    devices.sort_unstable();
+    devices.dedup();
+    let only_device = (devices.len() == 1).then(|| devices[0]);
+
+    let mut kernels = Vec::with_capacity(c.gpu.len());
+    let mut nccl = Vec::new();
+    // HTA's scope (`Trace._filter_irrelevant_gpu_kernels` with the last step included).
+    let mut step_names: Vec<i64> = c.steps.iter().map(|s| s.step).collect();
+    step_names.sort_unstable();
+    step_names.dedup();
+    let last_step_end = (step_names.len() >= 2).then(|| c.steps.iter().map(|s| s.launch.ts + s.launch.dur).max().unwrap_or(i64::MIN));
+    let mut out_of_scope = 0u64;
+    for g in &c.gpu {
+        let launch = g.correlation.and_then(|k| c.launches.get(&k)).copied();
+        if opts.hta_scope && launch.is_none_or(|l| last_step_end.is_some_and(|end| l.ts > end)) {
+            out_of_scope += 1;
+            continue;
+        }
+        let start = ns(g.ts);
+        let end = start + dur_ns(g.dur);
+        let kind = g.kind.as_str();
+        let category = classify(kind, &g.name);
+        let pid = launch.map(|l| l.pid).unwrap_or(main_pid);
+        let copy_kind = (g.kind == GpuKind::Memcpy).then(|| copy_kind(&g.name)).flatten();
+        kernels.push(KernelEvent {
+            cluster: cluster.clone(),
+            node: node_a.clone(),
+            pid,
+            job_id: job.clone(),
+            device_id: g.device,
+            gpu_uuid: None,
+            gpu_index: Some(g.device),
+            start_ns: start,
+            end_ns: end,
+            context_id: g.context,
+            stream_id: g.stream,
+            correlation_id: g.correlation.unwrap_or(0),
+            kind: kind.to_string(),
+            category: category.as_str().to_string(),
+            name: g.name.clone(),
+            grid_x: g.grid.map(|d| d[0]),
+            grid_y: g.grid.map(|d| d[1]),
+            grid_z: g.grid.map(|d| d[2]),
+            block_x: g.block.map(|d| d[0]),
+            block_y: g.block.map(|d| d[1]),
+            block_z: g.block.map(|d| d[2]),
+            bytes: if g.kind == GpuKind::Kernel { None } else { g.bytes },
+            copy_kind,
+            launch_ns: launch.map(|l| ns(l.ts)),
+            launch_tid: launch.map(|l| l.tid),
+            collective: g.coll.as_ref().map(|m| m.op.clone()),
+            source: "kineto".into(),
+        });
+        if let (Some(m), Category::Communication) = (&g.coll, category) {
+            let dt = m.dtype.as_deref().and_then(dtype_info);
+            let rank_in_comm = match (&m.pg_ranks, rank) {
+                (Some(ranks), Some(r)) if !ranks.is_empty() => ranks.iter().position(|x| *x == r).map(|p| p as i32),
+                (_, r) => r,
+            };
+            nccl.push(NcclCall {
+                cluster: cluster.clone(),
+                node: node_a.clone(),
+                pid,
+                tid: launch.map(|l| l.tid).unwrap_or(0),
+                job_id: job.clone(),
+                enter_ns: launch.map(|l| ns(l.ts)).unwrap_or(start),
+                exit_ns: Some(launch.map(|l| ns(l.ts) + dur_ns(l.dur)).unwrap_or(start)),
+                op: m.op.clone(),
+                count: m.nelems,
+                datatype: dt.map(|d| d.1.to_string()).or_else(|| m.dtype.clone()),
+                bytes: match (m.nelems, dt) {
+                    (Some(n), Some((size, _))) => Some(n * size),
+                    _ => None,
+                },
+                redop: None,
+                root: None,
+                peer: m.peer,
+                comm_ptr: None,
+                comm_hash: None,
+                comm_name: m.pg_name.clone(),
+                rank: rank_in_comm,
+                nranks: m.group_size.or(m.pg_ranks.as_ref().map(|r| r.len() as i32)).or(world_size),
+                seq: m.seq,
+                stream: Some(g.stream),
+                ret: None,
+                group_id: None,
+                color: None,
+                key: None,
+                new_comm_ptr: None,
+                gpu_index: Some(g.device),
+                gpu_uuid: None,
+                kernel_start_ns: Some(start),
+                kernel_end_ns: Some(end),
+                source: "kineto".into(),
+            });
+        }
+    }
+    // Without `Seq`, number each group's collectives in kernel order: the same
+    // collective has the same number on every rank when all traces cover the
+    // same steps (the profiler schedule does that).
+    if nccl.iter().any(|c| c.seq.is_none()) {
+        nccl.sort_by_key(|c| c.kernel_start_ns);
+        let mut next: HashMap<Option<String>, i64> = HashMap::new();
+        for call in nccl.iter_mut().filter(|c| crate::import::is_collective(&c.op)) {
+            let n = next.entry(call.comm_name.clone()).or_default();
+            if call.seq.is_none() {
+                call.seq = Some(*n);
+            }
+            *n += 1;
+        }
+    }
+    let syncs = c
+        .syncs
+        .iter()
+        .map(|s| CudaSyncCall {
+            cluster: cluster.clone(),
+            node: node_a.clone(),
+            pid: s.launch.pid,
+            tid: s.launch.tid,
+            job_id: job.clone(),
+            enter_ns: ns(s.launch.ts),
+            exit_ns: ns(s.launch.ts) + dur_ns(s.launch.dur),
+            blocked_ns: dur_ns(s.launch.dur),
+            api: s.api.to_string(),
+            handle: None,
+            ret: None,
+            gpu_index: only_device,
+            source: "kineto".into(),
+        })
+        .collect();
+    let steps = c
+        .steps
+        .iter()
+        .map(|s| Step {
+            cluster: cluster.clone(),
+            node: node_a.clone(),
+            job_id: job.clone(),
+            pid: Some(s.launch.pid),
+            rank,
+            gpu_index: only_device,
+            phase: "step".into(),
+            step: Some(s.step),
+            start_ns: ns(s.launch.ts),
+            end_ns: ns(s.launch.ts) + dur_ns(s.launch.dur),
+            model_flops: None,
+            tokens: None,
+            dtype: None,
+            source: "kineto".into(),
+        })
+        .collect();
+    if out_of_scope > 0 {
+        tracing::info!("{}: {out_of_scope} GPU records outside HTA's scope left out", path.display());
+    }
+    KinetoTrace {
+        out_of_scope,
+        devices,
+        file: path.to_path_buf(),
+        node,
+        rank,
+        world_size,
+        gpu_names,
+        kernels,
+        nccl,
+        syncs,
+        steps,
+        skipped_events: c.skipped,
+    }
+}
+
+/// `Memcpy HtoD (Pageable -> Device)` → `HtoD`.
+fn copy_kind(name: &str) -> Option<String> {
+    ["HtoD", "DtoH", "DtoD", "HtoH", "PtoP"].iter().find(|k| name.contains(*k)).map(|k| k.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn read(json: &str) -> Result<KinetoTrace, KinetoError> {
+        read_trace_from(json.as_bytes(), "t.json", Path::new("t.json"), &KinetoOptions { cluster: "c".into(), ..Default::default() })
+    }
+
+    #[test]
+    fn kernels_launches_collectives_syncs_and_steps() {
+        let t = read(
+            r#"{"schemaVersion": 1, "traceEvents": [
+              {"ph": "X", "cat": "cuda_runtime", "name": "cudaLaunchKernel", "pid": 77, "tid": 78, "ts": 99.5, "dur": 3, "args": {"correlation": 5}},
+              {"ph": "X", "cat": "kernel", "name": "gemm", "pid": 0, "tid": 7, "ts": 100.25, "dur": 10.001, "args": {"device": 0, "stream": 7, "correlation": 5, "context": 1, "grid": [4, 2, 1], "block": [128, 1, 1]}},
+              {"ph": "X", "cat": "kernel", "name": "ncclDevKernel_AllReduce_Sum_bf16_RING_LL(ncclDevKernelArgsStorage<4096ul>)", "pid": 0, "tid": 9, "ts": 120, "dur": 30,
+               "args": {"device": 0, "stream": 9, "correlation": 6, "Collective name": "allreduce", "In msg nelems": 1024, "Group size": 4, "dtype": "BFloat16",
+                        "Process Group Name": "0", "Process Group Ranks": "[0, 1, 2, 3]", "Seq": 17}},
+              {"ph": "X", "cat": "gpu_memcpy", "name": "Memcpy DtoH (Device -> Pageable)", "pid": 0, "tid": 7, "ts": 160, "dur": 2, "args": {"device": 0, "stream": 7, "bytes": 4096}},
+              {"ph": "X", "cat": "cuda_runtime", "name": "cudaStreamSynchronize", "pid": 77, "tid": 78, "ts": 150, "dur": 15, "args": {"correlation": 9}},
+              {"ph": "X", "cat": "user_annotation", "name": "ProfilerStep#3", "pid": 77, "tid": 78, "ts": 90, "dur": 100},
+              {"ph": "X", "cat": "cuda_sync", "name": "Stream Sync", "pid": 0, "tid": 7, "ts": 150, "dur": 15, "args": {"stream": 7}},
+              {"ph": "s", "id": 5, "pid": 77, "tid": 78, "ts": 99.5, "cat": "ac2g", "name": "ac2g"}
+            ], "distributedInfo": {"rank": 2, "world_size": 4}, "deviceProperties": [{"id": 0, "name": "NVIDIA H100 80GB HBM3"}],
+               "baseTimeNanoseconds": 1700000000000000000}"#,
+        )
+        .unwrap();
+        let base = 1_700_000_000_000_000_000i64;
+        assert_eq!((t.rank, t.world_size, t.node.as_str()), (Some(2), Some(4), "t"));
+        assert_eq!(t.gpu_names.get(&0).map(|s| s.as_str()), Some("NVIDIA H100 80GB HBM3"));
+        assert_eq!(t.kernels.len(), 3, "cuda_sync lanes are not GPU work");
+        let k = &t.kernels[0];
+        assert_eq!((k.start_ns, k.end_ns), (base + 100_250, base + 110_251));
+        assert_eq!((k.launch_ns, k.launch_tid, k.pid), (Some(base + 99_500), Some(78), 77));
+        assert_eq!((k.grid_x, k.grid_y, k.block_x, k.category.as_str()), (Some(4), Some(2), Some(128), "compute"));
+        let n = &t.kernels[1];
+        assert_eq!((n.category.as_str(), n.collective.as_deref()), ("communication", Some("allreduce")));
+        let m = &t.kernels[2];
+        assert_eq!((m.kind.as_str(), m.copy_kind.as_deref(), m.bytes, m.category.as_str()), ("memcpy", Some("DtoH"), Some(4096), "copy"));
+        assert_eq!(t.nccl.len(), 1);
+        let c = &t.nccl[0];
+        assert_eq!((c.op.as_str(), c.bytes, c.datatype.as_deref(), c.rank, c.nranks, c.seq), ("allreduce", Some(2048), Some("bfloat16"), Some(2), Some(4), Some(17)));
+        assert_eq!((c.kernel_start_ns, c.comm_name.as_deref(), c.gpu_index), (Some(base + 120_000), Some("0"), Some(0)));
+        assert_eq!(t.syncs.len(), 1);
+        assert_eq!((t.syncs[0].api.as_str(), t.syncs[0].blocked_ns, t.syncs[0].tid), ("cudaStreamSynchronize", 15_000, 78));
+        assert_eq!(t.steps.len(), 1);
+        assert_eq!((t.steps[0].step, t.steps[0].start_ns, t.steps[0].rank, t.steps[0].source.as_str()), (Some(3), base + 90_000, Some(2), "kineto"));
+    }
+
+    #[test]
+    fn broken_traces_are_named_and_explained() {
+        let e = read(r#"{"schemaVersion": 1, "traceEvents": [{"ph": "X", "cat": "kernel", "#).unwrap_err().to_string();
+        assert!(e.starts_with("t.json: truncated"), "{e}");
+        let e = read(r#"{"schemaVersion": 1, "traceEvents": [}"#).unwrap_err().to_string();
+        assert!(e.starts_with("t.json: malformed JSON at line 1, column"), "{e}");
+        let e = read(r#"{"schemaVersion": 7, "traceEvents": []}"#).unwrap_err().to_string();
+        assert_eq!(e, "t.json: Kineto schemaVersion 7 is not supported (strand reads version 1)");
+        let e = read(r#"{"schemaVersion": 1, "events": []}"#).unwrap_err().to_string();
+        assert_eq!(e, "t.json: not a Kineto trace: no `traceEvents` array");
+        let e = read(r#"[1, 2]"#).unwrap_err().to_string();
+        assert!(e.starts_with("t.json: not a Kineto trace"), "{e}");
+        let e = read(r#"{"traceEvents": [{"ph": "X"}, {"ph": "X", "cat": "kernel", "name": "k", "ts": 1}]}"#).unwrap_err().to_string();
+        assert_eq!(e, "t.json: traceEvents[1] (kernel \"k\"): missing or non-numeric `dur`");
+    }
+
+    #[test]
+    fn microseconds_become_exact_nanoseconds() {
+        assert_eq!(micros_text_to_ns("1712867402368034"), Some(1_712_867_402_368_034_000));
+        assert_eq!(micros_text_to_ns("4458676522690.655"), Some(4_458_676_522_690_655));
+        assert_eq!(micros_text_to_ns("1712867402368034.1239"), Some(1_712_867_402_368_034_124));
+        assert_eq!(micros_text_to_ns("-2.5"), Some(-2500));
+        assert_eq!(micros_text_to_ns("1.5e3"), Some(1_500_000));
+        assert_eq!(micros_text_to_ns("x"), None);
+        assert_eq!(us_to_ns(1712867402368034.0), Some(1_712_867_402_368_034_000));
+        assert_eq!(us_to_ns(4458676522690.655), Some(4_458_676_522_690_655));
+    }
+
+    #[test]
+    fn collective_names_and_rank_lists() {
+        assert_eq!(normalize_collective("all_gather_into_tensor_coalesced"), "allgather");
+        assert_eq!(normalize_collective("_reduce_scatter_base"), "reducescatter");
+        assert_eq!(normalize_collective("allreduce_coalesced"), "allreduce");
+        assert_eq!(normalize_collective("all_to_all"), "alltoall");
+        assert_eq!(parse_ranks("[0, 1, 2]"), Some(vec![0, 1, 2]));
+        assert_eq!(parse_ranks("[]"), Some(vec![]));
+        assert_eq!(parse_ranks("0,1"), None);
+    }
+}

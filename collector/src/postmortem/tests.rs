@@ -1,0 +1,295 @@
+//! Postmortem tests on the real Kineto traces (`../shared/data/kineto`) and
+//! on synthetic datasets: the figures equal a direct recount of the imported
+//! rows, the reports render, broken inputs are refused by name.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use strand_schemas::{KernelEvent, read_file};
+
+use super::*;
+
+/// The Kineto test traces: `$STRAND_TEST_DATA`, else the first
+/// `shared/data/kineto` found walking up from this crate.
+pub fn kineto_dir() -> PathBuf {
+    if let Some(d) = std::env::var_os("STRAND_TEST_DATA") {
+        let d = PathBuf::from(d);
+        return if d.join("kineto").is_dir() { d.join("kineto") } else { d };
+    }
+    let mut dir = Some(Path::new(env!("CARGO_MANIFEST_DIR")));
+    while let Some(d) = dir {
+        for cand in [d.join("shared/data/kineto"), d.join("../shared/data/kineto")] {
+            if cand.is_dir() {
+                return cand;
+            }
+        }
+        dir = d.parent();
+    }
+    panic!("Kineto test traces not found: set STRAND_TEST_DATA or put them at ../shared/data/kineto");
+}
+
+fn args(inputs: Vec<PathBuf>, out: &Path) -> PostmortemArgs {
+    PostmortemArgs {
+        inputs,
+        out: out.to_path_buf(),
+        window: None,
+        launch_gap: Duration::from_micros(30),
+        lateness: None,
+        sample_period: Duration::from_secs(1),
+        flops_per_step: None,
+        dtype: None,
+        gpu_name: None,
+        peak_flops: None,
+        backend: "cpu".into(),
+        top_kernels: 10,
+        no_progress: true,
+        hta_scope: false,
+    }
+}
+
+fn merged(mut v: Vec<(i64, i64)>) -> Vec<(i64, i64)> {
+    v.retain(|(s, e)| e > s);
+    v.sort_unstable();
+    let mut out: Vec<(i64, i64)> = Vec::new();
+    for (s, e) in v {
+        match out.last_mut() {
+            Some(l) if s <= l.1 => l.1 = l.1.max(e),
+            _ => out.push((s, e)),
+        }
+    }
+    out
+}
+
+fn len(v: &[(i64, i64)]) -> i64 {
+    v.iter().map(|(s, e)| e - s).sum()
+}
+
+fn intersect(a: &[(i64, i64)], b: &[(i64, i64)]) -> i64 {
+    let (mut i, mut j, mut t) = (0, 0, 0);
+    while i < a.len() && j < b.len() {
+        let (lo, hi) = (a[i].0.max(b[j].0), a[i].1.min(b[j].1));
+        if hi > lo {
+            t += hi - lo;
+        }
+        if a[i].1 < b[j].1 { i += 1 } else { j += 1 }
+    }
+    t
+}
+
+fn kernels_of(dir: &Path) -> Vec<KernelEvent> {
+    let mut files = Vec::new();
+    walk(&dir.join("kernel_events"), &mut files, &mut Vec::new()).unwrap();
+    files.iter().flat_map(|f| read_file::<KernelEvent>(f).unwrap()).collect()
+}
+
+#[test]
+fn figures_on_real_traces_equal_a_direct_recount() {
+    let data = kineto_dir();
+    let traces: Vec<PathBuf> = ["nccl_2rank_a100_rank0", "sampled_world128_rank0", "sampled_world128_rank1", "alexnet_single_gpu", "event_sync_multi_stream"]
+        .iter()
+        .map(|n| data.join(format!("{n}.json.gz")))
+        .collect();
+    let tmp = tempfile::tempdir().unwrap();
+    // Import once to recount from the rows; the postmortem imports on its own.
+    crate::import::import_kineto(&crate::import::KinetoArgs {
+        traces: traces.clone(),
+        out: tmp.path().join("ds"),
+        cluster: "kineto".into(),
+        node: None,
+        job: None,
+        hta_scope: false,
+    })
+    .unwrap();
+    let rows = kernels_of(&tmp.path().join("ds"));
+    let report = postmortem(&args(traces, &tmp.path().join("pm"))).unwrap();
+    let mut by_gpu: BTreeMap<(String, i32), Vec<&KernelEvent>> = BTreeMap::new();
+    for k in &rows {
+        by_gpu.entry((k.node.to_string(), k.gpu_index.unwrap())).or_default().push(k);
+    }
+    assert_eq!(report.gpus.len(), by_gpu.len(), "one GPU per rank trace here");
+    for g in &report.gpus {
+        let ks = &by_gpu[&(g.node.clone(), g.gpu_index)];
+        let iv = |cat: &str| merged(ks.iter().filter(|k| k.category == cat).map(|k| (k.start_ns, k.end_ns)).collect());
+        let (c, m) = (iv("compute"), iv("communication"));
+        let all = merged(ks.iter().map(|k| (k.start_ns, k.end_ns)).collect());
+        let cm = merged(c.iter().chain(m.iter()).copied().collect());
+        let first = ks.iter().map(|k| k.start_ns).min().unwrap();
+        let last = ks.iter().map(|k| k.end_ns).max().unwrap();
+        let t = &g.totals;
+        let label = format!("{} gpu {}", g.node, g.gpu_index);
+        assert_eq!((g.start_ns, g.end_ns), (first, last), "{label}: the run of a GPU is its first to last activity");
+        assert_eq!(t.window_ns, last - first, "{label}");
+        assert_eq!(t.compute_ns.0, Some(len(&c)), "{label}");
+        assert_eq!(t.comm_ns.0, Some(len(&m)), "{label}");
+        assert_eq!(t.comm_exposed_ns.0, Some(len(&cm) - len(&c)), "{label}");
+        assert_eq!(t.memcpy_exposed_ns.0, Some(len(&all) - len(&cm)), "{label}");
+        assert_eq!(t.idle_ns.0, Some(t.window_ns - len(&all)), "{label}");
+        assert_eq!(t.comm_overlapped_ns.0, Some(intersect(&m, &c)), "{label}");
+        let classes = [t.idle_host_bound_ns, t.idle_launch_gap_ns, t.idle_io_blocked_ns, t.idle_no_process_ns, t.idle_other_ns];
+        assert_eq!(classes.iter().map(|s| s.0.unwrap_or(0)).sum::<i64>(), t.idle_ns.0.unwrap(), "{label}: idle classes add up");
+        // HTA's per-stream view, recounted: gaps between consecutive records of a stream.
+        let mut streams: BTreeMap<i64, Vec<&&KernelEvent>> = BTreeMap::new();
+        for k in ks {
+            streams.entry(k.stream_id).or_default().push(k);
+        }
+        let (mut host, mut kw, mut other) = (0, 0, 0);
+        for v in streams.values_mut() {
+            v.sort_by_key(|k| (k.start_ns, k.end_ns));
+            for w in v.windows(2) {
+                let gap = w[1].start_ns - w[0].end_ns;
+                if gap <= 0 {
+                    continue;
+                }
+                if w[1].launch_ns.is_some_and(|l| l > w[0].end_ns) {
+                    host += gap;
+                } else if gap < 30_000 {
+                    kw += gap;
+                } else {
+                    other += gap;
+                }
+            }
+        }
+        let s = &g.stream_idle_total;
+        assert_eq!((s.host_wait_ns, s.kernel_wait_ns, s.other_ns), (host, kw, other), "{label}: per-stream idle");
+    }
+    // The run totals are the sums over GPUs.
+    assert_eq!(report.run.window_ns, report.gpus.iter().map(|g| g.totals.window_ns).sum::<i64>());
+    // Kineto steps became step series; the traces without NCCL metadata have no comm split.
+    assert!(report.steps.iter().any(|s| s.source == "kineto" && s.steps.len() == 3));
+    let nccl = report.gpus.iter().find(|g| g.node == "nccl_2rank_a100_rank0" && g.totals.sync_stall_ns.0.is_some()).expect("the NCCL trace has a comm split");
+    assert!(nccl.totals.sync_stall_estimated_windows > 0, "one rank of two: the split is estimated");
+}
+
+#[test]
+fn reports_render_self_contained_and_without_broken_numbers() {
+    let data = kineto_dir();
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("pm");
+    let report = postmortem(&args(vec![data.join("nccl_2rank_a100_rank0.json.gz")], &out)).unwrap();
+    write_outputs(&out, &report).unwrap();
+    let html = std::fs::read_to_string(out.join("report.html")).unwrap();
+    for bad in ["NaN", "inf\"", "src=", "href=", "<script", "http://", "https://"] {
+        assert!(!html.contains(bad), "report.html contains {bad:?}");
+    }
+    assert!(html.matches("<svg").count() >= 6, "every chart is inline SVG");
+    assert_eq!(html.matches("<svg").count(), html.matches("</svg>").count());
+    let md = std::fs::read_to_string(out.join("summary.md")).unwrap();
+    assert!(md.contains("| compute |") && md.contains("## Top kernels by time"));
+    let json: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(out.join("report.json")).unwrap()).unwrap();
+    assert_eq!(json["gpus"][0]["totals"]["window_ns"], serde_json::json!(report.gpus[0].totals.window_ns));
+    assert!(json["buckets"].as_array().unwrap().len() > 10);
+}
+
+#[test]
+fn mfu_from_job_config_flops() {
+    let data = kineto_dir();
+    let tmp = tempfile::tempdir().unwrap();
+    let mut a = args(vec![data.join("nccl_2rank_a100_rank0.json.gz")], &tmp.path().join("pm"));
+    // 3 profiler steps of 1e12 FLOPs each in fp32 on the trace's A100 (19.5 TFLOP/s).
+    a.flops_per_step = Some(1e12);
+    a.dtype = Some("fp32".into());
+    let r = postmortem(&a).unwrap();
+    let t = &r.run;
+    let flops = t.model_flops.unwrap();
+    let steps = &r.steps[0];
+    // Steps outside the GPU's active span contribute only their overlapping part.
+    assert!(flops > 0.0 && flops <= 3e12 + 1.0, "{flops}");
+    let expected = flops / (19.5e12 * t.window_ns as f64 * 1e-9);
+    assert!((t.mfu().unwrap() - expected).abs() < 1e-9, "{:?} vs {expected}", t.mfu());
+    assert_eq!(steps.steps.len(), 3);
+}
+
+#[test]
+fn broken_inputs_are_refused_by_name() {
+    let data = kineto_dir();
+    let tmp = tempfile::tempdir().unwrap();
+    let good = std::fs::read(data.join("sampled_world128_rank0.json.gz")).unwrap();
+    let truncated = tmp.path().join("truncated.json.gz");
+    std::fs::write(&truncated, &good[..good.len() / 2]).unwrap();
+    let e = format!("{:#}", postmortem(&args(vec![truncated.clone()], &tmp.path().join("o1"))).unwrap_err());
+    assert!(e.contains("truncated.json.gz: truncated: the gzip stream ends early"), "{e}");
+    // Whole gzip, cut JSON inside.
+    let json = {
+        let mut s = String::new();
+        std::io::Read::read_to_string(&mut flate2::read::GzDecoder::new(&good[..]), &mut s).unwrap();
+        s
+    };
+    let cut = tmp.path().join("cut.json");
+    std::fs::write(&cut, &json[..json.len() / 3]).unwrap();
+    let e = format!("{:#}", postmortem(&args(vec![cut], &tmp.path().join("o1b"))).unwrap_err());
+    assert!(e.contains("cut.json: truncated: the trace ends before the JSON does (line"), "{e}");
+    let mut corrupt = good.clone();
+    for b in corrupt[100..400].iter_mut() {
+        *b ^= 0x5a;
+    }
+    let corrupt_path = tmp.path().join("corrupt.json.gz");
+    std::fs::write(&corrupt_path, &corrupt).unwrap();
+    let e = format!("{:#}", postmortem(&args(vec![corrupt_path], &tmp.path().join("o2"))).unwrap_err());
+    assert!(e.contains("corrupt.json.gz"), "{e}");
+    let v2 = tmp.path().join("v2.json");
+    std::fs::write(&v2, r#"{"schemaVersion": 2, "traceEvents": []}"#).unwrap();
+    let e = format!("{:#}", postmortem(&args(vec![v2], &tmp.path().join("o3"))).unwrap_err());
+    assert!(e.contains("v2.json: Kineto schemaVersion 2 is not supported"), "{e}");
+    let junk = tmp.path().join("junk.parquet");
+    std::fs::write(&junk, b"PAR1 not really").unwrap();
+    let e = format!("{:#}", postmortem(&args(vec![junk], &tmp.path().join("o4"))).unwrap_err());
+    assert!(e.contains("junk.parquet"), "{e}");
+    let e = format!("{:#}", postmortem(&args(vec![tmp.path().join("missing")], &tmp.path().join("o5"))).unwrap_err());
+    assert!(e.contains("missing: no such file or directory"), "{e}");
+}
+
+#[test]
+fn exact_sync_stall_across_ranks_from_parquet() {
+    // Two ranks on two nodes, one allreduce; rank 1 is 3 ms late. Written as
+    // the agent would, then read back by the postmortem.
+    use std::sync::Arc;
+    use strand_schemas::{NcclCall, Table};
+    let tmp = tempfile::tempdir().unwrap();
+    let ds = tmp.path().join("ds");
+    const MS: i64 = 1_000_000;
+    let t0 = 1_735_689_600_000_000_000i64;
+    for rank in 0..2 {
+        let node = format!("n{rank}");
+        let start = t0 + 10 * MS + rank as i64 * 3 * MS;
+        let end = t0 + 20 * MS;
+        let mut k = KernelEvent::example(1);
+        k.node = Arc::from(node.as_str());
+        k.gpu_index = Some(0);
+        k.start_ns = start;
+        k.end_ns = end;
+        k.kind = "kernel".into();
+        k.name = Arc::from("ncclDevKernel_AllReduce_Sum_f32_RING_LL");
+        k.category = "communication".into();
+        k.source = "cupti".into();
+        let mut c = k.clone();
+        c.name = Arc::from("gemm");
+        c.category = "compute".into();
+        c.start_ns = t0;
+        c.end_ns = t0 + 5 * MS;
+        let mut n = NcclCall::example(2);
+        n.node = k.node.clone();
+        n.op = "allreduce".into();
+        n.comm_hash = Some(77);
+        n.seq = Some(0);
+        n.rank = Some(rank);
+        n.nranks = Some(2);
+        n.gpu_index = Some(0);
+        n.bytes = Some(1 << 20);
+        n.enter_ns = start - MS;
+        n.kernel_start_ns = Some(start);
+        n.kernel_end_ns = Some(end);
+        crate::import::write_partitioned(&ds, "c", &node, "b", &[k, c], |k| k.start_ns).unwrap();
+        crate::import::write_partitioned(&ds, "c", &node, "b", &[n], |n| n.enter_ns).unwrap();
+    }
+    let r = postmortem(&args(vec![ds], &tmp.path().join("pm"))).unwrap();
+    let stall: Vec<_> = r.gpus.iter().map(|g| (g.node.clone(), g.totals.sync_stall_ns.0, g.totals.sync_stall_estimated_windows)).collect();
+    assert_eq!(stall, vec![("n0".to_string(), Some(3 * MS), 0), ("n1".to_string(), Some(0), 0)]);
+    assert_eq!(KernelEvent::NAME, "kernel_events");
+}
+
+#[test]
+fn auto_windows_are_round() {
+    assert_eq!(auto_window(435_586_000, 150), 5_000_000);
+    assert_eq!(auto_window(3600 * 1_000_000_000, 150), 50_000_000_000);
+    assert_eq!(auto_window(10, 150), 1_000_000);
+}
