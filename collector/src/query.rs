@@ -1,8 +1,178 @@
-//! `strand query` (in progress).
+//! `strand query`: SQL over a dataset (the collector's, or an agent's data
+//! directory), printed as an aligned table, CSV or JSON.
+
+use std::io::{self, Write};
+use std::sync::Arc;
+
+use datafusion::error::DataFusionError;
+use datafusion::sql::sqlparser::parser::ParserError;
+use arrow::array::{ArrayRef, RecordBatch, StringBuilder};
+use arrow::datatypes::{DataType, Field, Schema};
+use arrow::util::display::{ArrayFormatter, FormatOptions};
+use futures::StreamExt;
+
+use crate::dataset::Dataset;
 
 #[derive(clap::Args, Debug)]
-pub struct QueryArgs {}
+#[command(after_help = "\
+Every strand table is a SQL table (docs/schemas.md), with the partition columns \
+date, cluster and node. The grammar is PostgreSQL's.
 
-pub async fn run(_args: QueryArgs) -> anyhow::Result<()> {
-    anyhow::bail!("`strand query` is not implemented yet")
+Examples:
+  strand query 'SELECT node, count(*) FROM kernel_events GROUP BY node'
+  strand query --data s3://bucket/strand --format csv \"SELECT * FROM windows WHERE date = '2025-01-31'\"")]
+pub struct QueryArgs {
+    /// One SQL statement.
+    pub sql: String,
+    /// The dataset: a directory (an agent's data directory or the collector's
+    /// storage root), a file:// URL, or s3://bucket/prefix.
+    #[arg(long, env = "STRAND_DATA", default_value = "strand-data")]
+    pub data: String,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = Format::Table)]
+    pub format: Format,
+}
+
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Format {
+    /// Aligned columns with borders, for people.
+    Table,
+    /// CSV with a header row; lists are written as `[1, 2]`.
+    Csv,
+    /// One JSON array of objects; null columns are left out of an object.
+    Json,
+}
+
+pub async fn run(args: QueryArgs) -> anyhow::Result<()> {
+    let dataset = Dataset::open(&args.data).await?;
+    let df = dataset.sql(&args.sql).await.map_err(query_error)?;
+    let stdout = io::stdout().lock();
+    match write_results(df, args.format, io::BufWriter::new(stdout)).await {
+        // `strand query … | head` closes the pipe early: that is not an error.
+        Err(e) if is_broken_pipe(&e) => Ok(()),
+        other => other,
+    }
+}
+
+async fn write_results<W: Write>(df: datafusion::dataframe::DataFrame, format: Format, mut out: W) -> anyhow::Result<()> {
+    match format {
+        Format::Table => {
+            let batches = df.collect().await.map_err(query_error)?;
+            let text = arrow::util::pretty::pretty_format_batches(&batches)?;
+            writeln!(out, "{text}")?;
+        }
+        Format::Csv => {
+            let mut stream = df.execute_stream().await.map_err(query_error)?;
+            let mut writer = arrow::csv::WriterBuilder::new().with_header(true).build(&mut out);
+            while let Some(batch) = stream.next().await {
+                writer.write(&flatten_nested(&batch.map_err(query_error)?)?)?;
+            }
+        }
+        Format::Json => {
+            let mut stream = df.execute_stream().await.map_err(query_error)?;
+            let mut writer = arrow::json::ArrayWriter::new(&mut out);
+            while let Some(batch) = stream.next().await {
+                writer.write(&batch.map_err(query_error)?)?;
+            }
+            writer.finish()?;
+            drop(writer);
+            writeln!(out)?;
+        }
+    }
+    out.flush()?;
+    Ok(())
+}
+
+/// CSV has no lists or structs: such columns are written as their display text.
+fn flatten_nested(batch: &RecordBatch) -> anyhow::Result<RecordBatch> {
+    if !batch.schema().fields().iter().any(|f| f.data_type().is_nested()) {
+        return Ok(batch.clone());
+    }
+    let options = FormatOptions::default();
+    let mut fields = Vec::new();
+    let mut columns: Vec<ArrayRef> = Vec::new();
+    for (field, column) in batch.schema().fields().iter().zip(batch.columns()) {
+        if !field.data_type().is_nested() {
+            fields.push(field.as_ref().clone());
+            columns.push(column.clone());
+            continue;
+        }
+        let formatter = ArrayFormatter::try_new(column.as_ref(), &options)?;
+        let mut b = StringBuilder::new();
+        for i in 0..column.len() {
+            if column.is_null(i) {
+                b.append_null();
+            } else {
+                b.append_value(formatter.value(i).to_string());
+            }
+        }
+        fields.push(Field::new(field.name(), DataType::Utf8, true));
+        columns.push(Arc::new(b.finish()));
+    }
+    Ok(RecordBatch::try_new(Arc::new(Schema::new(fields)), columns)?)
+}
+
+/// One line saying what is wrong with the query, without DataFusion's
+/// repeated context (`{e:#}` would print the same message twice).
+fn query_error(e: DataFusionError) -> anyhow::Error {
+    let root = e.find_root();
+    match root {
+        DataFusionError::SQL(err, _) => match err.as_ref() {
+            ParserError::ParserError(m) | ParserError::TokenizerError(m) => anyhow::anyhow!("SQL syntax error: {m}"),
+            other => anyhow::anyhow!("SQL syntax error: {other}"),
+        },
+        other => anyhow::anyhow!("query failed: {other}"),
+    }
+}
+
+fn is_broken_pipe(e: &anyhow::Error) -> bool {
+    e.chain().any(|c| {
+        c.downcast_ref::<io::Error>().is_some_and(|e| e.kind() == io::ErrorKind::BrokenPipe)
+            || c.downcast_ref::<arrow::error::ArrowError>()
+                .is_some_and(|e| matches!(e, arrow::error::ArrowError::IoError(_, e) if e.kind() == io::ErrorKind::BrokenPipe))
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use strand_schemas::protocol::batch_path;
+    use strand_schemas::{GpuSample, Table, to_parquet_bytes};
+
+    async fn output(root: &std::path::Path, sql: &str, format: Format) -> String {
+        let ds = Dataset::open(root.to_str().unwrap()).await.unwrap();
+        let mut out = Vec::new();
+        write_results(ds.sql(sql).await.unwrap(), format, &mut out).await.unwrap();
+        String::from_utf8(out).unwrap()
+    }
+
+    #[tokio::test]
+    async fn results_print_as_table_csv_and_json() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut rows: Vec<GpuSample> = (0..2).map(GpuSample::example).collect();
+        for (i, r) in rows.iter_mut().enumerate() {
+            r.cluster = "c1".into();
+            r.node = "n1".into();
+            r.gpu_index = i as i32;
+            r.pids = vec![10, 11];
+        }
+        let path = dir.path().join(batch_path("gpu_samples", "2024-03-01", "c1", "n1", "batch-0001"));
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(path, to_parquet_bytes(&rows).unwrap()).unwrap();
+        let sql = "SELECT node, gpu_index, pids FROM gpu_samples ORDER BY gpu_index";
+
+        let table = output(dir.path(), sql, Format::Table).await;
+        assert!(table.contains("| node | gpu_index | pids     |"), "{table}");
+        assert!(table.contains("| n1   | 1         | [10, 11] |"), "{table}");
+        let csv = output(dir.path(), sql, Format::Csv).await;
+        assert_eq!(csv, "node,gpu_index,pids\nn1,0,\"[10, 11]\"\nn1,1,\"[10, 11]\"\n");
+        let json = output(dir.path(), sql, Format::Json).await;
+        let v: serde_json::Value = serde_json::from_str(&json).unwrap();
+        assert_eq!(v, serde_json::json!([
+            {"node": "n1", "gpu_index": 0, "pids": [10, 11]},
+            {"node": "n1", "gpu_index": 1, "pids": [10, 11]}
+        ]));
+        let empty = output(dir.path(), "SELECT node FROM gpu_samples WHERE false", Format::Json).await;
+        assert_eq!(serde_json::from_str::<serde_json::Value>(&empty).unwrap(), serde_json::json!([]));
+    }
 }

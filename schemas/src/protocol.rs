@@ -1,6 +1,9 @@
 //! What the agent and the collector agree on for `POST /v1/batches`
 //! (the full contract is `docs/protocol.md`).
 
+use arrow::array::{Array, Int64Array, RecordBatch};
+use arrow::datatypes::Schema;
+
 /// Upload endpoint.
 pub const BATCHES_PATH: &str = "/v1/batches";
 /// Header naming the table of the uploaded Parquet file.
@@ -16,6 +19,59 @@ pub const HEADER_BATCH_ID: &str = "x-strand-batch-id";
 pub const HEADER_DATE: &str = "x-strand-date";
 /// Header carrying the batch's row count (checked against the file).
 pub const HEADER_ROWS: &str = "x-strand-rows";
+
+/// Columns that say when a row happened (its start, for intervals). Every
+/// table has exactly one; it decides the `date=` partition of a batch.
+pub const TIME_COLUMNS: [&str; 3] = ["ts_ns", "start_ns", "enter_ns"];
+
+/// The time column of a table's schema (one of [`TIME_COLUMNS`]).
+pub fn time_column(schema: &Schema) -> Option<&'static str> {
+    TIME_COLUMNS.into_iter().find(|c| schema.field_with_name(c).is_ok())
+}
+
+/// The Hive-layout path of a batch, relative to the data root:
+/// `<table>/date=YYYY-MM-DD/cluster=<c>/node=<n>/<batch-id>.parquet`.
+/// The agent's data directory and the collector's dataset both use it.
+pub fn batch_path(table: &str, date: &str, cluster: &str, node: &str, batch_id: &str) -> String {
+    format!("{table}/date={date}/cluster={cluster}/node={node}/{batch_id}.parquet")
+}
+
+/// The `date=` partition of a batch: the UTC date of its earliest row, the
+/// minimum of the table's time column. Taken from the data, never from the
+/// clock, so that a batch re-sent on another day lands on the same path.
+/// `Ok(None)` for a batch without rows.
+pub fn batch_date<'a>(batches: impl IntoIterator<Item = &'a RecordBatch>) -> Result<Option<String>, String> {
+    let mut min: Option<i64> = None;
+    for batch in batches {
+        let schema = batch.schema();
+        let name = time_column(&schema)
+            .ok_or_else(|| format!("no time column (one of {})", TIME_COLUMNS.join(", ")))?;
+        let column = batch.column_by_name(name).ok_or_else(|| format!("no column `{name}`"))?;
+        let values = column
+            .as_any()
+            .downcast_ref::<Int64Array>()
+            .ok_or_else(|| format!("column `{name}` has type {}, expected int64", column.data_type()))?;
+        if let Some(m) = arrow::compute::min(values) {
+            min = Some(min.map_or(m, |x| x.min(m)));
+        }
+    }
+    Ok(min.map(utc_date))
+}
+
+/// `YYYY-MM-DD` of a UTC-nanosecond timestamp (proleptic Gregorian calendar).
+pub fn utc_date(ts_ns: i64) -> String {
+    // Howard Hinnant's days-to-civil algorithm.
+    let z = ts_ns.div_euclid(86_400_000_000_000) + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!("{year:04}-{month:02}-{day:02}")
+}
 
 /// Checks a cluster or node name: 1–64 characters from `[A-Za-z0-9._-]`, not
 /// starting with `.` or `-`. Such a name can never leave the storage root or
@@ -59,5 +115,28 @@ mod tests {
         assert!(validate_batch_id("0123456789abcdef-kernel_events").is_ok());
         assert!(validate_batch_id("short").is_err());
         assert!(validate_batch_id("abcdefgh.parquet").is_err());
+    }
+
+    #[test]
+    fn dates_are_utc_days_of_the_earliest_row() {
+        assert_eq!(utc_date(0), "1970-01-01");
+        assert_eq!(utc_date(-1), "1969-12-31");
+        // 2024-02-29T23:59:59.999999999Z and the next nanosecond.
+        assert_eq!(utc_date(1_709_251_199_999_999_999), "2024-02-29");
+        assert_eq!(utc_date(1_709_251_200_000_000_000), "2024-03-01");
+        assert_eq!(utc_date(4_102_444_800_000_000_000), "2100-01-01");
+
+        use crate::{GpuSample, Table};
+        let mut rows: Vec<GpuSample> = (0..3).map(GpuSample::example).collect();
+        rows[0].ts_ns = 1_709_251_200_000_000_000;
+        rows[1].ts_ns = 1_709_251_199_000_000_000;
+        rows[2].ts_ns = 1_709_251_300_000_000_000;
+        let batch = GpuSample::to_batch(&rows);
+        assert_eq!(batch_date([&batch]).unwrap().as_deref(), Some("2024-02-29"));
+        assert_eq!(batch_date([&GpuSample::to_batch(&[])]).unwrap(), None);
+        assert_eq!(
+            batch_path("gpu_samples", "2024-02-29", "c1", "n1", "0123456789"),
+            "gpu_samples/date=2024-02-29/cluster=c1/node=n1/0123456789.parquet"
+        );
     }
 }

@@ -1,0 +1,483 @@
+//! `POST /v1/batches`: check an upload and store it once.
+//!
+//! The checks run in this order, cheapest and least trusting first, and the
+//! first that fails answers (docs/protocol.md lists every answer):
+//! 1. a known bearer token (401);
+//! 2. a declared `Content-Length` within `max_body_bytes` (413);
+//! 3. the table, cluster, node, batch id and rows headers (400);
+//! 4. the token belongs to that cluster and node (403);
+//! 5. room in the in-flight memory budget (429);
+//! 6. the body, read within `max_body_bytes` (413) and `body_timeout` (408);
+//! 7. a strand Parquet file of that table and a readable version, every page
+//!    decodable, every row's `cluster`/`node` equal to the headers', at least
+//!    one row (400);
+//! 8. stored under its key unless the key exists (201, or 200 duplicate).
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use arrow::array::{Array, AsArray, Int64Array, RecordBatch};
+use arrow::datatypes::DataType;
+use axum::Json;
+use axum::body::Body;
+use axum::extract::{ConnectInfo, State};
+use axum::http::header::{AUTHORIZATION, CONTENT_LENGTH, RETRY_AFTER, WWW_AUTHENTICATE};
+use axum::http::{HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use bytes::{Bytes, BytesMut};
+use futures::StreamExt;
+use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+use serde_json::json;
+use strand_schemas::protocol::{self, batch_path, time_column, utc_date, validate_batch_id, validate_name};
+use strand_schemas::{ReadError, TableInfo, inspect_bytes, table_info};
+use tokio::sync::Semaphore;
+
+use super::auth::{AuthError, Tokens};
+use super::metrics::{BatchLabels, Metrics, OutcomeLabel, TableLabel, TableOutcome};
+use super::store::{PutOutcome, Store};
+
+/// Shared state of the collector's handlers.
+pub struct App {
+    pub tokens: Tokens,
+    pub store: Store,
+    pub metrics: Metrics,
+    pub max_body: u64,
+    pub body_timeout: Duration,
+    pub retry_after_secs: u32,
+    /// The in-flight memory budget, in KiB permits.
+    pub inflight: Arc<Semaphore>,
+}
+
+/// A refused upload: the status, a stable reason (metrics label and JSON
+/// `reason`) and a message saying what was wrong.
+#[derive(Debug)]
+pub struct Rejection {
+    pub status: StatusCode,
+    pub reason: &'static str,
+    pub message: String,
+}
+
+impl Rejection {
+    fn new(status: StatusCode, reason: &'static str, message: impl Into<String>) -> Self {
+        Self { status, reason, message: message.into() }
+    }
+
+    fn bad(reason: &'static str, message: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, reason, message)
+    }
+
+    fn too_large(what: String, max: u64) -> Self {
+        Self::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "too_large",
+            format!("{what} exceeds the limit of {max} bytes (collector key max_body_bytes)"),
+        )
+    }
+}
+
+struct Accepted {
+    outcome: PutOutcome,
+    key: String,
+    date: String,
+    rows: i64,
+}
+
+/// What the handler learnt before answering, for metrics and logs.
+#[derive(Default)]
+struct Seen {
+    table: Option<&'static str>,
+    bytes: u64,
+    /// `cluster/node` once the headers were checked, for logs.
+    source: Option<String>,
+    batch_id: Option<String>,
+}
+
+pub async fn post_batch(
+    State(app): State<Arc<App>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    let started = Instant::now();
+    let mut seen = Seen::default();
+    let mut body = Some(body);
+    let result = ingest(&app, &headers, &mut body, &mut seen).await;
+    if let (Err(r), Some(body)) = (&result, body) {
+        // Read what the client is still sending, so that it sees the answer
+        // instead of a reset connection. Not for 413: that body is the problem.
+        if r.status != StatusCode::PAYLOAD_TOO_LARGE {
+            drain(body, app.max_body, Duration::from_secs(5)).await;
+        }
+    }
+    let table = seen.table.unwrap_or("unknown");
+    let m = &app.metrics;
+    let (outcome, response) = match result {
+        Ok(a) => {
+            let (outcome, status) = match a.outcome {
+                PutOutcome::Stored => ("stored", StatusCode::CREATED),
+                PutOutcome::Duplicate => ("duplicate", StatusCode::OK),
+            };
+            if a.outcome == PutOutcome::Stored {
+                m.rows.get_or_create(&TableLabel { table }).inc_by(a.rows as u64);
+            }
+            tracing::debug!(key = %a.key, rows = a.rows, bytes = seen.bytes, "{outcome}");
+            m.batches.get_or_create(&BatchLabels { table, outcome, reason: "" }).inc();
+            let body = json!({"status": outcome, "key": a.key, "date": a.date, "rows": a.rows, "bytes": seen.bytes});
+            (outcome, (status, Json(body)).into_response())
+        }
+        Err(r) => {
+            let who = seen.source.as_deref().unwrap_or("-");
+            let id = seen.batch_id.as_deref().unwrap_or("-");
+            if r.status.is_server_error() {
+                tracing::error!(%peer, source = who, batch = id, reason = r.reason, "upload failed: {}", r.message);
+            } else {
+                tracing::warn!(%peer, source = who, batch = id, reason = r.reason, status = r.status.as_u16(), "upload rejected: {}", r.message);
+            }
+            m.batches.get_or_create(&BatchLabels { table, outcome: "rejected", reason: r.reason }).inc();
+            ("rejected", rejection_response(&r, app.retry_after_secs))
+        }
+    };
+    m.bytes.get_or_create(&TableOutcome { table, outcome }).inc_by(seen.bytes);
+    m.duration.get_or_create(&OutcomeLabel { outcome }).observe(started.elapsed().as_secs_f64());
+    response
+}
+
+fn rejection_response(r: &Rejection, retry_after_secs: u32) -> Response {
+    let mut response =
+        (r.status, Json(json!({"status": "rejected", "reason": r.reason, "error": r.message}))).into_response();
+    let h = response.headers_mut();
+    match r.status {
+        StatusCode::UNAUTHORIZED => {
+            let value = if r.message == AuthError::Missing.message() {
+                "Bearer realm=\"strand\""
+            } else {
+                "Bearer realm=\"strand\", error=\"invalid_token\""
+            };
+            h.insert(WWW_AUTHENTICATE, HeaderValue::from_static(value));
+        }
+        StatusCode::TOO_MANY_REQUESTS | StatusCode::SERVICE_UNAVAILABLE => {
+            h.insert(RETRY_AFTER, HeaderValue::from(retry_after_secs));
+        }
+        _ => {}
+    }
+    response
+}
+
+async fn ingest(app: &App, headers: &HeaderMap, body: &mut Option<Body>, seen: &mut Seen) -> Result<Accepted, Rejection> {
+    // 1. Who is this?
+    let grant = app
+        .tokens
+        .authenticate(headers.get(AUTHORIZATION))
+        .map_err(|e| Rejection::new(StatusCode::UNAUTHORIZED, "unauthorized", e.message()))?;
+
+    // 2. A declared size over the limit is refused before reading anything.
+    let declared = match headers.get(CONTENT_LENGTH) {
+        None => None,
+        Some(v) => Some(
+            v.to_str()
+                .ok()
+                .and_then(|s| s.parse::<u64>().ok())
+                .ok_or_else(|| Rejection::bad("bad_header", "Content-Length is not a number"))?,
+        ),
+    };
+    if let Some(n) = declared.filter(|&n| n > app.max_body) {
+        return Err(Rejection::too_large(format!("body of {n} bytes"), app.max_body));
+    }
+
+    // 3. What is it? Names are checked before they go anywhere near a path.
+    let table_name = header(headers, protocol::HEADER_TABLE)?;
+    let table = table_info(table_name).ok_or_else(|| {
+        let known: Vec<&str> = strand_schemas::all_tables().iter().map(|t| t.name).collect();
+        Rejection::bad("unknown_table", format!("unknown table {table_name:?}; known tables: {}", known.join(", ")))
+    })?;
+    seen.table = Some(table.name);
+    let cluster = header(headers, protocol::HEADER_CLUSTER)?;
+    validate_name("cluster", cluster).map_err(|m| Rejection::bad("bad_name", m))?;
+    let node = header(headers, protocol::HEADER_NODE)?;
+    validate_name("node", node).map_err(|m| Rejection::bad("bad_name", m))?;
+    let batch_id = header(headers, protocol::HEADER_BATCH_ID)?;
+    validate_batch_id(batch_id).map_err(|m| Rejection::bad("bad_batch_id", m))?;
+    seen.source = Some(format!("{cluster}/{node}"));
+    seen.batch_id = Some(batch_id.to_string());
+    let rows_header = match headers.get(protocol::HEADER_ROWS) {
+        None => None,
+        Some(_) => Some(header(headers, protocol::HEADER_ROWS)?.parse::<i64>().map_err(|_| {
+            Rejection::bad("bad_header", format!("header {} is not a row count", protocol::HEADER_ROWS))
+        })?),
+    };
+
+    // 4. May this token speak for that node?
+    if !grant.allows(cluster, node) {
+        return Err(Rejection::new(
+            StatusCode::FORBIDDEN,
+            "forbidden",
+            format!("this token may not upload for cluster {cluster:?}, node {node:?}"),
+        ));
+    }
+
+    // 5. Memory: reserve the declared size (or the limit) before reading.
+    let want_kib = declared.unwrap_or(app.max_body).div_ceil(1024).max(1);
+    let permit = u32::try_from(want_kib)
+        .ok()
+        .and_then(|kib| app.inflight.clone().try_acquire_many_owned(kib).ok())
+        .ok_or_else(|| {
+            Rejection::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                "busy",
+                "the collector is receiving as much as it may hold in memory; retry after the Retry-After delay",
+            )
+        })?;
+    let _reserved = Reservation::new(&app.metrics, want_kib * 1024, permit);
+
+    // 6. The body.
+    let data = read_body(body.take().unwrap_or_default(), app.max_body, declared, app.body_timeout, seen).await?;
+
+    // 7. Is it what it says?
+    let (table_c, cluster_c, node_c, id_c, data_c) =
+        (table, cluster.to_string(), node.to_string(), batch_id.to_string(), data.clone());
+    let checked = tokio::task::spawn_blocking(move || check_batch(data_c, table_c, &cluster_c, &node_c, &id_c, rows_header))
+        .await
+        .map_err(|e| Rejection::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", format!("check failed: {e}")))??;
+
+    // 8. Store once.
+    let key = batch_path(table.name, &checked.date, cluster, node, batch_id);
+    let outcome = app.store.put_once(&key, data).await.map_err(|e| {
+        Rejection::new(StatusCode::SERVICE_UNAVAILABLE, "storage", format!("cannot store {key}: {e:#}"))
+    })?;
+    Ok(Accepted { outcome, key, date: checked.date, rows: checked.rows })
+}
+
+/// A required `x-strand-*` header as text.
+fn header<'a>(headers: &'a HeaderMap, name: &str) -> Result<&'a str, Rejection> {
+    let v = headers.get(name).ok_or_else(|| Rejection::bad("bad_header", format!("missing header {name}")))?;
+    v.to_str().map_err(|_| Rejection::bad("bad_header", format!("header {name} is not visible ASCII")))
+}
+
+/// Holds part of the in-flight budget until the upload is answered.
+struct Reservation<'a> {
+    metrics: &'a Metrics,
+    bytes: u64,
+    _permit: tokio::sync::OwnedSemaphorePermit,
+}
+
+impl<'a> Reservation<'a> {
+    fn new(metrics: &'a Metrics, bytes: u64, permit: tokio::sync::OwnedSemaphorePermit) -> Self {
+        metrics.inflight_bytes.inc_by(bytes as i64);
+        Self { metrics, bytes, _permit: permit }
+    }
+}
+
+impl Drop for Reservation<'_> {
+    fn drop(&mut self) {
+        self.metrics.inflight_bytes.dec_by(self.bytes as i64);
+    }
+}
+
+async fn read_body(
+    body: Body,
+    max: u64,
+    declared: Option<u64>,
+    timeout: Duration,
+    seen: &mut Seen,
+) -> Result<Bytes, Rejection> {
+    let mut buf = BytesMut::with_capacity(declared.unwrap_or(64 * 1024).min(max) as usize);
+    let mut stream = body.into_data_stream();
+    let read = async {
+        while let Some(chunk) = stream.next().await {
+            let chunk = chunk
+                .map_err(|e| Rejection::bad("body_error", format!("the body ended early or could not be read: {e}")))?;
+            if (buf.len() + chunk.len()) as u64 > max {
+                seen.bytes = (buf.len() + chunk.len()) as u64;
+                return Err(Rejection::too_large("body".to_string(), max));
+            }
+            buf.extend_from_slice(&chunk);
+        }
+        Ok(())
+    };
+    let result = tokio::time::timeout(timeout, read).await;
+    seen.bytes = seen.bytes.max(buf.len() as u64);
+    match result {
+        Err(_) => Err(Rejection::new(
+            StatusCode::REQUEST_TIMEOUT,
+            "body_timeout",
+            format!("the body did not arrive within {} (collector key body_timeout)", humantime::format_duration(timeout)),
+        )),
+        Ok(r) => r.map(|()| buf.freeze()),
+    }
+}
+
+/// Reads and discards up to `max` bytes for at most `timeout`.
+async fn drain(body: Body, max: u64, timeout: Duration) {
+    let mut stream = body.into_data_stream();
+    let mut n = 0u64;
+    let _ = tokio::time::timeout(timeout, async {
+        while let Some(Ok(chunk)) = stream.next().await {
+            n += chunk.len() as u64;
+            if n > max {
+                break;
+            }
+        }
+    })
+    .await;
+}
+
+struct Checked {
+    rows: i64,
+    date: String,
+}
+
+/// Step 7: the file is a complete strand file of `table`, every page decodes,
+/// and every row belongs to the uploading node. CPU-bound: run it blocking.
+fn check_batch(
+    data: Bytes,
+    table: &'static TableInfo,
+    cluster: &str,
+    node: &str,
+    batch_id: &str,
+    rows_header: Option<i64>,
+) -> Result<Checked, Rejection> {
+    let name = format!("batch {batch_id}");
+    let info = inspect_bytes(&name, data.clone(), Some(table.name)).map_err(read_rejection)?;
+    if let Some(n) = rows_header.filter(|&n| n != info.rows) {
+        return Err(Rejection::bad(
+            "rows_mismatch",
+            format!("{name}: header {} says {n} rows, the file holds {}", protocol::HEADER_ROWS, info.rows),
+        ));
+    }
+    if info.rows == 0 {
+        return Err(Rejection::bad("empty", format!("{name}: the file holds no rows")));
+    }
+    let decode = |e: &dyn std::fmt::Display| Rejection::bad("bad_parquet", format!("{name}: cannot decode: {e}"));
+    let reader = ParquetRecordBatchReaderBuilder::try_new(data)
+        .and_then(|b| b.with_batch_size(8192).build())
+        .map_err(|e| decode(&e))?;
+    let schema = (table.schema)();
+    let time = time_column(&schema)
+        .ok_or_else(|| Rejection::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", format!("table {} has no time column", table.name)))?;
+    let mut min_ts: Option<i64> = None;
+    let mut row0 = 0usize;
+    for batch in reader {
+        let batch = batch.map_err(|e| decode(&e))?;
+        for (column, expected, header) in
+            [("cluster", cluster, protocol::HEADER_CLUSTER), ("node", node, protocol::HEADER_NODE)]
+        {
+            let nullable = schema.field_with_name(column).map(|f| f.is_nullable()).unwrap_or(true);
+            check_identity(&batch, column, expected, nullable, row0)
+                .map_err(|m| Rejection::bad("identity_mismatch", format!("{name}: {m}, but header {header} says {expected:?}")))?;
+        }
+        // inspect_bytes checked the column is int64.
+        let ts = batch.column_by_name(time).and_then(|c| c.as_any().downcast_ref::<Int64Array>());
+        if let Some(m) = ts.and_then(arrow::compute::min) {
+            min_ts = Some(min_ts.map_or(m, |x| x.min(m)));
+        }
+        row0 += batch.num_rows();
+    }
+    let min_ts = min_ts.ok_or_else(|| Rejection::bad("empty", format!("{name}: no row has a value in `{time}`")))?;
+    Ok(Checked { rows: info.rows, date: utc_date(min_ts) })
+}
+
+/// Every value of `column` equals `expected` (or is null, where the table allows).
+fn check_identity(batch: &RecordBatch, column: &str, expected: &str, nullable: bool, row0: usize) -> Result<(), String> {
+    let Some(array) = batch.column_by_name(column) else {
+        return if nullable { Ok(()) } else { Err(format!("column `{column}` is missing")) };
+    };
+    let array = arrow::compute::cast(array, &DataType::Utf8).map_err(|e| format!("column `{column}`: {e}"))?;
+    let values = array.as_string::<i32>();
+    for i in 0..values.len() {
+        if values.is_null(i) {
+            if !nullable {
+                return Err(format!("row {} has a null `{column}`", row0 + i));
+            }
+        } else if values.value(i) != expected {
+            return Err(format!("row {} has {column} {:?}", row0 + i, values.value(i)));
+        }
+    }
+    Ok(())
+}
+
+fn read_rejection(e: ReadError) -> Rejection {
+    let reason = match &e {
+        ReadError::NotParquet { .. } => "not_parquet",
+        ReadError::Io { .. } | ReadError::Parquet { .. } => "bad_parquet",
+        ReadError::NotStrand { .. } => "not_strand",
+        ReadError::BadVersion { .. } => "bad_version",
+        ReadError::NewerMajor { .. } => "newer_version",
+        ReadError::WrongTable { .. } | ReadError::UnknownTable { .. } => "wrong_table",
+        ReadError::Schema { .. } => "bad_schema",
+    };
+    Rejection::bad(reason, e.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use strand_schemas::{Finding, GpuSample, Table, to_parquet_bytes};
+
+    fn samples(node: &str, ts: &[i64]) -> Bytes {
+        let rows: Vec<GpuSample> = ts
+            .iter()
+            .enumerate()
+            .map(|(i, &t)| {
+                let mut r = GpuSample::example(i as u64);
+                r.cluster = "c1".into();
+                r.node = node.into();
+                r.ts_ns = t;
+                r
+            })
+            .collect();
+        to_parquet_bytes(&rows).unwrap().into()
+    }
+
+    fn check(data: Bytes, table: &str, rows: Option<i64>) -> Result<Checked, Rejection> {
+        check_batch(data, table_info(table).unwrap(), "c1", "n1", "batch-0001", rows)
+    }
+
+    #[test]
+    fn the_date_is_that_of_the_earliest_row_as_the_shared_rule_says() {
+        let t = 1_709_251_200_000_000_000; // 2024-03-01
+        let data = samples("n1", &[t + 5, t - 1, t + 7]);
+        let c = check(data.clone(), "gpu_samples", Some(3)).ok().unwrap();
+        assert_eq!((c.rows, c.date.as_str()), (3, "2024-02-29"));
+        let batches: Vec<RecordBatch> =
+            ParquetRecordBatchReaderBuilder::try_new(data).unwrap().build().unwrap().map(|b| b.unwrap()).collect();
+        assert_eq!(protocol::batch_date(&batches).unwrap(), Some(c.date));
+    }
+
+    #[test]
+    fn every_rejection_names_the_problem() {
+        let ok = samples("n1", &[1, 2]);
+        let e = check(ok.clone(), "gpu_samples", Some(3)).err().unwrap();
+        assert_eq!(e.reason, "rows_mismatch");
+        assert!(e.message.contains("says 3 rows, the file holds 2"), "{}", e.message);
+        let e = check(ok.clone(), "windows", None).err().unwrap();
+        assert_eq!(e.reason, "wrong_table");
+        assert!(e.message.contains("holds table `gpu_samples`, expected `windows`"), "{}", e.message);
+        let e = check(samples("n2", &[1, 2]), "gpu_samples", None).err().unwrap();
+        assert_eq!(e.reason, "identity_mismatch");
+        assert!(e.message.contains("row 0 has node \"n2\", but header x-strand-node says \"n1\""), "{}", e.message);
+        let e = check(Bytes::from_static(b"PAR1 not really PAR1"), "gpu_samples", None).err().unwrap();
+        assert_eq!(e.reason, "bad_parquet");
+        let e = check(Bytes::from_static(b"{\"json\": true}"), "gpu_samples", None).err().unwrap();
+        assert_eq!(e.reason, "not_parquet");
+        assert!(e.message.contains("batch batch-0001: not a Parquet file"), "{}", e.message);
+        let e = check(to_parquet_bytes::<GpuSample>(&[]).unwrap().into(), "gpu_samples", None).err().unwrap();
+        assert_eq!(e.reason, "empty");
+        // A page damaged behind an intact footer is found by decoding.
+        let mut bad = ok.to_vec();
+        for b in &mut bad[8..200] {
+            *b ^= 0x5a;
+        }
+        let e = check(bad.into(), "gpu_samples", None).err().unwrap();
+        assert_eq!(e.reason, "bad_parquet", "{}", e.message);
+    }
+
+    #[test]
+    fn a_cluster_wide_finding_may_have_no_node() {
+        let mut f = Finding::example(3);
+        f.cluster = "c1".into();
+        f.node = None;
+        let c = check(to_parquet_bytes(&[f]).unwrap().into(), "findings", Some(1));
+        assert!(c.is_ok());
+    }
+}

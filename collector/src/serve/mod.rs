@@ -1,0 +1,132 @@
+//! `strand serve`: the collector. Agents `POST /v1/batches` one Parquet
+//! batch per request; each accepted batch is stored once, atomically, in Hive
+//! layout under the storage root, where `strand query` and the reports read
+//! it. `docs/protocol.md` is the contract; `collector/collector.toml`
+//! documents the configuration.
+
+mod auth;
+mod config;
+mod ingest;
+mod metrics;
+mod store;
+mod tls;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use axum::Router;
+use axum::extract::{DefaultBodyLimit, State};
+use axum::http::StatusCode;
+use axum::http::header::CONTENT_TYPE;
+use axum::response::IntoResponse;
+use axum::routing::{get, post};
+use strand_schemas::protocol::BATCHES_PATH;
+use tokio::sync::Semaphore;
+
+use self::config::Config;
+use self::ingest::App;
+
+#[derive(clap::Args, Debug)]
+pub struct ServeArgs {
+    /// Collector configuration (TOML; every key is documented in collector/collector.toml).
+    #[arg(long, env = "STRAND_COLLECTOR_CONFIG")]
+    pub config: PathBuf,
+    /// Listen address, overriding `listen` in the configuration (port 0 picks a free port).
+    #[arg(long)]
+    pub listen: Option<String>,
+    /// Storage root (directory or s3://bucket/prefix), overriding `storage.root`.
+    #[arg(long)]
+    pub data: Option<String>,
+}
+
+pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
+    let mut cfg = Config::load(&args.config)?;
+    let name = args.config.display().to_string();
+    if let Some(listen) = args.listen {
+        cfg.listen = listen;
+    }
+    if let Some(data) = args.data {
+        cfg.storage.root = data;
+    }
+    cfg.validate().map_err(|m| config::ConfigError { source_name: name.clone(), message: m })?;
+
+    let store = store::Store::open(&cfg.storage).with_context(|| name.clone())?;
+    let removed = store.remove_stale_staging();
+    if removed > 0 {
+        tracing::warn!("removed {removed} partial batch file(s) left by an interrupted write under {}", store.describe());
+    }
+    let tokens = auth::Tokens::new(&cfg.nodes).map_err(|m| anyhow::anyhow!("{name}: {m}"))?;
+    let inflight_kib = usize::try_from(cfg.max_inflight_bytes.div_ceil(1024)).unwrap_or(usize::MAX).min(Semaphore::MAX_PERMITS);
+    let app = Arc::new(App {
+        tokens,
+        store,
+        metrics: metrics::Metrics::new(),
+        max_body: cfg.max_body_bytes,
+        body_timeout: cfg.body_timeout,
+        retry_after_secs: cfg.retry_after_secs,
+        inflight: Arc::new(Semaphore::new(inflight_kib)),
+    });
+
+    let addr = cfg.listen_addr().map_err(|m| anyhow::anyhow!("{name}: key `listen`: {m}"))?;
+    let listener = std::net::TcpListener::bind(addr).with_context(|| format!("cannot listen on {addr}"))?;
+    listener.set_nonblocking(true)?;
+    let local = listener.local_addr()?;
+    let handle = axum_server::Handle::new();
+    tokio::spawn(shutdown_on_signal(handle.clone(), cfg.shutdown_grace));
+
+    let service = router(app.clone()).into_make_service_with_connect_info::<SocketAddr>();
+    let scheme = if cfg.tls.is_some() { "https" } else { "http" };
+    // Tests and scripts wait for this line (port 0 picks the port).
+    tracing::info!(
+        "listening on {scheme}://{local}, storing batches in {}, max body {} bytes, {} token(s)",
+        app.store.describe(),
+        cfg.max_body_bytes,
+        cfg.nodes.len()
+    );
+    match &cfg.tls {
+        Some(tls) => {
+            let rustls = tls::load(tls).await.with_context(|| name.clone())?;
+            axum_server::from_tcp_rustls(listener, rustls)?.handle(handle).serve(service).await?;
+        }
+        None => axum_server::from_tcp(listener)?.handle(handle).serve(service).await?,
+    }
+    tracing::info!("stopped");
+    Ok(())
+}
+
+fn router(app: Arc<App>) -> Router {
+    Router::new()
+        .route(BATCHES_PATH, post(ingest::post_batch))
+        .route("/healthz", get(healthz))
+        .route("/metrics", get(metrics_text))
+        // The upload handler enforces its own limit (it answers 413 with the
+        // limit in the message, and before reading when Content-Length says so).
+        .layer(DefaultBodyLimit::disable())
+        .with_state(app)
+}
+
+async fn healthz(State(app): State<Arc<App>>) -> impl IntoResponse {
+    axum::Json(serde_json::json!({"status": "ok", "max_body_bytes": app.max_body}))
+}
+
+async fn metrics_text(State(app): State<Arc<App>>) -> impl IntoResponse {
+    (StatusCode::OK, [(CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")], app.metrics.encode())
+}
+
+/// SIGTERM or SIGINT: stop accepting, give requests in flight `grace` to finish.
+async fn shutdown_on_signal(handle: axum_server::Handle<SocketAddr>, grace: Duration) {
+    use tokio::signal::unix::{SignalKind, signal};
+    let (Ok(mut term), Ok(mut int)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) else {
+        tracing::error!("cannot install signal handlers; stop the collector with SIGKILL");
+        return;
+    };
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = int.recv() => {}
+    }
+    tracing::info!("shutting down: finishing requests in flight (up to {})", humantime::format_duration(grace));
+    handle.graceful_shutdown(Some(grace));
+}
