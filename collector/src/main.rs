@@ -7,6 +7,7 @@
 //! - `report`: fleet reports (the stranded-capacity report).
 
 mod dataset;
+mod fleet;
 mod import;
 mod postmortem;
 mod query;
@@ -38,6 +39,9 @@ enum Command {
     /// Fleet reports.
     #[command(subcommand)]
     Report(report::ReportCommand),
+    /// Write a simulated fleet dataset (tests, benchmarks, demos).
+    #[command(hide = true)]
+    Simulate(fleet::sim::SimulateArgs),
 }
 
 fn main() -> ExitCode {
@@ -62,6 +66,7 @@ fn main() -> ExitCode {
             Command::Import(cmd) => import::run(cmd).await,
             Command::Postmortem(args) => postmortem::run(args).await,
             Command::Report(cmd) => report::run(cmd).await,
+            Command::Simulate(args) => fleet::sim::run(args),
         }
     });
     match result {
