@@ -288,7 +288,8 @@ fn job_figures(cluster: Arc<str>, job_id: &str, d: &mut JobData, w: i64, th: &Th
             downtime_s: first_kernel.map(|k| (k - tf) as f64 * 1e-9),
             resumed_from_ns: lost.0,
             resume_basis: basis,
-            wasted_s: (lost.1 - lost.0) as f64 * 1e-9,
+            // The wasted-progress label of docs/goodput.md: the lost span less the saves inside it.
+            wasted_s: ((lost.1 - lost.0) - saves_iv.iter().map(|s| overlap(*s, lost)).sum::<i64>()) as f64 * 1e-9,
             wasted_gpu_s,
         });
     }

@@ -20,6 +20,8 @@ pub mod findings;
 pub mod sim;
 pub mod sql;
 pub mod stalls;
+#[cfg(test)]
+mod tests;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;

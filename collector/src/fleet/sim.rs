@@ -97,8 +97,8 @@ impl SimConfig {
         let mut next = 0;
         let mut i = 0;
         while next < nodes {
-            let size = sizes[i % sizes.len()].min(nodes - next);
-            // Every 16th node stays free (idle capacity that is not stranded by topology).
+            let size = sizes[i % sizes.len()].min((nodes / 4).max(1)).min(nodes - next);
+            // Every seventh slot leaves a node free (idle capacity that topology does not strand).
             if nodes >= 8 && i % 7 == 6 {
                 next += 1;
                 i += 1;

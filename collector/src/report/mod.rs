@@ -12,6 +12,8 @@ mod html;
 mod markdown;
 pub mod svg;
 
+pub use html::categories as html_categories;
+
 use std::collections::{BTreeMap, HashMap};
 use std::io::IsTerminal;
 use std::path::PathBuf;
