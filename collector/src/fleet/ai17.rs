@@ -25,12 +25,6 @@ pub struct Badput {
     pub other_s: f64,
 }
 
-impl Badput {
-    pub fn total(&self) -> f64 {
-        self.startup_s + self.checkpoint_save_s + self.checkpoint_restore_s + self.wasted_progress_s + self.recovery_s + self.other_s
-    }
-}
-
 /// One failure of a job and what it cost.
 #[derive(Debug, Clone, Serialize)]
 pub struct Failure {

@@ -831,6 +831,7 @@ pub fn run(args: SimulateArgs) -> anyhow::Result<()> {
             cfg.faults.push(Fault::Crash { job: 2, at_ns: cfg.start_ns + (h / 2 / cfg.window_ns) * cfg.window_ns, downtime_ns: 120_000_000_000, xid: Some(79) });
         }
         cfg.faults.push(Fault::NvlinkErrors { node: 0, gpu: 1, link: 4, per_hour: 50, from_ns: cfg.start_ns });
+        cfg.faults.push(Fault::NicErrors { node: args.nodes - 1, device: 2, per_hour: 20, from_ns: cfg.start_ns });
     }
     let threads = if args.threads == 0 { std::thread::available_parallelism().map_or(1, |n| n.get()) } else { args.threads };
     std::fs::create_dir_all(&args.out).with_context(|| format!("cannot create {}", args.out.display()))?;

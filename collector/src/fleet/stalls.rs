@@ -367,3 +367,77 @@ pub fn write_rows<T: strand_schemas::Table>(path: &Path, rows: &[T]) -> anyhow::
     std::fs::rename(&staging, path).with_context(|| format!("cannot rename {} into place", staging.display()))?;
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::dataset::Dataset;
+    use strand_schemas::{NcclCall, Table, to_parquet_bytes};
+
+    const T0: i64 = 1_767_571_200_000_000_000;
+
+    fn call(node: &str, hash: Option<i64>, seq: i64, op: &str, rank: i32, nranks: i32, enter: i64, kernel: Option<(i64, i64)>) -> NcclCall {
+        let mut c = NcclCall::example(1);
+        c.cluster = "c".into();
+        c.node = node.into();
+        (c.comm_hash, c.comm_name, c.seq, c.op, c.rank, c.nranks) = (hash, None, Some(seq), op.into(), Some(rank), Some(nranks));
+        (c.enter_ns, c.exit_ns, c.gpu_index, c.bytes) = (T0 + enter, Some(T0 + enter + 10), Some(rank), Some(1 << 20));
+        (c.kernel_start_ns, c.kernel_end_ns) = (kernel.map(|k| T0 + k.0), kernel.map(|k| T0 + k.1));
+        c
+    }
+
+    #[tokio::test]
+    async fn instances_are_matched_across_nodes_by_commhash_and_seq_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let rows = [
+            // Communicator 7, seq 0: ranks on two nodes, rank 2 last (device times).
+            call("a", Some(7), 0, "allreduce", 0, 3, 90, Some((100, 600))),
+            call("a", Some(7), 0, "allreduce", 0, 3, 90, Some((100, 600))), // a duplicate record
+            call("a", Some(7), 0, "allreduce", 1, 3, 140, Some((150, 600))),
+            call("b", Some(7), 0, "allreduce", 2, 3, 390, Some((400, 600))),
+            // seq 1 lacks rank 2: incomplete, not matched.
+            call("a", Some(7), 1, "allreduce", 0, 3, 1000, Some((1000, 1100))),
+            call("a", Some(7), 1, "allreduce", 1, 3, 1000, Some((1000, 1100))),
+            // Communicator 8 has no kernel times on one rank: host entry for both.
+            call("a", Some(8), 0, "allgather", 0, 2, 1000, Some((1010, 2000))),
+            call("b", Some(8), 0, "allgather", 1, 2, 1600, None),
+            // Unknown communicator: never matched by guess.
+            call("a", None, 0, "allreduce", 0, 2, 5000, Some((5000, 6000))),
+            call("b", None, 0, "allreduce", 1, 2, 5000, Some((5500, 6000))),
+            // Ranks disagree on the operation.
+            call("a", Some(9), 0, "allreduce", 0, 2, 7000, Some((7000, 8000))),
+            call("b", Some(9), 0, "allgather", 1, 2, 7000, Some((7000, 8000))),
+        ];
+        for (i, node) in ["a", "b"].iter().enumerate() {
+            let mine: Vec<NcclCall> = rows.iter().filter(|r| &*r.node == *node).cloned().collect();
+            let path = dir.path().join(batch_path("nccl_calls", &utc_date(T0), "c", node, &format!("batch-000{i}")));
+            std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+            std::fs::write(path, to_parquet_bytes(&mine).unwrap()).unwrap();
+        }
+        let ds = Dataset::open(dir.path().to_str().unwrap()).await.unwrap();
+        let out = tempfile::tempdir().unwrap();
+        let stats = compute(ds.context(), &Reducer::cpu(), T0, T0 + HOUR_NS, out.path(), &StallOptions::default(), |_, _| {}).await.unwrap();
+        assert_eq!(
+            (stats.instances_exact, stats.instances_host_timed, stats.instances_incomplete, stats.instances_inconsistent, stats.duplicate_rows),
+            (1, 1, 1, 1, 1)
+        );
+        let got = Dataset::open(out.path().to_str().unwrap()).await.unwrap();
+        let b = got.sql("SELECT comm_hash, rank, node, time_source, stall_ns, is_last, lateness_ns, caused_stall_ns, transfer_ns FROM collective_stalls ORDER BY comm_hash, rank").await.unwrap().collect().await.unwrap();
+        let r = Rows::new("collective_stalls", b);
+        let (hash, stall, last) = (r.i64_req("comm_hash").unwrap(), r.i64_req("stall_ns").unwrap(), r.i64("lateness_ns").unwrap());
+        let (src, caused, transfer) = (r.str_req("time_source").unwrap(), r.i64("caused_stall_ns").unwrap(), r.i64("transfer_ns").unwrap());
+        assert_eq!(hash, [7, 7, 7, 8, 8]);
+        // DESIGN §4: min(duration, last start − own start).
+        assert_eq!(stall, [300, 250, 0, 600, 0]);
+        assert_eq!(last, [None, None, Some(250), None, Some(600)]);
+        // Rank 2 alone held the others: min(300, 250) + min(250, 250).
+        assert_eq!(caused[2], Some(500));
+        assert_eq!(transfer[..3], [Some(200), Some(200), Some(200)]);
+        assert_eq!(src.iter().map(|s| &**s).collect::<Vec<_>>(), ["kernel", "kernel", "kernel", "host", "host"]);
+        assert_eq!(r.str_req("node").unwrap()[2].as_ref(), "b");
+        // Re-running the hour replaces its files.
+        compute(ds.context(), &Reducer::cpu(), T0, T0 + 1, out.path(), &StallOptions::default(), |_, _| {}).await.unwrap();
+        let n = got.sql("SELECT count(*) AS n FROM collective_stalls").await.unwrap().collect().await.unwrap();
+        assert_eq!(Rows::new("n", n).i64_req("n").unwrap(), [5]);
+    }
+}

@@ -12,6 +12,7 @@ mod html;
 mod markdown;
 pub mod svg;
 
+#[cfg(test)]
 pub use html::categories as html_categories;
 
 use std::collections::{BTreeMap, HashMap};
