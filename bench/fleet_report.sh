@@ -15,6 +15,7 @@ BIN=${STRAND_BIN:-target/release/strand}
 WORK=${STRAND_BENCH_DIR:-/tmp/strand-fleet-bench}
 START=1767571200000000000   # 2026-01-05T00:00:00Z
 END=$((START + 3600000000000))
+MEM=${STRAND_BENCH_MEMORY:-1GiB}   # both engines' memory pool
 [ -x "$BIN" ] || { echo "build first: cargo build --release -p strand-collector" >&2; exit 1; }
 python3 -c "import duckdb" 2>/dev/null || { echo "needs duckdb: pip install duckdb" >&2; exit 1; }
 mkdir -p "$WORK"
@@ -33,10 +34,10 @@ for n in "${@:-8 64 512}"; do
     rows=$(grep -o '[0-9]* rows' "$WORK/sim-$nodes.log" | awk '{print $1}')
     size=$(du -sh "$data" | cut -f1)
     rm -rf "$WORK/report-$nodes" "$WORK/dump-$nodes"
-    /usr/bin/time -v "$BIN" report stranded --data "$data" --from "$START" --to "$END" --store \
+    /usr/bin/time -v "$BIN" report stranded --data "$data" --from "$START" --to "$END" --store --memory-limit "$MEM" \
       --out "$WORK/report-$nodes" --dump-sql "$WORK/dump-$nodes" 2> "$WORK/strand-$nodes.time" >/dev/null
     sql=$(python3 -c "import json; r=json.load(open('$WORK/report-$nodes/stranded.json')); print('%.1f' % sum(t[2] for t in r['timings'] if t[0] != 'collective_stalls'))")
-    /usr/bin/time -v python3 bench/fleet_duckdb.py --data "$data" --from "$START" --to "$END" --compare "$WORK/dump-$nodes" \
+    /usr/bin/time -v python3 bench/fleet_duckdb.py --data "$data" --from "$START" --to "$END" --compare "$WORK/dump-$nodes" --memory-limit "$MEM" \
       > "$WORK/duckdb-$nodes.out" 2> "$WORK/duckdb-$nodes.time" || true
     dsql=$(awk '/queries in/ {print $(NF-1)}' "$WORK/duckdb-$nodes.out")
     same=$(grep -E '^[0-9]+ passed' "$WORK/duckdb-$nodes.out" || echo "see $WORK/duckdb-$nodes.time")

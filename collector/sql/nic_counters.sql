@@ -12,6 +12,6 @@ SELECT n.cluster AS cluster, n.node AS node, n.device AS device, n.port AS port,
        n.port_rcv_errors_total AS port_rcv_errors_total,
        n.port_xmit_discards_total AS port_xmit_discards_total,
        n.port_xmit_wait_total AS port_xmit_wait_total
-FROM nic_samples n
-JOIN span s ON n.cluster = s.cluster AND n.node = s.node AND n.device = s.device AND n.port = s.port
+FROM span s
+JOIN nic_samples n ON n.cluster = s.cluster AND n.node = s.node AND n.device = s.device AND n.port = s.port
 WHERE n.ts_ns = s.t0 OR n.ts_ns = s.t1

@@ -68,6 +68,8 @@ pub struct JobRecovery {
     pub mtbf_s: Option<f64>,
     /// `job` (its own failures), `fleet` (the fleet's rate per node-hour), or null.
     pub mtbf_source: Option<&'static str>,
+    /// Failures the MTBF rests on.
+    pub mtbf_failures: usize,
     /// Young: sqrt(2 · checkpoint cost · MTBF).
     pub young_interval_s: Option<f64>,
     pub wasted_gpu_s: f64,
@@ -185,15 +187,16 @@ pub fn analyze(timeline: &Rows, io: &Rows, phases: &Rows, failures: &Rows, windo
     let fleet_failures: usize = out.iter().map(|j| j.failures.len()).sum();
     let node_seconds: f64 = out.iter().map(|j| j.wall_s * j.nodes.max(1) as f64).sum();
     for j in &mut out {
-        let (mtbf, src) = if !j.failures.is_empty() {
-            (Some(j.wall_s / j.failures.len() as f64), Some("job"))
+        let (mtbf, src, n) = if !j.failures.is_empty() {
+            (Some(j.wall_s / j.failures.len() as f64), Some("job"), j.failures.len())
         } else if fleet_failures > 0 && node_seconds > 0.0 {
-            (Some(node_seconds / fleet_failures as f64 / j.nodes.max(1) as f64), Some("fleet"))
+            (Some(node_seconds / fleet_failures as f64 / j.nodes.max(1) as f64), Some("fleet"), fleet_failures)
         } else {
-            (None, None)
+            (None, None, 0)
         };
         j.mtbf_s = mtbf;
         j.mtbf_source = src;
+        j.mtbf_failures = n;
         j.young_interval_s = match (j.checkpoint_cost_s, mtbf) {
             (Some(c), Some(m)) if c > 0.0 => Some((2.0 * c * m).sqrt()),
             _ => None,
@@ -331,6 +334,7 @@ fn job_figures(cluster: Arc<str>, job_id: &str, d: &mut JobData, w: i64, th: &Th
         failures,
         mtbf_s: None,
         mtbf_source: None,
+        mtbf_failures: 0,
         young_interval_s: None,
     }
 }
@@ -347,7 +351,8 @@ fn drafts(j: &JobRecovery, th: &Thresholds) -> Vec<Draft> {
     // checkpoint_cost
     if j.checkpoints > 0 {
         let young_off = match (j.checkpoint_interval_s, j.young_interval_s) {
-            (Some(i), Some(y)) if y > 0.0 => i / y > th.young_ratio || i / y < 1.0 / th.young_ratio,
+            // A rate from one or two failures is too uncertain to call an interval wrong.
+            (Some(i), Some(y)) if y > 0.0 && j.mtbf_failures >= th.young_min_failures => i / y > th.young_ratio || i / y < 1.0 / th.young_ratio,
             _ => false,
         };
         if judged && (j.checkpoint_share >= th.checkpoint_share || young_off) {
@@ -371,7 +376,7 @@ fn drafts(j: &JobRecovery, th: &Thresholds) -> Vec<Draft> {
                 figures: json!({
                     "checkpoint_share": j.checkpoint_share, "checkpoints": j.checkpoints, "checkpoint_cost_s": j.checkpoint_cost_s,
                     "interval_s": j.checkpoint_interval_s, "young_interval_s": j.young_interval_s, "mtbf_s": j.mtbf_s,
-                    "mtbf_source": j.mtbf_source, "source": j.checkpoint_source,
+                    "mtbf_source": j.mtbf_source, "mtbf_failures": j.mtbf_failures, "source": j.checkpoint_source,
                 }),
                 evidence: json!({
                     "query": if j.checkpoint_source == "marker" {

@@ -37,8 +37,10 @@ pub struct Thresholds {
     pub topology_min_gpu_hours: f64,
     /// checkpoint_cost: checkpoint saves above this share of the job's wall time.
     pub checkpoint_share: f64,
-    /// checkpoint_cost: observed interval outside [1/r, r] × Young's interval.
+    /// checkpoint_cost: observed interval outside [1/r, r] × Young's interval …
     pub young_ratio: f64,
+    /// … judged only when the MTBF behind Young's interval rests on at least this many failures.
+    pub young_min_failures: usize,
     /// Checkpoint detection without markers: the job's GPUs idle for at least this share of the window …
     pub detect_idle_share: f64,
     /// … while its processes write (or, for restores, read) at least this many bytes per GPU per second.
@@ -74,6 +76,7 @@ impl Default for Thresholds {
             topology_min_gpu_hours: 0.25,
             checkpoint_share: 0.10,
             young_ratio: 2.0,
+            young_min_failures: 3,
             detect_idle_share: 0.9,
             detect_io_bytes_per_gpu_s: 50e6,
             failure_merge_ns: 60_000_000_000,

@@ -30,7 +30,7 @@ use datafusion::prelude::SessionContext;
 use futures::StreamExt;
 use strand_kernels::Reducer;
 use strand_schemas::protocol::{batch_path, utc_date};
-use strand_schemas::{CollectiveStall, TableWriter};
+use strand_schemas::{CollectiveStall, Table, TableWriter};
 
 use super::sql::Rows;
 
@@ -115,7 +115,20 @@ pub async fn compute(
     Ok(stats)
 }
 
-async fn hour(ctx: &SessionContext, reducer: &Reducer, h0: i64, opts: &StallOptions, stats: &mut StallStats) -> anyhow::Result<Vec<CollectiveStall>> {
+/// One hour's rows, per (cluster, node), as Arrow batches (compact while the hour is held).
+type NodeBatches = HashMap<(Arc<str>, Arc<str>), Vec<RecordBatch>>;
+
+fn add_rows(out: &mut NodeBatches, rows: Vec<CollectiveStall>) {
+    let mut by_node: HashMap<(Arc<str>, Arc<str>), Vec<CollectiveStall>> = HashMap::new();
+    for r in rows {
+        by_node.entry((r.cluster.clone(), r.node.clone())).or_default().push(r);
+    }
+    for (k, rows) in by_node {
+        out.entry(k).or_default().push(CollectiveStall::to_batch(&rows));
+    }
+}
+
+async fn hour(ctx: &SessionContext, reducer: &Reducer, h0: i64, opts: &StallOptions, stats: &mut StallStats) -> anyhow::Result<NodeBatches> {
     let ops = COLLECTIVE_OPS.iter().map(|o| format!("'{o}'")).collect::<Vec<_>>().join(", ");
     let (lo, hi) = (h0 - opts.match_window_ns, h0 + HOUR_NS + opts.match_window_ns);
     let sql = format!(
@@ -125,7 +138,7 @@ async fn hour(ctx: &SessionContext, reducer: &Reducer, h0: i64, opts: &StallOpti
          AND op IN ({ops}) AND enter_ns >= {lo} AND enter_ns < {hi} ORDER BY comm_hash, seq"
     );
     let mut stream = ctx.sql(&sql).await.context("planning the nccl_calls scan")?.execute_stream().await.context("reading nccl_calls")?;
-    let mut out = Vec::new();
+    let mut out = NodeBatches::new();
     let mut pending: Vec<Vec<Call>> = Vec::new();
     let mut pending_rows = 0usize;
     let mut current: Option<((i64, i64), Vec<Call>)> = None;
@@ -145,14 +158,14 @@ async fn hour(ctx: &SessionContext, reducer: &Reducer, h0: i64, opts: &StallOpti
             }
         }
         if pending_rows >= opts.batch_rows {
-            out.extend(resolve(reducer, std::mem::take(&mut pending), h0, stats)?);
+            add_rows(&mut out, resolve(reducer, std::mem::take(&mut pending), h0, stats)?);
             pending_rows = 0;
         }
     }
     if let Some((_, calls)) = current.take() {
         pending.push(calls);
     }
-    out.extend(resolve(reducer, pending, h0, stats)?);
+    add_rows(&mut out, resolve(reducer, pending, h0, stats)?);
     Ok(out)
 }
 
@@ -319,19 +332,14 @@ pub fn hour_batch_id(h0: i64) -> String {
     format!("stalls-{date}{:02}", h0.rem_euclid(86_400_000_000_000) / HOUR_NS)
 }
 
-fn write_hour(root: &Path, h0: i64, rows: Vec<CollectiveStall>, stats: &mut StallStats) -> anyhow::Result<()> {
+fn write_hour(root: &Path, h0: i64, batches: NodeBatches, stats: &mut StallStats) -> anyhow::Result<()> {
     let id = hour_batch_id(h0);
     let date = utc_date(h0);
     // An earlier run's files of this hour go first (a node may have no rows now).
     remove_batch(&root.join("collective_stalls").join(format!("date={date}")), &format!("{id}.parquet"))?;
-    let mut by_node: HashMap<(Arc<str>, Arc<str>), Vec<CollectiveStall>> = HashMap::new();
-    for r in rows {
-        by_node.entry((r.cluster.clone(), r.node.clone())).or_default().push(r);
-    }
-    for ((cluster, node), rows) in by_node {
+    for ((cluster, node), batches) in batches {
         let path = root.join(batch_path("collective_stalls", &date, &cluster, &node, &id));
-        write_rows(&path, &rows)?;
-        stats.rows_written += rows.len() as u64;
+        stats.rows_written += write_batches::<CollectiveStall>(&path, &batches)?;
     }
     Ok(())
 }
@@ -353,26 +361,33 @@ fn remove_batch(date_dir: &Path, file_name: &str) -> anyhow::Result<()> {
 
 /// Writes rows as one Parquet file, atomically (staging name, then rename).
 pub fn write_rows<T: strand_schemas::Table>(path: &Path, rows: &[T]) -> anyhow::Result<()> {
+    let batches: Vec<RecordBatch> = rows.chunks(65_536).map(T::to_batch).collect();
+    write_batches::<T>(path, &batches).map(|_| ())
+}
+
+/// Writes batches of table `T` as one Parquet file, atomically; returns the rows written.
+pub fn write_batches<T: strand_schemas::Table>(path: &Path, batches: &[RecordBatch]) -> anyhow::Result<u64> {
     let dir = path.parent().context("a batch path has a directory")?;
     std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
     let mut staging = PathBuf::from(path);
     staging.set_extension("parquet#strand");
     let file = std::fs::File::create(&staging).with_context(|| format!("cannot create {}", staging.display()))?;
     let mut w = TableWriter::<T, _>::new(std::io::BufWriter::new(file))?;
-    for chunk in rows.chunks(65_536) {
-        w.write(chunk).with_context(|| format!("writing {}", staging.display()))?;
+    for b in batches {
+        w.write_batch(b).with_context(|| format!("writing {}", staging.display()))?;
     }
+    let rows = w.rows();
     let mut buf = w.finish().with_context(|| format!("writing {}", staging.display()))?;
     std::io::Write::flush(&mut buf)?;
     std::fs::rename(&staging, path).with_context(|| format!("cannot rename {} into place", staging.display()))?;
-    Ok(())
+    Ok(rows)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::dataset::Dataset;
-    use strand_schemas::{NcclCall, Table, to_parquet_bytes};
+    use strand_schemas::{NcclCall, to_parquet_bytes};
 
     const T0: i64 = 1_767_571_200_000_000_000;
 

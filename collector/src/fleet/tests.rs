@@ -258,3 +258,31 @@ async fn filters_keep_one_job_and_store_refuses_them() {
     let err = analyze(&opts, &Reducer::cpu(), &mut |_, _, _| {}).await.err().unwrap();
     assert!(format!("{err:#}").contains("--store"), "{err:#}");
 }
+
+#[tokio::test]
+async fn costly_checkpoints_and_cascading_restarts_are_flagged() {
+    let mut cfg = fleet(2);
+    // Job 0 saves 20 s after every 2 minutes of steps: 25 saves, 500 s of 3600.
+    let mut often = cfg.job("often", vec![0], true);
+    often.checkpoint_every_ns = Some(120 * S);
+    cfg.jobs.push(often);
+    // Job 1 fails three times within the hour.
+    cfg.jobs.push(cfg.job("flaky", vec![1], false));
+    for at in [900, 1800, 2700] {
+        cfg.faults.push(Fault::Crash { job: 1, at_ns: T0 + at * S, downtime_ns: 60 * S, xid: None });
+    }
+    let (_dir, r) = report_of(&cfg, false).await;
+    let of = |job: &str| {
+        let mut k: Vec<&str> = r.findings.iter().filter(|f| f.job_id.as_deref() == Some(job)).map(|f| f.kind.as_str()).collect();
+        k.sort();
+        k
+    };
+    assert_eq!(of("often"), ["checkpoint_cost", "goodput"]);
+    let f = r.findings.iter().find(|f| f.kind == "checkpoint_cost" && f.job_id.as_deref() == Some("often")).unwrap();
+    close(fig(f, "checkpoint_share"), 25.0 * 20.0 / 3600.0, 1e-9, "checkpoint share");
+    // Three failures in 30 minutes: a cascade; Young's interval for MTBF = 1200 s is far below the observed one.
+    assert_eq!(of("flaky"), ["checkpoint_cost", "goodput", "recovery_collapse", "restart", "restart", "restart", "wasted_progress", "wasted_progress", "wasted_progress"]);
+    let flaky = r.jobs.iter().find(|j| j.job_id == "flaky").unwrap();
+    close(flaky.young_interval_s.unwrap(), (2.0 * 20.0 * 1200.0f64).sqrt(), 1e-9, "Young's interval");
+    close(flaky.mttr_s.unwrap(), 60.0 + 30.0, 1e-9, "MTTR (downtime + restore)");
+}
