@@ -29,6 +29,7 @@ use std::time::Instant;
 
 use anyhow::{Context, bail};
 use datafusion::datasource::listing::ListingTableUrl;
+use datafusion::execution::memory_pool::FairSpillPool;
 use datafusion::execution::runtime_env::RuntimeEnvBuilder;
 use datafusion::prelude::{Expr, SessionConfig, SessionContext, col, lit};
 use strand_kernels::Reducer;
@@ -157,7 +158,8 @@ async fn session(ds: &Dataset, memory_limit: Option<usize>) -> anyhow::Result<Se
     let config = SessionConfig::new().set_str("datafusion.sql_parser.dialect", "PostgreSQL");
     let mut rt = RuntimeEnvBuilder::new();
     if let Some(bytes) = memory_limit {
-        rt = rt.with_memory_limit(bytes, 1.0);
+        // Fair shares between spilling operators: one big sort cannot starve the merge that follows it.
+        rt = rt.with_memory_pool(Arc::new(FairSpillPool::new(bytes)));
     }
     let ctx = SessionContext::new_with_config_rt(config, rt.build_arc()?);
     let url = ListingTableUrl::parse(ds.root())?;

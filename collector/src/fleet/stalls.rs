@@ -14,11 +14,12 @@
 //! - rows without a commHash, a sequence number, a rank or nranks are never
 //!   matched by guess; neither are instances missing a rank, or whose ranks
 //!   disagree on the operation (counted in [`StallStats`]);
-//! - the work is cut into UTC hours: an instance belongs to the hour of its
-//!   first arrival, and each hour is read with a margin of
+//! - the work is cut into UTC hours, and hours into chunks (10 minutes by
+//!   default, to bound memory): an instance belongs to the chunk of its first
+//!   arrival, and each chunk is read with a margin of
 //!   [`StallOptions::match_window_ns`] on both sides. Its rows are written as
-//!   one file per node named after the hour (`stalls-YYYYMMDDHH.parquet`),
-//!   replacing an earlier run's: re-running is idempotent.
+//!   one file per node and chunk (`stalls-YYYYMMDDHH-MM.parquet`); a run
+//!   first removes the hour's earlier files, so re-running is idempotent.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -45,11 +46,13 @@ pub struct StallOptions {
     pub match_window_ns: i64,
     /// Instances resolved per reducer call.
     pub batch_rows: usize,
+    /// Work unit within an hour (divides an hour): bounds the rows held at once.
+    pub chunk_ns: i64,
 }
 
 impl Default for StallOptions {
     fn default() -> Self {
-        Self { match_window_ns: 120_000_000_000, batch_rows: 1 << 18 }
+        Self { match_window_ns: 120_000_000_000, batch_rows: 1 << 18, chunk_ns: 600_000_000_000 }
     }
 }
 
@@ -102,20 +105,29 @@ pub async fn compute(
     mut progress: impl FnMut(u64, u64),
 ) -> anyhow::Result<StallStats> {
     let mut stats = StallStats::default();
+    if opts.chunk_ns <= 0 || HOUR_NS % opts.chunk_ns != 0 {
+        anyhow::bail!("stall chunk must divide an hour, got {} ns", opts.chunk_ns);
+    }
     let first = start_ns.div_euclid(HOUR_NS) * HOUR_NS;
     let hours = ((end_ns - first) + HOUR_NS - 1).div_euclid(HOUR_NS).max(0) as u64;
+    let per_hour = HOUR_NS / opts.chunk_ns;
     for h in 0..hours {
-        progress(h, hours);
         let h0 = first + h as i64 * HOUR_NS;
-        let rows = hour(ctx, reducer, h0, opts, &mut stats).await?;
-        write_hour(out_root, h0, rows, &mut stats)?;
+        // An earlier run's files of this hour go first (a node may have no rows now).
+        remove_hour(out_root, h0)?;
+        for c in 0..per_hour {
+            progress(h * per_hour as u64 + c as u64, hours * per_hour as u64);
+            let c0 = h0 + c * opts.chunk_ns;
+            let rows = chunk(ctx, reducer, c0, opts, &mut stats).await?;
+            write_chunk(out_root, c0, rows, &mut stats)?;
+        }
         stats.hours += 1;
     }
-    progress(hours, hours);
+    progress(hours * per_hour as u64, hours * per_hour as u64);
     Ok(stats)
 }
 
-/// One hour's rows, per (cluster, node), as Arrow batches (compact while the hour is held).
+/// One chunk's rows, per (cluster, node), as Arrow batches.
 type NodeBatches = HashMap<(Arc<str>, Arc<str>), Vec<RecordBatch>>;
 
 fn add_rows(out: &mut NodeBatches, rows: Vec<CollectiveStall>) {
@@ -128,9 +140,11 @@ fn add_rows(out: &mut NodeBatches, rows: Vec<CollectiveStall>) {
     }
 }
 
-async fn hour(ctx: &SessionContext, reducer: &Reducer, h0: i64, opts: &StallOptions, stats: &mut StallStats) -> anyhow::Result<NodeBatches> {
+/// The instances whose first arrival falls in `[c0, c0 + chunk)`.
+async fn chunk(ctx: &SessionContext, reducer: &Reducer, c0: i64, opts: &StallOptions, stats: &mut StallStats) -> anyhow::Result<NodeBatches> {
+    let c1 = c0 + opts.chunk_ns;
     let ops = COLLECTIVE_OPS.iter().map(|o| format!("'{o}'")).collect::<Vec<_>>().join(", ");
-    let (lo, hi) = (h0 - opts.match_window_ns, h0 + HOUR_NS + opts.match_window_ns);
+    let (lo, hi) = (c0 - opts.match_window_ns, c1 + opts.match_window_ns);
     let sql = format!(
         "SELECT cluster, node, job_id, pid, comm_hash, seq, op, nranks, rank, gpu_index, gpu_uuid, bytes, \
          enter_ns, exit_ns, kernel_start_ns, kernel_end_ns FROM nccl_calls \
@@ -158,14 +172,14 @@ async fn hour(ctx: &SessionContext, reducer: &Reducer, h0: i64, opts: &StallOpti
             }
         }
         if pending_rows >= opts.batch_rows {
-            add_rows(&mut out, resolve(reducer, std::mem::take(&mut pending), h0, stats)?);
+            add_rows(&mut out, resolve(reducer, std::mem::take(&mut pending), (c0, c1), stats)?);
             pending_rows = 0;
         }
     }
     if let Some((_, calls)) = current.take() {
         pending.push(calls);
     }
-    add_rows(&mut out, resolve(reducer, pending, h0, stats)?);
+    add_rows(&mut out, resolve(reducer, pending, (c0, c1), stats)?);
     Ok(out)
 }
 
@@ -221,7 +235,7 @@ pub fn bus_factor(op: &str, nranks: i32, bytes: i64) -> Option<(f64, f64)> {
 }
 
 /// Matches the instances of `groups` (each one (commHash, seq)) and computes their stalls.
-fn resolve(reducer: &Reducer, groups: Vec<Vec<Call>>, h0: i64, stats: &mut StallStats) -> anyhow::Result<Vec<CollectiveStall>> {
+fn resolve(reducer: &Reducer, groups: Vec<Vec<Call>>, span: (i64, i64), stats: &mut StallStats) -> anyhow::Result<Vec<CollectiveStall>> {
     // Keep complete, consistent instances that belong to this hour.
     let mut instances: Vec<(Vec<Call>, bool)> = Vec::with_capacity(groups.len());
     for mut calls in groups {
@@ -232,8 +246,8 @@ fn resolve(reducer: &Reducer, groups: Vec<Vec<Call>>, h0: i64, stats: &mut Stall
         let kernel = calls.iter().all(|c| c.kernel.is_some());
         let arrival = |c: &Call| if kernel { c.kernel.map_or(c.enter_ns, |k| k.0) } else { c.enter_ns };
         let first = calls.iter().map(arrival).min().unwrap_or(i64::MIN);
-        if !(h0..h0 + HOUR_NS).contains(&first) {
-            continue; // another hour's instance, read in its margin
+        if !(span.0..span.1).contains(&first) {
+            continue; // another chunk's instance, read in its margin
         }
         let n = calls[0].nranks;
         if calls.iter().any(|c| c.op != calls[0].op || c.nranks != n) {
@@ -326,17 +340,21 @@ fn resolve(reducer: &Reducer, groups: Vec<Vec<Call>>, h0: i64, stats: &mut Stall
     Ok(out)
 }
 
-/// The batch id of an hour's stall files: `stalls-YYYYMMDDHH`.
-pub fn hour_batch_id(h0: i64) -> String {
-    let date = utc_date(h0).replace('-', "");
-    format!("stalls-{date}{:02}", h0.rem_euclid(86_400_000_000_000) / HOUR_NS)
+/// The batch id of a chunk's stall files: `stalls-YYYYMMDDHH-MM` (its UTC hour and minute).
+pub fn chunk_batch_id(c0: i64) -> String {
+    let date = utc_date(c0).replace('-', "");
+    let in_day = c0.rem_euclid(86_400_000_000_000);
+    format!("stalls-{date}{:02}-{:02}", in_day / HOUR_NS, in_day % HOUR_NS / 60_000_000_000)
 }
 
-fn write_hour(root: &Path, h0: i64, batches: NodeBatches, stats: &mut StallStats) -> anyhow::Result<()> {
-    let id = hour_batch_id(h0);
-    let date = utc_date(h0);
-    // An earlier run's files of this hour go first (a node may have no rows now).
-    remove_batch(&root.join("collective_stalls").join(format!("date={date}")), &format!("{id}.parquet"))?;
+fn remove_hour(root: &Path, h0: i64) -> anyhow::Result<()> {
+    let id = chunk_batch_id(h0);
+    let hour_prefix = &id[..id.len() - 3];
+    remove_batch(&root.join("collective_stalls").join(format!("date={}", utc_date(h0))), hour_prefix)
+}
+
+fn write_chunk(root: &Path, c0: i64, batches: NodeBatches, stats: &mut StallStats) -> anyhow::Result<()> {
+    let (id, date) = (chunk_batch_id(c0), utc_date(c0));
     for ((cluster, node), batches) in batches {
         let path = root.join(batch_path("collective_stalls", &date, &cluster, &node, &id));
         stats.rows_written += write_batches::<CollectiveStall>(&path, &batches)?;
@@ -344,15 +362,19 @@ fn write_hour(root: &Path, h0: i64, batches: NodeBatches, stats: &mut StallStats
     Ok(())
 }
 
-/// Removes `file_name` from every `cluster=*/node=*` directory under `date_dir`.
-fn remove_batch(date_dir: &Path, file_name: &str) -> anyhow::Result<()> {
+/// Removes the stall files of one hour (`<prefix>*.parquet`) from every `cluster=*/node=*` directory under `date_dir`.
+fn remove_batch(date_dir: &Path, prefix: &str) -> anyhow::Result<()> {
     let Ok(clusters) = std::fs::read_dir(date_dir) else { return Ok(()) };
     for c in clusters.flatten() {
         let Ok(nodes) = std::fs::read_dir(c.path()) else { continue };
         for n in nodes.flatten() {
-            let f = n.path().join(file_name);
-            if f.exists() {
-                std::fs::remove_file(&f).with_context(|| format!("cannot replace {}", f.display()))?;
+            let Ok(files) = std::fs::read_dir(n.path()) else { continue };
+            for f in files.flatten() {
+                let name = f.file_name();
+                let name = name.to_string_lossy();
+                if name.starts_with(prefix) && name.ends_with(".parquet") {
+                    std::fs::remove_file(f.path()).with_context(|| format!("cannot replace {}", f.path().display()))?;
+                }
             }
         }
     }

@@ -82,6 +82,9 @@ pub struct StrandedArgs {
     /// DataFusion memory pool (e.g. 4GiB); above it queries spill to disk.
     #[arg(long)]
     pub memory_limit: Option<String>,
+    /// Exact-stall work unit (divides an hour): shorter holds fewer rows at once, longer rereads less.
+    #[arg(long, default_value = "10m")]
+    pub stall_chunk: String,
     /// Reductions backend: auto, gpu or cpu.
     #[arg(long, default_value = "auto")]
     pub kernels: String,
@@ -158,7 +161,7 @@ pub fn options(args: &StrandedArgs, now_ns: i64) -> anyhow::Result<Options> {
         jobs: args.job.clone(),
         params: SqlParams { window_ns, bucket_ns, alloc_ns: 60_000_000_000, bw_bucket_ns: 300_000_000_000 },
         thresholds: Thresholds::default(),
-        stall: StallOptions::default(),
+        stall: StallOptions { chunk_ns: parse_duration("--stall-chunk", &args.stall_chunk)?, ..StallOptions::default() },
         store: args.store,
         memory_limit: args.memory_limit.as_deref().map(parse_bytes).transpose()?,
         dump_dir: args.dump_sql.clone(),
