@@ -21,9 +21,10 @@ python3 -c "import duckdb" 2>/dev/null || { echo "needs duckdb: pip install duck
 mkdir -p "$WORK"
 
 peak() { awk -F': ' '/Maximum resident set size/ {printf "%.0f", $2/1024}' "$1"; }
+cpu() { awk -F': ' '/User time/ {u=$2} /System time/ {s=$2} END {printf "%.1f", u+s}' "$1"; }
 wall() { awk -F': ' '/Elapsed \(wall clock\)/ {n=split($2,a,":"); s=0; for(i=1;i<=n;i++) s=s*60+a[i]; printf "%.1f", s}' "$1"; }
 
-printf "| nodes | GPUs | rows | on disk | strand report | strand peak RSS | of which SQL | DuckDB SQL | DuckDB peak RSS | results |\n"
+printf "| nodes | GPUs | rows | on disk | strand report (wall / CPU) | strand peak RSS | of which SQL | DuckDB SQL (wall / CPU) | DuckDB peak RSS | results |\n"
 printf "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|\n"
 for n in "${@:-8 64 512}"; do
   for nodes in $n; do
@@ -41,7 +42,8 @@ for n in "${@:-8 64 512}"; do
       > "$WORK/duckdb-$nodes.out" 2> "$WORK/duckdb-$nodes.time" || true
     dsql=$(awk '/queries in/ {print $(NF-1)}' "$WORK/duckdb-$nodes.out")
     same=$(grep -E '^[0-9]+ passed' "$WORK/duckdb-$nodes.out" || echo "see $WORK/duckdb-$nodes.time")
-    printf "| %s | %s | %s | %s | %s s | %s MiB | %s s | %.1f s | %s MiB | %s |\n" "$nodes" "$((nodes * 8))" "$rows" "$size" \
-      "$(wall "$WORK/strand-$nodes.time")" "$(peak "$WORK/strand-$nodes.time")" "$sql" "$dsql" "$(peak "$WORK/duckdb-$nodes.time")" "$same"
+    printf "| %s | %s | %s | %s | %s s / %s s | %s MiB | %s s | %.1f s / %s s | %s MiB | %s |\n" "$nodes" "$((nodes * 8))" "$rows" "$size" \
+      "$(wall "$WORK/strand-$nodes.time")" "$(cpu "$WORK/strand-$nodes.time")" "$(peak "$WORK/strand-$nodes.time")" "$sql" \
+      "$dsql" "$(cpu "$WORK/duckdb-$nodes.time")" "$(peak "$WORK/duckdb-$nodes.time")" "$same"
   done
 done

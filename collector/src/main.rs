@@ -38,10 +38,10 @@ enum Command {
     Postmortem(postmortem::PostmortemArgs),
     /// Fleet reports.
     #[command(subcommand)]
-    Report(report::ReportCommand),
+    Report(Box<report::ReportCommand>),
     /// Write a simulated fleet dataset (tests, benchmarks, demos).
     #[command(hide = true)]
-    Simulate(fleet::sim::SimulateArgs),
+    Simulate(Box<fleet::sim::SimulateArgs>),
 }
 
 fn main() -> ExitCode {
@@ -65,8 +65,8 @@ fn main() -> ExitCode {
             Command::Query(args) => query::run(args).await,
             Command::Import(cmd) => import::run(cmd).await,
             Command::Postmortem(args) => postmortem::run(args).await,
-            Command::Report(cmd) => report::run(cmd).await,
-            Command::Simulate(args) => fleet::sim::run(args),
+            Command::Report(cmd) => report::run(*cmd).await,
+            Command::Simulate(args) => fleet::sim::run(*args),
         }
     });
     match result {

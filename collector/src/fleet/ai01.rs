@@ -10,6 +10,13 @@ use serde_json::json;
 use super::findings::{Draft, Scope, Thresholds, ms, secs, sql_str};
 use super::sql::Rows;
 
+/// (cluster, node, GPU UUID)
+type GpuId = (Arc<str>, Arc<str>, Arc<str>);
+/// (cluster, node, device, port)
+type PortId = (Arc<str>, Arc<str>, Arc<str>, i64);
+/// (cluster, commHash, operation, nranks, size class)
+type BwUnit = (Arc<str>, i64, Arc<str>, i64, i64);
+
 /// straggler: a rank that arrives last in a large share of its
 /// communicator's collectives, with its median lateness and the stall it
 /// caused on its peers (from `collective_stalls`).
@@ -117,7 +124,7 @@ pub fn bus_bandwidth(rows: &Rows, th: &Thresholds) -> anyhow::Result<Vec<Draft>>
         base: f64,
         class_units: usize,
     }
-    let mut acc: BTreeMap<(Arc<str>, i64, Arc<str>, i64, i64), Acc> = BTreeMap::new();
+    let mut acc: BTreeMap<BwUnit, Acc> = BTreeMap::new();
     for i in 0..rows.len() {
         let class = (cluster[i].clone(), op[i].clone(), nranks[i], size[i]);
         let (Some(&(base, n)), Some(b)) = (baseline.get(&class), bw[i]) else { continue };
@@ -208,7 +215,7 @@ pub fn link_errors(gpu: &Rows, nic: &Rows, th: &Thresholds) -> anyhow::Result<Ve
         ("nvlink_replay_errors", gpu.i64_lists("nvlink_replay_errors_total")?),
         ("nvlink_recovery_errors", gpu.i64_lists("nvlink_recovery_errors_total")?),
     ];
-    let mut by_gpu: BTreeMap<(Arc<str>, Arc<str>, Arc<str>), Vec<usize>> = BTreeMap::new();
+    let mut by_gpu: BTreeMap<GpuId, Vec<usize>> = BTreeMap::new();
     for i in 0..gpu.len() {
         by_gpu.entry((cluster[i].clone(), node[i].clone(), uuid[i].clone())).or_default().push(i);
     }
@@ -224,8 +231,8 @@ pub fn link_errors(gpu: &Rows, nic: &Rows, th: &Thresholds) -> anyhow::Result<Ve
         }
         for (name, col) in &lists {
             let (Some(x), Some(y)) = (&col[a], &col[b]) else { continue };
-            for link in 0..y.len() {
-                let d = increase(x.get(link).copied(), Some(y[link])).unwrap_or(0);
+            for (link, &last) in y.iter().enumerate() {
+                let d = increase(x.get(link).copied(), Some(last)).unwrap_or(0);
                 if d >= th.link_error_min_increase {
                     counters.insert(format!("{name}[link {link}]"), json!(d));
                     total += d;
@@ -272,11 +279,11 @@ pub fn link_errors(gpu: &Rows, nic: &Rows, th: &Thresholds) -> anyhow::Result<Ve
         ("port_xmit_discards", nic.i64("port_xmit_discards_total")?),
     ];
     let wait = nic.i64("port_xmit_wait_total")?;
-    let mut by_port: BTreeMap<(Arc<str>, Arc<str>, Arc<str>, i64), Vec<usize>> = BTreeMap::new();
+    let mut by_port: BTreeMap<PortId, Vec<usize>> = BTreeMap::new();
     for i in 0..nic.len() {
         by_port.entry((cluster[i].clone(), node[i].clone(), dev[i].clone(), port[i])).or_default().push(i);
     }
-    let mut wait_rates: Vec<(f64, (Arc<str>, Arc<str>, Arc<str>, i64), usize, usize)> = Vec::new();
+    let mut wait_rates: Vec<(f64, PortId, usize, usize)> = Vec::new();
     for (key, mut rows) in by_port {
         rows.sort_by_key(|&i| ts[i]);
         let (a, b) = (rows[0], rows[rows.len() - 1]);
@@ -318,7 +325,7 @@ pub fn link_errors(gpu: &Rows, nic: &Rows, th: &Thresholds) -> anyhow::Result<Ve
     Ok(out)
 }
 
-fn nic_draft(key: &(Arc<str>, Arc<str>, Arc<str>, i64), t0: i64, t1: i64, counters: serde_json::Map<String, serde_json::Value>, total: i64, critical: bool) -> Draft {
+fn nic_draft(key: &PortId, t0: i64, t1: i64, counters: serde_json::Map<String, serde_json::Value>, total: i64, critical: bool) -> Draft {
     let (cluster, node, dev, port) = key;
     let what = counters.keys().cloned().collect::<Vec<_>>().join(", ");
     Draft {

@@ -76,6 +76,8 @@ pub struct JobRecovery {
 }
 
 type Iv = (i64, i64);
+/// A phase with the step it holds, when known.
+type Phase = (Option<i64>, Iv);
 
 /// Sorts and merges intervals.
 fn merge(mut v: Vec<Iv>) -> Vec<Iv> {
@@ -117,8 +119,8 @@ struct Win {
 struct JobData {
     windows: BTreeMap<i64, Win>,
     steps: Vec<(i64, Iv)>,
-    saves: Vec<(Option<i64>, Iv)>,
-    restores: Vec<(Option<i64>, Iv)>,
+    saves: Vec<Phase>,
+    restores: Vec<Phase>,
     signals: Vec<(i64, String)>,
 }
 
@@ -229,15 +231,15 @@ fn job_figures(cluster: Arc<str>, job_id: &str, d: &mut JobData, w: i64, th: &Th
                 .collect(),
         )
     };
-    let (checkpoint_source, saves_iv, saves_step): (&'static str, Vec<Iv>, Vec<(Option<i64>, Iv)>) = if !d.saves.is_empty() {
+    let (checkpoint_source, saves_iv, saves_step): (&'static str, Vec<Iv>, Vec<Phase>) = if !d.saves.is_empty() {
         d.saves.sort_by_key(|s| s.1);
         ("marker", merge(d.saves.iter().map(|s| s.1).collect()), d.saves.clone())
     } else {
         let v = detect(|x| x.write);
-        let tagged = v.iter().map(|iv| (None, *iv)).collect();
+        let tagged: Vec<Phase> = v.iter().map(|iv| (None, *iv)).collect();
         (if v.is_empty() { "none" } else { "inferred" }, v, tagged)
     };
-    let (restores_iv, restores_step): (Vec<Iv>, Vec<(Option<i64>, Iv)>) = if !d.restores.is_empty() {
+    let (restores_iv, restores_step): (Vec<Iv>, Vec<Phase>) = if !d.restores.is_empty() {
         d.restores.sort_by_key(|s| s.1);
         (merge(d.restores.iter().map(|s| s.1).collect()), d.restores.clone())
     } else {
@@ -267,7 +269,7 @@ fn job_figures(cluster: Arc<str>, job_id: &str, d: &mut JobData, w: i64, th: &Th
         recovery.push((tf, next_step.unwrap_or(alloc.1)));
         // Resume point: the step the restart resumed from, else the last checkpoint before the failure.
         let restore = restores_step.iter().find(|r| r.1.0 >= tf);
-        let last_save = saves_step.iter().filter(|s| s.1.1 <= tf).next_back();
+        let last_save = saves_step.iter().rfind(|s| s.1.1 <= tf);
         let (resume, basis) = if let Some(t) = restore.and_then(|r| r.0).and_then(|k| step_end(k, tf)) {
             (t, "restore_marker")
         } else if let Some(s) = last_save {

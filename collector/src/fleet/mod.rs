@@ -213,11 +213,15 @@ async fn restrict(ctx: &SessionContext, clusters: &[String], nodes: &[String], j
 }
 
 /// Exposed communication per job and powered GPU-seconds per cluster, from the GPU-time rows.
-fn job_comm(rows: &Rows) -> anyhow::Result<(Vec<ai01::JobComm>, std::collections::HashMap<Arc<str>, f64>)> {
+/// Powered GPU-seconds per cluster.
+type Powered = std::collections::HashMap<Arc<str>, f64>;
+
+fn job_comm(rows: &Rows) -> anyhow::Result<(Vec<ai01::JobComm>, Powered)> {
     let (cluster, job, bucket) = (rows.str_req("cluster")?, rows.str_req("job_id")?, rows.i64_req("bucket_ns")?);
     let (measured, exposed, stall, powered) = (rows.i64_req("measured_ns")?, rows.i64_req("comm_exposed_ns")?, rows.i64_req("sync_stall_ns")?, rows.i64_req("powered_ns")?);
     let uuid = rows.str_req("gpu_uuid")?;
-    let mut jobs: std::collections::BTreeMap<(Arc<str>, Arc<str>), (ai01::JobComm, std::collections::HashSet<Arc<str>>)> = Default::default();
+    type Gpus = std::collections::HashSet<Arc<str>>;
+    let mut jobs: std::collections::BTreeMap<(Arc<str>, Arc<str>), (ai01::JobComm, Gpus)> = Default::default();
     let mut per_cluster: std::collections::HashMap<Arc<str>, f64> = Default::default();
     for i in 0..rows.len() {
         *per_cluster.entry(cluster[i].clone()).or_default() += powered[i] as f64 * 1e-9;

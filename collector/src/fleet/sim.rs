@@ -427,13 +427,13 @@ fn node(cfg: &SimConfig, jobs: &[JobRt], n: usize, root: &Path) -> anyhow::Resul
     // Windows and NCCL calls.
     let mut w = t0;
     while w < t1 {
-        for g in 0..cfg.gpus_per_node {
+        for (g, gpu_uuid) in uuids.iter().enumerate() {
             let st = state_at(g, w);
             let mut win = Window {
                 cluster: cluster.clone(),
                 node: node.clone(),
                 gpu_index: g as i32,
-                gpu_uuid: uuids[g].clone(),
+                gpu_uuid: gpu_uuid.clone(),
                 gpu_name: Some(gpu_name.clone()),
                 job_id: st.job.map(|j| j.1.id.clone()),
                 start_ns: w,
@@ -483,7 +483,7 @@ fn node(cfg: &SimConfig, jobs: &[JobRt], n: usize, root: &Path) -> anyhow::Resul
                             comm += m;
                             stall += s;
                             if rt.nranks > 1 {
-                                calls.push(nccl_row(cfg, &cluster, &node, j, rank, rt.nranks, g, &uuids[g], pid_of(ji, seg.incarnation, g), cfg.comm_hash(ji, seg.incarnation), seq, bytes, ks, ke))?;
+                                calls.push(nccl_row(cfg, &cluster, &node, j, rank, rt.nranks, g, gpu_uuid, pid_of(ji, seg.incarnation, g), cfg.comm_hash(ji, seg.incarnation), seq, bytes, ks, ke))?;
                             }
                             if j.markers && rank == 0 {
                                 steps.push(step_row(&cluster, &node, j, pid_of(ji, seg.incarnation, g), "step", step, t, t + cfg.step_ns))?;

@@ -413,6 +413,7 @@ mod tests {
 
     const T0: i64 = 1_767_571_200_000_000_000;
 
+    #[allow(clippy::too_many_arguments)]
     fn call(node: &str, hash: Option<i64>, seq: i64, op: &str, rank: i32, nranks: i32, enter: i64, kernel: Option<(i64, i64)>) -> NcclCall {
         let mut c = NcclCall::example(1);
         c.cluster = "c".into();

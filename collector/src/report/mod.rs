@@ -422,10 +422,7 @@ fn gpu_rows(rows: &Rows, wasted: &HashMap<(Arc<str>, String), f64>) -> anyhow::R
     Ok((out, estimated_left))
 }
 
-fn slices<K: Ord + Clone + ToString>(rows: &[GpuRow], key: impl Fn(&GpuRow) -> Option<K>, extra: &HashMap<K, f64>) -> Vec<Slice>
-where
-    K: std::hash::Hash,
-{
+fn slices<K: Ord + Clone + ToString + std::hash::Hash>(rows: &[GpuRow], key: impl Fn(&GpuRow) -> Option<K>, extra: &HashMap<K, f64>) -> Vec<Slice> {
     let mut acc: BTreeMap<K, (Breakdown, std::collections::HashSet<Arc<str>>)> = BTreeMap::new();
     for r in rows {
         if let Some(k) = key(r) {
@@ -519,7 +516,7 @@ pub fn build(opts: &Options, a: Analysis, elapsed_s: f64) -> anyhow::Result<Repo
     for f in &findings {
         *findings_by_kind.entry(format!("{} {}", f.code, f.kind)).or_insert(0) += 1;
     }
-    let recoverable = recoverable(&findings, &a.jobs, &totals);
+    let recoverable = recoverable(&findings, &a.jobs, &totals, opts.thresholds.young_min_failures);
     let recoverable_gpu_h = recoverable.iter().map(|r| r.gpu_h).sum();
     let mut filters = BTreeMap::new();
     for (k, v) in [("cluster", &opts.clusters), ("node", &opts.nodes), ("job", &opts.jobs)] {
@@ -571,7 +568,7 @@ pub fn build(opts: &Options, a: Analysis, elapsed_s: f64) -> anyhow::Result<Repo
 }
 
 /// The recoverable capacity estimate, with its assumption per kind.
-fn recoverable(findings: &[ReportFinding], jobs: &[JobRecovery], totals: &Breakdown) -> Vec<Recoverable> {
+fn recoverable(findings: &[ReportFinding], jobs: &[JobRecovery], totals: &Breakdown, min_failures: usize) -> Vec<Recoverable> {
     let sum = |kind: &str| findings.iter().filter(|f| f.kind == kind).filter_map(|f| f.gpu_seconds).sum::<f64>() / 3600.0;
     let mut out = vec![
         Recoverable { kind: "straggler".into(), gpu_h: sum("straggler"), assumption: "fixing the straggling rank removes the stall it alone causes on its peers".into() },
@@ -585,12 +582,13 @@ fn recoverable(findings: &[ReportFinding], jobs: &[JobRecovery], totals: &Breakd
     // Checkpoints: saving at Young's interval instead of the observed one.
     let ckpt: f64 = jobs
         .iter()
+        .filter(|j| j.mtbf_failures >= min_failures)
         .filter_map(|j| {
             let (i, y) = (j.checkpoint_interval_s?, j.young_interval_s?);
             (y > i).then(|| j.badput.checkpoint_save_s * (1.0 - i / y) * j.gpus as f64 / 3600.0)
         })
         .sum();
-    out.push(Recoverable { kind: "checkpoint_cost".into(), gpu_h: ckpt, assumption: "checkpointing at Young's interval where it is longer than the observed one".into() });
+    out.push(Recoverable { kind: "checkpoint_cost".into(), gpu_h: ckpt, assumption: "checkpointing at Young's interval where it is longer than the observed one (MTBF from enough failures)".into() });
     let wasted: f64 = jobs.iter().map(|j| j.wasted_gpu_s).sum::<f64>() / 3600.0 / 2.0;
     out.push(Recoverable { kind: "wasted_progress".into(), gpu_h: wasted, assumption: "half the work lost to failures, as checkpoints at Young's interval would halve it on average".into() });
     out.retain(|r| r.gpu_h > 0.0);
