@@ -286,3 +286,17 @@ async fn costly_checkpoints_and_cascading_restarts_are_flagged() {
     close(flaky.young_interval_s.unwrap(), (2.0 * 20.0 * 1200.0f64).sqrt(), 1e-9, "Young's interval");
     close(flaky.mttr_s.unwrap(), 60.0 + 30.0, 1e-9, "MTTR (downtime + restore)");
 }
+
+#[tokio::test]
+async fn communication_not_hidden_by_compute_is_flagged_per_job() {
+    let mut cfg = fleet(2);
+    // A slow interconnect: each step computes 1.2 s, then moves 256 MiB (or 32 MiB) at 0.15 GB/s of bus bandwidth.
+    (cfg.compute_ns, cfg.bus_bw) = (1_200_000_000, 0.15e9);
+    cfg.jobs.push(cfg.job("slow", vec![0, 1], true));
+    let (_dir, r) = report_of(&cfg, false).await;
+    assert_eq!(kinds(&r), ["exposed_communication"], "{:#?}", r.findings.iter().map(|f| &f.summary).collect::<Vec<_>>());
+    let transfer = |bytes: f64| bytes * 2.0 * 15.0 / 16.0 / cfg.bus_bw;
+    // 348 windows of two steps (1 h − 20 s startup − 5 saves of 20 s), over the job's 3600 s per GPU.
+    let expected = (transfer(cfg.bytes as f64) + transfer(cfg.bytes as f64 / 8.0)) * 348.0 / 3600.0;
+    close(fig(&r.findings[0], "exposed_share"), expected, 0.01, "exposed communication share");
+}
