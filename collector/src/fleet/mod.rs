@@ -112,6 +112,7 @@ pub async fn analyze(opts: &Options, reducer: &Reducer, progress: Progress<'_>) 
         ctx.register_table(CollectiveStall::NAME, provider)?;
     }
     restrict(&ctx, &opts.clusters, &opts.nodes, &opts.jobs).await?;
+    check_window(&ctx, opts.params.window_ns).await?;
     let mut results = std::collections::HashMap::new();
     for (i, (name, _)) in sql::QUERIES.iter().enumerate() {
         progress("report queries", i as u64, sql::QUERIES.len() as u64);
@@ -151,6 +152,23 @@ pub async fn analyze(opts: &Options, reducer: &Reducer, progress: Progress<'_>) 
         store_findings(&local_root(&opts.data)?, opts.range, &findings)?;
     }
     Ok(Analysis { stall_stats, gpu_time, topology, jobs, findings, timings })
+}
+
+/// Windows and exact stalls are joined on the window grid: refuse a
+/// `--window` that is not the agents' window length.
+async fn check_window(ctx: &SessionContext, window_ns: i64) -> anyhow::Result<()> {
+    let sql = "SELECT end_ns - start_ns AS len, count(*) AS n FROM windows GROUP BY end_ns - start_ns ORDER BY n DESC, len DESC LIMIT 1";
+    let rows = Rows::new("window length", ctx.sql(sql).await?.collect().await?);
+    if let Some(&len) = rows.i64_req("len")?.first()
+        && len != window_ns
+    {
+        bail!(
+            "most windows in this range are {} long, but --window is {}: set --window to the agents' windows.period",
+            humantime::format_duration(std::time::Duration::from_nanos(len.max(0) as u64)),
+            humantime::format_duration(std::time::Duration::from_nanos(window_ns.max(0) as u64))
+        );
+    }
+    Ok(())
 }
 
 /// A session over `ds` with its own memory pool, showing the same tables.

@@ -242,7 +242,7 @@ async fn free_gpus_the_job_shapes_cannot_use_are_topology_stranded() {
 }
 
 #[tokio::test]
-async fn filters_keep_one_job_and_store_refuses_them() {
+async fn filters_keep_one_job_and_bad_options_are_refused() {
     let mut cfg = fleet(2);
     cfg.jobs.push(cfg.job("a", vec![0], false));
     cfg.jobs.push(cfg.job("b", vec![1], false));
@@ -257,6 +257,11 @@ async fn filters_keep_one_job_and_store_refuses_them() {
     opts.store = true;
     let err = analyze(&opts, &Reducer::cpu(), &mut |_, _, _| {}).await.err().unwrap();
     assert!(format!("{err:#}").contains("--store"), "{err:#}");
+    // A window period that is not the agents' would silently miss the exact stalls.
+    let mut opts = options(dir.path(), false);
+    opts.params.window_ns = 7 * S;
+    let err = analyze(&opts, &Reducer::cpu(), &mut |_, _, _| {}).await.err().unwrap();
+    assert!(format!("{err:#}").contains("windows are 10s long, but --window is 7s"), "{err:#}");
 }
 
 #[tokio::test]
