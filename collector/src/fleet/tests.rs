@@ -261,7 +261,7 @@ async fn filters_keep_one_job_and_bad_options_are_refused() {
     let mut opts = options(dir.path(), false);
     opts.params.window_ns = 7 * S;
     let err = analyze(&opts, &Reducer::cpu(), &mut |_, _, _| {}).await.err().unwrap();
-    assert!(format!("{err:#}").contains("windows are 10s long, but --window is 7s"), "{err:#}");
+    assert!(format!("{err:#}").contains("windows in this range are 10s long, but --window is 7s"), "{err:#}");
 }
 
 #[tokio::test]
