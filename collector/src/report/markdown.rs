@@ -8,9 +8,12 @@ fn pct(a: f64, b: f64) -> String {
     if b > 0.0 { format!("{:.1}%", 100.0 * a / b) } else { "–".into() }
 }
 
-/// Header and cells of the category table.
-pub fn columns() -> [&'static str; 11] {
-    ["GPUs", "powered", "held", "reported busy", "compute", "ghost", "idle (held)", "no process", "unallocatable", "stranded", "stranded %"]
+/// Header and cells of the category table: every category by kind.
+pub fn columns() -> [&'static str; 16] {
+    [
+        "GPUs", "powered", "held", "reported busy", "compute", "ghost: sync stall", "ghost: hollow busy", "ghost: wasted progress",
+        "idle: host bound", "idle: launch gap", "idle: I/O blocked", "idle: no process", "idle: other", "unallocatable", "stranded", "stranded %",
+    ]
 }
 
 pub fn cells(gpus: usize, h: &Breakdown) -> Vec<String> {
@@ -21,9 +24,14 @@ pub fn cells(gpus: usize, h: &Breakdown) -> Vec<String> {
         f(h.held_gpu_h),
         f(h.reported_busy_gpu_h),
         f(h.compute_gpu_h),
-        f(h.ghost_gpu_h()),
-        f(h.idle_gpu_h() - h.idle_no_process_gpu_h),
+        f(h.ghost_sync_stall_gpu_h),
+        f(h.ghost_hollow_busy_gpu_h),
+        f(h.ghost_wasted_progress_gpu_h),
+        f(h.idle_host_bound_gpu_h),
+        f(h.idle_launch_gap_gpu_h),
+        f(h.idle_io_blocked_gpu_h),
         f(h.idle_no_process_gpu_h),
+        f(h.idle_other_gpu_h),
         f(h.unallocatable_gpu_h),
         f(h.stranded_gpu_h),
         pct(h.stranded_gpu_h, h.powered_gpu_h),
