@@ -583,6 +583,10 @@ table! {
         pub lateness_ns: Option<i64> => "ns",
         /// For the last rank: stall it alone caused on its peers, Σ over peers of min(peer stall, lateness_ns). Null for other ranks.
         pub caused_stall_ns: Option<i64> => "ns",
+        /// For the last rank: its lead over the latest arrival on any other node (how long the instance waited for its node). Null for other ranks and single-node communicators.
+        pub node_lateness_ns: Option<i64> => "ns",
+        /// For the last rank: stall its node caused on the ranks of other nodes, Σ of min(their stall, node_lateness_ns). Null where node_lateness_ns is.
+        pub node_caused_stall_ns: Option<i64> => "ns",
         /// Kernel time after the wait, duration − stall_ns (`kernel` rows only).
         pub transfer_ns: Option<i64> => "ns",
         /// Message size class: floor(log2(bytes)).

@@ -86,6 +86,74 @@ pub fn stragglers(rows: &Rows, th: &Thresholds) -> anyhow::Result<Vec<Draft>> {
     Ok(out)
 }
 
+/// straggler at node scope: a node whose ranks arrive last in a large share
+/// of a multi-node communicator's collectives (a slow node makes one of its
+/// own ranks last by a hair, so the rank-level test misses it). Chance is
+/// the node's share of the ranks. Not raised where a single rank of that
+/// node is already named.
+pub fn node_stragglers(rows: &Rows, ranks: &[Draft], th: &Thresholds) -> anyhow::Result<Vec<Draft>> {
+    let (cluster, hash, node, job) = (rows.str_req("cluster")?, rows.i64_req("comm_hash")?, rows.str_req("node")?, rows.str("job_id")?);
+    let (nranks, on_node, inst, last) = (rows.i64_req("nranks")?, rows.i64_req("ranks")?, rows.i64_req("instances")?, rows.i64_req("times_last")?);
+    let (lateness, caused, first, end) = (rows.f64("median_lateness_ns")?, rows.i64_req("caused_stall_ns")?, rows.i64_req("first_ns")?, rows.i64_req("last_ns")?);
+    let mut out = Vec::new();
+    for i in 0..rows.len() {
+        let instances = inst[i] as u64;
+        if instances < th.straggler_min_instances || on_node[i] >= nranks[i] {
+            continue; // too few instances, or the communicator lives on this node alone
+        }
+        if ranks.iter().any(|d| d.scope.comm_hash == Some(hash[i]) && d.scope.node.as_deref() == Some(&*node[i])) {
+            continue;
+        }
+        let share = last[i] as f64 / instances as f64;
+        let chance = on_node[i] as f64 / nranks[i] as f64;
+        let sd = (chance * (1.0 - chance) / instances as f64).sqrt();
+        let late = lateness[i].unwrap_or(0.0);
+        if share < th.straggler_min_share || share < chance + th.straggler_z * sd || late < th.straggler_min_lateness_ns as f64 {
+            continue;
+        }
+        let caused_s = caused[i] as f64 * 1e-9;
+        out.push(Draft {
+            code: "ai.01",
+            kind: "straggler",
+            scope_kind: "communicator",
+            scope: Scope {
+                cluster: cluster[i].clone(),
+                node: Some(node[i].clone()),
+                job_id: job[i].as_deref().map(str::to_string),
+                comm_hash: Some(hash[i]),
+                detail: Some("node".into()),
+                ..Scope::default()
+            },
+            start_ns: first[i],
+            end_ns: end[i],
+            severity: if share >= 0.9 && late >= 10.0 * th.straggler_min_lateness_ns as f64 { "critical" } else { "warning" },
+            summary: format!(
+                "Node {} ({} of {} ranks) holds the last rank in {:.0}% of {} collectives of communicator {:#018x}, {:.2} ms after the other nodes at the median, stalling their ranks for {:.1} GPU-s.",
+                node[i],
+                on_node[i],
+                nranks[i],
+                share * 100.0,
+                instances,
+                hash[i],
+                late / 1e6,
+                caused_s
+            ),
+            figures: json!({
+                "instances": instances, "times_last": last[i], "last_share": share, "chance_share": chance,
+                "median_lateness_ms": ms(late), "caused_stall_gpu_s": secs(caused[i] as f64), "ranks_on_node": on_node[i], "nranks": nranks[i],
+            }),
+            evidence: json!({
+                "query": format!(
+                    "SELECT seq, rank, node, start_ns, last_start_ns, stall_ns, is_last, node_lateness_ns, node_caused_stall_ns \
+                     FROM collective_stalls WHERE comm_hash = {} ORDER BY seq, rank", hash[i]),
+                "source": "collective_stalls (exact, matched across nodes)",
+            }),
+            gpu_seconds: Some(caused_s),
+        });
+    }
+    Ok(out)
+}
+
 /// bus_bandwidth_collapse: a communicator whose achieved bus bandwidth for
 /// an (operation, nranks, size class) is well below the fleet's own
 /// baseline for that class (median over all units of the class in the

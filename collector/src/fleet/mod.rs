@@ -132,7 +132,9 @@ pub async fn analyze(opts: &Options, reducer: &Reducer, progress: Progress<'_>) 
     let gpu_time = take("gpu_time")?;
     let (jobs_comm, powered) = job_comm(&gpu_time)?;
     let mut drafts: Vec<Draft> = Vec::new();
-    drafts.extend(ai01::stragglers(&take("stragglers")?, th)?);
+    let ranks = ai01::stragglers(&take("stragglers")?, th)?;
+    drafts.extend(ai01::node_stragglers(&take("node_stragglers")?, &ranks, th)?);
+    drafts.extend(ranks);
     drafts.extend(ai01::bus_bandwidth(&take("bus_bandwidth")?, th)?);
     drafts.extend(ai01::link_errors(&take("gpu_link_counters")?, &take("nic_counters")?, th)?);
     drafts.extend(ai01::exposed_comm(&jobs_comm, th));

@@ -46,6 +46,8 @@ pub struct SimJob {
 pub enum Fault {
     /// Rank `rank` of job `job` arrives `delay_ns` late at every collective.
     Straggler { job: usize, rank: i32, delay_ns: i64 },
+    /// Every rank of the job's `node_pos`-th node arrives `delay_ns` late at every collective.
+    SlowNode { job: usize, node_pos: usize, delay_ns: i64 },
     /// Job `job`'s collectives reach `factor` × the normal bus bandwidth from `from_ns`.
     SlowBus { job: usize, factor: f64, from_ns: i64 },
     /// NVLink `link` of GPU `gpu` on `node` counts CRC errors from `from_ns`, `per_hour`.
@@ -283,6 +285,7 @@ struct JobRt {
     failures: Vec<i64>,
     nranks: i32,
     straggler: Option<(i32, i64)>,
+    slow_node: Option<(usize, i64)>,
     slow: Option<(f64, i64)>,
     xid: Option<i64>,
 }
@@ -300,6 +303,10 @@ pub fn write(cfg: &SimConfig, root: &Path, threads: usize) -> anyhow::Result<u64
                 nranks: (j.nodes.len() * j.gpus_per_node) as i32,
                 straggler: cfg.faults.iter().find_map(|f| match f {
                     Fault::Straggler { job, rank, delay_ns } if *job == i => Some((*rank, *delay_ns)),
+                    _ => None,
+                }),
+                slow_node: cfg.faults.iter().find_map(|f| match f {
+                    Fault::SlowNode { job, node_pos, delay_ns } if *job == i => Some((*node_pos, *delay_ns)),
                     _ => None,
                 }),
                 slow: cfg.faults.iter().find_map(|f| match f {
@@ -410,7 +417,7 @@ fn node(cfg: &SimConfig, jobs: &[JobRt], n: usize, root: &Path) -> anyhow::Resul
     let step_fig = |ji: usize, j: &SimJob, rt: &JobRt, rank: i32, inc: u32, step: i64, seq: i64, t: i64| {
         let delay = |r: i32| {
             let d = (mix(cfg.seed ^ ((ji as u64) << 48) ^ (u64::from(inc) << 40) ^ ((seq as u64) << 16) ^ r as u64) % cfg.jitter_ns.max(1) as u64) as i64;
-            d + rt.straggler.filter(|s| s.0 == r).map_or(0, |s| s.1)
+            d + rt.straggler.filter(|s| s.0 == r).map_or(0, |s| s.1) + rt.slow_node.filter(|s| s.0 == r as usize / j.gpus_per_node).map_or(0, |s| s.1)
         };
         let max_d = (0..rt.nranks).map(delay).max().unwrap_or(0);
         let bytes = if step % 2 == 0 { cfg.bytes } else { cfg.bytes / 8 };
@@ -419,7 +426,6 @@ fn node(cfg: &SimConfig, jobs: &[JobRt], n: usize, root: &Path) -> anyhow::Resul
         let transfer = if rt.nranks > 1 { (bytes as f64 * 2.0 * (n - 1.0) / n / bw * 1e9).round() as i64 } else { 0 };
         let s_r = t + cfg.compute_ns + delay(rank);
         let last = t + cfg.compute_ns + max_d;
-        let _ = j;
         (cfg.compute_ns + delay(rank), last + transfer - s_r, last - s_r, s_r, last + transfer, bytes)
     };
     let mut rows = 0u64;
@@ -829,6 +835,9 @@ pub fn run(args: SimulateArgs) -> anyhow::Result<()> {
         }
         if n > 2 {
             cfg.faults.push(Fault::Crash { job: 2, at_ns: cfg.start_ns + (h / 2 / cfg.window_ns) * cfg.window_ns, downtime_ns: 120_000_000_000, xid: Some(79) });
+        }
+        if n > 3 && cfg.jobs[3].nodes.len() > 1 {
+            cfg.faults.push(Fault::SlowNode { job: 3, node_pos: 1, delay_ns: 5_000_000 });
         }
         cfg.faults.push(Fault::NvlinkErrors { node: 0, gpu: 1, link: 4, per_hour: 50, from_ns: cfg.start_ns });
         cfg.faults.push(Fault::NicErrors { node: args.nodes - 1, device: 2, per_hour: 20, from_ns: cfg.start_ns });

@@ -22,6 +22,7 @@ pub const QUERIES: &[(&str, &str)] = &[
     ("gpu_link_counters", include_str!("../../sql/gpu_link_counters.sql")),
     ("nic_counters", include_str!("../../sql/nic_counters.sql")),
     ("stragglers", include_str!("../../sql/stragglers.sql")),
+    ("node_stragglers", include_str!("../../sql/node_stragglers.sql")),
     ("bus_bandwidth", include_str!("../../sql/bus_bandwidth.sql")),
     ("job_timeline", include_str!("../../sql/job_timeline.sql")),
     ("job_io", include_str!("../../sql/job_io.sql")),

@@ -294,6 +294,11 @@ fn resolve(reducer: &Reducer, groups: Vec<Vec<Call>>, span: (i64, i64), stats: &
         let second = rows.clone().filter(|&j| j != last_idx).map(|j| start[j]).max();
         let lateness = second.map_or(0, |s| last_start - s);
         let caused: i64 = rows.clone().filter(|&j| j != last_idx).map(|j| stall[j].min(lateness)).sum();
+        // The same for the last rank's node: a slow node makes one of its own ranks last by a hair.
+        let last_node = calls[last_idx - rows.start].node.clone();
+        let other_nodes = || rows.clone().filter(|&j| calls[j - rows.start].node != last_node);
+        let node_lateness = other_nodes().map(|j| start[j]).max().map(|s| last_start - s);
+        let node_caused = node_lateness.map(|l| other_nodes().map(|j| stall[j].min(l)).sum::<i64>());
         if kernel {
             stats.instances_exact += 1;
         } else {
@@ -331,6 +336,8 @@ fn resolve(reducer: &Reducer, groups: Vec<Vec<Call>>, span: (i64, i64), stats: &
                 is_last,
                 lateness_ns: is_last.then_some(lateness),
                 caused_stall_ns: is_last.then_some(caused),
+                node_lateness_ns: node_lateness.filter(|_| is_last),
+                node_caused_stall_ns: node_caused.filter(|_| is_last),
                 transfer_ns: transfer,
                 size_class,
                 bus_bw_bytes_per_s: bus_bw,

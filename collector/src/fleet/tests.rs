@@ -305,3 +305,20 @@ async fn communication_not_hidden_by_compute_is_flagged_per_job() {
     let expected = (transfer(cfg.bytes as f64) + transfer(cfg.bytes as f64 / 8.0)) * 348.0 / 3600.0;
     close(fig(&r.findings[0], "exposed_share"), expected, 0.01, "exposed communication share");
 }
+
+#[tokio::test]
+async fn a_slow_node_is_named_even_though_no_single_rank_stands_out() {
+    let mut cfg = fleet(3);
+    cfg.jobs.push(cfg.job("wide", vec![0, 1, 2], false));
+    let delay = 10_000_000;
+    cfg.faults.push(Fault::SlowNode { job: 0, node_pos: 1, delay_ns: delay });
+    let (_dir, r) = report_of(&cfg, false).await;
+    assert_eq!(kinds(&r), ["straggler"], "{:#?}", r.findings.iter().map(|f| &f.summary).collect::<Vec<_>>());
+    let f = &r.findings[0];
+    assert_eq!((f.node.as_deref(), f.rank, f.comm_hash), (Some("node-0001"), None, Some(cfg.comm_hash(0, 0))));
+    let instances = ((H - 20 * S - 5 * 20 * S) / cfg.step_ns) as f64;
+    close(fig(f, "last_share"), 1.0, 1e-9, "share last");
+    close(fig(f, "median_lateness_ms"), delay as f64 / 1e6, 0.02, "lead over the other nodes");
+    // The 16 ranks of the other two nodes wait for it at every allreduce.
+    close(fig(f, "caused_stall_gpu_s"), instances * 16.0 * delay as f64 * 1e-9, 0.02, "stall caused on the other nodes");
+}
