@@ -7,6 +7,7 @@
 //! - `report`: fleet reports (the stranded-capacity report).
 
 mod dataset;
+mod fleet;
 mod import;
 mod postmortem;
 mod query;
@@ -37,7 +38,10 @@ enum Command {
     Postmortem(postmortem::PostmortemArgs),
     /// Fleet reports.
     #[command(subcommand)]
-    Report(report::ReportCommand),
+    Report(Box<report::ReportCommand>),
+    /// Write a simulated fleet dataset (tests, benchmarks, demos).
+    #[command(hide = true)]
+    Simulate(Box<fleet::sim::SimulateArgs>),
 }
 
 fn main() -> ExitCode {
@@ -61,7 +65,8 @@ fn main() -> ExitCode {
             Command::Query(args) => query::run(args).await,
             Command::Import(cmd) => import::run(cmd).await,
             Command::Postmortem(args) => postmortem::run(args).await,
-            Command::Report(cmd) => report::run(cmd).await,
+            Command::Report(cmd) => report::run(*cmd).await,
+            Command::Simulate(args) => fleet::sim::run(*args),
         }
     });
     match result {

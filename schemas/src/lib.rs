@@ -35,6 +35,7 @@ pub fn all_tables() -> &'static [TableInfo] {
             TableInfo::of::<Finding>(),
             TableInfo::of::<NicSample>(),
             TableInfo::of::<ProcessSample>(),
+            TableInfo::of::<CollectiveStall>(),
         ]
     })
 }

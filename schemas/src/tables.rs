@@ -539,3 +539,59 @@ table! {
         pub write_bytes: Option<i64> => "bytes",
     }
 }
+
+table! {
+    /// The exact sync stall of DESIGN §4 for one rank of one collective instance, computed by the collector (`strand report stranded --store`) by matching the instance on every rank and node by commHash and sequence number. Only complete instances (all `nranks` ranks seen) are stored; calls without a commHash are never matched.
+    pub struct CollectiveStall = "collective_stalls", version(1, 0) {
+        /// Cluster of the rank.
+        pub cluster: Arc<str> => "",
+        /// Node of the rank.
+        pub node: Arc<str> => "",
+        /// Job of the rank's process, when known.
+        pub job_id: Option<String> => "",
+        /// NCCL commHash of the communicator (as in `nccl_calls`).
+        pub comm_hash: i64 => "",
+        /// Sequence number of the collective in the communicator.
+        pub seq: i64 => "",
+        /// Collective operation (`allreduce`, `allgather`, …).
+        pub op: String => "",
+        /// Size of the communicator.
+        pub nranks: i32 => "",
+        /// Rank in the communicator.
+        pub rank: i32 => "",
+        /// Calling process.
+        pub pid: i32 => "",
+        /// NVML index of the rank's GPU, when known.
+        pub gpu_index: Option<i32> => "",
+        /// GPU UUID, when known.
+        pub gpu_uuid: Option<Arc<str>> => "",
+        /// Bytes of the operation per rank (as in `nccl_calls.bytes`).
+        pub bytes: Option<i64> => "bytes",
+        /// Arrival of the rank: device-side kernel start, or host call entry (see `time_source`).
+        pub start_ns: i64 => "ns (UTC)",
+        /// Kernel end (device), or host call return (host; the arrival when the call never returned).
+        pub end_ns: i64 => "ns (UTC)",
+        /// `kernel` when every rank of the instance had device-side kernel times, else `host` (host call entry of every rank; the stall is then the arrival lag, not bounded by the kernel).
+        pub time_source: String => "",
+        /// Arrival of the last rank of the instance (max over ranks of `start_ns`).
+        pub last_start_ns: i64 => "ns (UTC)",
+        /// DESIGN §4 sync stall: min(kernel duration, last_start_ns − start_ns); for `host` rows, last_start_ns − start_ns.
+        pub stall_ns: i64 => "ns",
+        /// True for the rank that arrived last (the lowest rank among ties).
+        pub is_last: bool => "",
+        /// For the last rank: its lead over the second-latest arrival (how long the instance waited for it alone). Null for other ranks.
+        pub lateness_ns: Option<i64> => "ns",
+        /// For the last rank: stall it alone caused on its peers, Σ over peers of min(peer stall, lateness_ns). Null for other ranks.
+        pub caused_stall_ns: Option<i64> => "ns",
+        /// For the last rank: its lead over the latest arrival on any other node (how long the instance waited for its node). Null for other ranks and single-node communicators.
+        pub node_lateness_ns: Option<i64> => "ns",
+        /// For the last rank: stall its node caused on the ranks of other nodes, Σ of min(their stall, node_lateness_ns). Null where node_lateness_ns is.
+        pub node_caused_stall_ns: Option<i64> => "ns",
+        /// Kernel time after the wait, duration − stall_ns (`kernel` rows only).
+        pub transfer_ns: Option<i64> => "ns",
+        /// Message size class: floor(log2(bytes)).
+        pub size_class: Option<i32> => "",
+        /// Achieved bus bandwidth (nccl-tests convention): algorithm bytes ÷ transfer time × the operation's bus factor (`kernel` rows only).
+        pub bus_bw_bytes_per_s: Option<f64> => "bytes/s",
+    }
+}

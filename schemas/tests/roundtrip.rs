@@ -41,7 +41,8 @@ fn every_table_round_trips_through_parquet() {
     roundtrip::<Finding>();
     roundtrip::<NicSample>();
     roundtrip::<ProcessSample>();
-    assert_eq!(all_tables().len(), 11, "a new table needs a round-trip line above");
+    roundtrip::<CollectiveStall>();
+    assert_eq!(all_tables().len(), 12, "a new table needs a round-trip line above");
 }
 
 #[test]

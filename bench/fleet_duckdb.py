@@ -1,0 +1,162 @@
+#!/usr/bin/env python3
+"""Runs the fleet report's aggregation SQL (collector/sql/*.sql) unchanged in
+DuckDB over a strand dataset, and optionally compares every result with the
+one DataFusion produced (`strand report stranded --dump-sql DIR`).
+
+The second engine proves the report logic is portable (docs/fleet-scale.md):
+the same files, the same parameters, the same answers.
+
+    python3 bench/fleet_duckdb.py --data DIR --from NS --to NS [--compare DUMP_DIR]
+
+Exit status 1 when a result differs. Needs `pip install duckdb`.
+"""
+
+import argparse
+import glob
+import json
+import math
+import os
+import sys
+import time
+
+import duckdb
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+SQL_DIR = os.path.join(ROOT, "collector", "sql")
+
+# Each table's time columns, as Dataset::open_range filters them.
+TIME = {
+    "gpu_samples": ("ts_ns", None),
+    "gpu_events": ("ts_ns", None),
+    "nic_samples": ("ts_ns", None),
+    "process_samples": ("ts_ns", None),
+    "process_events": ("ts_ns", None),
+    "windows": ("start_ns", "end_ns"),
+    "steps": ("start_ns", "end_ns"),
+    "collective_stalls": ("start_ns", "end_ns"),
+    "nccl_calls": ("enter_ns", "exit_ns"),
+}
+
+
+def create_views(con, data, start, end):
+    missing = []
+    for table, (t0, t1) in TIME.items():
+        files = glob.glob(os.path.join(data, table, "date=*", "cluster=*", "node=*", "*.parquet"))
+        if not files:
+            missing.append(table)
+            continue
+        pattern = os.path.join(data, table, "*", "*", "*", "*.parquet").replace("'", "''")
+        if t1 is None:
+            where = f"{t0} >= {start} AND {t0} < {end}"
+        else:
+            where = f"{t0} < {end} AND COALESCE({t1}, {t0}) >= {start}"
+        con.execute(
+            f"CREATE VIEW {table} AS SELECT * FROM read_parquet('{pattern}', union_by_name = true, hive_partitioning = false) WHERE {where}"
+        )
+    return missing
+
+
+def render(name, params):
+    with open(os.path.join(SQL_DIR, name + ".sql")) as f:
+        sql = f.read()
+    for k, v in params.items():
+        sql = sql.replace("{{" + k + "}}", str(v))
+    if "{{" in sql:
+        raise SystemExit(f"{name}.sql: unknown parameter")
+    return sql
+
+
+def norm(v):
+    if isinstance(v, float):
+        return ("n", round(v, 3))
+    if isinstance(v, bool):
+        return ("b", v)
+    if isinstance(v, int):
+        return ("n", float(v))
+    if v is None:
+        return ("z", 0)
+    if isinstance(v, list):
+        return ("l", tuple(norm(x) for x in v))
+    return ("s", str(v))
+
+
+def same(a, b):
+    if a is None or b is None:
+        return a is None and b is None
+    if isinstance(a, list) or isinstance(b, list):
+        return isinstance(a, list) and isinstance(b, list) and len(a) == len(b) and all(same(x, y) for x, y in zip(a, b))
+    if isinstance(a, (int, float)) and isinstance(b, (int, float)):
+        return math.isclose(float(a), float(b), rel_tol=1e-9, abs_tol=1e-6)
+    return str(a) == str(b)
+
+
+def compare(name, cols, duck_rows, dump_dir):
+    path = os.path.join(dump_dir, name + ".jsonl")
+    if not os.path.exists(path):
+        return f"{name}: no DataFusion result at {path}"
+    with open(path) as f:
+        df_rows = [json.loads(line) for line in f if line.strip()]
+    mine = [dict(zip(cols, r)) for r in duck_rows]
+    theirs = [{c: r.get(c) for c in cols} for r in df_rows]
+    if len(mine) != len(theirs):
+        return f"{name}: DuckDB {len(mine)} rows, DataFusion {len(theirs)}"
+    key = lambda r: tuple(norm(r[c]) for c in cols)
+    for a, b in zip(sorted(mine, key=key), sorted(theirs, key=key)):
+        for c in cols:
+            if not same(a[c], b[c]):
+                return f"{name}: column {c} differs: DuckDB {a[c]!r}, DataFusion {b[c]!r} (row {a})"
+    return None
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--data", required=True)
+    p.add_argument("--from", dest="start", type=int, required=True, help="UTC ns")
+    p.add_argument("--to", dest="end", type=int, required=True, help="UTC ns, exclusive")
+    p.add_argument("--window-ns", type=int, default=10_000_000_000)
+    p.add_argument("--bucket-ns", type=int, default=600_000_000_000)
+    p.add_argument("--alloc-ns", type=int, default=60_000_000_000)
+    p.add_argument("--bw-bucket-ns", type=int, default=300_000_000_000)
+    p.add_argument("--threads", type=int, default=0, help="DuckDB threads (0: its default)")
+    p.add_argument("--memory-limit", default=None, help="DuckDB memory_limit, e.g. 4GB")
+    p.add_argument("--compare", help="directory of DataFusion results (strand report stranded --dump-sql)")
+    a = p.parse_args()
+
+    con = duckdb.connect()
+    if a.threads:
+        con.execute(f"SET threads = {a.threads}")
+    if a.memory_limit:
+        con.execute(f"SET memory_limit = '{a.memory_limit}'")
+    missing = create_views(con, a.data, a.start, a.end)
+    params = {"window_ns": a.window_ns, "bucket_ns": a.bucket_ns, "alloc_ns": a.alloc_ns, "bw_bucket_ns": a.bw_bucket_ns}
+    names = sorted(os.path.splitext(os.path.basename(f))[0] for f in glob.glob(os.path.join(SQL_DIR, "*.sql")))
+    failures = []
+    total = 0.0
+    for name in names:
+        sql = render(name, params)
+        if any(f" {t}" in sql and t in missing for t in TIME):
+            print(f"{name:18s} skipped (a table it reads has no files: {', '.join(missing)})")
+            continue
+        t = time.monotonic()
+        cur = con.execute(sql)
+        rows = cur.fetchall()
+        cols = [d[0] for d in cur.description]
+        dt = time.monotonic() - t
+        total += dt
+        status = ""
+        if a.compare:
+            err = compare(name, cols, rows, a.compare)
+            status = "same as DataFusion" if err is None else "DIFFERS"
+            if err:
+                failures.append(err)
+        print(f"{name:18s} {len(rows):8d} rows {dt:8.3f} s  {status}")
+    print(f"duckdb {duckdb.__version__}: {len(names)} queries in {total:.3f} s")
+    for f in failures:
+        print("  " + f, file=sys.stderr)
+    if a.compare:
+        print(f"{len(names) - len(failures)} passed, {len(failures)} failed")
+    sys.exit(1 if failures else 0)
+
+
+if __name__ == "__main__":
+    main()
