@@ -89,9 +89,13 @@ pub async fn analyze(opts: &Options, reducer: &Reducer, progress: Progress<'_>) 
     let (stall_root, temp) = if opts.store {
         (local_root(&opts.data)?, None)
     } else {
-        let dir = std::env::temp_dir().join(format!("strand-report-{}-{}", std::process::id(), opts.created_ns));
-        std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
-        (dir.clone(), Some(TempDir(dir)))
+        // A fresh directory per run: two reports in one process (tests, a
+        // server) must never share their scratch stalls.
+        let dir = tempfile::Builder::new()
+            .prefix("strand-report-")
+            .tempdir()
+            .with_context(|| format!("cannot create a temporary directory in {}", std::env::temp_dir().display()))?;
+        (dir.path().to_path_buf(), Some(dir))
     };
     let all = Dataset::open(&opts.data).await?;
     let ctx = session(&all, opts.memory_limit).await?;
@@ -105,8 +109,8 @@ pub async fn analyze(opts: &Options, reducer: &Reducer, progress: Progress<'_>) 
     // 2. The report's queries over the range.
     let ds = Dataset::open_range(&opts.data, opts.range).await?;
     let ctx = session(&ds, opts.memory_limit).await?;
-    if let Some(TempDir(dir)) = &temp {
-        let tmp = Dataset::open_range(dir.to_str().context("temporary directory is not UTF-8")?, opts.range).await?;
+    if let Some(dir) = &temp {
+        let tmp = Dataset::open_range(dir.path().to_str().context("temporary directory is not UTF-8")?, opts.range).await?;
         let provider = tmp.context().table_provider(CollectiveStall::NAME).await?;
         ctx.deregister_table(CollectiveStall::NAME)?;
         ctx.register_table(CollectiveStall::NAME, provider)?;
@@ -309,11 +313,4 @@ fn dump(dir: &Path, rows: &Rows) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Removes the report's temporary stall directory when dropped.
-struct TempDir(PathBuf);
 
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
