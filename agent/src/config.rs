@@ -168,11 +168,29 @@ pub struct WindowsConfig {
     /// Idle gaps shorter than this between back-to-back kernels are launch gaps.
     #[serde(deserialize_with = "duration")]
     pub launch_gap: Duration,
+    /// How long after its end a window waits for late records (CUPTI buffers,
+    /// the NCCL/kernel join) before it is closed.
+    #[serde(deserialize_with = "duration")]
+    pub lateness: Duration,
+    /// How long an NCCL call waits for the CUPTI record of the kernel it launched.
+    #[serde(deserialize_with = "duration")]
+    pub nccl_join_hold: Duration,
+    /// Dtype of the model FLOPs when the markers do not say (`bf16`, `fp8`, …).
+    pub default_dtype: Option<String>,
+    /// Peak dense FLOP/s overrides: `[{ gpu = "H100", dtype = "bf16", flops_per_s = 9.89e14 }]`.
+    pub peak_flops: Vec<strand_analysis::mfu::PeakOverride>,
 }
 
 impl Default for WindowsConfig {
     fn default() -> Self {
-        Self { period: Duration::from_secs(10), launch_gap: Duration::from_micros(50) }
+        Self {
+            period: Duration::from_secs(10),
+            launch_gap: Duration::from_micros(50),
+            lateness: Duration::from_secs(15),
+            nccl_join_hold: Duration::from_secs(10),
+            default_dtype: None,
+            peak_flops: Vec::new(),
+        }
     }
 }
 
@@ -234,6 +252,13 @@ impl Config {
         if self.windows.period < Duration::from_secs(1) {
             return Err(key("windows.period", format!("{:?} is shorter than 1s", self.windows.period)));
         }
+        if self.windows.nccl_join_hold >= self.windows.lateness {
+            return Err(key(
+                "windows.nccl_join_hold",
+                format!("{:?} must be shorter than windows.lateness ({:?}), or joined calls arrive after their window closed", self.windows.nccl_join_hold, self.windows.lateness),
+            ));
+        }
+        strand_analysis::mfu::PeakTable::new(self.windows.peak_flops.clone()).map_err(|m| key("windows.peak_flops", m))?;
         if self.output.rotate_interval < Duration::from_secs(1) {
             return Err(key("output.rotate_interval", format!("{:?} is shorter than 1s", self.output.rotate_interval)));
         }

@@ -6,6 +6,8 @@ mod context;
 mod cupti;
 mod ebpf;
 mod infiniband;
+mod live;
+mod markers;
 mod metrics;
 mod nccl_join;
 mod nvml;

@@ -76,7 +76,27 @@ pub async fn run(cfg: Config, opts: RunOptions) -> anyhow::Result<()> {
     metrics.register(&mut registry);
     let cupti_metrics = crate::cupti::CuptiMetrics::register(&mut registry);
     let ebpf_metrics = crate::ebpf::EbpfMetrics::register(&mut registry);
+    let live_metrics = crate::live::LiveMetrics::register(&mut registry);
+    let markers_metrics = crate::markers::MarkersMetrics::register(&mut registry);
     let (trigger, shutdown) = shutdown_pair();
+    // The windows and steps writers stop last: the final windows are flushed
+    // only after every other table's rows reached the live windows.
+    let (late_trigger, late_shutdown) = shutdown_pair();
+
+    let backend: strand_kernels::Backend = cfg.kernels.backend.parse().map_err(anyhow::Error::msg)?;
+    let reducer = Arc::new(strand_kernels::Reducer::new(backend).context("kernels.backend")?);
+    let window_cfg = strand_analysis::WindowConfig {
+        period_ns: cfg.windows.period.as_nanos() as i64,
+        lateness_ns: cfg.windows.lateness.as_nanos() as i64,
+        launch_gap_ns: cfg.windows.launch_gap.as_nanos() as i64,
+        sample_period_ns: cfg.nvml.period.as_nanos() as i64,
+        peaks: strand_analysis::mfu::PeakTable::new(cfg.windows.peak_flops.clone()).map_err(anyhow::Error::msg)?,
+        default_dtype: cfg.windows.default_dtype.clone(),
+        ..Default::default()
+    };
+    let live = Arc::new(
+        crate::live::Live::new(window_cfg, reducer, cfg.windows.nccl_join_hold, &node, live_metrics).map_err(anyhow::Error::msg)?,
+    );
 
     let (spool, recovery) = Spool::open(&cfg.data_dir, &cfg.cluster, &node, cfg.output.quota_bytes, metrics.clone())
         .with_context(|| format!("cannot open the data directory {}", cfg.data_dir.display()))?;
@@ -90,19 +110,31 @@ pub async fn run(cfg: Config, opts: RunOptions) -> anyhow::Result<()> {
 
     let rotation = Rotation { interval: cfg.output.rotate_interval, bytes: cfg.output.rotate_bytes };
     let mut writers = Writers { handles: Vec::new() };
+    let mut last_writers = Writers { handles: Vec::new() };
     let w = &mut writers;
+    // Every batch is shown to the live windows before it is written.
+    fn observe<T: Table>(live: &Arc<crate::live::Live>, f: fn(&crate::live::Live, &[T])) -> Option<Observer<T>> {
+        let live = live.clone();
+        Some(Box::new(move |rows: &[T]| f(&live, rows)))
+    }
+    use crate::live::Live;
     let sinks = Sinks {
-        gpu_samples: start_writer(&spool, rotation, &metrics, |r: &GpuSample| r.ts_ns, None, &shutdown, w),
+        gpu_samples: start_writer(&spool, rotation, &metrics, |r: &GpuSample| r.ts_ns, observe(&live, Live::on_samples), &shutdown, w),
         gpu_events: start_writer(&spool, rotation, &metrics, |r: &GpuEvent| r.ts_ns, None, &shutdown, w),
-        kernel_events: start_writer(&spool, rotation, &metrics, |r: &KernelEvent| r.start_ns, None, &shutdown, w),
-        nccl_calls: start_writer(&spool, rotation, &metrics, |r: &NcclCall| r.enter_ns, None, &shutdown, w),
-        cuda_sync_calls: start_writer(&spool, rotation, &metrics, |r: &CudaSyncCall| r.enter_ns, None, &shutdown, w),
-        process_events: start_writer(&spool, rotation, &metrics, |r: &ProcessEvent| r.ts_ns, None, &shutdown, w),
-        steps: start_writer(&spool, rotation, &metrics, |r: &Step| r.start_ns, None, &shutdown, w),
-        windows: start_writer(&spool, rotation, &metrics, |r: &Window| r.start_ns, None, &shutdown, w),
+        kernel_events: start_writer(&spool, rotation, &metrics, |r: &KernelEvent| r.start_ns, observe(&live, Live::on_kernels), &shutdown, w),
+        nccl_calls: start_writer(&spool, rotation, &metrics, |r: &NcclCall| r.enter_ns, observe(&live, Live::on_nccl), &shutdown, w),
+        cuda_sync_calls: start_writer(&spool, rotation, &metrics, |r: &CudaSyncCall| r.enter_ns, observe(&live, Live::on_sync), &shutdown, w),
+        process_events: start_writer(&spool, rotation, &metrics, |r: &ProcessEvent| r.ts_ns, observe(&live, Live::on_process), &shutdown, w),
+        steps: start_writer(&spool, rotation, &metrics, |r: &Step| r.start_ns, observe(&live, Live::on_steps), &late_shutdown, &mut last_writers),
+        windows: start_writer(&spool, rotation, &metrics, |r: &Window| r.start_ns, None, &late_shutdown, &mut last_writers),
         nic_samples: start_writer(&spool, rotation, &metrics, |r: &NicSample| r.ts_ns, None, &shutdown, w),
         process_samples: start_writer(&spool, rotation, &metrics, |r: &ProcessSample| r.ts_ns, None, &shutdown, w),
     };
+    // eBPF's NCCL calls meet their CUPTI kernels before the nccl_calls writer.
+    let (ebpf_nccl, ebpf_nccl_rx) = RowSink::channel(SINK_CAPACITY, metrics.dropped(NcclCall::NAME, "backpressure"));
+    let join_task = tokio::spawn(crate::live::run_join(live.clone(), ebpf_nccl_rx, sinks.nccl_calls.clone()));
+    let (windows_done, windows_done_rx) = tokio::sync::oneshot::channel();
+    let windows_task = tokio::spawn(crate::live::run_windows(live.clone(), sinks.windows.clone(), sinks.steps.clone(), windows_done_rx));
 
     let registry = Arc::new(Mutex::new(registry));
     let mut tasks: Vec<JoinHandle<()>> = Vec::new();
@@ -177,7 +209,7 @@ pub async fn run(cfg: Config, opts: RunOptions) -> anyhow::Result<()> {
             ctx.clone(),
             cfg.ebpf.poll_interval,
             crate::ebpf::EbpfSinks {
-                nccl: sinks.nccl_calls.clone(),
+                nccl: ebpf_nccl,
                 sync: sinks.cuda_sync_calls.clone(),
                 process: sinks.process_events.clone(),
             },
@@ -186,8 +218,22 @@ pub async fn run(cfg: Config, opts: RunOptions) -> anyhow::Result<()> {
         )
     } else {
         tracing::info!("ebpf: disabled in config");
+        drop(ebpf_nccl);
         None
     };
+
+    if cfg.markers.enabled {
+        let path = crate::markers::socket_path(&cfg.data_dir, &cfg.markers.socket);
+        let (ctx, sink, sd) = (ctx.clone(), sinks.steps.clone(), shutdown.clone());
+        tasks.push(tokio::spawn(async move {
+            let shown = path.display().to_string();
+            if let Err(e) = crate::markers::run(path, ctx, sink, markers_metrics, sd).await {
+                tracing::warn!("workload markers not received ({e:#}); steps are inferred from NCCL calls");
+            } else {
+                tracing::debug!("markers socket {shown} closed");
+            }
+        }));
+    }
 
     let mut perf_thread = None;
     if cfg.perf.enabled {
@@ -261,14 +307,23 @@ pub async fn run(cfg: Config, opts: RunOptions) -> anyhow::Result<()> {
     trigger.trigger();
 
     // Sources first, so their last rows reach the writers; then the writers.
+    // Sources first, then the NCCL join, then the table writers (their
+    // observers feed the live windows), then the last windows, then their writers.
     for t in [nvml_thread, perf_thread, ebpf_thread].into_iter().flatten() {
         let _ = tokio::task::spawn_blocking(move || t.join()).await;
     }
-    drop(sinks);
     for t in tasks {
         let _ = t.await;
     }
+    let _ = join_task.await;
+    drop(sinks);
     for h in writers.handles {
+        let _ = h.await;
+    }
+    let _ = windows_done.send(());
+    let _ = windows_task.await;
+    late_trigger.trigger();
+    for h in last_writers.handles {
         let _ = h.await;
     }
     if let Some((client, target)) = shipping {

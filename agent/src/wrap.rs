@@ -27,6 +27,7 @@ pub fn run(args: WrapArgs, cfg: &Config) -> anyhow::Result<ExitCode> {
     for note in &prepared.notes {
         eprintln!("strand-agent wrap: {note}");
     }
+    tracing::debug!("CUDA_INJECTION64_PATH={} STRAND_CUPTI_SOCKET={}", prepared.library.display(), prepared.socket.display());
     let mut command = prepared.command;
     let err = command.exec();
     bail!("cannot run {:?}: {err}", args.command[0])

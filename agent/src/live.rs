@@ -1,0 +1,243 @@
+//! Live windows (DESIGN §4 per GPU per window) from the rows on their way to
+//! the spool: the writers hand every batch to [`Live`] before writing it, the
+//! NCCL calls of eBPF first meet their CUPTI kernels ([`NcclJoiner`]), steps
+//! are inferred from NCCL periodicity where no markers come, and finished
+//! windows go to the `windows` table and to Prometheus.
+//!
+//! The figures themselves are `strand_analysis::WindowBuilder`: the same code
+//! the postmortem runs offline.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::registry::Registry;
+use strand_analysis::steps::StepInferrer;
+use strand_analysis::{WindowBuilder, WindowConfig, window_category_seconds};
+use strand_schemas::clock::utc_now_ns;
+use strand_schemas::*;
+use tokio::sync::mpsc;
+
+use crate::metrics::{GpuGauges, GpuLabels, SourceLabels};
+use crate::nccl_join::NcclJoiner;
+use crate::sink::RowSink;
+
+type FloatCounter = Counter<f64, std::sync::atomic::AtomicU64>;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct CategoryLabels {
+    pub gpu: String,
+    pub uuid: String,
+    pub node: String,
+    pub category: String,
+}
+
+/// What the live windows export.
+#[derive(Clone, Default)]
+pub struct LiveMetrics {
+    seconds: Family<CategoryLabels, FloatCounter>,
+    mfu: Family<GpuLabels, prometheus_client::metrics::gauge::Gauge<f64, std::sync::atomic::AtomicU64>>,
+    tensor_estimate: Family<GpuLabels, prometheus_client::metrics::gauge::Gauge<f64, std::sync::atomic::AtomicU64>>,
+    windows: Counter,
+    unused_rows: Family<SourceLabels, Counter>,
+    nccl_join: Family<SourceLabels, Counter>,
+}
+
+impl LiveMetrics {
+    pub fn register(r: &mut Registry) -> Self {
+        let m = Self::default();
+        r.register(
+            "strand_gpu_time_seconds",
+            "GPU time by DESIGN §4 category (compute, comm_exposed, memcpy_exposed, idle and their parts; hollow_busy), from closed windows",
+            m.seconds.clone(),
+        );
+        r.register("strand_gpu_mfu_ratio", "MFU of the last closed window (needs model FLOPs from markers)", m.mfu.clone());
+        r.register(
+            "strand_gpu_tensor_estimate_ratio",
+            "Tensor-pipe estimate of the last closed window (tensor active × SM clock / max): an estimate, not MFU",
+            m.tensor_estimate.clone(),
+        );
+        r.register("strand_agent_windows", "Decomposition windows closed", m.windows.clone());
+        r.register(
+            "strand_agent_window_unused_rows",
+            "Rows the live windows could not use: late (window already closed), overflow (buffer bound), unattributed (no GPU)",
+            m.unused_rows.clone(),
+        );
+        r.register("strand_agent_nccl_calls_joined", "NCCL calls by outcome of the join with their CUPTI kernels", m.nccl_join.clone());
+        m
+    }
+}
+
+/// The live analysis shared by the writers' observers and the window task.
+pub struct Live {
+    builder: Mutex<WindowBuilder>,
+    joiner: Mutex<NcclJoiner>,
+    steps: Mutex<StepInferrer>,
+    metrics: LiveMetrics,
+    node: String,
+}
+
+/// Moves a counter up to a cumulative value.
+fn bump(c: &Counter, to: u64) {
+    let now = c.get();
+    if to > now {
+        c.inc_by(to - now);
+    }
+}
+
+impl Live {
+    pub fn new(cfg: WindowConfig, reducer: Arc<strand_kernels::Reducer>, join_hold: Duration, node: &str, metrics: LiveMetrics) -> Result<Self, String> {
+        Ok(Self {
+            builder: Mutex::new(WindowBuilder::new(cfg, reducer)?),
+            joiner: Mutex::new(NcclJoiner::new(join_hold.as_nanos() as i64, 200_000)),
+            steps: Mutex::new(StepInferrer::new(4096)),
+            metrics,
+            node: node.to_string(),
+        })
+    }
+
+    pub fn on_kernels(&self, rows: &[KernelEvent]) {
+        if let Ok(mut j) = self.joiner.lock() {
+            j.push_kernels(rows, utc_now_ns());
+        }
+        if let Ok(mut b) = self.builder.lock() {
+            b.push_kernels(rows);
+        }
+    }
+
+    pub fn on_samples(&self, rows: &[GpuSample]) {
+        if let Ok(mut j) = self.joiner.lock() {
+            j.push_samples(rows);
+        }
+        if let Ok(mut b) = self.builder.lock() {
+            b.push_samples(rows);
+        }
+    }
+
+    /// NCCL calls after the join, on their way to the spool.
+    pub fn on_nccl(&self, rows: &[NcclCall]) {
+        if let Ok(mut s) = self.steps.lock() {
+            s.push(rows);
+        }
+        if let Ok(mut b) = self.builder.lock() {
+            b.push_nccl(rows);
+        }
+    }
+
+    pub fn on_sync(&self, rows: &[CudaSyncCall]) {
+        if let Ok(mut b) = self.builder.lock() {
+            b.push_sync(rows);
+        }
+    }
+
+    pub fn on_steps(&self, rows: &[Step]) {
+        if let Ok(mut s) = self.steps.lock() {
+            for r in rows.iter().filter(|r| r.source == "marker") {
+                if let Some(pid) = r.pid {
+                    s.has_markers(&r.node, pid);
+                }
+            }
+        }
+        if let Ok(mut b) = self.builder.lock() {
+            b.push_steps(rows);
+        }
+    }
+
+    pub fn on_process(&self, rows: &[ProcessEvent]) {
+        if let Ok(mut b) = self.builder.lock() {
+            b.push_process(rows);
+        }
+    }
+
+    /// Windows that ended before `now − lateness` (all of them when `flush`).
+    fn close(&self, flush: bool) -> Vec<Window> {
+        let Ok(mut b) = self.builder.lock() else { return Vec::new() };
+        let result = if flush { b.flush() } else { b.close_until(utc_now_ns()) };
+        let stats = b.stats();
+        drop(b);
+        let u = |k: &str| self.metrics.unused_rows.get_or_create(&SourceLabels { source: k.into() }).clone();
+        bump(&u("late"), stats.late_rows);
+        bump(&u("overflow"), stats.overflow_rows);
+        bump(&u("unattributed"), stats.unattributed_rows);
+        match result {
+            Ok(windows) => {
+                for w in &windows {
+                    self.export(w);
+                }
+                windows
+            }
+            Err(e) => {
+                tracing::warn!("live windows: reduction failed ({e}); these windows are lost");
+                Vec::new()
+            }
+        }
+    }
+
+    fn export(&self, w: &Window) {
+        let gpu = GpuLabels { gpu: w.gpu_index.to_string(), uuid: w.gpu_uuid.to_string(), node: self.node.clone() };
+        for (category, seconds) in window_category_seconds(w) {
+            if let Some(s) = seconds {
+                let l = CategoryLabels { gpu: gpu.gpu.clone(), uuid: gpu.uuid.clone(), node: gpu.node.clone(), category: category.into() };
+                self.metrics.seconds.get_or_create(&l).inc_by(s);
+            }
+        }
+        GpuGauges::set(&self.metrics.mfu, &gpu, w.mfu);
+        GpuGauges::set(&self.metrics.tensor_estimate, &gpu, w.tensor_estimate);
+        self.metrics.windows.inc();
+    }
+
+    fn update_join_metrics(&self, j: &NcclJoiner) {
+        let c = |k: &str| self.metrics.nccl_join.get_or_create(&SourceLabels { source: k.into() }).clone();
+        bump(&c("joined"), j.stats.joined);
+        bump(&c("unjoined"), j.stats.unjoined);
+        bump(&c("no_cupti"), j.stats.passed_through);
+    }
+}
+
+/// Joins eBPF's NCCL calls with their kernels and forwards them to the
+/// `nccl_calls` writer; flushes and stops when the eBPF source is gone.
+pub async fn run_join(live: Arc<Live>, mut rx: mpsc::Receiver<Vec<NcclCall>>, out: RowSink<NcclCall>) {
+    let mut tick = tokio::time::interval(Duration::from_millis(250));
+    loop {
+        tokio::select! {
+            rows = rx.recv() => match rows {
+                Some(rows) => {
+                    if let Ok(mut j) = live.joiner.lock() {
+                        j.push_calls(rows, utc_now_ns());
+                    }
+                }
+                None => break,
+            },
+            _ = tick.tick() => {
+                let ready = live.joiner.lock().map(|mut j| { let r = j.drain(utc_now_ns()); live.update_join_metrics(&j); r }).unwrap_or_default();
+                out.send(ready);
+            }
+        }
+    }
+    let rest = live.joiner.lock().map(|mut j| j.flush()).unwrap_or_default();
+    out.send(rest);
+}
+
+/// Closes windows once a second until `done` fires (all other writers have
+/// handed over their rows); then flushes every open window.
+pub async fn run_windows(live: Arc<Live>, windows: RowSink<Window>, steps: RowSink<Step>, done: tokio::sync::oneshot::Receiver<()>) {
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    tokio::pin!(done);
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {
+                let inferred = live.steps.lock().map(|mut s| s.poll()).unwrap_or_default();
+                steps.send(inferred);
+                let closed = tokio::task::block_in_place(|| live.close(false));
+                windows.send(closed);
+            }
+            _ = &mut done => break,
+        }
+    }
+    let inferred = live.steps.lock().map(|mut s| s.poll()).unwrap_or_default();
+    steps.send(inferred);
+    let closed = tokio::task::block_in_place(|| live.close(true));
+    windows.send(closed);
+}
