@@ -84,32 +84,41 @@ impl Setup {
         )
     }
 
-    /// Batches the agent says it committed (batch id → rows), from its logs.
-    fn committed(&self, logs: &[&str]) -> BTreeMap<String, i64> {
+    /// Batches the agent says it committed ((table, batch id) → rows), from its logs.
+    fn committed(&self, logs: &[&str]) -> BTreeMap<(String, String), i64> {
         let mut out = BTreeMap::new();
         for log in logs {
             let text = std::fs::read_to_string(self.path(log)).unwrap_or_default();
             for line in text.lines().filter(|l| l.contains("batch committed")) {
                 let field = |k: &str| line.split_whitespace().find_map(|w| w.strip_prefix(k)).map(|v| v.trim_matches('"').to_string());
-                let (Some(batch), Some(rows)) = (field("batch="), field("rows=")) else { continue };
-                assert!(out.insert(batch.clone(), rows.parse::<i64>().unwrap()).is_none(), "batch {batch} committed twice");
+                let (Some(table), Some(batch), Some(rows)) = (field("table="), field("batch="), field("rows=")) else { continue };
+                assert!(out.insert((table, batch.clone()), rows.parse::<i64>().unwrap()).is_none(), "batch {batch} committed twice");
             }
         }
         out
     }
 
-    /// Batches stored by the collector (batch id → rows), checking the layout.
-    fn stored(&self) -> BTreeMap<String, i64> {
+    /// Batches stored by the collector ((table, batch id) → rows), each
+    /// readable and in the node's Hive directory.
+    fn stored(&self) -> BTreeMap<(String, String), i64> {
         let root = self.path("collected");
         let mut out = BTreeMap::new();
         for f in files(&root, ".parquet") {
             let rel = f.strip_prefix(&root).unwrap().to_string_lossy().to_string();
-            assert!(rel.starts_with("gpu_samples/date=") && rel.contains("/cluster=e2e/node=node-a/"), "{rel}");
-            let rows = strand_schemas::read_file::<strand_schemas::GpuSample>(&f).unwrap_or_else(|e| panic!("stored file unreadable: {e}"));
+            let table = rel.split('/').next().unwrap().to_string();
+            assert!(rel.contains("/cluster=e2e/node=node-a/"), "{rel}");
+            let (info, reader) = strand_schemas::open_file(&f, &table).unwrap_or_else(|e| panic!("stored file unreadable: {e}"));
+            let rows: usize = reader.map(|b| b.expect("every page decodes").num_rows()).sum();
+            assert_eq!(rows as i64, info.rows);
             let id = f.file_stem().unwrap().to_string_lossy().to_string();
-            assert!(out.insert(id, rows.len() as i64).is_none());
+            assert!(out.insert((table, id), info.rows).is_none());
         }
         out
+    }
+
+    /// Rows of `gpu_samples` the agent committed.
+    fn committed_samples(committed: &BTreeMap<(String, String), i64>) -> i64 {
+        committed.iter().filter(|((t, _), _)| t == "gpu_samples").map(|(_, r)| r).sum()
     }
 
     fn spool_files(&self) -> Vec<PathBuf> {
@@ -134,7 +143,7 @@ impl Setup {
 }
 
 fn wait_batches(dir: &Path, n: usize) -> bool {
-    eventually(Duration::from_secs(30), || files(dir, ".parquet").len() >= n)
+    eventually(Duration::from_secs(30), || files(&dir.join("gpu_samples"), ".parquet").len() >= n)
 }
 
 #[test]
@@ -147,9 +156,9 @@ fn every_committed_row_is_queryable_exactly_once() {
     assert!(agent.wait(Duration::from_secs(30)).success());
 
     let committed = s.committed(&["agent.log"]);
-    assert!(committed.len() >= 3);
+    assert!(committed.keys().filter(|(t, _)| t == "gpu_samples").count() >= 3);
     assert_eq!(s.stored(), committed, "stored batches = committed batches, same row counts");
-    assert_eq!(s.queried_rows(), committed.values().sum::<i64>());
+    assert_eq!(s.queried_rows(), Setup::committed_samples(&committed));
     assert!(s.spool_files().is_empty(), "the last batch was shipped at shutdown");
 }
 
@@ -161,7 +170,7 @@ fn a_collector_outage_delays_but_loses_nothing() {
     assert!(wait_batches(&s.path("spool"), 3), "batches accumulate in the spool while the collector is down");
     let collector = s.collector();
     assert!(
-        eventually(Duration::from_secs(60), || s.stored().len() >= 4),
+        eventually(Duration::from_secs(60), || s.stored().keys().filter(|(t, _)| t == "gpu_samples").count() >= 4),
         "the backlog is shipped once the collector is up"
     );
     agent.signal(SIGTERM);
@@ -170,7 +179,7 @@ fn a_collector_outage_delays_but_loses_nothing() {
 
     let committed = s.committed(&["agent.log"]);
     assert_eq!(s.stored(), committed);
-    assert_eq!(s.queried_rows(), committed.values().sum::<i64>());
+    assert_eq!(s.queried_rows(), Setup::committed_samples(&committed));
     assert!(s.spool_files().is_empty(), "the spool drained to empty");
 }
 
@@ -189,7 +198,10 @@ fn an_agent_killed_mid_write_ships_every_complete_batch_and_nothing_corrupt() {
 
     let _collector = s.collector();
     let mut second = s.agent("second.log");
-    assert!(eventually(Duration::from_secs(30), || files(&s.path("spool"), ".tmp").len() <= 1), "leftovers removed at start");
+    assert!(
+        eventually(Duration::from_secs(30), || leftovers.iter().all(|p| !p.exists())),
+        "the first run's half-written batches are removed at start"
+    );
     std::thread::sleep(Duration::from_secs(2));
     second.signal(SIGTERM);
     assert!(second.wait(Duration::from_secs(30)).success());
@@ -198,6 +210,6 @@ fn an_agent_killed_mid_write_ships_every_complete_batch_and_nothing_corrupt() {
     assert!(log.contains("incomplete batch file(s) left by an earlier crash"), "{log}");
     let committed = s.committed(&["first.log", "second.log"]);
     assert_eq!(s.stored(), committed, "every complete batch of both runs, once; no partial one");
-    assert_eq!(s.queried_rows(), committed.values().sum::<i64>());
+    assert_eq!(s.queried_rows(), Setup::committed_samples(&committed));
     assert!(files(&s.path("spool"), ".tmp").is_empty());
 }
