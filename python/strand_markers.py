@@ -22,7 +22,7 @@ JSON object each (format: strand-analysis `markers` module). When the agent
 is not running, or its socket is full, messages are dropped and counted in
 `Markers.dropped`; the training loop is never slowed down.
 
-The socket is `$STRAND_MARKERS_SOCKET`, else `/var/lib/strand/markers.sock`
+The socket is `$STRAND_MARKERS_SOCKET`, else `/run/strand/markers.sock`
 (the agent's default under systemd).
 """
 
@@ -34,7 +34,7 @@ import time
 
 __all__ = ["Markers", "DEFAULT_SOCKET"]
 
-DEFAULT_SOCKET = "/var/lib/strand/markers.sock"
+DEFAULT_SOCKET = "/run/strand/markers.sock"
 VERSION = 1
 
 
