@@ -154,3 +154,20 @@ for path in sys.argv[1:]:
         .filter_map(|l| l.split_once('\t').map(|(t, r)| (t.to_string(), r.parse().unwrap_or(-1))))
         .collect()
 }
+
+/// Writes an agent config for a standalone test agent with data in `data`:
+/// no metrics endpoint, no InfiniBand, NVML every 250 ms, 2 s windows
+/// closing after 3 s, then `extra` TOML lines. Returns the file's path.
+pub fn agent_config(dir: &Path, data: &Path, extra: &str) -> PathBuf {
+    let cfg = dir.join("agent.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "data_dir = \"{}\"\n[metrics]\nlisten = \"\"\n[nvml]\nperiod = \"250ms\"\ninfiniband = false\n\
+             [windows]\nperiod = \"2s\"\nlateness = \"3s\"\nnccl_join_hold = \"1s\"\n{extra}",
+            data.display()
+        ),
+    )
+    .expect("write the agent config");
+    cfg
+}

@@ -33,16 +33,7 @@ fn kernel(corr: u32, name: u32, stream: u32, start_utc: i64, end_utc: i64, clock
 fn a_known_kernel_timeline_is_decomposed_exactly_in_the_live_windows() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
-    let cfg = dir.path().join("agent.toml");
-    std::fs::write(
-        &cfg,
-        format!(
-            "data_dir = \"{}\"\n[metrics]\nlisten = \"\"\n[nvml]\nperiod = \"250ms\"\ninfiniband = false\n\
-             [windows]\nperiod = \"2s\"\nlateness = \"3s\"\nnccl_join_hold = \"1s\"\n[ebpf]\nenabled = false\n",
-            data.display()
-        ),
-    )
-    .unwrap();
+    let cfg = agent_config(dir.path(), &data, "[ebpf]\nenabled = false\n");
     let mut agent = Proc::spawn(
         Command::new(bin("strand-agent")).arg("--config").arg(&cfg).arg("--simulate-gpus").arg("1").env("STRAND_LOG", "warn"),
         "strand-agent",

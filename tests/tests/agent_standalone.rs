@@ -37,19 +37,30 @@ fn sigterm_flushes_every_batch_and_files_are_readable_by_pyarrow() {
     assert!(status.success(), "agent exited with {status}");
 
     assert!(files(&data, ".tmp").is_empty(), "no temporary files remain");
+    // One batch per table with rows: the samples, and the windows flushed at stop.
     let parquet = files(&data, ".parquet");
-    assert_eq!(parquet.len(), 1, "one gpu_samples batch: {parquet:?}");
+    let tables: Vec<String> = parquet.iter().map(|p| p.strip_prefix(&data).unwrap().to_string_lossy().split('/').next().unwrap().to_string()).collect();
+    assert_eq!(tables, ["gpu_samples", "windows"], "{parquet:?}");
     let rel = parquet[0].strip_prefix(&data).unwrap().to_string_lossy().to_string();
     assert!(rel.starts_with("gpu_samples/date="), "{rel}");
     assert!(rel.contains("/cluster=default/node="), "{rel}");
 
     let read = pyarrow_read(&parquet);
     assert_eq!(read[0].0, "gpu_samples");
+    assert_eq!(read[1].0, "windows");
     // Every sample taken before SIGTERM is in the file: at least the 9 seen on /metrics.
     assert!(read[0].1 >= 9 && read[0].1 % 3 == 0, "rows: {}", read[0].1);
     let rows = strand_schemas::read_file::<strand_schemas::GpuSample>(&parquet[0]).unwrap();
     assert_eq!(rows.len() as i64, read[0].1);
-    assert!(rows.iter().all(|r| r.sm_active_ratio.is_some() || r.ts_ns > 0));
+    assert!(rows.iter().all(|r| r.reported_utilization_ratio.is_some()));
+    // The open window of each GPU was flushed, from NVML and GPM alone.
+    let windows = strand_schemas::read_file::<strand_schemas::Window>(&parquet[1]).unwrap();
+    assert_eq!(windows.len() as i64, read[1].1);
+    let mut gpus: Vec<i32> = windows.iter().map(|w| w.gpu_index).collect();
+    gpus.sort_unstable();
+    gpus.dedup();
+    assert_eq!(gpus, [0, 1, 2], "a run may straddle a window boundary: one or two windows per GPU");
+    assert!(windows.iter().all(|w| w.coverage == "nvml,gpm" && w.compute_ns.is_none()), "no kernel records: categories unmeasured, not zero");
 }
 
 #[test]

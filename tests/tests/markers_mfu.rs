@@ -27,16 +27,7 @@ fn python_dir() -> std::path::PathBuf {
 fn step_markers_with_flops_give_the_window_its_mfu() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
-    let cfg = dir.path().join("agent.toml");
-    std::fs::write(
-        &cfg,
-        format!(
-            "data_dir = \"{}\"\n[metrics]\nlisten = \"\"\n[nvml]\nperiod = \"250ms\"\ninfiniband = false\n\
-             [windows]\nperiod = \"2s\"\nlateness = \"3s\"\nnccl_join_hold = \"1s\"\n[ebpf]\nenabled = false\n[cupti]\nenabled = false\n",
-            data.display()
-        ),
-    )
-    .unwrap();
+    let cfg = agent_config(dir.path(), &data, "[ebpf]\nenabled = false\n[cupti]\nenabled = false\n");
     let mut agent = Proc::spawn(
         Command::new(bin("strand-agent")).arg("--config").arg(&cfg).arg("--simulate-gpus").arg("1").env("STRAND_LOG", "warn"),
         "strand-agent",

@@ -22,6 +22,7 @@ const IDLE_CLASSES: [(&str, &str); 5] = [
 /// Per-GPU charts show at most this many GPUs.
 const MAX_ROWS: usize = 64;
 
+/// Escapes text for HTML and SVG (used by the fleet report too).
 pub fn esc(s: &str) -> String {
     let mut o = String::with_capacity(s.len());
     for c in s.chars() {

@@ -17,7 +17,7 @@
 //! builder's compact form (about 64 bytes each) until the end; for trace sets larger than memory, `strand
 //! import kineto` them first and run the postmortem on the dataset.
 
-mod html;
+pub mod html;
 mod markdown;
 mod report;
 

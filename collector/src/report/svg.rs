@@ -1,9 +1,7 @@
 //! Tiny inline-SVG charts for self-contained HTML (no script, no network).
 
-/// Escapes text for HTML and SVG.
-pub fn esc(s: &str) -> String {
-    s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
-}
+/// Escapes text for HTML and SVG (one definition, shared with the postmortem page).
+pub use crate::postmortem::html::esc;
 
 /// Fixed category colours, in legend order.
 pub const PALETTE: &[&str] = &["#2e7d32", "#81c784", "#bdbdbd", "#c62828", "#ef6c00", "#ad1457", "#1565c0", "#64b5f6", "#6a1b9a", "#9e9e9e", "#5d4037", "#000000"];
