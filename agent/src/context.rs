@@ -47,13 +47,11 @@ impl SourceContext {
     /// (`pod<uid>`) cgroup, the agent's configured `job_id`.
     pub fn job_of(&self, pid: i32) -> Option<String> {
         let now = Instant::now();
-        if let Ok(cache) = self.jobs.lock() {
-            if let Some((job, at)) = cache.get(&pid) {
-                if now.duration_since(*at) < JOB_TTL {
+        if let Ok(cache) = self.jobs.lock()
+            && let Some((job, at)) = cache.get(&pid)
+                && now.duration_since(*at) < JOB_TTL {
                     return job.clone();
                 }
-            }
-        }
         let job = self.resolve_job(pid);
         if let Ok(mut cache) = self.jobs.lock() {
             if cache.len() >= JOB_CACHE_MAX {
@@ -68,18 +66,16 @@ impl SourceContext {
         let dir = self.proc_root.join(pid.to_string());
         if let Ok(env) = std::fs::read(dir.join("environ")) {
             for key in ["STRAND_JOB_ID=", "SLURM_JOB_ID="] {
-                if let Some(v) = env.split(|b| *b == 0).find_map(|kv| kv.strip_prefix(key.as_bytes())) {
-                    if !v.is_empty() {
+                if let Some(v) = env.split(|b| *b == 0).find_map(|kv| kv.strip_prefix(key.as_bytes()))
+                    && !v.is_empty() {
                         return Some(String::from_utf8_lossy(v).into_owned());
                     }
-                }
             }
         }
-        if let Ok(cgroup) = std::fs::read_to_string(dir.join("cgroup")) {
-            if let Some(job) = job_from_cgroup(&cgroup) {
+        if let Ok(cgroup) = std::fs::read_to_string(dir.join("cgroup"))
+            && let Some(job) = job_from_cgroup(&cgroup) {
                 return Some(job);
             }
-        }
         self.static_job.clone()
     }
 
@@ -120,11 +116,10 @@ pub fn job_from_cgroup(cgroup: &str) -> Option<String> {
     for line in cgroup.lines() {
         let path = line.rsplit(':').next().unwrap_or("");
         for part in path.split('/') {
-            if let Some(id) = part.strip_prefix("job_") {
-                if !id.is_empty() && id.bytes().all(|b| b.is_ascii_digit()) {
+            if let Some(id) = part.strip_prefix("job_")
+                && !id.is_empty() && id.bytes().all(|b| b.is_ascii_digit()) {
                     return Some(id.to_string());
                 }
-            }
         }
         if path.contains("kubepods") {
             for part in path.split('/') {

@@ -116,11 +116,10 @@ impl NcclJoiner {
     /// Accepts calls; they come out of [`drain`](Self::drain).
     pub fn push_calls(&mut self, rows: Vec<NcclCall>, now_ns: i64) {
         for c in rows {
-            if c.op == "group_end" {
-                if let Some(g) = c.group_id {
+            if c.op == "group_end"
+                && let Some(g) = c.group_id {
                     self.group_ends.insert((c.pid, c.tid, g), (c.enter_ns, c.exit_ns));
                 }
-            }
             self.held.push_back((c, now_ns));
         }
     }
@@ -162,12 +161,11 @@ impl NcclJoiner {
     }
 
     fn finish(&mut self, mut c: NcclCall) -> NcclCall {
-        if c.gpu_index.is_none() {
-            if let Some((i, u)) = self.pid_gpu.get(&c.pid) {
+        if c.gpu_index.is_none()
+            && let Some((i, u)) = self.pid_gpu.get(&c.pid) {
                 c.gpu_index = Some(*i);
                 c.gpu_uuid = Some(u.clone());
             }
-        }
         c
     }
 

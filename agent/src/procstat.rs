@@ -140,11 +140,10 @@ impl ProcSampler {
                         }
                         break;
                     }
-                    if let std::collections::hash_map::Entry::Vacant(v) = p.threads.entry(t) {
-                        if let Some(c) = self.open_thread(t) {
+                    if let std::collections::hash_map::Entry::Vacant(v) = p.threads.entry(t)
+                        && let Some(c) = self.open_thread(t) {
                             v.insert((c, Totals::default()));
                         }
-                    }
                 }
                 for (c, last) in p.threads.values_mut() {
                     last.cpu_ns = c.clock.read().unwrap_or(last.cpu_ns);
@@ -224,7 +223,7 @@ mod tests {
             let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
             // SAFETY: valid out-pointer.
             unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
-            ts.tv_sec as i64 * 1_000_000_000 + ts.tv_nsec as i64
+            ts.tv_sec * 1_000_000_000 + ts.tv_nsec
         };
         let start = thread_cpu();
         let mut x = 0u64;

@@ -23,11 +23,10 @@ pub fn notify(state: &str) {
 /// Half the watchdog interval systemd asked for (`WatchdogSec=`), if any.
 pub fn watchdog_interval() -> Option<Duration> {
     let usec: u64 = std::env::var("WATCHDOG_USEC").ok()?.parse().ok()?;
-    if let Ok(pid) = std::env::var("WATCHDOG_PID") {
-        if pid.parse::<u32>().ok()? != std::process::id() {
+    if let Ok(pid) = std::env::var("WATCHDOG_PID")
+        && pid.parse::<u32>().ok()? != std::process::id() {
             return None;
         }
-    }
     Some(Duration::from_micros(usec / 2))
 }
 

@@ -122,15 +122,14 @@ fn file_info(name: &str, meta: &ParquetMetaData) -> Result<FileInfo, ReadError> 
 /// Checks a file's table and version against what this build reads.
 /// `expected` is the table the caller wants, or any known table when `None`.
 pub fn check_info(name: &str, info: &FileInfo, expected: Option<&str>) -> Result<&'static TableInfo, ReadError> {
-    if let Some(expected) = expected {
-        if info.table != expected {
+    if let Some(expected) = expected
+        && info.table != expected {
             return Err(ReadError::WrongTable {
                 file: name.to_string(),
                 expected: expected.to_string(),
                 found: info.table.clone(),
             });
         }
-    }
     let known = table_info(&info.table)
         .ok_or_else(|| ReadError::UnknownTable { file: name.to_string(), table: info.table.clone() })?;
     if info.version.major > known.version.major {

@@ -8,6 +8,15 @@ use strand_schemas::GpuSample;
 
 use super::layer::{DeviceInfo, RawSample, Reading};
 
+/// The strings stamped on every row of one GPU (shared, not copied per row).
+#[derive(Clone, Copy)]
+pub struct Identity<'a> {
+    pub cluster: &'a Arc<str>,
+    pub node: &'a Arc<str>,
+    pub uuid: &'a Arc<str>,
+    pub name: &'a Arc<str>,
+}
+
 /// Remembers which (GPU, metric) pairs were already reported.
 #[derive(Default)]
 pub struct Converter {
@@ -46,16 +55,8 @@ impl Converter {
     }
 
     /// Converts one GPU's readings taken at `ts_ns` (UTC).
-    pub fn convert(
-        &mut self,
-        cluster: &Arc<str>,
-        node: &Arc<str>,
-        gpu: &DeviceInfo,
-        uuid: &Arc<str>,
-        name: &Arc<str>,
-        ts_ns: i64,
-        raw: RawSample,
-    ) -> GpuSample {
+    pub fn convert(&mut self, id: &Identity, gpu: &DeviceInfo, ts_ns: i64, raw: RawSample) -> GpuSample {
+        let Identity { cluster, node, uuid, name } = *id;
         self.failures.clear();
         let pct = |v: f64| (v / 100.0).clamp(0.0, 1.0);
         let util = self.take(gpu, "utilization", raw.utilization);

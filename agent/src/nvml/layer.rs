@@ -8,9 +8,11 @@ use serde::{Deserialize, Serialize};
 /// One metric as read from the hardware.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
+#[derive(Default)]
 pub enum Reading<T> {
     Ok(T),
     /// The GPU or driver does not provide it (stays null, logged once per GPU).
+    #[default]
     Unsupported,
     /// Not available yet (GPM needs two samples); stays null, not logged.
     NotYet,
@@ -18,11 +20,6 @@ pub enum Reading<T> {
     Failed(String),
 }
 
-impl<T> Default for Reading<T> {
-    fn default() -> Self {
-        Reading::Unsupported
-    }
-}
 
 /// A GPU as enumerated at start.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

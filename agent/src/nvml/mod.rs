@@ -100,7 +100,8 @@ fn sample_all(
         let ts = utc_now_ns();
         match layer.sample(&gpu.info) {
             Ok(raw) => {
-                let mut row = conv.convert(&ctx.cluster, &ctx.node, &gpu.info, &gpu.uuid, &gpu.name, ts, raw);
+                let id = convert::Identity { cluster: &ctx.cluster, node: &ctx.node, uuid: &gpu.uuid, name: &gpu.name };
+                let mut row = conv.convert(&id, &gpu.info, ts, raw);
                 for (metric, _) in conv.failures.drain(..) {
                     metrics.error("nvml", metric);
                 }

@@ -75,7 +75,7 @@ impl NvmlLayer {
         let counter = |c: ErrorCounter| -> Reading<Vec<u64>> {
             let mut out = Vec::with_capacity(active.len());
             for &l in &active {
-                match dev.link_wrapper_for(l).error_counter(c.clone()) {
+                match dev.link_wrapper_for(l).error_counter(c) {
                     Ok(v) => out.push(v),
                     Err(e) => return reading::<Vec<u64>>(Err(e)),
                 }

@@ -23,7 +23,8 @@ fn convert_period(period: usize) -> Vec<GpuSample> {
         for d in &devices {
             if let Ok(raw) = layer.sample(d) {
                 let (u, name) = (Arc::from(d.uuid.as_str()), Arc::from(d.name.as_str()));
-                out.push(conv.convert(&c, &n, d, &u, &name, p as i64, raw));
+                let id = super::convert::Identity { cluster: &c, node: &n, uuid: &u, name: &name };
+                out.push(conv.convert(&id, d, p as i64, raw));
             }
         }
     }
