@@ -1,14 +1,25 @@
 #!/usr/bin/env bash
-# Installs what a fresh Debian/Ubuntu machine lacks to build and test strand.
-# Rust itself comes from rustup. Safe to run again; uses sudo when not root.
+# Installs what a fresh Debian/Ubuntu machine lacks to build strand, and with
+# --test also what its tests use. Rust itself comes from rustup. Safe to run
+# again: it installs only what is missing; uses sudo when not root.
+#
+#   scripts/install-deps.sh          # build: the agent and the collector
+#   scripts/install-deps.sh --test   # build + tests
 set -euo pipefail
 SUDO=""
 [ "$(id -u)" -eq 0 ] || SUDO="sudo"
 
-# gcc: linker and test fixtures; clang + libelf + zlib: the eBPF programs (libbpf-cargo);
-# pkg-config: -sys crates;
-# systemd: systemd-analyze verifies the unit; python3-pip: test readers (pyarrow).
-PKGS="gcc clang llvm libelf-dev zlib1g-dev pkg-config systemd python3 python3-pip"
+# gcc: linker and C test fixtures; clang + llvm + libelf + zlib: the eBPF
+# programs (libbpf-cargo); pkg-config: -sys crates.
+PKGS="gcc clang llvm libelf-dev zlib1g-dev pkg-config"
+TESTING=0
+if [ "${1:-}" = "--test" ]; then
+  TESTING=1
+  # systemd-analyze verifies the unit; python3 runs the independent readers
+  # (pyarrow, DuckDB) and the markers client; chromium renders the HTML reports.
+  PKGS="$PKGS systemd python3 python3-pip chromium"
+fi
+
 missing=""
 for p in $PKGS; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"
@@ -16,9 +27,14 @@ done
 if [ -n "$missing" ]; then
   echo "install-deps: installing$missing"
   $SUDO apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq $missing >/dev/null
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends $missing >/dev/null
 fi
 
-# An independent Parquet reader for the tests (pyarrow); quiet when present.
-python3 -c "import pyarrow" 2>/dev/null || python3 -m pip install -q --disable-pip-version-check pyarrow \
-  || python3 -m pip install -q --break-system-packages pyarrow
+if [ "$TESTING" = 1 ]; then
+  for mod in pyarrow duckdb; do
+    python3 -c "import $mod" 2>/dev/null && continue
+    echo "install-deps: pip install $mod"
+    python3 -m pip install -q --disable-pip-version-check "$mod" 2>/dev/null \
+      || python3 -m pip install -q --disable-pip-version-check --break-system-packages "$mod"
+  done
+fi

@@ -1,0 +1,98 @@
+//! The reports as users get them: the postmortem and the stranded-capacity
+//! pages render in headless Chromium with their charts (issue 6), and the
+//! fleet report's SQL gives the same answers in DuckDB on the same files
+//! (issue 8: the report logic runs unchanged in a second engine).
+
+use std::path::Path;
+use std::process::Command;
+
+use strand_tests::*;
+
+const T0: i64 = 1_767_571_200_000_000_000; // 2026-01-05T00:00:00Z, the simulator's default start
+const HOUR: i64 = 3_600_000_000_000;
+
+fn repo() -> &'static Path {
+    Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/.."))
+}
+
+fn run(cmd: &mut Command, what: &str) -> String {
+    let out = cmd.output().unwrap_or_else(|e| panic!("cannot run {what}: {e}"));
+    assert!(
+        out.status.success(),
+        "{what} failed ({}):\n{}\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// A small simulated fleet with one fault of each kind, and its report.
+fn fleet(dir: &Path) -> std::path::PathBuf {
+    let data = dir.join("fleet");
+    run(Command::new(bin("strand")).args(["simulate", "--nodes", "2", "--faults", "--out"]).arg(&data), "strand simulate");
+    data
+}
+
+#[test]
+fn the_postmortem_and_the_fleet_report_render_in_chromium() {
+    let dir = tempfile::tempdir().unwrap();
+    let kineto = shared_data().join("kineto");
+    run(
+        Command::new(bin("strand"))
+            .arg("postmortem")
+            .arg(kineto.join("sampled_world128_rank0.json.gz"))
+            .arg(kineto.join("sampled_world128_rank1.json.gz"))
+            .arg("--out")
+            .arg(dir.path().join("pm")),
+        "strand postmortem",
+    );
+    let data = fleet(dir.path());
+    run(
+        Command::new(bin("strand"))
+            .args(["report", "stranded", "--from", &T0.to_string(), "--to", &(T0 + HOUR).to_string(), "--data"])
+            .arg(&data)
+            .arg("--out")
+            .arg(dir.path().join("report")),
+        "strand report stranded",
+    );
+    let check = repo().join("bench/render_check.sh");
+    let out = run(Command::new(&check).arg(dir.path().join("pm/report.html")), "render_check (postmortem)");
+    assert_eq!(out.matches("render_check: ok").count(), 4, "{out}");
+    let out = run(
+        Command::new(&check).arg(dir.path().join("report/stranded.html")).env("MIN_SVGS", "3").env("MIN_SHAPES", "20"),
+        "render_check (fleet report; scripts/install-deps.sh --test installs chromium)",
+    );
+    assert_eq!(out.matches("render_check: ok").count(), 4, "{out}");
+}
+
+#[test]
+fn the_fleet_report_sql_gives_the_same_answers_in_duckdb() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = fleet(dir.path());
+    let dump = dir.path().join("dump");
+    run(
+        Command::new(bin("strand"))
+            .args(["report", "stranded", "--from", &T0.to_string(), "--to", &(T0 + HOUR).to_string(), "--data"])
+            .arg(&data)
+            .arg("--out")
+            .arg(dir.path().join("report"))
+            .arg("--dump-sql")
+            .arg(&dump)
+            // Store the exact stalls in the dataset, so that DuckDB reads them too.
+            .arg("--store"),
+        "strand report stranded --dump-sql --store",
+    );
+    let out = run(
+        Command::new("python3")
+            .arg(repo().join("bench/fleet_duckdb.py"))
+            .arg("--data")
+            .arg(&data)
+            .args(["--from", &T0.to_string(), "--to", &(T0 + HOUR).to_string(), "--compare"])
+            .arg(&dump),
+        "bench/fleet_duckdb.py (needs duckdb: scripts/install-deps.sh --test)",
+    );
+    let same = out.matches("same as DataFusion").count();
+    assert!(same >= 10 && !out.contains("DIFFERS") && !out.contains("skipped"), "every query, same answers:\n{out}");
+    assert_eq!(same, files(&dump, "").len(), "one comparison per dumped result:\n{out}");
+}
