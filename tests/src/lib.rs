@@ -6,7 +6,9 @@ use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
 /// Path of a workspace binary (`strand-agent`, `strand`) next to the test executable.
-/// `cargo test --workspace` builds them; `cargo test -p strand-tests` alone does not.
+/// `cargo test --workspace` builds them (each binary's own package has
+/// integration tests, which is what makes cargo build it); `cargo test -p
+/// strand-tests` alone does not.
 pub fn bin(name: &str) -> PathBuf {
     let exe = std::env::current_exe().expect("test executable path");
     // <dir>/<profile>/deps/<test>: binaries are in <dir>/<profile>, unless a
@@ -14,6 +16,7 @@ pub fn bin(name: &str) -> PathBuf {
     let profile_dir = exe.parent().and_then(Path::parent).expect("<profile> directory");
     let profile = profile_dir.file_name().expect("profile name");
     let target = std::env::var_os("CARGO_TARGET_DIR")
+        .or_else(|| std::env::var_os("CARGO_BUILD_TARGET_DIR"))
         .map(PathBuf::from)
         .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../target"));
     let candidates = [profile_dir.join(name), target.join(profile).join(name)];
