@@ -140,22 +140,26 @@ impl<R: Read> Splitter<R> {
             self.base += self.pos as u64;
             self.pos = 0;
         }
+        // Read until the chunk is full (a decompressor returns a little at
+        // a time; zeroing a chunk per small read cost more than the scan).
         let len = self.buf.len();
         self.buf.resize(len + CHUNK, 0);
-        let n = loop {
-            match self.src.read(&mut self.buf[len..]) {
-                Ok(n) => break n,
+        let mut n = 0;
+        while n < CHUNK {
+            match self.src.read(&mut self.buf[len + n..]) {
+                Ok(0) => {
+                    self.eof = true;
+                    break;
+                }
+                Ok(got) => n += got,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(e) => {
                     self.buf.truncate(len);
                     return Err(SplitError::Io(e));
                 }
             }
-        };
-        self.buf.truncate(len + n);
-        if n == 0 {
-            self.eof = true;
         }
+        self.buf.truncate(len + n);
         Ok(n > 0)
     }
 
@@ -254,24 +258,7 @@ impl<R: Read> Splitter<R> {
                 if key == array_key && first == b'[' {
                     found = true;
                     self.advance(self.pos + 1);
-                    let mut index = 0usize;
-                    if self.peek()? == Some(b']') {
-                        self.advance(self.pos + 1);
-                    } else {
-                        loop {
-                            if self.peek()?.is_none() {
-                                return Err(SplitError::Truncated(self.here()));
-                            }
-                            let at = self.here();
-                            let end = self.value()?;
-                            on_element(index, &self.buf[self.pos..end], at).map_err(SplitError::Callback)?;
-                            self.advance(end);
-                            index += 1;
-                            if !self.expect_after_value(b']')? {
-                                break;
-                            }
-                        }
-                    }
+                    self.elements(&mut on_element)?;
                 } else {
                     let at = self.here();
                     let end = self.value()?;
@@ -287,6 +274,296 @@ impl<R: Read> Splitter<R> {
             None => Ok(found),
             Some(c) => Err(SplitError::Syntax(self.here(), format!("trailing `{}` after the object", c as char))),
         }
+    }
+}
+
+/// Bit masks of one 64-byte block, bit i for byte i (simdjson's stage 1).
+#[derive(Default, Clone, Copy)]
+struct Masks {
+    quote: u64,
+    backslash: u64,
+    /// `{` or `[`.
+    open: u64,
+    /// `}` or `]`.
+    close: u64,
+    comma: u64,
+    newline: u64,
+}
+
+/// Classifies a block: SSE2 (every x86-64 has it), else a plain loop.
+#[inline(always)]
+fn classify(block: &[u8; 64]) -> Masks {
+    #[cfg(target_arch = "x86_64")]
+    {
+        use std::arch::x86_64::*;
+        // SAFETY: SSE2 is part of the x86-64 baseline; the loads read 4 × 16
+        // bytes inside `block`.
+        unsafe {
+            let p = block.as_ptr();
+            let l = [_mm_loadu_si128(p.cast()), _mm_loadu_si128(p.add(16).cast()), _mm_loadu_si128(p.add(32).cast()), _mm_loadu_si128(p.add(48).cast())];
+            // `[` (0x5b) and `{` (0x7b) differ only in bit 0x20, as do `]` and `}`.
+            let b20 = _mm_set1_epi8(0x20);
+            let low = [_mm_or_si128(l[0], b20), _mm_or_si128(l[1], b20), _mm_or_si128(l[2], b20), _mm_or_si128(l[3], b20)];
+            #[inline(always)]
+            fn eq(l: &[__m128i; 4], c: u8) -> u64 {
+                // SAFETY: SSE2 is part of the x86-64 baseline.
+                unsafe {
+                    let c = _mm_set1_epi8(c as i8);
+                    let m = |x: __m128i| _mm_movemask_epi8(_mm_cmpeq_epi8(x, c)) as u16 as u64;
+                    m(l[0]) | m(l[1]) << 16 | m(l[2]) << 32 | m(l[3]) << 48
+                }
+            }
+            Masks {
+                quote: eq(&l, b'"'),
+                backslash: eq(&l, b'\\'),
+                open: eq(&low, b'{'),
+                close: eq(&low, b'}'),
+                comma: eq(&l, b','),
+                newline: eq(&l, b'\n'),
+            }
+        }
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        let mut m = Masks::default();
+        for (i, &c) in block.iter().enumerate() {
+            let bit = 1u64 << i;
+            match c {
+                b'"' => m.quote |= bit,
+                b'\\' => m.backslash |= bit,
+                b'{' | b'[' => m.open |= bit,
+                b'}' | b']' => m.close |= bit,
+                b',' => m.comma |= bit,
+                b'\n' => m.newline |= bit,
+                _ => {}
+            }
+        }
+        m
+    }
+}
+
+/// Bits of the bytes escaped by a backslash; `next` carries an escape that
+/// runs into the next block (simdjson's branch-free escape scanner).
+#[inline(always)]
+fn escaped(backslash: u64, next: &mut u64) -> u64 {
+    const ODD: u64 = 0xAAAA_AAAA_AAAA_AAAA;
+    if backslash == 0 {
+        return std::mem::take(next);
+    }
+    let potential = backslash & !*next;
+    let maybe = potential << 1;
+    let codes = ((maybe | ODD).wrapping_sub(potential)) ^ ODD;
+    let escaped = codes ^ (backslash | *next);
+    *next = (codes & backslash) >> 63;
+    escaped
+}
+
+/// Each bit set from an odd-numbered quote up to (not including) the next.
+#[inline(always)]
+fn prefix_xor(mut x: u64) -> u64 {
+    x ^= x << 1;
+    x ^= x << 2;
+    x ^= x << 4;
+    x ^= x << 8;
+    x ^= x << 16;
+    x ^= x << 32;
+    x
+}
+
+/// Line bookkeeping of the block scan: the line and the offset of the line's
+/// first byte at the start of the block.
+#[derive(Clone, Copy)]
+struct Lines {
+    line: usize,
+    line_start: u64,
+}
+
+impl Lines {
+    /// The position of bit `k` of a block at absolute offset `at` whose newlines are `nl`.
+    #[inline(always)]
+    fn at(self, at: u64, nl: u64, k: u32) -> Pos {
+        let below = if k >= 64 { nl } else { nl & ((1u64 << k) - 1) };
+        let line_start = if below == 0 { self.line_start } else { at + (64 - below.leading_zeros()) as u64 };
+        Pos { line: self.line + below.count_ones() as usize, column: (at + k as u64 - line_start) as usize + 1 }
+    }
+
+    fn after_block(&mut self, at: u64, nl: u64) {
+        if nl != 0 {
+            self.line += nl.count_ones() as usize;
+            self.line_start = at + (64 - nl.leading_zeros()) as u64;
+        }
+    }
+}
+
+fn is_space(c: u8) -> bool {
+    matches!(c, b' ' | b'\t' | b'\r' | b'\n')
+}
+
+impl<R: Read> Splitter<R> {
+    /// The elements of the array whose `[` was just consumed, up to and
+    /// including its `]`. One pass over the bytes in 64-byte blocks: quotes,
+    /// escapes and brackets become bit masks, strings are masked out by a
+    /// prefix XOR, and only the remaining brackets and commas are visited.
+    /// Elements are checked for structure here and by `serde_json` when parsed.
+    fn elements<E>(&mut self, on_element: &mut impl FnMut(usize, &[u8], Pos) -> Result<(), E>) -> Result<(), SplitError<E>> {
+        let mut lines = Lines { line: self.line, line_start: self.line_start };
+        // Block cursor and the carries between blocks.
+        let mut cur = self.pos;
+        let mut next_escaped = 0u64;
+        let mut in_string = 0u64;
+        let mut depth = 0u32;
+        // The current element: where its region began (after `[` or `,`), its
+        // first byte and position, and where its bracketed value closed.
+        let mut from = self.pos;
+        let mut start: Option<(usize, Pos)> = None;
+        let mut closed: Option<usize> = None;
+        let mut index = 0usize;
+        let mut pad = [b' '; 64];
+        loop {
+            if cur + 64 > self.buf.len() && !self.eof {
+                // Keep the current element's bytes; indices move down by what is dropped.
+                self.pos = from;
+                self.fill()?;
+                let shift = from;
+                cur -= shift;
+                from = 0;
+                start = start.map(|(s, p)| (s - shift, p));
+                closed = closed.map(|c| c - shift);
+                continue;
+            }
+            let avail = self.buf.len() - cur;
+            if avail == 0 {
+                self.pos = self.buf.len();
+                return Err(SplitError::Truncated(lines.at(self.base + cur as u64, 0, 0)));
+            }
+            let block: &[u8; 64] = if avail >= 64 {
+                self.buf[cur..cur + 64].try_into().expect("64 bytes")
+            } else {
+                // The end of the input: once, padded with spaces.
+                pad[..avail].copy_from_slice(&self.buf[cur..]);
+                &pad
+            };
+            let m = classify(block);
+            let at = self.base + cur as u64;
+            let quote = m.quote & !escaped(m.backslash, &mut next_escaped);
+            let strings = prefix_xor(quote) ^ in_string;
+            in_string = ((strings as i64) >> 63) as u64;
+            // The first byte of an element not yet found: the first non-space.
+            if start.is_none() {
+                let lo = from.max(cur);
+                if let Some(i) = self.buf[lo..cur + avail.min(64)].iter().position(|&c| !is_space(c)) {
+                    let k = (lo - cur + i) as u32;
+                    start = Some((lo + i, lines.at(at, m.newline, k)));
+                }
+            }
+            // Brackets, and the commas outside them: the commas inside an
+            // element (a dozen per Kineto event) are never visited.
+            let commas = m.comma & !strings;
+            let mut rest = ((m.open | m.close) & !strings) | commas;
+            loop {
+                let candidates = if depth == 0 { rest } else { rest & !commas };
+                if candidates == 0 {
+                    break;
+                }
+                let k = candidates.trailing_zeros();
+                rest &= u64::MAX.checked_shl(k + 1).unwrap_or(0);
+                let i = cur + k as usize;
+                let bit = 1u64 << k;
+                if m.open & bit != 0 {
+                    if depth == 0 && closed.is_some() {
+                        return Err(self.after_value(i, ']', lines.at(at, m.newline, k)));
+                    }
+                    depth += 1;
+                } else if m.close & bit != 0 {
+                    if depth > 0 {
+                        depth -= 1;
+                        if depth == 0 {
+                            closed = Some(i);
+                        }
+                        continue;
+                    }
+                    // The array's own end.
+                    let c = self.buf[i];
+                    if c != b']' {
+                        return Err(self.after_value(i, ']', lines.at(at, m.newline, k)));
+                    }
+                    if start.is_some_and(|(s, _)| s < i) {
+                        self.element(index, from, i, start, closed, lines.at(at, m.newline, k), on_element)?;
+                    } else if index > 0 {
+                        return Err(SplitError::Syntax(lines.at(at, m.newline, k), "expected a value, found `]`".into()));
+                    }
+                    let end = lines.at(at, m.newline, k + 1);
+                    self.pos = i + 1;
+                    self.line = end.line;
+                    self.line_start = self.base + self.pos as u64 + 1 - end.column as u64;
+                    return Ok(());
+                } else if depth == 0 {
+                    // A comma between elements.
+                    let here = lines.at(at, m.newline, k);
+                    if !start.is_some_and(|(s, _)| s < i) {
+                        return Err(SplitError::Syntax(here, "expected a value, found `,`".into()));
+                    }
+                    self.element(index, from, i, start, closed, here, on_element)?;
+                    index += 1;
+                    from = i + 1;
+                    start = None;
+                    closed = None;
+                    // The next element may start in this block.
+                    if let Some(j) = self.buf[i + 1..cur + avail.min(64)].iter().position(|&c| !is_space(c)) {
+                        let kk = k + 1 + j as u32;
+                        start = Some((i + 1 + j, lines.at(at, m.newline, kk)));
+                    }
+                }
+            }
+            lines.after_block(at, if avail >= 64 { m.newline } else { m.newline & ((1u64 << avail) - 1) });
+            cur += avail.min(64);
+        }
+    }
+
+    /// Hands one element (`from..to`, spaces trimmed) to the callback, after
+    /// checking that a bracketed value is all of it.
+    #[allow(clippy::too_many_arguments)]
+    fn element<E>(
+        &mut self,
+        index: usize,
+        from: usize,
+        to: usize,
+        start: Option<(usize, Pos)>,
+        closed: Option<usize>,
+        sep: Pos,
+        on_element: &mut impl FnMut(usize, &[u8], Pos) -> Result<(), E>,
+    ) -> Result<(), SplitError<E>> {
+        let (s, at) = start.unwrap_or((from, sep));
+        let mut e = to;
+        while e > s && is_space(self.buf[e - 1]) {
+            e -= 1;
+        }
+        if matches!(self.buf[s], b'{' | b'[') {
+            match closed {
+                Some(c) if c + 1 == e => {}
+                Some(c) => {
+                    let found = self.buf[c + 1..e].iter().position(|&b| !is_space(b)).map_or(c + 1, |j| c + 1 + j);
+                    return Err(self.after_value(found, ']', self.pos_from(s, at, found)));
+                }
+                None => return Err(SplitError::Syntax(at, "unbalanced brackets in this value".into())),
+            }
+        }
+        on_element(index, &self.buf[s..e], at).map_err(SplitError::Callback)
+    }
+
+    /// The position of buffer index `i`, counted from index `s` at `at`
+    /// (error paths only).
+    fn pos_from(&self, s: usize, at: Pos, i: usize) -> Pos {
+        let region = &self.buf[s..i];
+        match memchr::memrchr(b'\n', region) {
+            Some(last) => Pos { line: at.line + memchr::memchr_iter(b'\n', region).count(), column: i - (s + last) },
+            None => Pos { line: at.line, column: at.column + (i - s) },
+        }
+    }
+
+    /// "expected `,` or `]`" at buffer index `i`.
+    fn after_value<E>(&self, i: usize, close: char, at: Pos) -> SplitError<E> {
+        SplitError::Syntax(at, format!("expected `,` or `{close}`, found `{}`", self.buf[i] as char))
     }
 }
 
@@ -352,5 +629,138 @@ mod tests {
         }
         assert!(matches!(split("{} x", false), Err(SplitError::Syntax(..))));
         assert!(split("{}", false).unwrap().0.is_empty());
+    }
+
+    /// Element start offsets by a plain byte-at-a-time walk: the reference
+    /// for the block scanner.
+    fn reference_starts(text: &[u8], array_at: usize) -> Vec<usize> {
+        let (mut depth, mut in_str, mut esc) = (0u32, false, false);
+        let mut starts = Vec::new();
+        let mut want = true;
+        for (i, &c) in text.iter().enumerate().skip(array_at + 1) {
+            if in_str {
+                if esc {
+                    esc = false;
+                } else if c == b'\\' {
+                    esc = true;
+                } else if c == b'"' {
+                    in_str = false;
+                }
+                continue;
+            }
+            if want && !matches!(c, b' ' | b'\n' | b'\t' | b'\r') {
+                if depth == 0 && c == b']' {
+                    break;
+                }
+                starts.push(i);
+                want = false;
+            }
+            match c {
+                b'"' => in_str = true,
+                b'{' | b'[' => depth += 1,
+                b'}' | b']' if depth == 0 => break,
+                b'}' | b']' => depth -= 1,
+                b',' if depth == 0 => want = true,
+                _ => {}
+            }
+        }
+        starts
+    }
+
+    fn pos_of(text: &[u8], i: usize) -> Pos {
+        let before = &text[..i];
+        let line_start = before.iter().rposition(|&c| c == b'\n').map_or(0, |n| n + 1);
+        Pos { line: 1 + before.iter().filter(|&&c| c == b'\n').count(), column: i - line_start + 1 }
+    }
+
+    /// A reader handing out the input in the given chunk sizes, cycling.
+    struct Chunks<'a>(&'a [u8], Vec<usize>, usize);
+
+    impl Read for Chunks<'_> {
+        fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
+            let want = self.1[self.2 % self.1.len()].max(1);
+            self.2 += 1;
+            let n = want.min(out.len()).min(self.0.len());
+            out[..n].copy_from_slice(&self.0[..n]);
+            self.0 = &self.0[n..];
+            Ok(n)
+        }
+    }
+
+    fn json_value() -> impl proptest::strategy::Strategy<Value = serde_json::Value> {
+        use proptest::prelude::*;
+        // Strings full of what confuses a splitter: quotes, backslash runs, brackets, commas, newlines.
+        let text = || proptest::string::string_regex(r#"([\\"\[\]{},:\n ab]|\\\\|é){0,12}"#).expect("regex");
+        let leaf = prop_oneof![
+            Just(serde_json::Value::Null),
+            any::<bool>().prop_map(serde_json::Value::Bool),
+            any::<i64>().prop_map(|n| serde_json::json!(n)),
+            text().prop_map(serde_json::Value::String),
+        ];
+        leaf.prop_recursive(3, 24, 5, move |inner| {
+            prop_oneof![
+                proptest::collection::vec(inner.clone(), 0..5).prop_map(serde_json::Value::Array),
+                proptest::collection::btree_map(text(), inner, 0..5)
+                    .prop_map(|m| serde_json::Value::Object(m.into_iter().collect())),
+            ]
+        })
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(300))]
+        /// Whatever the values, the layout and the read sizes, the block
+        /// scanner hands out exactly the array's elements, at the positions
+        /// a byte-at-a-time walk finds.
+        #[test]
+        fn the_block_scanner_splits_any_array_like_a_plain_walk(
+            values in proptest::collection::vec(json_value(), 0..40),
+            pretty in proptest::bool::ANY,
+            chunks in proptest::collection::vec(1usize..300, 1..6),
+        ) {
+            let events = serde_json::Value::Array(values.clone());
+            let body = if pretty { serde_json::to_string_pretty(&events) } else { serde_json::to_string(&events) }.unwrap();
+            let text = format!("{{\"a\": \"x]\\\\\", \"events\": {body},\n\"z\": 1}}");
+            let array_at = text.find("\"events\": ").unwrap() + 10;
+            let starts = reference_starts(text.as_bytes(), array_at);
+            let mut got = Vec::new();
+            let found = Splitter::new(Chunks(text.as_bytes(), chunks, 0)).run(
+                "events",
+                |_, _, _| Ok::<(), ()>(()),
+                |i, v, p| {
+                    got.push((i, serde_json::from_slice::<serde_json::Value>(v).map_err(|_| ())?, p));
+                    Ok(())
+                },
+            );
+            proptest::prop_assert!(matches!(found, Ok(true)), "{:?}", found.err().map(|e| format!("{e:?}")));
+            proptest::prop_assert_eq!(got.len(), values.len());
+            for ((i, v, p), (want, &s)) in got.iter().zip(values.iter().zip(&starts)) {
+                proptest::prop_assert_eq!(v, want, "element {}", i);
+                proptest::prop_assert_eq!(*p, pos_of(text.as_bytes(), s), "element {}", i);
+            }
+        }
+    }
+
+    #[test]
+    fn damaged_arrays_are_errors_at_the_damage() {
+        let cases = [
+            ("{\"events\": [{\"a\": 1} {\"b\": 2}]}", 1, 22, "expected `,` or `]`, found `{`"),
+            ("{\"events\": [{\"a\": 1}\n  x, 2]}", 2, 3, "expected `,` or `]`, found `x`"),
+            ("{\"events\": [1,, 2]}", 1, 15, "expected a value, found `,`"),
+            ("{\"events\": [1, 2,\n]}", 2, 1, "expected a value, found `]`"),
+            ("{\"events\": [{\"a\": 1}}]}", 1, 21, "expected `,` or `]`, found `}`"),
+        ];
+        for (input, line, column, message) in cases {
+            for trickle in [false, true] {
+                match split(input, trickle) {
+                    Err(SplitError::Syntax(p, m)) => {
+                        assert_eq!((p, m.as_str()), (Pos { line, column }, message), "{input:?}")
+                    }
+                    other => panic!("{input:?}: {other:?}"),
+                }
+            }
+        }
+        for cut in ["{\"events\": [{\"a\": \"]\\\"\"}, ", "{\"events\": [1, {\"a\": [2, 3]"] {
+            assert!(matches!(split(cut, true), Err(SplitError::Truncated(_))), "{cut:?}");
+        }
     }
 }
