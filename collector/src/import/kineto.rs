@@ -144,45 +144,21 @@ impl<'de> Deserialize<'de> for LaxI64 {
     }
 }
 
+/// A time in microseconds (a JSON number, or a string holding one) read
+/// exactly to nanoseconds from its text: `1712195495505582.988` is
+/// 1712195495505582988 ns, which an `f64` cannot hold. Anything else is `None`.
 #[derive(Debug, Default, Clone, Copy)]
-struct LaxF64(Option<f64>);
+struct LaxMicros(Option<i64>);
 
-impl<'de> Deserialize<'de> for LaxF64 {
+impl<'de> Deserialize<'de> for LaxMicros {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct V;
-        impl<'de> Visitor<'de> for V {
-            type Value = LaxF64;
-            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-                f.write_str("a number")
-            }
-            fn visit_i64<E>(self, v: i64) -> Result<LaxF64, E> {
-                Ok(LaxF64(Some(v as f64)))
-            }
-            fn visit_u64<E>(self, v: u64) -> Result<LaxF64, E> {
-                Ok(LaxF64(Some(v as f64)))
-            }
-            fn visit_f64<E>(self, v: f64) -> Result<LaxF64, E> {
-                Ok(LaxF64(v.is_finite().then_some(v)))
-            }
-            fn visit_str<E>(self, v: &str) -> Result<LaxF64, E> {
-                Ok(LaxF64(v.trim().parse().ok()))
-            }
-            fn visit_bool<E>(self, _: bool) -> Result<LaxF64, E> {
-                Ok(LaxF64(None))
-            }
-            fn visit_unit<E>(self) -> Result<LaxF64, E> {
-                Ok(LaxF64(None))
-            }
-            fn visit_seq<A: SeqAccess<'de>>(self, mut a: A) -> Result<LaxF64, A::Error> {
-                while a.next_element::<IgnoredAny>()?.is_some() {}
-                Ok(LaxF64(None))
-            }
-            fn visit_map<A: MapAccess<'de>>(self, mut a: A) -> Result<LaxF64, A::Error> {
-                while a.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
-                Ok(LaxF64(None))
-            }
-        }
-        d.deserialize_any(V)
+        let raw = <&'de serde_json::value::RawValue>::deserialize(d)?;
+        let text = raw.get();
+        let text = match text.strip_prefix('"').and_then(|t| t.strip_suffix('"')) {
+            Some(inner) => inner.trim(),
+            None => text,
+        };
+        Ok(LaxMicros(micros_text_to_ns(text)))
     }
 }
 
@@ -347,9 +323,9 @@ struct RawEvent<'a> {
     #[serde(default)]
     tid: LaxI64,
     #[serde(default)]
-    ts: LaxF64,
+    ts: LaxMicros,
     #[serde(default)]
-    dur: LaxF64,
+    dur: LaxMicros,
     #[serde(default, borrow)]
     args: Option<RawArgs<'a>>,
 }
@@ -424,7 +400,7 @@ struct GpuRec {
     coll: Option<Box<CollMeta>>,
 }
 
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, PartialEq)]
 struct Launch {
     /// Nanoseconds from the trace's base time.
     ts: i64,
@@ -449,10 +425,10 @@ struct StepRec {
 #[derive(Debug, Default)]
 struct Collected {
     gpu: Vec<GpuRec>,
-    launches: HashMap<i64, Launch>,
+    launches: HashMap<i64, Launch, foldhash::fast::RandomState>,
     syncs: Vec<SyncRec>,
     steps: Vec<StepRec>,
-    names: HashMap<String, Arc<str>>,
+    names: HashMap<String, Arc<str>, foldhash::fast::RandomState>,
     cpu_pids: HashMap<i32, u64>,
     skipped: u64,
     /// First error inside an event (reported with the file name).
@@ -522,16 +498,15 @@ impl Collected {
             this.error = Some((index, cat.to_string(), name.to_string(), detail.to_string()));
         };
         if let Some(kind) = GpuKind::of(cat) {
-            let Some(ts) = e.ts.0.and_then(us_to_ns) else { return fail(self, "missing or non-numeric `ts`", cat, name) };
-            let Some(dur) = e.dur.0.and_then(us_to_ns) else { return fail(self, "missing or non-numeric `dur`", cat, name) };
-            if dur < 0 {
-                self.skipped += 1;
-                return;
-            }
+            let rec = match gpu_of_raw(&e, kind) {
+                Ok(Some(rec)) => rec,
+                Ok(None) => {
+                    self.skipped += 1;
+                    return;
+                }
+                Err(detail) => return fail(self, detail, cat, name),
+            };
             let args = e.args.as_ref();
-            let arg = |f: fn(&RawArgs) -> Option<i64>| args.and_then(f);
-            let device = arg(|a| a.device.0).or(e.pid.0).and_then(|d| i32::try_from(d).ok()).unwrap_or(0);
-            let stream = arg(|a| a.stream.0).or(e.tid.0).unwrap_or(0);
             let coll = args.filter(|a| kind == GpuKind::Kernel && a.collective.0.is_some()).map(|a| {
                 Box::new(CollMeta {
                     op: normalize_collective(a.collective.as_deref().unwrap_or_default()),
@@ -544,23 +519,10 @@ impl Collected {
                     peer: a.dst_rank.0.or(a.src_rank.0).and_then(|p| i32::try_from(p).ok()),
                 })
             });
-            let rec = QuickGpu {
-                kind,
-                ts,
-                dur,
-                device,
-                stream,
-                correlation: arg(|a| a.correlation.0),
-                context: arg(|a| a.context.0).unwrap_or(0),
-                grid: args.and_then(|a| a.grid.0),
-                block: args.and_then(|a| a.block.0),
-                bytes: arg(|a| a.bytes.0),
-            };
             self.gpu_record(rec, name, coll);
             return;
         }
-        let (Some(ts), Some(pid), Some(tid)) = (e.ts.0.and_then(us_to_ns), e.pid.0, e.tid.0) else { return };
-        let launch = Launch { ts, dur: e.dur.0.and_then(us_to_ns).unwrap_or(0).max(0), pid: pid as i32, tid: tid as i32 };
+        let Some(launch) = launch_of_raw(&e) else { return };
         match cat {
             "cuda_runtime" | "cuda_driver" => self.launch(launch, e.args.as_ref().and_then(|a| a.correlation.0), name),
             "user_annotation" | "cpu_op" => {
@@ -571,6 +533,36 @@ impl Collected {
             _ => {}
         }
     }
+}
+
+/// A GPU record from the full parser; `Ok(None)` for a negative duration
+/// (skipped and counted), `Err` names a missing field.
+fn gpu_of_raw(e: &RawEvent, kind: GpuKind) -> Result<Option<QuickGpu>, &'static str> {
+    let ts = e.ts.0.ok_or("missing or non-numeric `ts`")?;
+    let dur = e.dur.0.ok_or("missing or non-numeric `dur`")?;
+    if dur < 0 {
+        return Ok(None);
+    }
+    let args = e.args.as_ref();
+    let arg = |f: fn(&RawArgs) -> Option<i64>| args.and_then(f);
+    Ok(Some(QuickGpu {
+        kind,
+        ts,
+        dur,
+        device: arg(|a| a.device.0).or(e.pid.0).and_then(|d| i32::try_from(d).ok()).unwrap_or(0),
+        stream: arg(|a| a.stream.0).or(e.tid.0).unwrap_or(0),
+        correlation: arg(|a| a.correlation.0),
+        context: arg(|a| a.context.0).unwrap_or(0),
+        grid: args.and_then(|a| a.grid.0),
+        block: args.and_then(|a| a.block.0),
+        bytes: arg(|a| a.bytes.0),
+    }))
+}
+
+/// A host call from the full parser: `ts`, `pid` and `tid` are required.
+fn launch_of_raw(e: &RawEvent) -> Option<Launch> {
+    let (Some(ts), Some(pid), Some(tid)) = (e.ts.0, e.pid.0, e.tid.0) else { return None };
+    Some(Launch { ts, dur: e.dur.0.unwrap_or(0).max(0), pid: pid as i32, tid: tid as i32 })
 }
 
 /// Microseconds as a JSON number → nanoseconds. Exact for every integer
@@ -587,23 +579,53 @@ fn us_to_ns(us: f64) -> Option<i64> {
 /// Microseconds as Kineto writes them (`1712867402368034`,
 /// `4458676522690.655`) → nanoseconds, exact from the decimal text.
 fn micros_text_to_ns(t: &str) -> Option<i64> {
-    let (neg, body) = match t.strip_prefix('-') {
-        Some(b) => (true, b),
-        None => (false, t),
+    micros_to_ns(t.as_bytes())
+}
+
+/// [`micros_text_to_ns`] on bytes, without allocating (it runs for every
+/// timestamp of a trace).
+fn micros_to_ns(t: &[u8]) -> Option<i64> {
+    let (neg, body) = match t.split_first() {
+        Some((b'-', rest)) => (true, rest),
+        _ => (false, t),
     };
-    if body.bytes().any(|b| b == b'e' || b == b'E') {
-        return us_to_ns(t.parse().ok()?);
+    if body.iter().any(|&b| b == b'e' || b == b'E') {
+        return us_to_ns(std::str::from_utf8(t).ok()?.parse().ok()?);
     }
-    let (int, frac) = body.split_once('.').unwrap_or((body, ""));
-    if (int.is_empty() && frac.is_empty()) || !int.bytes().chain(frac.bytes()).all(|b| b.is_ascii_digit()) {
+    let (int, frac) = match memchr::memchr(b'.', body) {
+        Some(p) => (&body[..p], &body[p + 1..]),
+        None => (body, &[][..]),
+    };
+    if (int.is_empty() && frac.is_empty()) || !int.iter().chain(frac).all(u8::is_ascii_digit) {
         return None;
     }
-    let whole: i64 = if int.is_empty() { 0 } else { int.parse().ok()? };
-    let digits: Vec<i64> = frac.bytes().map(|b| (b - b'0') as i64).collect();
-    let d = |i: usize| digits.get(i).copied().unwrap_or(0);
+    let mut whole: i64 = 0;
+    for &b in int {
+        whole = whole.checked_mul(10)?.checked_add(i64::from(b - b'0'))?;
+    }
+    let d = |i: usize| frac.get(i).map_or(0, |&b| i64::from(b - b'0'));
     let sub = d(0) * 100 + d(1) * 10 + d(2) + i64::from(d(3) >= 5);
     let ns = whole.checked_mul(1000)?.checked_add(sub)?;
     Some(if neg { -ns } else { ns })
+}
+
+/// A JSON integer token as `i64`; `None` for anything else (`5.0`, `"5"`, overflow).
+fn int_of(t: &[u8]) -> Option<i64> {
+    let (neg, digits) = match t.split_first() {
+        Some((b'-', rest)) => (true, rest),
+        _ => (false, t),
+    };
+    if digits.is_empty() {
+        return None;
+    }
+    let mut n: i64 = 0;
+    for &b in digits {
+        if !b.is_ascii_digit() {
+            return None;
+        }
+        n = n.checked_mul(10)?.checked_sub(i64::from(b - b'0'))?;
+    }
+    if neg { Some(n) } else { n.checked_neg() }
 }
 
 /// `all_gather_into_tensor_coalesced` → `allgather`, `_reduce_scatter_base` → `reducescatter`, ….
@@ -701,22 +723,39 @@ fn finder(cell: &'static std::sync::OnceLock<memchr::memmem::Finder<'static>>, p
 fn worth_parsing(event: &[u8]) -> Wanted {
     static CAT: std::sync::OnceLock<memchr::memmem::Finder<'static>> = std::sync::OnceLock::new();
     static STEP: std::sync::OnceLock<memchr::memmem::Finder<'static>> = std::sync::OnceLock::new();
+    static NAME: std::sync::OnceLock<memchr::memmem::Finder<'static>> = std::sync::OnceLock::new();
     let mut wanted = Wanted::No;
+    // Steps are `ProfilerStep#N` host events of these categories.
+    let mut maybe_step = false;
     for at in finder(&CAT, b"\"cat\"").find_iter(event) {
         // Skip `:` and whitespace to the value's opening quote.
         let rest = &event[at + 5..];
         let Some(q) = rest.iter().position(|b| !matches!(b, b' ' | b'\t' | b'\r' | b'\n' | b':')) else { continue };
+        if rest[q] == b'"' && (rest[q + 1..].starts_with(b"cpu_op\"") || rest[q + 1..].starts_with(b"user_annotation\"")) {
+            maybe_step = true;
+        }
         if rest[q] == b'"'
             && let Some(w) = WANTED_CATS.iter().find(|w| rest[q + 1..].starts_with(w)) {
                 let launch = w.starts_with(b"cuda_");
                 wanted = match (wanted, launch) {
                     (Wanted::No, true) => Wanted::Launch,
+                    (Wanted::No, false) => Wanted::Gpu,
+                    // Two categories: leave it to the full parser.
                     _ => Wanted::Other,
                 };
             }
     }
-    if wanted == Wanted::No && finder(&STEP, b"\"ProfilerStep#").find(event).is_some() {
-        return Wanted::Other;
+    if wanted == Wanted::No && maybe_step {
+        // Any `"name"` whose value is a step name (one per event, as a rule),
+        // and anything not that simple goes to the full parser.
+        let name = finder(&NAME, b"\"name\"");
+        let step = name.find_iter(event).any(|at| match value_at(&event[at + name.needle().len()..]) {
+            Some(v) => v.starts_with(b"ProfilerStep#"),
+            None => true,
+        });
+        if step && finder(&STEP, b"\"ProfilerStep#").find(event).is_some() {
+            return Wanted::Other;
+        }
     }
     wanted
 }
@@ -725,7 +764,11 @@ fn worth_parsing(event: &[u8]) -> Wanted {
 /// string without escapes. `None` when absent or not that simple.
 fn quick_value<'a>(ev: &'a [u8], key: &memchr::memmem::Finder<'static>) -> Option<&'a [u8]> {
     let at = key.find(ev)? + key.needle().len();
-    let rest = &ev[at..];
+    value_at(&ev[at..])
+}
+
+/// The raw value after a key (`rest` starts right after its closing quote).
+fn value_at(rest: &[u8]) -> Option<&[u8]> {
     let q = rest.iter().position(|b| !matches!(b, b' ' | b'\t' | b'\r' | b'\n'))?;
     let rest = rest[q..].strip_prefix(b":")?;
     let q = rest.iter().position(|b| !matches!(b, b' ' | b'\t' | b'\r' | b'\n'))?;
@@ -749,24 +792,23 @@ fn quick_launch(ev: &[u8]) -> Option<(Launch, Option<i64>, &str)> {
     static NAME: std::sync::OnceLock<memchr::memmem::Finder<'static>> = std::sync::OnceLock::new();
     static CORR: std::sync::OnceLock<memchr::memmem::Finder<'static>> = std::sync::OnceLock::new();
     static PH: std::sync::OnceLock<memchr::memmem::Finder<'static>> = std::sync::OnceLock::new();
-    let text = |f: &memchr::memmem::Finder<'static>| -> Option<&str> { std::str::from_utf8(quick_value(ev, f)?).ok() };
     if quick_value(ev, finder(&PH, b"\"ph\""))? != b"X" {
         return None;
     }
-    let ts = micros_text_to_ns(text(finder(&TS, b"\"ts\""))?)?;
-    let dur = micros_text_to_ns(text(finder(&DUR, b"\"dur\""))?)?;
-    let pid: i64 = text(finder(&PID, b"\"pid\""))?.parse().ok()?;
-    let tid: i64 = text(finder(&TID, b"\"tid\""))?.parse().ok()?;
+    let ts = micros_to_ns(quick_value(ev, finder(&TS, b"\"ts\""))?)?;
+    let dur = micros_to_ns(quick_value(ev, finder(&DUR, b"\"dur\""))?)?;
+    let pid = int_of(quick_value(ev, finder(&PID, b"\"pid\""))?)?;
+    let tid = int_of(quick_value(ev, finder(&TID, b"\"tid\""))?)?;
     let name = std::str::from_utf8(quick_value(ev, finder(&NAME, b"\"name\""))?).ok()?;
     let corr = match quick_value(ev, finder(&CORR, b"\"correlation\"")) {
-        Some(v) => Some(std::str::from_utf8(v).ok()?.parse::<i64>().ok()?),
+        Some(v) => Some(int_of(v)?),
         None => None,
     };
     Some((Launch { ts, dur: dur.max(0), pid: pid as i32, tid: tid as i32 }, corr, name))
 }
 
 /// The fields of a GPU record.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, PartialEq)]
 struct QuickGpu {
     kind: GpuKind,
     ts: i64,
@@ -817,7 +859,7 @@ fn quick_gpu(ev: &[u8]) -> Option<(QuickGpu, &str)> {
     let int = |f: &'static std::sync::OnceLock<memchr::memmem::Finder<'static>>, pat: &'static [u8]| -> Option<Option<i64>> {
         match quick_value(ev, finder(f, pat)) {
             None => Some(None),
-            Some(v) => Some(Some(std::str::from_utf8(v).ok()?.parse::<i64>().ok()?)),
+            Some(v) => Some(Some(int_of(v)?)),
         }
     };
     if text(finder(&PH, b"\"ph\""))? != "X" {
@@ -825,8 +867,8 @@ fn quick_gpu(ev: &[u8]) -> Option<(QuickGpu, &str)> {
     }
     let kind = GpuKind::of(text(finder(&CAT, b"\"cat\""))?)?;
     let name = text(finder(&NAME, b"\"name\""))?;
-    let ts = micros_text_to_ns(text(finder(&TS, b"\"ts\""))?)?;
-    let dur = micros_text_to_ns(text(finder(&DUR, b"\"dur\""))?)?;
+    let ts = micros_to_ns(quick_value(ev, finder(&TS, b"\"ts\""))?)?;
+    let dur = micros_to_ns(quick_value(ev, finder(&DUR, b"\"dur\""))?)?;
     let device = int(&DEVICE, b"\"device\"")?.or(int(&PID, b"\"pid\"")?).and_then(|d| i32::try_from(d).ok()).unwrap_or(0);
     let stream = int(&STREAM, b"\"stream\"")?.or(int(&TID, b"\"tid\"")?).unwrap_or(0);
     let rec = QuickGpu {
@@ -864,8 +906,8 @@ pub fn read_trace(path: &Path, opts: &KinetoOptions) -> Result<KinetoTrace, Kine
 /// What the splitting thread hands to the parsing thread.
 enum Msg {
     Value(String, Vec<u8>, Pos),
-    /// Events worth parsing, concatenated: (index in `traceEvents`, position, kind, byte range).
-    Events(Vec<u8>, Vec<(usize, Pos, Wanted, std::ops::Range<usize>)>),
+    /// Events, concatenated: (index in `traceEvents`, position, byte range).
+    Events(Vec<u8>, Vec<(usize, Pos, std::ops::Range<usize>)>),
     Done(Result<bool, SplitError<()>>),
 }
 
@@ -873,13 +915,22 @@ enum Msg {
 const BATCH: usize = 256 * 1024;
 
 /// Reads a trace from any reader; `file` names it in errors. Two threads: one
-/// reads (and decompresses) and splits the input into events, skipping those
-/// not needed; this one parses the rest.
+/// reads (and decompresses) and splits the input into events; this one skips
+/// those not needed and parses the rest.
 pub fn read_trace_from(reader: impl Read + Send, file: &str, path: &Path, opts: &KinetoOptions) -> Result<KinetoTrace, KinetoError> {
     std::thread::scope(|scope| {
         let (tx, rx) = std::sync::mpsc::sync_channel::<Msg>(4);
+        // Spent batches come back for reuse: no fresh pages per batch.
+        let (spent_tx, spent_rx) = std::sync::mpsc::sync_channel::<Vec<u8>>(8);
         scope.spawn(move || {
-            let mut batch = Vec::with_capacity(BATCH + 64 * 1024);
+            let fresh = || match spent_rx.try_recv() {
+                Ok(mut b) => {
+                    b.clear();
+                    b
+                }
+                Err(_) => Vec::with_capacity(BATCH + 64 * 1024),
+            };
+            let mut batch = fresh();
             let mut index = Vec::new();
             let vtx = tx.clone();
             let r = Splitter::new(reader).run(
@@ -891,15 +942,14 @@ pub fn read_trace_from(reader: impl Read + Send, file: &str, path: &Path, opts: 
                     Ok(())
                 },
                 |i, bytes, at| {
-                    let kind = worth_parsing(bytes);
-                    if kind != Wanted::No {
-                        let s = batch.len();
-                        batch.extend_from_slice(bytes);
-                        index.push((i, at, kind, s..batch.len()));
-                        if batch.len() >= BATCH {
-                            let b = std::mem::replace(&mut batch, Vec::with_capacity(BATCH + 64 * 1024));
-                            tx.send(Msg::Events(b, std::mem::take(&mut index))).map_err(|_| ())?;
-                        }
+                    // Every event goes over; the parsing thread sorts them
+                    // (worth_parsing), which balances the two threads.
+                    let s = batch.len();
+                    batch.extend_from_slice(bytes);
+                    index.push((i, at, s..batch.len()));
+                    if batch.len() >= BATCH {
+                        let b = std::mem::replace(&mut batch, fresh());
+                        tx.send(Msg::Events(b, std::mem::take(&mut index))).map_err(|_| ())?;
                     }
                     Ok(())
                 },
@@ -909,11 +959,17 @@ pub fn read_trace_from(reader: impl Read + Send, file: &str, path: &Path, opts: 
             }
             let _ = tx.send(Msg::Done(r));
         });
-        parse_messages(rx, file, path, opts)
+        parse_messages(rx, spent_tx, file, path, opts)
     })
 }
 
-fn parse_messages(rx: std::sync::mpsc::Receiver<Msg>, file: &str, path: &Path, opts: &KinetoOptions) -> Result<KinetoTrace, KinetoError> {
+fn parse_messages(
+    rx: std::sync::mpsc::Receiver<Msg>,
+    spent: std::sync::mpsc::SyncSender<Vec<u8>>,
+    file: &str,
+    path: &Path,
+    opts: &KinetoOptions,
+) -> Result<KinetoTrace, KinetoError> {
     let mut c = Collected::default();
     let mut h = Header::default();
     let mut result = None;
@@ -944,8 +1000,12 @@ fn parse_messages(rx: std::sync::mpsc::Receiver<Msg>, file: &str, path: &Path, o
                 _ => {}
             },
             Msg::Events(bytes, index) => {
-                for (i, at, kind, range) in index {
+                for (i, at, range) in index {
                     let ev = &bytes[range];
+                    let kind = worth_parsing(ev);
+                    if kind == Wanted::No {
+                        continue;
+                    }
                     if kind == Wanted::Launch
                         && let Some((launch, corr, name)) = quick_launch(ev)
                     {
@@ -961,6 +1021,7 @@ fn parse_messages(rx: std::sync::mpsc::Receiver<Msg>, file: &str, path: &Path, o
                     let e: RawEvent = serde_json::from_slice(ev).map_err(|e| value_error(file, at, &e))?;
                     c.event(i, e);
                 }
+                let _ = spent.try_send(bytes);
             }
             Msg::Done(r) => result = Some(r),
         }
@@ -1290,6 +1351,11 @@ mod tests {
         assert_eq!(micros_text_to_ns("-2.5"), Some(-2500));
         assert_eq!(micros_text_to_ns("1.5e3"), Some(1_500_000));
         assert_eq!(micros_text_to_ns("x"), None);
+        assert_eq!((int_of(b"-5"), int_of(b"0"), int_of(b"17")), (Some(-5), Some(0), Some(17)));
+        assert_eq!((int_of(b"9223372036854775807"), int_of(b"-9223372036854775808")), (Some(i64::MAX), Some(i64::MIN)));
+        for bad in [&b"9223372036854775808"[..], b"5.0", b"", b"-", b"1e3", b"\"5\""] {
+            assert_eq!(int_of(bad), None, "{:?}", String::from_utf8_lossy(bad));
+        }
         assert_eq!(us_to_ns(1712867402368034.0), Some(1_712_867_402_368_034_000));
         assert_eq!(us_to_ns(4458676522690.655), Some(4_458_676_522_690_655));
     }
@@ -1303,5 +1369,52 @@ mod tests {
         assert_eq!(parse_ranks("[0, 1, 2]"), Some(vec![0, 1, 2]));
         assert_eq!(parse_ranks("[]"), Some(vec![]));
         assert_eq!(parse_ranks("0,1"), None);
+    }
+
+    /// The fast paths (`quick_gpu`, `quick_launch`) must read every record
+    /// of the real traces exactly as the full parser does.
+    #[test]
+    fn fast_paths_agree_with_the_full_parser_on_real_traces() {
+        let dir = crate::postmortem::tests::kineto_dir();
+        let (mut gpu, mut launches, mut steps) = (0usize, 0usize, 0usize);
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let path = entry.unwrap().path();
+            if !path.to_string_lossy().ends_with(".json.gz") {
+                continue;
+            }
+            let r = flate2::read::MultiGzDecoder::new(std::fs::File::open(&path).unwrap());
+            Splitter::new(r)
+                .run(
+                    "traceEvents",
+                    |_, _, _| Ok::<(), ()>(()),
+                    |i, ev, _| {
+                        let kind = worth_parsing(ev);
+                        let raw: RawEvent = serde_json::from_slice(ev).unwrap();
+                        let name = raw.name.as_deref().unwrap_or_default();
+                        // Nothing the full parser would use is skipped.
+                        let cat = raw.cat.as_deref().unwrap_or_default();
+                        let used = GpuKind::of(cat).is_some()
+                            || matches!(cat, "cuda_runtime" | "cuda_driver")
+                            || (matches!(cat, "cpu_op" | "user_annotation") && name.starts_with("ProfilerStep#"));
+                        assert!(!used || kind != Wanted::No, "{}: event {i} ({cat} {name}) skipped", path.display());
+                        steps += usize::from(used && name.starts_with("ProfilerStep#"));
+                        if kind == Wanted::Gpu && let Some((rec, quick_name)) = quick_gpu(ev) {
+                            let full = gpu_of_raw(&raw, GpuKind::of(raw.cat.as_deref().unwrap()).unwrap());
+                            let full = full.unwrap().unwrap_or(QuickGpu { dur: rec.dur, ..rec });
+                            assert_eq!((rec, quick_name), (full, name), "{}: event {i}", path.display());
+                            gpu += 1;
+                        }
+                        if kind == Wanted::Launch && let Some((launch, corr, quick_name)) = quick_launch(ev) {
+                            let full = launch_of_raw(&raw).unwrap();
+                            let full_corr = raw.args.as_ref().and_then(|a| a.correlation.0);
+                            assert_eq!((launch, corr, quick_name), (full, full_corr, name), "{}: event {i}", path.display());
+                            launches += 1;
+                        }
+                        Ok(())
+                    },
+                )
+                .unwrap();
+        }
+        assert!(gpu > 1_000 && launches > 1_000 && steps > 0, "too few records compared: {gpu} GPU, {launches} launches, {steps} steps");
     }
 }

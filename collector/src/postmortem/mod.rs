@@ -590,7 +590,7 @@ fn progress_bar(total: u64, disabled: bool) -> indicatif::ProgressBar {
 }
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;
 
 /// Test helpers shared with the import tests.
 #[cfg(test)]
