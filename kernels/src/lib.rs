@@ -309,11 +309,17 @@ impl Histogram {
 ///
 /// With [`Backend::Auto`] a batch runs on the GPU when one is usable and the
 /// batch has at least [`Reducer::min_gpu_rows`] rows; if the GPU then fails,
-/// the batch is redone on the CPU and the failure logged. With
-/// [`Backend::Gpu`] every batch runs on the GPU and failures are returned.
+/// the batch is redone on the CPU and the failure logged. The GPU is looked
+/// for at the first batch that large (probing the driver and NVRTC costs a few
+/// milliseconds, more than a small postmortem's reductions). With
+/// [`Backend::Gpu`] the GPU is opened at once, every batch runs there and
+/// failures are returned.
 pub struct Reducer {
     requested: Backend,
-    gpu: Option<gpu::Gpu>,
+    /// Set at construction (`Cpu`, `Gpu`) or at the first large batch (`Auto`).
+    gpu: std::sync::OnceLock<Option<gpu::Gpu>>,
+    /// Device memory cap, applied when the GPU is opened.
+    budget: Option<usize>,
     /// Smallest batch (rows) for which `Auto` uses the GPU.
     pub min_gpu_rows: usize,
     /// Threads of the CPU backend (1 unless [`Reducer::with_cpu_threads`]).
@@ -323,43 +329,54 @@ pub struct Reducer {
 impl Reducer {
     /// A reducer that always runs on the CPU.
     pub fn cpu() -> Self {
-        Self { requested: Backend::Cpu, gpu: None, min_gpu_rows: usize::MAX, cpu_threads: 1 }
+        Self { requested: Backend::Cpu, gpu: std::sync::OnceLock::from(None), budget: None, min_gpu_rows: usize::MAX, cpu_threads: 1 }
     }
 
-    /// `Gpu` fails when no GPU is usable; `Auto` falls back to the CPU and
-    /// logs one line saying why.
+    /// `Gpu` fails when no GPU is usable; `Auto` falls back to the CPU (at
+    /// its first large batch) and logs one line saying why.
     pub fn new(backend: Backend) -> Result<Self, KernelsError> {
         match backend {
             Backend::Cpu => Ok(Self::cpu()),
             Backend::Gpu => {
                 let g = gpu::Gpu::open()?;
                 tracing::info!("kernels: GPU backend on {}", g.description());
-                Ok(Self { requested: backend, gpu: Some(g), min_gpu_rows: 0, cpu_threads: 1 })
+                Ok(Self { requested: backend, gpu: std::sync::OnceLock::from(Some(g)), budget: None, min_gpu_rows: 0, cpu_threads: 1 })
             }
-            Backend::Auto => match gpu::Gpu::open() {
+            Backend::Auto => Ok(Self {
+                requested: backend,
+                gpu: std::sync::OnceLock::new(),
+                budget: None,
+                min_gpu_rows: gpu::AUTO_MIN_ROWS,
+                cpu_threads: 1,
+            }),
+        }
+    }
+
+    /// The GPU, opening it on first use under `Auto`.
+    fn gpu(&self) -> Option<&gpu::Gpu> {
+        self.gpu
+            .get_or_init(|| match gpu::Gpu::open() {
                 Ok(g) => {
-                    tracing::info!(
-                        "kernels: GPU backend on {} for batches of at least {} rows, CPU below",
-                        g.description(),
-                        gpu::AUTO_MIN_ROWS
-                    );
-                    Ok(Self { requested: backend, gpu: Some(g), min_gpu_rows: gpu::AUTO_MIN_ROWS, cpu_threads: 1 })
+                    let g = match self.budget {
+                        Some(b) => g.with_budget(b),
+                        None => g,
+                    };
+                    tracing::info!("kernels: GPU backend on {} for batches of at least {} rows, CPU below", g.description(), self.min_gpu_rows);
+                    Some(g)
                 }
                 Err(e) => {
                     tracing::info!("kernels: using the CPU backend ({e})");
-                    Ok(Self { requested: backend, gpu: None, min_gpu_rows: usize::MAX, cpu_threads: 1 })
+                    None
                 }
-            },
-        }
+            })
+            .as_ref()
     }
 
     /// A reducer from the `kernels` config section.
     pub fn from_config(config: &ReducerConfig) -> Result<Self, KernelsError> {
         let mut r = Self::new(config.backend)?;
-        if let Some(rows) = config.min_gpu_rows
-            && r.gpu.is_some()
-        {
-            r.min_gpu_rows = rows;
+        if let Some(rows) = config.min_gpu_rows {
+            r = r.with_min_gpu_rows(rows);
         }
         if let Some(bytes) = config.device_budget_bytes {
             r = r.with_device_budget(bytes);
@@ -370,9 +387,9 @@ impl Reducer {
         Ok(r)
     }
 
-    /// Overrides the `Auto` threshold (rows); no effect without a usable GPU.
+    /// Overrides the `Auto` threshold (rows); no effect on the CPU backend.
     pub fn with_min_gpu_rows(mut self, rows: usize) -> Self {
-        if self.gpu.is_some() {
+        if self.requested != Backend::Cpu {
             self.min_gpu_rows = rows;
         }
         self
@@ -381,7 +398,10 @@ impl Reducer {
     /// Caps the device memory one call uses (default
     /// [`gpu::DEFAULT_DEVICE_BUDGET`]); larger inputs are processed in chunks.
     pub fn with_device_budget(mut self, bytes: usize) -> Self {
-        self.gpu = self.gpu.map(|g| g.with_budget(bytes));
+        self.budget = Some(bytes);
+        if let Some(Some(g)) = self.gpu.take() {
+            self.gpu = std::sync::OnceLock::from(Some(g.with_budget(bytes)));
+        }
         self
     }
 
@@ -406,14 +426,17 @@ impl Reducer {
         self.requested
     }
 
-    /// The GPU in use (model, architecture), if any.
+    /// The GPU in use (model, architecture), if any (under `Auto`, this looks for it).
     pub fn gpu_description(&self) -> Option<&str> {
-        self.gpu.as_ref().map(|g| g.description())
+        self.gpu().map(|g| g.description())
     }
 
     /// The GPU, when this batch size should run there.
     fn gpu_for(&self, rows: usize) -> Option<&gpu::Gpu> {
-        self.gpu.as_ref().filter(|_| rows >= self.min_gpu_rows)
+        if rows < self.min_gpu_rows {
+            return None;
+        }
+        self.gpu()
     }
 
     /// Whether a batch of `rows` rows runs on the GPU.
@@ -533,6 +556,21 @@ fn check_groups(group: &[u32], rows: usize, groups: usize) -> Result<(), Kernels
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Small batches under `Auto` never pay for the driver probe; the first
+    /// batch at the threshold looks for the GPU, once.
+    #[test]
+    fn auto_looks_for_the_gpu_only_at_the_first_large_batch() {
+        let r = Reducer::new(Backend::Auto).unwrap();
+        let iv = Intervals { offsets: &[0, 2], start: &[0, 5], end: &[10, 20] };
+        assert_eq!(r.union_length(iv).unwrap(), vec![20]);
+        assert!(!r.uses_gpu(r.min_gpu_rows - 1));
+        assert!(r.gpu.get().is_none(), "a small batch probed the GPU");
+        let found = r.uses_gpu(r.min_gpu_rows);
+        assert!(r.gpu.get().is_some(), "a large batch did not look for the GPU");
+        assert_eq!(found, r.gpu_description().is_some());
+        assert!(Reducer::cpu().gpu.get().is_some_and(|g| g.is_none()), "the CPU reducer never probes");
+    }
 
     #[test]
     fn union_and_intersection_of_a_known_timeline() {

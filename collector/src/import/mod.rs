@@ -28,7 +28,7 @@ pub struct KinetoArgs {
     #[arg(required = true)]
     pub traces: Vec<PathBuf>,
     /// Output dataset directory (created if missing).
-    #[arg(long)]
+    #[arg(short, long)]
     pub out: PathBuf,
     /// Cluster name written into every row.
     #[arg(long, default_value = "kineto")]

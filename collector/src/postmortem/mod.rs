@@ -50,7 +50,7 @@ pub struct PostmortemArgs {
     #[arg(required = true)]
     pub inputs: Vec<PathBuf>,
     /// Output directory for report.html, summary.md and report.json.
-    #[arg(long, default_value = "postmortem")]
+    #[arg(short, long, default_value = "postmortem")]
     pub out: PathBuf,
     /// Window length (default: about 150 windows over the run, rounded).
     #[arg(long, value_parser = humantime::parse_duration)]

@@ -68,7 +68,7 @@ pub struct StrandedArgs {
     #[arg(long)]
     pub job: Vec<String>,
     /// Directory for stranded.html, stranded.md and stranded.json.
-    #[arg(long, default_value = "strand-report")]
+    #[arg(short, long, default_value = "strand-report")]
     pub out: PathBuf,
     /// Also write collective_stalls and findings into the dataset (local directory; whole fleet only).
     #[arg(long)]
