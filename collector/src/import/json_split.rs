@@ -500,7 +500,7 @@ impl<R: Read> Splitter<R> {
                 } else if depth == 0 {
                     // A comma between elements.
                     let here = lines.at(at, m.newline, k);
-                    if !start.is_some_and(|(s, _)| s < i) {
+                    if start.is_none_or(|(s, _)| s >= i) {
                         return Err(SplitError::Syntax(here, "expected a value, found `,`".into()));
                     }
                     self.element(index, from, i, start, closed, here, on_element)?;
