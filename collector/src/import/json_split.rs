@@ -763,4 +763,20 @@ mod tests {
             assert!(matches!(split(cut, true), Err(SplitError::Truncated(_))), "{cut:?}");
         }
     }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(2000))]
+        /// Damaged or hostile input is an error or a result, never a panic,
+        /// whatever the read sizes (the splitter runs on users' files).
+        #[test]
+        fn arbitrary_bytes_never_panic(
+            body in proptest::collection::vec(proptest::sample::select(b"{}[],:\"\\ \n\tab01e.-".to_vec()), 0..400),
+            chunks in proptest::collection::vec(1usize..100, 1..4),
+        ) {
+            let mut input = b"{\"events\": [".to_vec();
+            input.extend_from_slice(&body);
+            let _ = Splitter::new(Chunks(&input, chunks.clone(), 0)).run("events", |_, _, _| Ok::<(), ()>(()), |_, _, _| Ok(()));
+            let _ = Splitter::new(Chunks(&body, chunks, 0)).run("events", |_, _, _| Ok::<(), ()>(()), |_, _, _| Ok(()));
+        }
+    }
 }
