@@ -179,7 +179,7 @@ impl<R: Read> Splitter<R> {
         loop {
             while self.pos < self.buf.len() {
                 let c = self.buf[self.pos];
-                if matches!(c, b' ' | b'\t' | b'\r' | b'\n') {
+                if is_space(c) {
                     self.advance(self.pos + 1);
                 } else {
                     return Ok(Some(c));

@@ -385,18 +385,9 @@ struct CollMeta {
 
 #[derive(Debug)]
 struct GpuRec {
-    kind: GpuKind,
+    /// Times in nanoseconds from the trace's base time.
+    rec: QuickGpu,
     name: Arc<str>,
-    /// Nanoseconds from the trace's base time.
-    ts: i64,
-    dur: i64,
-    device: i32,
-    stream: i64,
-    correlation: Option<i64>,
-    context: i64,
-    grid: Option<[i32; 3]>,
-    block: Option<[i32; 3]>,
-    bytes: Option<i64>,
     coll: Option<Box<CollMeta>>,
 }
 
@@ -460,20 +451,7 @@ impl Collected {
             return;
         }
         let name = self.intern(name);
-        self.gpu.push(GpuRec {
-            kind: r.kind,
-            name,
-            ts: r.ts,
-            dur: r.dur,
-            device: r.device,
-            stream: r.stream,
-            correlation: r.correlation,
-            context: r.context,
-            grid: r.grid,
-            block: r.block,
-            bytes: r.bytes,
-            coll,
-        });
+        self.gpu.push(GpuRec { rec: r, name, coll });
     }
 
     /// A host runtime or driver call: the launch of its correlated GPU
@@ -716,18 +694,26 @@ enum Wanted {
     Other,
 }
 
-fn finder(cell: &'static std::sync::OnceLock<memchr::memmem::Finder<'static>>, pat: &'static [u8]) -> &'static memchr::memmem::Finder<'static> {
-    cell.get_or_init(|| memchr::memmem::Finder::new(pat))
+/// Substring searchers for the keys the fast paths read, built once.
+mod keys {
+    use memchr::memmem::Finder;
+    use std::sync::LazyLock;
+    macro_rules! keys {
+        ($($id:ident = $pat:literal;)*) => { $(pub static $id: LazyLock<Finder<'static>> = LazyLock::new(|| Finder::new($pat));)* };
+    }
+    keys! {
+        PH = b"\"ph\""; CAT = b"\"cat\""; NAME = b"\"name\""; TS = b"\"ts\""; DUR = b"\"dur\"";
+        PID = b"\"pid\""; TID = b"\"tid\""; DEVICE = b"\"device\""; STREAM = b"\"stream\"";
+        CORRELATION = b"\"correlation\""; CONTEXT = b"\"context\""; GRID = b"\"grid\""; BLOCK = b"\"block\"";
+        BYTES = b"\"bytes\""; COLLECTIVE = b"\"Collective name\""; STEP = b"\"ProfilerStep#";
+    }
 }
 
 fn worth_parsing(event: &[u8]) -> Wanted {
-    static CAT: std::sync::OnceLock<memchr::memmem::Finder<'static>> = std::sync::OnceLock::new();
-    static STEP: std::sync::OnceLock<memchr::memmem::Finder<'static>> = std::sync::OnceLock::new();
-    static NAME: std::sync::OnceLock<memchr::memmem::Finder<'static>> = std::sync::OnceLock::new();
     let mut wanted = Wanted::No;
     // Steps are `ProfilerStep#N` host events of these categories.
     let mut maybe_step = false;
-    for at in finder(&CAT, b"\"cat\"").find_iter(event) {
+    for at in keys::CAT.find_iter(event) {
         // Skip `:` and whitespace to the value's opening quote.
         let rest = &event[at + 5..];
         let Some(q) = rest.iter().position(|b| !matches!(b, b' ' | b'\t' | b'\r' | b'\n' | b':')) else { continue };
@@ -746,14 +732,15 @@ fn worth_parsing(event: &[u8]) -> Wanted {
             }
     }
     if wanted == Wanted::No && maybe_step {
-        // Any `"name"` whose value is a step name (one per event, as a rule),
-        // and anything not that simple goes to the full parser.
-        let name = finder(&NAME, b"\"name\"");
+        // Any `"name"` whose value is a step name (one per event, as a rule);
+        // a name with escapes is sent to the full parser when the event has
+        // `"ProfilerStep#` anywhere.
+        let name = &keys::NAME;
         let step = name.find_iter(event).any(|at| match value_at(&event[at + name.needle().len()..]) {
             Some(v) => v.starts_with(b"ProfilerStep#"),
-            None => true,
+            None => keys::STEP.find(event).is_some(),
         });
-        if step && finder(&STEP, b"\"ProfilerStep#").find(event).is_some() {
+        if step {
             return Wanted::Other;
         }
     }
@@ -785,22 +772,15 @@ fn value_at(rest: &[u8]) -> Option<&[u8]> {
 /// `tid`, `name` and `args.correlation` (the keys of these events occur once
 /// each). `None` sends the event to the full parser.
 fn quick_launch(ev: &[u8]) -> Option<(Launch, Option<i64>, &str)> {
-    static TS: std::sync::OnceLock<memchr::memmem::Finder<'static>> = std::sync::OnceLock::new();
-    static DUR: std::sync::OnceLock<memchr::memmem::Finder<'static>> = std::sync::OnceLock::new();
-    static PID: std::sync::OnceLock<memchr::memmem::Finder<'static>> = std::sync::OnceLock::new();
-    static TID: std::sync::OnceLock<memchr::memmem::Finder<'static>> = std::sync::OnceLock::new();
-    static NAME: std::sync::OnceLock<memchr::memmem::Finder<'static>> = std::sync::OnceLock::new();
-    static CORR: std::sync::OnceLock<memchr::memmem::Finder<'static>> = std::sync::OnceLock::new();
-    static PH: std::sync::OnceLock<memchr::memmem::Finder<'static>> = std::sync::OnceLock::new();
-    if quick_value(ev, finder(&PH, b"\"ph\""))? != b"X" {
+    if quick_value(ev, &keys::PH)? != b"X" {
         return None;
     }
-    let ts = micros_to_ns(quick_value(ev, finder(&TS, b"\"ts\""))?)?;
-    let dur = micros_to_ns(quick_value(ev, finder(&DUR, b"\"dur\""))?)?;
-    let pid = int_of(quick_value(ev, finder(&PID, b"\"pid\""))?)?;
-    let tid = int_of(quick_value(ev, finder(&TID, b"\"tid\""))?)?;
-    let name = std::str::from_utf8(quick_value(ev, finder(&NAME, b"\"name\""))?).ok()?;
-    let corr = match quick_value(ev, finder(&CORR, b"\"correlation\"")) {
+    let ts = micros_to_ns(quick_value(ev, &keys::TS)?)?;
+    let dur = micros_to_ns(quick_value(ev, &keys::DUR)?)?;
+    let pid = int_of(quick_value(ev, &keys::PID)?)?;
+    let tid = int_of(quick_value(ev, &keys::TID)?)?;
+    let name = std::str::from_utf8(quick_value(ev, &keys::NAME)?).ok()?;
+    let corr = match quick_value(ev, &keys::CORRELATION) {
         Some(v) => Some(int_of(v)?),
         None => None,
     };
@@ -837,51 +817,36 @@ fn quick_dims(ev: &[u8], key: &memchr::memmem::Finder<'static>) -> Option<Option
 /// plain: not a collective (those carry metadata for the full parser), name
 /// without escapes, numeric fields. `None` sends it to the full parser.
 fn quick_gpu(ev: &[u8]) -> Option<(QuickGpu, &str)> {
-    static PH: std::sync::OnceLock<memchr::memmem::Finder<'static>> = std::sync::OnceLock::new();
-    static CAT: std::sync::OnceLock<memchr::memmem::Finder<'static>> = std::sync::OnceLock::new();
-    static NAME: std::sync::OnceLock<memchr::memmem::Finder<'static>> = std::sync::OnceLock::new();
-    static TS: std::sync::OnceLock<memchr::memmem::Finder<'static>> = std::sync::OnceLock::new();
-    static DUR: std::sync::OnceLock<memchr::memmem::Finder<'static>> = std::sync::OnceLock::new();
-    static PID: std::sync::OnceLock<memchr::memmem::Finder<'static>> = std::sync::OnceLock::new();
-    static TID: std::sync::OnceLock<memchr::memmem::Finder<'static>> = std::sync::OnceLock::new();
-    static DEVICE: std::sync::OnceLock<memchr::memmem::Finder<'static>> = std::sync::OnceLock::new();
-    static STREAM: std::sync::OnceLock<memchr::memmem::Finder<'static>> = std::sync::OnceLock::new();
-    static CORR: std::sync::OnceLock<memchr::memmem::Finder<'static>> = std::sync::OnceLock::new();
-    static CONTEXT: std::sync::OnceLock<memchr::memmem::Finder<'static>> = std::sync::OnceLock::new();
-    static GRID: std::sync::OnceLock<memchr::memmem::Finder<'static>> = std::sync::OnceLock::new();
-    static BLOCK: std::sync::OnceLock<memchr::memmem::Finder<'static>> = std::sync::OnceLock::new();
-    static BYTES: std::sync::OnceLock<memchr::memmem::Finder<'static>> = std::sync::OnceLock::new();
-    static COLL: std::sync::OnceLock<memchr::memmem::Finder<'static>> = std::sync::OnceLock::new();
-    if finder(&COLL, b"\"Collective name\"").find(ev).is_some() {
+    if keys::COLLECTIVE.find(ev).is_some() {
         return None;
     }
     let text = |f: &memchr::memmem::Finder<'static>| -> Option<&str> { std::str::from_utf8(quick_value(ev, f)?).ok() };
-    let int = |f: &'static std::sync::OnceLock<memchr::memmem::Finder<'static>>, pat: &'static [u8]| -> Option<Option<i64>> {
-        match quick_value(ev, finder(f, pat)) {
+    let int = |f: &memchr::memmem::Finder<'static>| -> Option<Option<i64>> {
+        match quick_value(ev, f) {
             None => Some(None),
             Some(v) => Some(Some(int_of(v)?)),
         }
     };
-    if text(finder(&PH, b"\"ph\""))? != "X" {
+    if text(&keys::PH)? != "X" {
         return None;
     }
-    let kind = GpuKind::of(text(finder(&CAT, b"\"cat\""))?)?;
-    let name = text(finder(&NAME, b"\"name\""))?;
-    let ts = micros_to_ns(quick_value(ev, finder(&TS, b"\"ts\""))?)?;
-    let dur = micros_to_ns(quick_value(ev, finder(&DUR, b"\"dur\""))?)?;
-    let device = int(&DEVICE, b"\"device\"")?.or(int(&PID, b"\"pid\"")?).and_then(|d| i32::try_from(d).ok()).unwrap_or(0);
-    let stream = int(&STREAM, b"\"stream\"")?.or(int(&TID, b"\"tid\"")?).unwrap_or(0);
+    let kind = GpuKind::of(text(&keys::CAT)?)?;
+    let name = text(&keys::NAME)?;
+    let ts = micros_to_ns(quick_value(ev, &keys::TS)?)?;
+    let dur = micros_to_ns(quick_value(ev, &keys::DUR)?)?;
+    let device = int(&keys::DEVICE)?.or(int(&keys::PID)?).and_then(|d| i32::try_from(d).ok()).unwrap_or(0);
+    let stream = int(&keys::STREAM)?.or(int(&keys::TID)?).unwrap_or(0);
     let rec = QuickGpu {
         kind,
         ts,
         dur,
         device,
         stream,
-        correlation: int(&CORR, b"\"correlation\"")?,
-        context: int(&CONTEXT, b"\"context\"")?.unwrap_or(0),
-        grid: quick_dims(ev, finder(&GRID, b"\"grid\""))?,
-        block: quick_dims(ev, finder(&BLOCK, b"\"block\""))?,
-        bytes: int(&BYTES, b"\"bytes\"")?,
+        correlation: int(&keys::CORRELATION)?,
+        context: int(&keys::CONTEXT)?.unwrap_or(0),
+        grid: quick_dims(ev, &keys::GRID)?,
+        block: quick_dims(ev, &keys::BLOCK)?,
+        bytes: int(&keys::BYTES)?,
     };
     Some((rec, name))
 }
@@ -1104,7 +1069,7 @@ fn finish(c: Collected, h: Header, path: &Path, opts: &KinetoOptions) -> KinetoT
     let main_pid = c.cpu_pids.iter().max_by_key(|(p, n)| (**n, -**p)).map(|(p, _)| *p).unwrap_or(0);
     let gpu_names: BTreeMap<i32, String> =
         h.devices.iter().filter_map(|(id, name)| Some((i32::try_from((*id)?).ok()?, name.clone()?))).collect();
-    let mut devices: Vec<i32> = c.gpu.iter().map(|g| g.device).collect();
+    let mut devices: Vec<i32> = c.gpu.iter().map(|g| g.rec.device).collect();
     devices.sort_unstable();
     devices.dedup();
     let only_device = (devices.len() == 1).then(|| devices[0]);
@@ -1117,7 +1082,7 @@ fn finish(c: Collected, h: Header, path: &Path, opts: &KinetoOptions) -> KinetoT
     step_names.dedup();
     let last_step_end = (step_names.len() >= 2).then(|| c.steps.iter().map(|s| s.launch.ts + s.launch.dur).max().unwrap_or(i64::MIN));
     let mut out_of_scope = 0u64;
-    for g in &c.gpu {
+    for GpuRec { rec: g, name, coll } in &c.gpu {
         let launch = g.correlation.and_then(|k| c.launches.get(&k)).copied();
         if opts.hta_scope && launch.is_none_or(|l| last_step_end.is_some_and(|end| l.ts > end)) {
             out_of_scope += 1;
@@ -1126,9 +1091,9 @@ fn finish(c: Collected, h: Header, path: &Path, opts: &KinetoOptions) -> KinetoT
         let start = ns(g.ts);
         let end = start + dur_ns(g.dur);
         let kind = g.kind.as_str();
-        let category = classify(kind, &g.name);
+        let category = classify(kind, name);
         let pid = launch.map(|l| l.pid).unwrap_or(main_pid);
-        let copy_kind = (g.kind == GpuKind::Memcpy).then(|| copy_kind(&g.name)).flatten();
+        let copy_kind = (g.kind == GpuKind::Memcpy).then(|| copy_kind(name)).flatten();
         kernels.push(KernelEvent {
             cluster: cluster.clone(),
             node: node_a.clone(),
@@ -1144,7 +1109,7 @@ fn finish(c: Collected, h: Header, path: &Path, opts: &KinetoOptions) -> KinetoT
             correlation_id: g.correlation.unwrap_or(0),
             kind: kind.to_string(),
             category: category.as_str().to_string(),
-            name: g.name.clone(),
+            name: name.clone(),
             grid_x: g.grid.map(|d| d[0]),
             grid_y: g.grid.map(|d| d[1]),
             grid_z: g.grid.map(|d| d[2]),
@@ -1155,10 +1120,10 @@ fn finish(c: Collected, h: Header, path: &Path, opts: &KinetoOptions) -> KinetoT
             copy_kind,
             launch_ns: launch.map(|l| ns(l.ts)),
             launch_tid: launch.map(|l| l.tid),
-            collective: g.coll.as_ref().map(|m| m.op.clone()),
+            collective: coll.as_ref().map(|m| m.op.clone()),
             source: "kineto".into(),
         });
-        if let (Some(m), Category::Communication) = (&g.coll, category) {
+        if let (Some(m), Category::Communication) = (coll, category) {
             let dt = m.dtype.as_deref().and_then(dtype_info);
             let rank_in_comm = match (&m.pg_ranks, rank) {
                 (Some(ranks), Some(r)) if !ranks.is_empty() => ranks.iter().position(|x| *x == r).map(|p| p as i32),
