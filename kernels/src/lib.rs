@@ -399,8 +399,9 @@ impl Reducer {
     /// [`gpu::DEFAULT_DEVICE_BUDGET`]); larger inputs are processed in chunks.
     pub fn with_device_budget(mut self, bytes: usize) -> Self {
         self.budget = Some(bytes);
-        if let Some(Some(g)) = self.gpu.take() {
-            self.gpu = std::sync::OnceLock::from(Some(g.with_budget(bytes)));
+        // An opened GPU takes it now; an unopened one when it opens.
+        if let Some(slot) = self.gpu.get_mut() {
+            *slot = slot.take().map(|g| g.with_budget(bytes));
         }
         self
     }
@@ -570,6 +571,8 @@ mod tests {
         assert!(r.gpu.get().is_some(), "a large batch did not look for the GPU");
         assert_eq!(found, r.gpu_description().is_some());
         assert!(Reducer::cpu().gpu.get().is_some_and(|g| g.is_none()), "the CPU reducer never probes");
+        let cpu = Reducer::cpu().with_device_budget(1 << 20);
+        assert!(cpu.gpu.get().is_some_and(|g| g.is_none()), "a device budget made the CPU reducer probe");
     }
 
     #[test]
