@@ -7,7 +7,8 @@ and the comm/compute overlap, and (2) `strand postmortem` on the same files,
 which computes the same figures and more and writes the HTML, Markdown and
 JSON reports. Peak memory is the largest sum of the resident set sizes of the
 process and all its children (HTA parses ranks in worker processes), sampled
-every 2 ms with psutil. Each run is repeated and the median kept.
+every 2 ms with psutil, or the main process's own high-water mark if larger. Times come from separate runs with no sampler beside them (it would
+take CPU from the process timed). Each run is repeated and the median kept.
 
     /tmp/hta/bin/python bench/speed_memory.py --strand target/release/strand \\
         ../shared/data/kineto/sampled_world128_rank0.json.gz+../shared/data/kineto/sampled_world128_rank1.json.gz ...
@@ -44,29 +45,54 @@ print(f"{t1 - t0:.4f} {t2 - t1:.4f}")
 """
 
 
-def measure(cmd):
+def hwm(pid):
+    """The peak resident set of a process since exec, bytes (0 if gone)."""
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return 0
+
+
+def run(cmd, sample):
     """Runs cmd; returns (wall s, CPU s of the process and the children it
-    waited for, peak RSS bytes of the process tree, stdout)."""
+    waited for, peak RSS bytes, stdout).
+
+    With `sample`, the resident set of the whole process tree is summed every
+    2 ms (HTA parses ranks in worker processes) and the peak is the larger of
+    that and the main process's high-water mark (`VmHWM`) at the last sample.
+    (Not `ru_maxrss`: it includes the memory of the forked Python before
+    exec.) Without
+    it nothing runs beside the measured process but a blocking wait: the
+    sampler costs CPU, and on a 2-core machine it takes that CPU from the
+    process being timed. So times come from unsampled runs and memory from
+    sampled ones."""
     out = tempfile.TemporaryFile()
     t0 = time.perf_counter()
     p = subprocess.Popen(cmd, stdout=out, stderr=subprocess.DEVNULL)
-    ps = psutil.Process(p.pid)
     peak = 0
-    while True:
-        pid, status, ru = os.wait4(p.pid, os.WNOHANG)
-        if pid == p.pid:
-            break
-        try:
-            rss = 0
-            for q in [ps] + ps.children(recursive=True):
-                try:
-                    rss += q.memory_info().rss
-                except psutil.Error:
-                    pass
-            peak = max(peak, rss)
-        except psutil.Error:
-            pass
-        time.sleep(0.002)
+    if sample:
+        ps = psutil.Process(p.pid)
+        while True:
+            pid, status, ru = os.wait4(p.pid, os.WNOHANG)
+            if pid == p.pid:
+                break
+            try:
+                rss = 0
+                for q in [ps] + ps.children(recursive=True):
+                    try:
+                        rss += q.memory_info().rss
+                    except psutil.Error:
+                        pass
+                peak = max(peak, rss, hwm(p.pid))
+            except psutil.Error:
+                pass
+            time.sleep(0.002)
+    else:
+        _, status, ru = os.wait4(p.pid, 0)
     wall = time.perf_counter() - t0
     if os.waitstatus_to_exitcode(status) != 0:
         raise SystemExit(f"{' '.join(cmd)} failed with {status}")
@@ -75,8 +101,16 @@ def measure(cmd):
 
 
 def median_run(cmd, reps):
-    runs = [measure(cmd) for _ in range(reps)]
-    return tuple(statistics.median(r[k] for r in runs) for k in range(3)) + (runs[-1][3],)
+    """Median wall and CPU of `reps` unsampled runs, median peak memory of
+    `reps` sampled runs, and the stdout of the last timed run."""
+    timed = [run(cmd, sample=False) for _ in range(reps)]
+    sampled = [run(cmd, sample=True) for _ in range(reps)]
+    return (
+        statistics.median(r[0] for r in timed),
+        statistics.median(r[1] for r in timed),
+        statistics.median(r[2] for r in sampled),
+        timed[-1][3],
+    )
 
 
 def main():
