@@ -37,9 +37,21 @@ pub const COMMUNICATION_KERNEL_MARKERS: &[&str] = &["ncclDevKernel", "ncclKernel
 /// a communication marker are `communication`; every other kernel is `compute`.
 /// `kind` is the `kernel_events.kind` value (`kernel`, `memcpy`, `memset`).
 pub fn classify(kind: &str, name: &str) -> Category {
+    classify_marked(kind, || is_communication_kernel(name))
+}
+
+/// Whether a kernel name holds a communication marker; a reader that sees
+/// the same names many times can work this out once per name and classify
+/// with [`classify_marked`].
+pub fn is_communication_kernel(name: &str) -> bool {
+    COMMUNICATION_KERNEL_MARKERS.iter().any(|m| name.contains(m))
+}
+
+/// [`classify`] with the name's marker test given (asked only for kernels).
+pub fn classify_marked(kind: &str, communication_name: impl FnOnce() -> bool) -> Category {
     match kind {
         "memcpy" | "memset" => Category::Copy,
-        _ if COMMUNICATION_KERNEL_MARKERS.iter().any(|m| name.contains(m)) => Category::Communication,
+        _ if communication_name() => Category::Communication,
         _ => Category::Compute,
     }
 }

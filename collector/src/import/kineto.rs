@@ -33,13 +33,87 @@ use std::borrow::Cow;
 
 use serde::de::{Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde::Deserialize;
-use strand_schemas::category::{Category, classify};
+use strand_schemas::category::{Category, classify_marked, is_communication_kernel};
 use strand_schemas::{CudaSyncCall, KernelEvent, NcclCall, Step};
 
 use super::json_split::{Pos, SplitError, Splitter};
 
 /// Kineto `schemaVersion` values this importer reads.
 pub const SUPPORTED_SCHEMA_VERSIONS: &[i64] = &[1];
+
+/// The labels and time base shared by a trace's kernel rows.
+#[derive(Debug, Default)]
+struct RowContext {
+    cluster: Arc<str>,
+    node: Arc<str>,
+    job: Option<String>,
+    /// Nanoseconds added to the trace's times.
+    base_ns: i64,
+    /// The process of records without a launch.
+    main_pid: i32,
+}
+
+impl KinetoTrace {
+    /// How many `kernel_events` rows the trace has.
+    pub fn kernel_count(&self) -> usize {
+        self.gpu.len()
+    }
+
+    /// Earliest start and latest end of the kernel rows.
+    pub fn kernel_span(&self) -> Option<(i64, i64)> {
+        let lo = self.gpu.iter().map(|g| g.rec.ts).min()?;
+        let hi = self.gpu.iter().map(|g| g.rec.ts + g.rec.dur).max()?;
+        Some((self.row_ctx.base_ns + lo, self.row_ctx.base_ns + hi))
+    }
+
+    /// Every `kernel_events` row.
+    pub fn kernels(&self) -> Vec<KernelEvent> {
+        let mut rows = Vec::new();
+        self.kernels_into(0..self.gpu.len(), &mut rows);
+        rows
+    }
+
+    /// Rows `range` (in record order) into `out`, which is cleared first, so
+    /// that a caller can go through a big trace with one small buffer.
+    pub fn kernels_into(&self, range: std::ops::Range<usize>, out: &mut Vec<KernelEvent>) {
+        out.clear();
+        out.reserve(range.len());
+        let x = &self.row_ctx;
+        for (GpuRec { rec: g, name, comm, coll }, launch) in self.gpu[range.clone()].iter().zip(&self.gpu_launch[range]) {
+            let start = x.base_ns + g.ts;
+            let kind = g.kind.as_str();
+            out.push(KernelEvent {
+                cluster: x.cluster.clone(),
+                node: x.node.clone(),
+                pid: launch.map(|l| l.pid).unwrap_or(x.main_pid),
+                job_id: x.job.clone(),
+                device_id: g.device,
+                gpu_uuid: None,
+                gpu_index: Some(g.device),
+                start_ns: start,
+                end_ns: start + g.dur,
+                context_id: g.context,
+                stream_id: g.stream,
+                correlation_id: g.correlation.unwrap_or(0),
+                kind: kind.to_string(),
+                category: classify_marked(kind, || *comm).as_str().to_string(),
+                name: name.clone(),
+                grid_x: g.grid.map(|d| d[0]),
+                grid_y: g.grid.map(|d| d[1]),
+                grid_z: g.grid.map(|d| d[2]),
+                block_x: g.block.map(|d| d[0]),
+                block_y: g.block.map(|d| d[1]),
+                block_z: g.block.map(|d| d[2]),
+                bytes: if g.kind == GpuKind::Kernel { None } else { g.bytes },
+                copy_kind: (g.kind == GpuKind::Memcpy).then(|| copy_kind(name)).flatten(),
+                launch_ns: launch.map(|l| x.base_ns + l.ts),
+                launch_tid: launch.map(|l| l.tid),
+                collective: coll.as_ref().map(|m| m.op.clone()),
+                source: "kineto".into(),
+            });
+        }
+    }
+}
 
 /// Why a trace could not be imported. Every message names the file.
 #[derive(Debug, thiserror::Error)]
@@ -88,7 +162,14 @@ pub struct KinetoTrace {
     pub gpu_names: BTreeMap<i32, String>,
     /// CUDA devices with GPU records.
     pub devices: Vec<i32>,
-    pub kernels: Vec<KernelEvent>,
+    /// The `kernel_events` rows, kept compact: [`KinetoTrace::kernels`] and
+    /// [`KinetoTrace::kernels_into`] build them (a row is several times the
+    /// size of the record it comes from).
+    gpu: Vec<GpuRec>,
+    /// The launch of each record of `gpu`.
+    gpu_launch: Vec<Option<Launch>>,
+    /// What every row carries.
+    row_ctx: RowContext,
     pub nccl: Vec<NcclCall>,
     pub syncs: Vec<CudaSyncCall>,
     pub steps: Vec<Step>,
@@ -388,6 +469,8 @@ struct GpuRec {
     /// Times in nanoseconds from the trace's base time.
     rec: QuickGpu,
     name: Arc<str>,
+    /// The name holds a communication-kernel marker (worked out once per name).
+    comm: bool,
     coll: Option<Box<CollMeta>>,
 }
 
@@ -416,10 +499,13 @@ struct StepRec {
 #[derive(Debug, Default)]
 struct Collected {
     gpu: Vec<GpuRec>,
-    launches: HashMap<i64, Launch, foldhash::fast::RandomState>,
+    /// (correlation id, launch) in trace order; sorted by id at the end
+    /// (ids mostly rise, so a vector and one sort beat a hash map's regrowth).
+    launches: Vec<(i64, Launch)>,
     syncs: Vec<SyncRec>,
     steps: Vec<StepRec>,
-    names: HashMap<String, Arc<str>, foldhash::fast::RandomState>,
+    /// Distinct GPU record names, each with its communication-marker test.
+    names: HashMap<String, (Arc<str>, bool), foldhash::fast::RandomState>,
     cpu_pids: HashMap<i32, u64>,
     skipped: u64,
     /// First error inside an event (reported with the file name).
@@ -436,13 +522,14 @@ const SYNC_APIS: &[&str] = &[
 ];
 
 impl Collected {
-    fn intern(&mut self, s: &str) -> Arc<str> {
-        if let Some(a) = self.names.get(s) {
-            return a.clone();
+    fn intern(&mut self, s: &str) -> (Arc<str>, bool) {
+        if let Some((a, comm)) = self.names.get(s) {
+            return (a.clone(), *comm);
         }
         let a: Arc<str> = Arc::from(s);
-        self.names.insert(s.to_string(), a.clone());
-        a
+        let comm = is_communication_kernel(s);
+        self.names.insert(s.to_string(), (a.clone(), comm));
+        (a, comm)
     }
 
     fn gpu_record(&mut self, r: QuickGpu, name: &str, coll: Option<Box<CollMeta>>) {
@@ -450,8 +537,8 @@ impl Collected {
             self.skipped += 1;
             return;
         }
-        let name = self.intern(name);
-        self.gpu.push(GpuRec { rec: r, name, coll });
+        let (name, comm) = self.intern(name);
+        self.gpu.push(GpuRec { rec: r, name, comm, coll });
     }
 
     /// A host runtime or driver call: the launch of its correlated GPU
@@ -459,7 +546,7 @@ impl Collected {
     fn launch(&mut self, launch: Launch, correlation: Option<i64>, name: &str) {
         *self.cpu_pids.entry(launch.pid).or_default() += 1;
         if let Some(c) = correlation {
-            self.launches.insert(c, launch);
+            self.launches.push((c, launch));
         }
         if let Some(api) = SYNC_APIS.iter().find(|a| **a == name) {
             self.syncs.push(SyncRec { api, launch });
@@ -1054,7 +1141,7 @@ fn check_and_finish(mut c: Collected, h: Header, file: &str, path: &Path, opts: 
     Ok(finish(c, h, path, opts))
 }
 
-fn finish(c: Collected, h: Header, path: &Path, opts: &KinetoOptions) -> KinetoTrace {
+fn finish(mut c: Collected, h: Header, path: &Path, opts: &KinetoOptions) -> KinetoTrace {
     let base = h.base_ns.unwrap_or(0);
     let ns = |t: i64| base + t;
     let dur_ns = |d: i64| d;
@@ -1074,7 +1161,6 @@ fn finish(c: Collected, h: Header, path: &Path, opts: &KinetoOptions) -> KinetoT
     devices.dedup();
     let only_device = (devices.len() == 1).then(|| devices[0]);
 
-    let mut kernels = Vec::with_capacity(c.gpu.len());
     let mut nccl = Vec::new();
     // HTA's scope (`Trace._filter_irrelevant_gpu_kernels` with the last step included).
     let mut step_names: Vec<i64> = c.steps.iter().map(|s| s.step).collect();
@@ -1082,47 +1168,27 @@ fn finish(c: Collected, h: Header, path: &Path, opts: &KinetoOptions) -> KinetoT
     step_names.dedup();
     let last_step_end = (step_names.len() >= 2).then(|| c.steps.iter().map(|s| s.launch.ts + s.launch.dur).max().unwrap_or(i64::MIN));
     let mut out_of_scope = 0u64;
-    for GpuRec { rec: g, name, coll } in &c.gpu {
-        let launch = g.correlation.and_then(|k| c.launches.get(&k)).copied();
+    // A stable sort keeps repeated ids in trace order; the last one wins.
+    if !c.launches.is_sorted_by_key(|(id, _)| *id) {
+        c.launches.sort_by_key(|(id, _)| *id);
+    }
+    let launches = &c.launches;
+    let launch_of = |id: i64| {
+        let after = launches.partition_point(|(k, _)| *k <= id);
+        launches[..after].last().filter(|(k, _)| *k == id).map(|(_, l)| *l)
+    };
+    let mut gpu_launch = Vec::with_capacity(c.gpu.len());
+    c.gpu.retain(|GpuRec { rec: g, name: _, comm, coll }| {
+        let launch = g.correlation.and_then(launch_of);
         if opts.hta_scope && launch.is_none_or(|l| last_step_end.is_some_and(|end| l.ts > end)) {
             out_of_scope += 1;
-            continue;
+            return false;
         }
+        gpu_launch.push(launch);
         let start = ns(g.ts);
         let end = start + dur_ns(g.dur);
-        let kind = g.kind.as_str();
-        let category = classify(kind, name);
+        let category = classify_marked(g.kind.as_str(), || *comm);
         let pid = launch.map(|l| l.pid).unwrap_or(main_pid);
-        let copy_kind = (g.kind == GpuKind::Memcpy).then(|| copy_kind(name)).flatten();
-        kernels.push(KernelEvent {
-            cluster: cluster.clone(),
-            node: node_a.clone(),
-            pid,
-            job_id: job.clone(),
-            device_id: g.device,
-            gpu_uuid: None,
-            gpu_index: Some(g.device),
-            start_ns: start,
-            end_ns: end,
-            context_id: g.context,
-            stream_id: g.stream,
-            correlation_id: g.correlation.unwrap_or(0),
-            kind: kind.to_string(),
-            category: category.as_str().to_string(),
-            name: name.clone(),
-            grid_x: g.grid.map(|d| d[0]),
-            grid_y: g.grid.map(|d| d[1]),
-            grid_z: g.grid.map(|d| d[2]),
-            block_x: g.block.map(|d| d[0]),
-            block_y: g.block.map(|d| d[1]),
-            block_z: g.block.map(|d| d[2]),
-            bytes: if g.kind == GpuKind::Kernel { None } else { g.bytes },
-            copy_kind,
-            launch_ns: launch.map(|l| ns(l.ts)),
-            launch_tid: launch.map(|l| l.tid),
-            collective: coll.as_ref().map(|m| m.op.clone()),
-            source: "kineto".into(),
-        });
         if let (Some(m), Category::Communication) = (coll, category) {
             let dt = m.dtype.as_deref().and_then(dtype_info);
             let rank_in_comm = match (&m.pg_ranks, rank) {
@@ -1166,7 +1232,8 @@ fn finish(c: Collected, h: Header, path: &Path, opts: &KinetoOptions) -> KinetoT
                 source: "kineto".into(),
             });
         }
-    }
+        true
+    });
     // Without `Seq`, number each group's collectives in kernel order: the same
     // collective has the same number on every rank when all traces cover the
     // same steps (the profiler schedule does that).
@@ -1231,7 +1298,9 @@ fn finish(c: Collected, h: Header, path: &Path, opts: &KinetoOptions) -> KinetoT
         rank,
         world_size,
         gpu_names,
-        kernels,
+        gpu: c.gpu,
+        gpu_launch,
+        row_ctx: RowContext { cluster, node: node_a, job, base_ns: base, main_pid },
         nccl,
         syncs,
         steps,
@@ -1273,14 +1342,15 @@ mod tests {
         let base = 1_700_000_000_000_000_000i64;
         assert_eq!((t.rank, t.world_size, t.node.as_str()), (Some(2), Some(4), "t"));
         assert_eq!(t.gpu_names.get(&0).map(|s| s.as_str()), Some("NVIDIA H100 80GB HBM3"));
-        assert_eq!(t.kernels.len(), 3, "cuda_sync lanes are not GPU work");
-        let k = &t.kernels[0];
+        assert_eq!(t.kernel_count(), 3, "cuda_sync lanes are not GPU work");
+        let kernels = t.kernels();
+        let k = &kernels[0];
         assert_eq!((k.start_ns, k.end_ns), (base + 100_250, base + 110_251));
         assert_eq!((k.launch_ns, k.launch_tid, k.pid), (Some(base + 99_500), Some(78), 77));
         assert_eq!((k.grid_x, k.grid_y, k.block_x, k.category.as_str()), (Some(4), Some(2), Some(128), "compute"));
-        let n = &t.kernels[1];
+        let n = &kernels[1];
         assert_eq!((n.category.as_str(), n.collective.as_deref()), ("communication", Some("allreduce")));
-        let m = &t.kernels[2];
+        let m = &kernels[2];
         assert_eq!((m.kind.as_str(), m.copy_kind.as_deref(), m.bytes, m.category.as_str()), ("memcpy", Some("DtoH"), Some(4096), "copy"));
         assert_eq!(t.nccl.len(), 1);
         let c = &t.nccl[0];
@@ -1290,6 +1360,34 @@ mod tests {
         assert_eq!((t.syncs[0].api.as_str(), t.syncs[0].blocked_ns, t.syncs[0].tid), ("cudaStreamSynchronize", 15_000, 78));
         assert_eq!(t.steps.len(), 1);
         assert_eq!((t.steps[0].step, t.steps[0].start_ns, t.steps[0].rank, t.steps[0].source.as_str()), (Some(3), base + 90_000, Some(2), "kineto"));
+    }
+
+    #[test]
+    fn launches_join_by_correlation_in_any_order_and_rows_come_out_the_same_in_pieces() {
+        let t = read(
+            r#"{"schemaVersion": 1, "traceEvents": [
+            {"ph": "X", "cat": "cuda_runtime", "name": "cudaLaunchKernel", "pid": 1, "tid": 11, "ts": 10, "dur": 2, "args": {"correlation": 9}},
+            {"ph": "X", "cat": "cuda_runtime", "name": "cudaLaunchKernel", "pid": 1, "tid": 11, "ts": 20, "dur": 2, "args": {"correlation": 5}},
+            {"ph": "X", "cat": "cuda_runtime", "name": "cudaLaunchKernel", "pid": 2, "tid": 22, "ts": 30, "dur": 2, "args": {"correlation": 9}},
+            {"ph": "X", "cat": "kernel", "name": "a", "pid": 0, "tid": 7, "ts": 40, "dur": 5, "args": {"device": 0, "stream": 7, "correlation": 9}},
+            {"ph": "X", "cat": "kernel", "name": "b", "pid": 0, "tid": 7, "ts": 50, "dur": 5, "args": {"device": 0, "stream": 7, "correlation": 5}},
+            {"ph": "X", "cat": "kernel", "name": "c", "pid": 0, "tid": 7, "ts": 60, "dur": 5, "args": {"device": 0, "stream": 7, "correlation": 4}}
+        ]}"#,
+        )
+        .unwrap();
+        let all = t.kernels();
+        // A repeated correlation id: the later launch is the one (as a map insert would have it).
+        assert_eq!((all[0].pid, all[0].launch_tid, all[0].launch_ns), (2, Some(22), Some(30_000)));
+        assert_eq!((all[1].pid, all[1].launch_tid, all[1].launch_ns), (1, Some(11), Some(20_000)));
+        assert_eq!((all[2].launch_tid, all[2].launch_ns), (None, None), "no launch with correlation 4");
+        assert_eq!(t.kernel_span(), Some((40_000, 65_000)));
+        let mut pieces = Vec::new();
+        let mut buf = Vec::new();
+        for at in 0..t.kernel_count() {
+            t.kernels_into(at..at + 1, &mut buf);
+            pieces.append(&mut buf);
+        }
+        assert_eq!(pieces, all);
     }
 
     #[test]

@@ -107,7 +107,7 @@ pub fn import_kineto(args: &KinetoArgs) -> anyhow::Result<Vec<ImportSummary>> {
             rank: t.rank,
             world_size: t.world_size,
             gpu_names: t.gpu_names.iter().filter(|(d, _)| t.devices.contains(d)).map(|(d, n)| (*d, n.clone())).collect(),
-            kernels: t.kernels.len(),
+            kernels: t.kernel_count(),
             nccl: t.nccl.len(),
             syncs: t.syncs.len(),
             steps: t.steps.len(),
@@ -120,7 +120,7 @@ pub fn import_kineto(args: &KinetoArgs) -> anyhow::Result<Vec<ImportSummary>> {
 /// importing the same trace again replaces its files.
 pub fn write_trace(out: &Path, cluster: &str, t: &KinetoTrace) -> anyhow::Result<()> {
     let batch = format!("kineto-{}", hive_escape(&file_stem(&t.file)));
-    write_partitioned(out, cluster, &t.node, &batch, &t.kernels, |k| k.start_ns)?;
+    write_partitioned(out, cluster, &t.node, &batch, &t.kernels(), |k| k.start_ns)?;
     write_partitioned(out, cluster, &t.node, &batch, &t.nccl, |c| c.enter_ns)?;
     write_partitioned(out, cluster, &t.node, &batch, &t.syncs, |s| s.enter_ns)?;
     write_partitioned(out, cluster, &t.node, &batch, &t.steps, |s| s.start_ns)?;

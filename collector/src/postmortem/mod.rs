@@ -297,6 +297,9 @@ fn aggregate_kernels(reducer: &Reducer, rows: &[KernelEvent], agg: &mut HashMap<
     Ok(())
 }
 
+/// Kernel rows of a Kineto trace built at a time (about 5 MiB).
+const TRACE_CHUNK_ROWS: usize = 16 * 1024;
+
 /// Runs the whole postmortem and returns its figures.
 ///
 /// Kineto traces are parsed one after the other straight into the window
@@ -375,11 +378,17 @@ pub fn postmortem(args: &PostmortemArgs) -> anyhow::Result<Report> {
                 ranks.insert(GpuKey { node: Arc::from(t.node.as_str()), gpu_index: *d }, r);
             }
         }
-        if let (Some(lo), Some(hi)) = (t.kernels.iter().map(|k| k.start_ns).min(), t.kernels.iter().map(|k| k.end_ns).max()) {
+        if let Some((lo, hi)) = t.kernel_span() {
             widen(&mut span, lo, hi);
         }
-        aggregate_kernels(&reducer, &t.kernels, &mut kernels)?;
-        b.push_kernels(&t.kernels);
+        // A few thousand rows at a time through one buffer: the rows of a big
+        // trace never all exist at once.
+        let mut rows = Vec::new();
+        for at in (0..t.kernel_count()).step_by(TRACE_CHUNK_ROWS) {
+            t.kernels_into(at..(at + TRACE_CHUNK_ROWS).min(t.kernel_count()), &mut rows);
+            aggregate_kernels(&reducer, &rows, &mut kernels)?;
+            b.push_kernels(&rows);
+        }
         b.push_sync(&t.syncs);
         steps.extend(t.steps);
         trace_calls.extend(t.nccl);
