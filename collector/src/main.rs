@@ -53,23 +53,16 @@ fn main() -> ExitCode {
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
-        Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("strand: cannot start the async runtime: {e}");
-            return ExitCode::FAILURE;
-        }
+    let result = match cli.command {
+        // CPU work on files: no async runtime (its threads and code would
+        // only add start time and resident pages to a short command).
+        Command::Import(cmd) => import::run(cmd),
+        Command::Postmortem(args) => postmortem::run(args),
+        Command::Simulate(args) => fleet::sim::run(*args),
+        Command::Serve(args) => on_runtime(serve::run(args)),
+        Command::Query(args) => on_runtime(query::run(args)),
+        Command::Report(cmd) => on_runtime(report::run(*cmd)),
     };
-    let result = runtime.block_on(async move {
-        match cli.command {
-            Command::Serve(args) => serve::run(args).await,
-            Command::Query(args) => query::run(args).await,
-            Command::Import(cmd) => import::run(cmd).await,
-            Command::Postmortem(args) => postmortem::run(args).await,
-            Command::Report(cmd) => report::run(*cmd).await,
-            Command::Simulate(args) => fleet::sim::run(*args),
-        }
-    });
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
@@ -78,4 +71,13 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// Runs an async command on a multi-thread runtime (network, DataFusion).
+fn on_runtime(command: impl std::future::Future<Output = anyhow::Result<()>>) -> anyhow::Result<()> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| anyhow::anyhow!("cannot start the async runtime: {e}"))?;
+    runtime.block_on(command)
 }

@@ -46,32 +46,29 @@ pub struct KinetoArgs {
     pub hta_scope: bool,
 }
 
-pub async fn run(cmd: ImportCommand) -> anyhow::Result<()> {
+pub fn run(cmd: ImportCommand) -> anyhow::Result<()> {
     match cmd {
         ImportCommand::Kineto(args) => {
-            tokio::task::spawn_blocking(move || {
-                for t in import_kineto(&args)? {
-                    println!(
-                        "{}: rank {} of {} as node {}{}: {} kernels, {} NCCL calls, {} sync calls, {} steps → {}",
-                        t.file.display(),
-                        t.rank.map_or("?".to_string(), |r| r.to_string()),
-                        t.world_size.map_or("?".to_string(), |r| r.to_string()),
-                        t.node,
-                        if t.gpu_names.is_empty() {
-                            String::new()
-                        } else {
-                            format!(" ({})", t.gpu_names.values().cloned().collect::<Vec<_>>().join(", "))
-                        },
-                        t.kernels,
-                        t.nccl,
-                        t.syncs,
-                        t.steps,
-                        args.out.display()
-                    );
-                }
-                Ok(())
-            })
-            .await?
+            for t in import_kineto(&args)? {
+                println!(
+                    "{}: rank {} of {} as node {}{}: {} kernels, {} NCCL calls, {} sync calls, {} steps → {}",
+                    t.file.display(),
+                    t.rank.map_or("?".to_string(), |r| r.to_string()),
+                    t.world_size.map_or("?".to_string(), |r| r.to_string()),
+                    t.node,
+                    if t.gpu_names.is_empty() {
+                        String::new()
+                    } else {
+                        format!(" ({})", t.gpu_names.values().cloned().collect::<Vec<_>>().join(", "))
+                    },
+                    t.kernels,
+                    t.nccl,
+                    t.syncs,
+                    t.steps,
+                    args.out.display()
+                );
+            }
+            Ok(())
         }
     }
 }

@@ -92,19 +92,16 @@ pub struct PostmortemArgs {
     pub hta_scope: bool,
 }
 
-pub async fn run(args: PostmortemArgs) -> anyhow::Result<()> {
-    tokio::task::spawn_blocking(move || {
-        let report = postmortem(&args)?;
-        write_outputs(&args.out, &report)?;
-        eprintln!(
-            "strand postmortem: {} GPUs, {} → {}",
-            report.gpus.len(),
-            html::fmt_duration(report.end_ns - report.start_ns),
-            args.out.join("report.html").display()
-        );
-        Ok(())
-    })
-    .await?
+pub fn run(args: PostmortemArgs) -> anyhow::Result<()> {
+    let report = postmortem(&args)?;
+    write_outputs(&args.out, &report)?;
+    eprintln!(
+        "strand postmortem: {} GPUs, {} → {}",
+        report.gpus.len(),
+        html::fmt_duration(report.end_ns - report.start_ns),
+        args.out.join("report.html").display()
+    );
+    Ok(())
 }
 
 /// Writes report.html, summary.md and report.json into `out`.
