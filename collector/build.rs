@@ -34,10 +34,11 @@ fn main() {
         println!("cargo:rustc-link-arg-bin=strand=-no-pie");
     }
     let release = std::env::var("PROFILE").as_deref() == Ok("release");
-    if release && std::env::var("STRAND_HOT_TEXT").as_deref() != Ok("0") {
-        if let Some(script) = hot_text_script() {
-            println!("cargo:rustc-link-arg-bin=strand=-Wl,-T,{}", script.display());
-        }
+    if release
+        && std::env::var("STRAND_HOT_TEXT").as_deref() != Ok("0")
+        && let Some(script) = hot_text_script()
+    {
+        println!("cargo:rustc-link-arg-bin=strand=-Wl,-T,{}", script.display());
     }
 }
 

@@ -119,11 +119,24 @@ pub struct Splitter<R: Read> {
     line: usize,
     /// Absolute offset of the start of the current line.
     line_start: u64,
+    /// The block scan may use AVX2 and carry-less multiplication (detected).
+    avx2: bool,
 }
 
 impl<R: Read> Splitter<R> {
     pub fn new(src: R) -> Self {
-        Self { src, buf: Vec::with_capacity(2 * CHUNK), pos: 0, eof: false, base: 0, line: 1, line_start: 0 }
+        #[cfg(target_arch = "x86_64")]
+        let avx2 = std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("pclmulqdq");
+        #[cfg(not(target_arch = "x86_64"))]
+        let avx2 = false;
+        Self { src, buf: Vec::with_capacity(2 * CHUNK), pos: 0, eof: false, base: 0, line: 1, line_start: 0, avx2 }
+    }
+
+    /// The block scan without AVX2 (tests run both scans).
+    #[cfg(test)]
+    fn portable(mut self) -> Self {
+        self.avx2 = false;
+        self
     }
 
     fn here(&self) -> Pos {
@@ -342,6 +355,64 @@ fn classify(block: &[u8; 64]) -> Masks {
     }
 }
 
+/// [`classify`], or [`classify_avx2`] inside [`Splitter::elements_avx2`].
+#[inline(always)]
+fn block_masks<const AVX2: bool>(block: &[u8; 64]) -> Masks {
+    #[cfg(target_arch = "x86_64")]
+    if AVX2 {
+        // SAFETY: AVX2 is only asked for by `elements_avx2`, run after detection.
+        return unsafe { classify_avx2(block) };
+    }
+    classify(block)
+}
+
+/// [`prefix_xor`], or one carry-less multiplication inside [`Splitter::elements_avx2`].
+#[inline(always)]
+fn string_bits<const CLMUL: bool>(quote: u64) -> u64 {
+    #[cfg(target_arch = "x86_64")]
+    if CLMUL {
+        // SAFETY: as for `block_masks`.
+        return unsafe { prefix_xor_clmul(quote) };
+    }
+    prefix_xor(quote)
+}
+
+/// [`classify`] in two 32-byte halves.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+#[inline]
+unsafe fn classify_avx2(block: &[u8; 64]) -> Masks {
+    use std::arch::x86_64::*;
+    let p = block.as_ptr();
+    // SAFETY: two unaligned 32-byte loads inside `block`.
+    let (l0, l1) = unsafe { (_mm256_loadu_si256(p.cast()), _mm256_loadu_si256(p.add(32).cast())) };
+    let b20 = _mm256_set1_epi8(0x20);
+    let (w0, w1) = (_mm256_or_si256(l0, b20), _mm256_or_si256(l1, b20));
+    macro_rules! eq {
+        ($a:expr, $b:expr, $c:expr) => {{
+            let c = _mm256_set1_epi8($c as i8);
+            (_mm256_movemask_epi8(_mm256_cmpeq_epi8($a, c)) as u32 as u64) | (_mm256_movemask_epi8(_mm256_cmpeq_epi8($b, c)) as u32 as u64) << 32
+        }};
+    }
+    Masks {
+        quote: eq!(l0, l1, b'"'),
+        backslash: eq!(l0, l1, b'\\'),
+        open: eq!(w0, w1, b'{'),
+        close: eq!(w0, w1, b'}'),
+        comma: eq!(l0, l1, b','),
+        newline: eq!(l0, l1, b'\n'),
+    }
+}
+
+/// [`prefix_xor`] as a carry-less product with all ones (simdjson's way).
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "pclmulqdq")]
+#[inline]
+unsafe fn prefix_xor_clmul(x: u64) -> u64 {
+    use std::arch::x86_64::*;
+    _mm_cvtsi128_si64(_mm_clmulepi64_si128(_mm_set_epi64x(0, x as i64), _mm_set1_epi8(-1), 0)) as u64
+}
+
 /// Bits of the bytes escaped by a backslash; `next` carries an escape that
 /// runs into the next block (simdjson's branch-free escape scanner).
 #[inline(always)]
@@ -406,6 +477,23 @@ impl<R: Read> Splitter<R> {
     /// prefix XOR, and only the remaining brackets and commas are visited.
     /// Elements are checked for structure here and by `serde_json` when parsed.
     fn elements<E>(&mut self, on_element: &mut impl FnMut(usize, &[u8], Pos) -> Result<(), E>) -> Result<(), SplitError<E>> {
+        #[cfg(target_arch = "x86_64")]
+        if self.avx2 {
+            // SAFETY: `avx2` is set only where both features were detected.
+            return unsafe { self.elements_avx2(on_element) };
+        }
+        self.elements_with::<false, E>(on_element)
+    }
+
+    /// [`Self::elements`] compiled for AVX2 and carry-less multiplication.
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx2,pclmulqdq")]
+    unsafe fn elements_avx2<E>(&mut self, on_element: &mut impl FnMut(usize, &[u8], Pos) -> Result<(), E>) -> Result<(), SplitError<E>> {
+        self.elements_with::<true, E>(on_element)
+    }
+
+    #[inline(always)]
+    fn elements_with<const AVX2: bool, E>(&mut self, on_element: &mut impl FnMut(usize, &[u8], Pos) -> Result<(), E>) -> Result<(), SplitError<E>> {
         let mut lines = Lines { line: self.line, line_start: self.line_start };
         // Block cursor and the carries between blocks.
         let mut cur = self.pos;
@@ -443,10 +531,10 @@ impl<R: Read> Splitter<R> {
                 pad[..avail].copy_from_slice(&self.buf[cur..]);
                 &pad
             };
-            let m = classify(block);
+            let m = block_masks::<AVX2>(block);
             let at = self.base + cur as u64;
             let quote = m.quote & !escaped(m.backslash, &mut next_escaped);
-            let strings = prefix_xor(quote) ^ in_string;
+            let strings = string_bits::<AVX2>(quote) ^ in_string;
             in_string = ((strings as i64) >> 63) as u64;
             // The first byte of an element not yet found: the first non-space.
             if start.is_none() {
@@ -716,6 +804,7 @@ mod tests {
             values in proptest::collection::vec(json_value(), 0..40),
             pretty in proptest::bool::ANY,
             chunks in proptest::collection::vec(1usize..300, 1..6),
+            simd in proptest::bool::ANY,
         ) {
             let events = serde_json::Value::Array(values.clone());
             let body = if pretty { serde_json::to_string_pretty(&events) } else { serde_json::to_string(&events) }.unwrap();
@@ -723,7 +812,8 @@ mod tests {
             let array_at = text.find("\"events\": ").unwrap() + 10;
             let starts = reference_starts(text.as_bytes(), array_at);
             let mut got = Vec::new();
-            let found = Splitter::new(Chunks(text.as_bytes(), chunks, 0)).run(
+            let splitter = Splitter::new(Chunks(text.as_bytes(), chunks, 0));
+            let found = if simd { splitter } else { splitter.portable() }.run(
                 "events",
                 |_, _, _| Ok::<(), ()>(()),
                 |i, v, p| {
@@ -737,6 +827,28 @@ mod tests {
                 proptest::prop_assert_eq!(v, want, "element {}", i);
                 proptest::prop_assert_eq!(*p, pos_of(text.as_bytes(), s), "element {}", i);
             }
+        }
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    proptest::proptest! {
+        /// The AVX2 classifier and the carry-less prefix XOR give the same
+        /// bits as the SSE2 classifier and the shift ladder.
+        #[test]
+        fn both_block_classifiers_agree(
+            block in proptest::collection::vec(proptest::sample::select(b"{}[],:\"\\ \n\tab01".to_vec()), 64),
+            x in proptest::num::u64::ANY,
+        ) {
+            if !(std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("pclmulqdq")) {
+                return Ok(());
+            }
+            let block: [u8; 64] = block.try_into().unwrap();
+            let (a, b) = (classify(&block), block_masks::<true>(&block));
+            proptest::prop_assert_eq!(
+                (a.quote, a.backslash, a.open, a.close, a.comma, a.newline),
+                (b.quote, b.backslash, b.open, b.close, b.comma, b.newline)
+            );
+            proptest::prop_assert_eq!(prefix_xor(x), string_bits::<true>(x));
         }
     }
 
@@ -775,8 +887,11 @@ mod tests {
         ) {
             let mut input = b"{\"events\": [".to_vec();
             input.extend_from_slice(&body);
-            let _ = Splitter::new(Chunks(&input, chunks.clone(), 0)).run("events", |_, _, _| Ok::<(), ()>(()), |_, _, _| Ok(()));
-            let _ = Splitter::new(Chunks(&body, chunks, 0)).run("events", |_, _, _| Ok::<(), ()>(()), |_, _, _| Ok(()));
+            for simd in [true, false] {
+                let fresh = |b| { let s = Splitter::new(Chunks(b, chunks.clone(), 0)); if simd { s } else { s.portable() } };
+                let _ = fresh(&input).run("events", |_, _, _| Ok::<(), ()>(()), |_, _, _| Ok(()));
+                let _ = fresh(&body).run("events", |_, _, _| Ok::<(), ()>(()), |_, _, _| Ok(()));
+            }
         }
     }
 }
