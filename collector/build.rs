@@ -47,17 +47,12 @@ fn hot_text_script() -> Option<PathBuf> {
     let list = std::fs::read_to_string("hot-text.txt").ok()?;
     let mut script = String::from("SECTIONS\n{\n  .text.strand_hot :\n  {\n");
     for name in list.lines().map(str::trim).filter(|l| !l.is_empty() && !l.starts_with('#')) {
-        // Symbol characters only: anything else would be read as script syntax.
-        if !name.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'$' | b'.')) {
+        // Symbol characters only (and the list's `.llvm.*`): anything else
+        // would be read as script syntax.
+        if !name.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'$' | b'.' | b'*')) {
             println!("cargo:warning=hot-text.txt: skipping {name:?} (not a symbol name)");
             continue;
         }
-        // `.llvm.<number>` suffixes (symbols made global across codegen
-        // units) change from build to build.
-        let name = match name.find(".llvm.") {
-            Some(at) => format!("{}.llvm.*", &name[..at]),
-            None => name.to_string(),
-        };
         // `#[cold]` functions are in `.text.unlikely.<name>`.
         let _ = writeln!(script, "    *(.text.{name} .text.unlikely.{name})");
     }

@@ -53,7 +53,13 @@ for line in nm.splitlines():
 hot = sorted((text[n], n) for n in ran if n in text)
 print(f"# Functions run by `strand postmortem` and `strand import`, in address order.")
 print(f"# Written by scripts/hot-text.sh with {rustc}; read by collector/build.rs.")
+print(f"# `.llvm.*` stands for the number LLVM appends to symbols it makes global,")
+print(f"# which changes from build to build.")
+seen = set()
 for _, n in hot:
-    print(n)
+    n = re.sub(r"\.llvm\.\d+$", ".llvm.*", n)
+    if n not in seen:
+        seen.add(n)
+        print(n)
 print(f"hot-text.sh: {len(hot)} functions", file=sys.stderr)
 EOF
