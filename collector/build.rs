@@ -16,7 +16,8 @@
 //! ~7 MiB resident (the kernel maps 64 KiB around each page fault); together,
 //! ~1 MiB: peak RSS of a small postmortem 11.7 → 5.7 MiB. Names missing from
 //! the binary (a stale list) match nothing, and those functions stay where
-//! they were. `STRAND_HOT_TEXT=0` leaves the layout alone.
+//! they were. `STRAND_HOT_TEXT=0` leaves the layout alone (as does linking
+//! with mold, which takes no linker scripts).
 
 use std::fmt::Write as _;
 use std::path::PathBuf;
@@ -25,6 +26,7 @@ fn main() {
     println!("cargo:rerun-if-env-changed=STRAND_PIE");
     println!("cargo:rerun-if-env-changed=STRAND_HOT_TEXT");
     println!("cargo:rerun-if-changed=hot-text.txt");
+    println!("cargo:rerun-if-env-changed=CARGO_ENCODED_RUSTFLAGS");
     let linux_x86_64 = std::env::var("CARGO_CFG_TARGET_OS").as_deref() == Ok("linux")
         && std::env::var("CARGO_CFG_TARGET_ARCH").as_deref() == Ok("x86_64");
     if !linux_x86_64 {
@@ -34,7 +36,10 @@ fn main() {
         println!("cargo:rustc-link-arg-bin=strand=-no-pie");
     }
     let release = std::env::var("PROFILE").as_deref() == Ok("release");
+    // mold takes no linker scripts.
+    let mold = std::env::var("CARGO_ENCODED_RUSTFLAGS").is_ok_and(|f| f.contains("mold"));
     if release
+        && !mold
         && std::env::var("STRAND_HOT_TEXT").as_deref() != Ok("0")
         && let Some(script) = hot_text_script()
     {
