@@ -79,7 +79,8 @@ impl KinetoTrace {
         out.clear();
         out.reserve(range.len());
         let x = &self.row_ctx;
-        for (GpuRec { rec: g, name, comm, coll }, launch) in self.gpu[range.clone()].iter().zip(&self.gpu_launch[range]) {
+        for (r, launch) in self.gpu[range.clone()].iter().zip(&self.gpu_launch[range]) {
+            let GpuRec { rec: g, name, coll, .. } = r;
             let start = x.base_ns + g.ts;
             let kind = g.kind.as_str();
             out.push(KernelEvent {
@@ -96,7 +97,7 @@ impl KinetoTrace {
                 stream_id: g.stream,
                 correlation_id: g.correlation.unwrap_or(0),
                 kind: kind.to_string(),
-                category: classify_marked(kind, || *comm).as_str().to_string(),
+                category: r.category().as_str().to_string(),
                 name: name.clone(),
                 grid_x: g.grid.map(|d| d[0]),
                 grid_y: g.grid.map(|d| d[1]),
@@ -472,6 +473,13 @@ struct GpuRec {
     /// The name holds a communication-kernel marker (worked out once per name).
     comm: bool,
     coll: Option<Box<CollMeta>>,
+}
+
+impl GpuRec {
+    /// The record's `kernel_events.category`.
+    fn category(&self) -> Category {
+        classify_marked(self.rec.kind.as_str(), || self.comm)
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -1144,7 +1152,6 @@ fn check_and_finish(mut c: Collected, h: Header, file: &str, path: &Path, opts: 
 fn finish(mut c: Collected, h: Header, path: &Path, opts: &KinetoOptions) -> KinetoTrace {
     let base = h.base_ns.unwrap_or(0);
     let ns = |t: i64| base + t;
-    let dur_ns = |d: i64| d;
     let rank = h.rank.and_then(|r| i32::try_from(r).ok());
     let world_size = h.world_size.and_then(|r| i32::try_from(r).ok());
     let stem = path.file_name().map(|s| s.to_string_lossy().to_string()).unwrap_or_default();
@@ -1178,7 +1185,8 @@ fn finish(mut c: Collected, h: Header, path: &Path, opts: &KinetoOptions) -> Kin
         launches[..after].last().filter(|(k, _)| *k == id).map(|(_, l)| *l)
     };
     let mut gpu_launch = Vec::with_capacity(c.gpu.len());
-    c.gpu.retain(|GpuRec { rec: g, name: _, comm, coll }| {
+    c.gpu.retain(|r| {
+        let GpuRec { rec: g, coll, .. } = r;
         let launch = g.correlation.and_then(launch_of);
         if opts.hta_scope && launch.is_none_or(|l| last_step_end.is_some_and(|end| l.ts > end)) {
             out_of_scope += 1;
@@ -1186,8 +1194,8 @@ fn finish(mut c: Collected, h: Header, path: &Path, opts: &KinetoOptions) -> Kin
         }
         gpu_launch.push(launch);
         let start = ns(g.ts);
-        let end = start + dur_ns(g.dur);
-        let category = classify_marked(g.kind.as_str(), || *comm);
+        let end = start + g.dur;
+        let category = r.category();
         let pid = launch.map(|l| l.pid).unwrap_or(main_pid);
         if let (Some(m), Category::Communication) = (coll, category) {
             let dt = m.dtype.as_deref().and_then(dtype_info);
@@ -1202,7 +1210,7 @@ fn finish(mut c: Collected, h: Header, path: &Path, opts: &KinetoOptions) -> Kin
                 tid: launch.map(|l| l.tid).unwrap_or(0),
                 job_id: job.clone(),
                 enter_ns: launch.map(|l| ns(l.ts)).unwrap_or(start),
-                exit_ns: Some(launch.map(|l| ns(l.ts) + dur_ns(l.dur)).unwrap_or(start)),
+                exit_ns: Some(launch.map(|l| ns(l.ts) + l.dur).unwrap_or(start)),
                 op: m.op.clone(),
                 count: m.nelems,
                 datatype: dt.map(|d| d.1.to_string()).or_else(|| m.dtype.clone()),
@@ -1258,8 +1266,8 @@ fn finish(mut c: Collected, h: Header, path: &Path, opts: &KinetoOptions) -> Kin
             tid: s.launch.tid,
             job_id: job.clone(),
             enter_ns: ns(s.launch.ts),
-            exit_ns: ns(s.launch.ts) + dur_ns(s.launch.dur),
-            blocked_ns: dur_ns(s.launch.dur),
+            exit_ns: ns(s.launch.ts) + s.launch.dur,
+            blocked_ns: s.launch.dur,
             api: s.api.to_string(),
             handle: None,
             ret: None,
@@ -1280,7 +1288,7 @@ fn finish(mut c: Collected, h: Header, path: &Path, opts: &KinetoOptions) -> Kin
             phase: "step".into(),
             step: Some(s.step),
             start_ns: ns(s.launch.ts),
-            end_ns: ns(s.launch.ts) + dur_ns(s.launch.dur),
+            end_ns: ns(s.launch.ts) + s.launch.dur,
             model_flops: None,
             tokens: None,
             dtype: None,
