@@ -67,10 +67,8 @@ fn check_names_the_collector_it_would_ship_to_and_refuses_one_without_a_token() 
 #[test]
 fn wrap_runs_the_workload_with_the_injection_library_and_keeps_its_exit_status() {
     let dir = tempfile::tempdir().unwrap();
-    let lib = dir.path().join("libstrand_inject.so");
-    std::fs::write(&lib, b"not loaded by this test").unwrap();
-    let out = agent()
-        .env("STRAND_INJECT_LIB", &lib)
+    let (mut cmd, lib) = wrap_with_fake_library(dir.path());
+    let out = cmd
         .arg("--data-dir")
         .arg(dir.path())
         .args(["wrap", "--", "sh", "-c", "echo \"$CUDA_INJECTION64_PATH|$STRAND_CUPTI_SOCKET\"; exit 7"])
@@ -88,14 +86,22 @@ fn wrap_runs_the_workload_with_the_injection_library_and_keeps_its_exit_status()
 #[test]
 fn wrap_names_a_workload_it_cannot_start() {
     let dir = tempfile::tempdir().unwrap();
-    let lib = dir.path().join("libstrand_inject.so");
-    std::fs::write(&lib, b"").unwrap();
-    let out = agent()
-        .env("STRAND_INJECT_LIB", &lib)
+    let (mut cmd, _) = wrap_with_fake_library(dir.path());
+    let out = cmd
         .args(["wrap", "--", "/nonexistent/train.py"])
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(127));
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("/nonexistent/train.py") && stderr.contains("No such file"), "{stderr}");
+}
+
+/// The agent command with `STRAND_INJECT_LIB` pointing at a stand-in file in
+/// `dir` (wrap only hands the path on; nothing loads it here).
+fn wrap_with_fake_library(dir: &std::path::Path) -> (std::process::Command, std::path::PathBuf) {
+    let lib = dir.join("libstrand_inject.so");
+    std::fs::write(&lib, b"not loaded by this test").unwrap();
+    let mut cmd = agent();
+    cmd.env("STRAND_INJECT_LIB", &lib);
+    (cmd, lib)
 }
