@@ -10,6 +10,7 @@
 pub mod category;
 pub mod clock;
 pub mod column;
+pub mod hive;
 pub mod parquet_io;
 pub mod protocol;
 pub mod table;

@@ -17,13 +17,11 @@ pub const HEADER_BATCH_ID: &str = "x-strand-batch-id";
 /// Header carrying the batch's row count (checked against the file).
 pub const HEADER_ROWS: &str = "x-strand-rows";
 
-/// Columns that say when a row happened (its start, for intervals). Every
-/// table has exactly one; it decides the `date=` partition of a batch.
-pub const TIME_COLUMNS: [&str; 3] = ["ts_ns", "start_ns", "enter_ns"];
+pub use crate::table::TIME_COLUMNS;
 
-/// The time column of a table's schema (one of [`TIME_COLUMNS`]).
+/// The start time column of a table's schema (see [`crate::table::time_columns`]).
 pub fn time_column(schema: &Schema) -> Option<&'static str> {
-    TIME_COLUMNS.into_iter().find(|c| schema.field_with_name(c).is_ok())
+    crate::table::time_columns(schema).map(|(start, _)| start)
 }
 
 /// The Hive-layout path of a batch, relative to the data root:
@@ -55,20 +53,7 @@ pub fn batch_date<'a>(batches: impl IntoIterator<Item = &'a RecordBatch>) -> Res
     Ok(min.map(utc_date))
 }
 
-/// `YYYY-MM-DD` of a UTC-nanosecond timestamp (proleptic Gregorian calendar).
-pub fn utc_date(ts_ns: i64) -> String {
-    // Howard Hinnant's days-to-civil algorithm.
-    let z = ts_ns.div_euclid(86_400_000_000_000) + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    format!("{year:04}-{month:02}-{day:02}")
-}
+pub use crate::clock::utc_date;
 
 /// Checks a cluster or node name: 1–64 characters from `[A-Za-z0-9._-]`, not
 /// starting with `.` or `-`. Such a name can never leave the storage root or

@@ -82,6 +82,8 @@ pub struct TableInfo {
     pub description: fn() -> String,
     pub schema: fn() -> SchemaRef,
     pub columns: fn() -> Vec<ColumnDoc>,
+    /// When a row happened: (start column, end column); see [`time_columns`].
+    pub time: (&'static str, &'static str),
 }
 
 impl TableInfo {
@@ -92,8 +94,26 @@ impl TableInfo {
             description: T::description,
             schema: T::schema,
             columns: T::columns,
+            time: time_columns(&T::schema()).unwrap_or_else(|| panic!("table {} has no time column", T::NAME)),
         }
     }
+}
+
+/// Columns that say when a row started. Every table has exactly one; it
+/// decides the `date=` partition of a batch and orders row groups.
+pub const TIME_COLUMNS: [&str; 3] = ["ts_ns", "start_ns", "enter_ns"];
+
+/// The one definition of a table's time: its start column (one of
+/// [`TIME_COLUMNS`]) and its end column (`end_ns` after `start_ns`,
+/// `exit_ns` after `enter_ns`, the same column for a point in time).
+pub fn time_columns(schema: &arrow::datatypes::Schema) -> Option<(&'static str, &'static str)> {
+    let start = TIME_COLUMNS.into_iter().find(|c| schema.field_with_name(c).is_ok())?;
+    let end = match start {
+        "start_ns" => "end_ns",
+        "enter_ns" => "exit_ns",
+        other => other,
+    };
+    Some((start, if schema.field_with_name(end).is_ok() { end } else { start }))
 }
 
 impl fmt::Debug for TableInfo {

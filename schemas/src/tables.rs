@@ -343,8 +343,8 @@ table! {
 }
 
 table! {
-    /// The time decomposition of DESIGN §4 for one GPU and one window. The four categories `compute_ns + comm_exposed_ns + memcpy_exposed_ns + idle_ns` add up to `end_ns - start_ns`; a category is null when no source could measure it (see `coverage`).
-    pub struct Window = "windows", version(1, 0) {
+    /// The time decomposition of DESIGN §4 for one GPU and one window. Where kernel records split the time (`split_source = kernels`), `compute_ns + comm_exposed_ns + memcpy_exposed_ns + idle_ns` add up to `end_ns - start_ns`; where only NVML does (`nvml`), `reported_busy_ns + idle_ns` is the sampled part of it. A figure is null when no source could measure it (see `coverage`). docs/decomposition.md defines every column; the accounting over windows is `strand_analysis::accounting`.
+    pub struct Window = "windows", version(1, 1) {
         /// Cluster name.
         pub cluster: Arc<str> => "",
         /// Node host name.
@@ -363,13 +363,15 @@ table! {
         pub end_ns: i64 => "ns (UTC)",
         /// Sources that contributed, comma-separated from `nvml`, `gpm`, `cupti`, `ebpf`, `markers`, `kineto`.
         pub coverage: String => "",
+        /// What split the window's time into busy and idle: `kernels` (CUPTI or Kineto records), `nvml` (reported utilization only; the kernel categories are null), or null (nothing measured it). Since version 1.1.
+        pub split_source: Option<String> => "",
         /// compute: length of the union of compute kernels.
         pub compute_ns: Option<i64> => "ns",
         /// comm_exposed: communication kernels not overlapped by compute.
         pub comm_exposed_ns: Option<i64> => "ns",
         /// memcpy_exposed: copies and sets not overlapped by compute or communication.
         pub memcpy_exposed_ns: Option<i64> => "ns",
-        /// idle: no kernel, copy or set running.
+        /// idle: no kernel, copy or set running (`kernels`), or sampled time minus reported busy (`nvml`).
         pub idle_ns: Option<i64> => "ns",
         /// Part of comm_exposed moving data (comm_exposed − sync_stall).
         pub comm_transfer_ns: Option<i64> => "ns",
@@ -383,9 +385,9 @@ table! {
         pub comm_overlapped_ns: Option<i64> => "ns",
         /// comm_overlapped_ns / comm_ns (null when there was no communication).
         pub overlap_ratio: Option<f64> => "ratio",
-        /// Idle because the host was late to launch (host not blocked in a sync call).
+        /// Idle because the host was late to launch (host not blocked in a sync call). Null without kernel records.
         pub idle_host_bound_ns: Option<i64> => "ns",
-        /// Idle in gaps shorter than the launch-gap threshold between back-to-back kernels.
+        /// Idle in gaps shorter than the launch-gap threshold between back-to-back kernels. Null without kernel records.
         pub idle_launch_gap_ns: Option<i64> => "ns",
         /// Idle while the GPU's processes were in heavy file I/O (e.g. checkpoints).
         pub idle_io_blocked_ns: Option<i64> => "ns",
@@ -407,11 +409,11 @@ table! {
         pub tensor_active_ratio: Option<f64> => "ratio",
         /// Mean DRAM active (GPM).
         pub dram_active_ratio: Option<f64> => "ratio",
-        /// Hollow busy: (reported utilization − SM active)⁺ integrated over time outside communication kernels (ghost compute).
+        /// Hollow busy: (reported utilization − SM active)⁺ integrated over time outside communication kernels (ghost compute); at most compute_ns where kernel records split the time.
         pub hollow_busy_ns: Option<i64> => "ns",
-        /// Wasted progress: work after the last checkpoint of a run that then failed (filled by the collector).
+        /// Wasted progress: always null here. It is a job figure (docs/goodput.md), which the accounting moves from productive compute when a report finds a failure.
         pub wasted_progress_ns: Option<i64> => "ns",
-        /// Ghost compute: sync stall + hollow busy + wasted progress (the kinds never overlap).
+        /// Ghost compute of the window as measured here: sync stall + hollow busy (wasted progress is added by reports).
         pub ghost_ns: Option<i64> => "ns",
         /// Model FLOPs completed in the window (steps prorated by overlap).
         pub model_flops: Option<f64> => "FLOP",
@@ -541,16 +543,18 @@ table! {
 }
 
 table! {
-    /// The exact sync stall of DESIGN §4 for one rank of one collective instance, computed by the collector (`strand report stranded --store`) by matching the instance on every rank and node by commHash and sequence number. Only complete instances (all `nranks` ranks seen) are stored; calls without a commHash are never matched.
-    pub struct CollectiveStall = "collective_stalls", version(1, 0) {
+    /// The exact sync stall of DESIGN §4 for one rank of one collective instance, from matching the instance on every rank and node by communicator and sequence number (`strand_analysis::collective`, the one matcher of the agent, the postmortem and the fleet report). Only complete instances (all `nranks` ranks seen) are stored; calls without a communicator are never matched.
+    pub struct CollectiveStall = "collective_stalls", version(1, 1) {
         /// Cluster of the rank.
         pub cluster: Arc<str> => "",
         /// Node of the rank.
         pub node: Arc<str> => "",
         /// Job of the rank's process, when known.
         pub job_id: Option<String> => "",
-        /// NCCL commHash of the communicator (as in `nccl_calls`).
+        /// NCCL commHash of the communicator (as in `nccl_calls`); for a communicator known only by its process-group name (Kineto traces), a stable hash of the job and that name (see `comm_name`).
         pub comm_hash: i64 => "",
+        /// Process-group name, for communicators without a commHash (Kineto traces). Since version 1.1.
+        pub comm_name: Option<String> => "",
         /// Sequence number of the collective in the communicator.
         pub seq: i64 => "",
         /// Collective operation (`allreduce`, `allgather`, …).
