@@ -104,13 +104,13 @@ pub struct PeakTable {
 }
 
 impl PeakTable {
-    pub fn new(overrides: Vec<PeakOverride>) -> Result<Self, String> {
+    pub fn new(overrides: Vec<PeakOverride>) -> Result<Self, crate::AnalysisError> {
         for o in &overrides {
             if normalize_dtype(&o.dtype).is_none() {
-                return Err(format!("peak FLOP/s override for {:?}: unknown dtype {:?} (expected one of {})", o.gpu, o.dtype, DTYPES.join(", ")));
+                return Err(crate::AnalysisError::PeakOverride(format!("for {:?}: unknown dtype {:?} (expected one of {})", o.gpu, o.dtype, DTYPES.join(", "))));
             }
             if !(o.flops_per_s.is_finite() && o.flops_per_s > 0.0) {
-                return Err(format!("peak FLOP/s override for {:?}: flops_per_s must be positive, got {}", o.gpu, o.flops_per_s));
+                return Err(crate::AnalysisError::PeakOverride(format!("for {:?}: flops_per_s must be positive, got {}", o.gpu, o.flops_per_s)));
             }
         }
         Ok(Self { overrides })
@@ -189,7 +189,7 @@ mod tests {
         assert_eq!(t.peak("NVIDIA H100 80GB HBM3", "bf16"), Some(900e12));
         assert_eq!(t.peak("NVIDIA H100 80GB HBM3", "fp8"), Some(1979e12));
         let e = PeakTable::new(vec![PeakOverride { gpu: "x".into(), dtype: "int4".into(), flops_per_s: 1.0 }]).unwrap_err();
-        assert!(e.contains("unknown dtype \"int4\""), "{e}");
+        assert!(e.to_string().contains("unknown dtype \"int4\""), "{e}");
     }
 
     #[test]

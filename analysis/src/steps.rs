@@ -19,7 +19,7 @@ use std::sync::Arc;
 
 use strand_schemas::{NcclCall, Step};
 
-use crate::sync_stall::COLLECTIVE_OPS;
+use crate::collective::COLLECTIVE_OPS;
 
 /// One call: host entry time and signature.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -32,11 +32,11 @@ use strand_kernels::{KernelsError, Reducer};
 use strand_schemas::category::Category;
 use strand_schemas::{CudaSyncCall, GpuSample, KernelEvent, NcclCall, ProcessEvent, Step, Window};
 
-use crate::GpuKey;
+use crate::{AnalysisError, GpuKey};
 use crate::decompose::{DecomposeBatch, Segmented};
 use crate::idle::{Activity, BlockedThreads, IdleClasses, IdleInput, StreamIdle, classify_idle, merge_in_place};
 use crate::mfu::{PeakTable, mfu, tensor_estimate};
-use crate::sync_stall::{BandwidthBaseline, CollectiveRecord, StallMatcher};
+use crate::collective::{BandwidthBaseline, CollectiveRecord, StallMatcher};
 
 /// How windows are cut and judged.
 #[derive(Debug, Clone)]
@@ -84,12 +84,12 @@ impl Default for WindowConfig {
 }
 
 impl WindowConfig {
-    pub fn validate(&self) -> Result<(), String> {
+    pub fn validate(&self) -> Result<(), AnalysisError> {
         if self.period_ns <= 0 {
-            return Err(format!("window period must be positive, got {} ns", self.period_ns));
+            return Err(AnalysisError::WindowConfig(format!("window period must be positive, got {} ns", self.period_ns)));
         }
         if self.lateness_ns < 0 || self.launch_gap_ns < 0 || self.sample_period_ns <= 0 {
-            return Err("lateness and launch gap must be ≥ 0 and the sample period > 0".into());
+            return Err(AnalysisError::WindowConfig("lateness and launch gap must be ≥ 0 and the sample period > 0".into()));
         }
         Ok(())
     }
@@ -148,6 +148,8 @@ struct Act {
     src: u8,
     /// Already fed to the per-stream view.
     fed: bool,
+    /// The record's job ([`WindowBuilder::job_index`]; 0: none).
+    job: u32,
 }
 
 #[derive(Debug, Clone)]
@@ -159,6 +161,8 @@ struct Sample {
     dram: Option<f64>,
     tensor_est: Option<f64>,
     pids: Vec<i32>,
+    /// The job holding the GPU at the sample ([`WindowBuilder::job_index`]; 0: none).
+    job: u32,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -231,6 +235,8 @@ struct Pending {
     host_sync_blocked_ns: i64,
     model_flops: Option<f64>,
     dtype: Option<String>,
+    /// The job of the window's latest sample, else of its latest kernel.
+    job: Option<u32>,
 }
 
 #[derive(Default)]
@@ -242,7 +248,9 @@ struct SampleAgg {
     tensor: (f64, i64),
     dram: (f64, i64),
     tensor_est: (f64, i64),
-    max_rep: Option<f64>,
+    /// NVML-only split: idle (1 − utilization) in samples without a process, and inside checkpoints.
+    idle_no_process: f64,
+    idle_io_blocked: f64,
 }
 
 impl SampleAgg {
@@ -270,6 +278,9 @@ pub struct WindowBuilder {
     /// Every window ending at or before this has been emitted.
     closed_until: i64,
     stats: BuilderStats,
+    /// Job ids seen, by index − 1 (rows carry the index; 0 is no job).
+    jobs: Vec<String>,
+    job_ids: HashMap<String, u32>,
 }
 
 fn floor_to(t: i64, period: i64) -> i64 {
@@ -281,7 +292,7 @@ fn overlap(a0: i64, a1: i64, b0: i64, b1: i64) -> i64 {
 }
 
 impl WindowBuilder {
-    pub fn new(cfg: WindowConfig, reducer: Arc<Reducer>) -> Result<Self, String> {
+    pub fn new(cfg: WindowConfig, reducer: Arc<Reducer>) -> Result<Self, AnalysisError> {
         cfg.validate()?;
         Ok(Self {
             cfg,
@@ -294,6 +305,8 @@ impl WindowBuilder {
             phases: Vec::new(),
             closed_until: i64::MIN,
             stats: BuilderStats::default(),
+            jobs: Vec::new(),
+            job_ids: HashMap::new(),
         })
     }
 
@@ -309,9 +322,9 @@ impl WindowBuilder {
 
     /// Changes the window length and the lateness allowance; only before the
     /// first window was emitted (offline tools learn the run's span first).
-    pub fn set_timing(&mut self, period_ns: i64, lateness_ns: i64) -> Result<(), String> {
+    pub fn set_timing(&mut self, period_ns: i64, lateness_ns: i64) -> Result<(), AnalysisError> {
         if self.stats.windows > 0 || self.gpus.values().any(|g| g.next_start.is_some()) {
-            return Err("the window length cannot change after windows were emitted".into());
+            return Err(AnalysisError::WindowConfig("the window length cannot change after windows were emitted".into()));
         }
         let cfg = WindowConfig { period_ns, lateness_ns, ..self.cfg.clone() };
         cfg.validate()?;
@@ -331,8 +344,8 @@ impl WindowBuilder {
     pub fn stats(&self) -> BuilderStats {
         let mut s = self.stats;
         s.buffered_rows = self.buffered();
-        s.exact_collectives = self.matcher.exact_instances;
-        s.estimated_collectives = self.matcher.estimated_instances;
+        s.exact_collectives = self.matcher.stats.instances_exact;
+        s.estimated_collectives = self.matcher.stats.estimated_records;
         s
     }
 
@@ -351,6 +364,22 @@ impl WindowBuilder {
             return false;
         }
         true
+    }
+
+    /// The index rows carry for a job (0: none). Bounded: past 65,536 jobs
+    /// new ones are not told apart (the window falls back to the GPU's job).
+    fn job_index(&mut self, job: Option<&str>) -> u32 {
+        let Some(j) = job else { return 0 };
+        if let Some(&i) = self.job_ids.get(j) {
+            return i;
+        }
+        if self.jobs.len() >= 65_536 {
+            return 0;
+        }
+        self.jobs.push(j.to_string());
+        let i = self.jobs.len() as u32;
+        self.job_ids.insert(j.to_string(), i);
+        i
     }
 
     fn gpu(&mut self, key: &GpuKey) -> &mut GpuState {
@@ -390,6 +419,8 @@ impl WindowBuilder {
             if let Some(u) = &k.gpu_uuid {
                 g.uuid.get_or_insert_with(|| u.clone());
             }
+            let job = self.job_index(k.job_id.as_deref());
+            let g = self.gpu(&key);
             if k.job_id.is_some() {
                 g.job_id = k.job_id.clone();
             }
@@ -409,6 +440,7 @@ impl WindowBuilder {
                 tid: k.launch_tid,
                 src,
                 fed: false,
+                job,
             });
         }
     }
@@ -428,6 +460,7 @@ impl WindowBuilder {
             for &p in &s.pids {
                 self.remember_pid(&s.node, p, s.gpu_index);
             }
+            let job = self.job_index(s.job_id.as_deref());
             let g = self.gpu(&key);
             g.cluster.get_or_insert_with(|| s.cluster.clone());
             g.uuid = Some(s.gpu_uuid.clone());
@@ -445,6 +478,7 @@ impl WindowBuilder {
                 dram: s.dram_active_ratio,
                 tensor_est: tensor_estimate(s.tensor_active_ratio, s.sm_clock_mhz, s.sm_clock_max_mhz),
                 pids: s.pids.clone(),
+                job,
             });
         }
     }
@@ -460,12 +494,13 @@ impl WindowBuilder {
                 self.remember_pid(&c.node, pid, gi);
             }
             let Some(r) = CollectiveRecord::from_call(c) else { continue };
-            if r.end <= self.closed_until {
+            let (Some(gpu), Some((_, end))) = (r.gpu(), r.kernel) else { continue };
+            if end <= self.closed_until {
                 self.stats.late_rows += 1;
                 continue;
             }
             let src = source_bit(&c.source);
-            self.gpu(&r.gpu).nccl_src |= src;
+            self.gpu(&gpu).nccl_src |= src;
             self.matcher.push(r);
         }
     }
@@ -699,7 +734,9 @@ impl WindowBuilder {
                 let mut coverage = 0u8;
                 batch.begin_window(t0, t1);
                 let mut activities: Vec<Activity> = Vec::with_capacity(active.len() + 1);
+                let mut kernel_job: Option<u32> = None;
                 for a in &active {
+                    kernel_job = Some(a.job);
                     if a.end > t0 || a.start >= t0 {
                         kernel_count += 1;
                     }
@@ -726,17 +763,26 @@ impl WindowBuilder {
                 let mut agg = SampleAgg::default();
                 let seg_start = hollow_w.len();
                 let first_sample = g.samples.partition_point(|s| s.ts <= t0);
+                let mut sample_job: Option<u32> = None;
                 for s in g.samples[first_sample..].iter().take_while(|s| s.ts - sp < t1) {
                     let ns = overlap(s.ts - sp, s.ts, t0, t1);
                     if ns == 0 {
                         continue;
                     }
+                    sample_job = Some(s.job);
                     coverage |= NVML;
                     agg.covered_ns += ns;
                     if let Some(r) = s.rep {
                         agg.rep_weighted += r * ns as f64;
                         agg.rep_ns += ns;
-                        agg.max_rep = Some(agg.max_rep.map_or(r, |m: f64| m.max(r)));
+                        let idle = (1.0 - r).max(0.0);
+                        if s.pids.is_empty() {
+                            agg.idle_no_process += idle * ns as f64;
+                        } else {
+                            let (a0, a1) = ((s.ts - sp).max(t0), s.ts.min(t1));
+                            let in_io: i64 = io.iter().map(|&(a, b)| overlap(a, b, a0, a1)).sum();
+                            agg.idle_io_blocked += idle * in_io as f64;
+                        }
                     }
                     if s.sm.is_some() || s.tensor.is_some() {
                         coverage |= GPM;
@@ -761,9 +807,9 @@ impl WindowBuilder {
                         hollow_len.push(a1 - a0);
                     }
                 }
-                let categories_known = kernel_count > 0
-                    || (cfg.kernel_records_complete && gpu_has_kernels)
-                    || (agg.max_rep == Some(0.0) && agg.rep_ns >= t1 - t0);
+                // The split comes from kernel records where the window has any
+                // (or the input is known to hold them all), else from NVML.
+                let categories_known = kernel_count > 0 || (cfg.kernel_records_complete && gpu_has_kernels);
                 if categories_known && kernel_count == 0 {
                     coverage |= g.kernel_src;
                 }
@@ -824,6 +870,13 @@ impl WindowBuilder {
                     host_sync_blocked_ns,
                     model_flops: flops,
                     dtype: dtype.or_else(|| cfg.default_dtype.clone()),
+                    // A job named by the samples (NVML attribution), else by the kernels;
+                    // no job when the rows say none.
+                    job: match (sample_job, kernel_job) {
+                        (Some(j), _) | (_, Some(j)) if j != 0 => Some(j),
+                        (Some(_), _) | (_, Some(_)) => Some(0),
+                        _ => None,
+                    },
                 });
             }
             // Retire what no later window needs.
@@ -886,42 +939,79 @@ impl WindowBuilder {
                 (Some(n), Some(dt)) => self.cfg.peaks.peak(n, dt),
                 _ => None,
             };
+            let s = &w.samples;
+            let reported_busy = (s.rep_ns > 0).then(|| s.rep_weighted.round() as i64);
+            // One split of the window's time (accounting.rs): kernel records, else NVML.
+            let split_source = if known {
+                Some("kernels")
+            } else if s.rep_ns > 0 {
+                Some("nvml")
+            } else {
+                None
+            };
+            // Hollow busy is part of compute where kernel records split the time.
+            let hollow = if known { hollow.map(|h| h.min(d.compute_ns)) } else { hollow.filter(|_| s.rep_ns > 0) };
+            let (idle, idle_classes) = if known {
+                (
+                    Some(d.idle_ns),
+                    [
+                        (w.idle.launch_known).then_some(w.idle.host_bound_ns),
+                        Some(w.idle.launch_gap_ns),
+                        Some(w.idle.io_blocked_ns),
+                        Some(w.idle.no_process_ns),
+                        // The classes add up to idle exactly (checked in tests); any
+                        // rounding from mixed sources lands in `other`.
+                        Some(w.idle.other_ns + (d.idle_ns - w.idle.total())),
+                    ],
+                )
+            } else if let Some(busy) = reported_busy {
+                // NVML only: idle = sampled time − reported busy; no kernel gaps to
+                // classify, so only no_process, io_blocked and other.
+                let idle = (s.rep_ns - busy).max(0);
+                let np = (s.idle_no_process.round() as i64).clamp(0, idle);
+                let io = (s.idle_io_blocked.round() as i64).clamp(0, idle - np);
+                (Some(idle), [None, None, Some(io), Some(np), Some(idle - np - io)])
+            } else {
+                (None, [None; 5])
+            };
             let ghost = match (sync_stall, hollow) {
                 (None, None) => None,
                 (a, b) => Some(a.unwrap_or(0) + b.unwrap_or(0)),
             };
-            let s = &w.samples;
             out.push(Window {
                 cluster: g.cluster.clone().unwrap_or_else(|| Arc::from("")),
                 node: w.key.node.clone(),
                 gpu_index: w.key.gpu_index,
                 gpu_uuid: g.uuid.clone().unwrap_or_else(|| Arc::from("")),
                 gpu_name,
-                job_id: g.job_id.clone(),
+                job_id: match w.job {
+                    Some(0) => None,
+                    Some(i) => self.jobs.get(i as usize - 1).cloned(),
+                    None => g.job_id.clone(),
+                },
                 start_ns: w.t0,
                 end_ns: w.t1,
                 coverage: coverage_string(w.coverage),
+                split_source: split_source.map(str::to_string),
                 compute_ns: opt(d.compute_ns),
                 comm_exposed_ns: opt(d.comm_exposed_ns),
                 memcpy_exposed_ns: opt(d.memcpy_exposed_ns),
-                idle_ns: opt(d.idle_ns),
+                idle_ns: idle,
                 comm_transfer_ns: transfer,
                 sync_stall_ns: sync_stall,
                 sync_stall_estimated: estimated,
                 comm_ns: opt(d.comm_ns),
                 comm_overlapped_ns: opt(d.comm_overlapped_ns),
                 overlap_ratio: if known { d.overlap_ratio() } else { None },
-                idle_host_bound_ns: (known && w.idle.launch_known).then_some(w.idle.host_bound_ns),
-                idle_launch_gap_ns: opt(w.idle.launch_gap_ns),
-                idle_io_blocked_ns: opt(w.idle.io_blocked_ns),
-                idle_no_process_ns: opt(w.idle.no_process_ns),
-                // The classes add up to idle exactly (checked in tests); any
-                // rounding from mixed sources lands in `other`.
-                idle_other_ns: opt(w.idle.other_ns + (d.idle_ns - w.idle.total())),
+                idle_host_bound_ns: idle_classes[0],
+                idle_launch_gap_ns: idle_classes[1],
+                idle_io_blocked_ns: idle_classes[2],
+                idle_no_process_ns: idle_classes[3],
+                idle_other_ns: idle_classes[4],
                 host_sync_blocked_ns: Some(w.host_sync_blocked_ns),
                 kernel_count: opt(w.kernel_count),
                 reported_utilization_ratio: (s.rep_ns > 0).then(|| s.rep_weighted / s.rep_ns as f64),
-                reported_busy_ns: (s.rep_ns > 0).then(|| s.rep_weighted.round() as i64),
+                reported_busy_ns: reported_busy,
                 sm_active_ratio: SampleAgg::mean(s.sm),
                 tensor_active_ratio: SampleAgg::mean(s.tensor),
                 dram_active_ratio: SampleAgg::mean(s.dram),
@@ -958,26 +1048,4 @@ fn no_process_intervals(samples: &[Sample], exits: &[(i32, i64)], sp: i64) -> Ve
     }
     merge_in_place(&mut out);
     out
-}
-
-/// Seconds per DESIGN §4 category of a window, for Prometheus counters
-/// (`strand_gpu_seconds_total{category=…}`): the four exclusive categories,
-/// the comm split, the idle classes and ghost compute. `None`: not measured.
-pub fn window_category_seconds(w: &Window) -> [(&'static str, Option<f64>); 13] {
-    let s = |v: Option<i64>| v.map(|ns| ns as f64 * 1e-9);
-    [
-        ("compute", s(w.compute_ns)),
-        ("comm_exposed", s(w.comm_exposed_ns)),
-        ("memcpy_exposed", s(w.memcpy_exposed_ns)),
-        ("idle", s(w.idle_ns)),
-        ("comm_transfer", s(w.comm_transfer_ns)),
-        ("sync_stall", s(w.sync_stall_ns)),
-        ("comm_overlapped", s(w.comm_overlapped_ns)),
-        ("idle_host_bound", s(w.idle_host_bound_ns)),
-        ("idle_launch_gap", s(w.idle_launch_gap_ns)),
-        ("idle_io_blocked", s(w.idle_io_blocked_ns)),
-        ("idle_no_process", s(w.idle_no_process_ns)),
-        ("idle_other", s(w.idle_other_ns)),
-        ("hollow_busy", s(w.hollow_busy_ns)),
-    ]
 }

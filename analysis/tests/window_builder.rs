@@ -276,16 +276,21 @@ fn idle_without_a_process_and_during_checkpoints() {
 }
 
 #[test]
-fn a_gpu_that_reports_zero_utilization_is_idle_without_kernel_records() {
+fn without_kernel_records_nvml_splits_the_window_into_reported_busy_and_idle() {
     let mut b = builder(1000 * MS, 0);
     b.push_samples(&[sample(0, 1000 * MS, 0.0, None, vec![])]);
     let w = b.close_until(1000 * MS).unwrap();
-    assert_eq!((w[0].idle_ns, w[0].idle_no_process_ns), (Some(1000 * MS), Some(1000 * MS)));
-    // Busy per NVML but no kernel records: the categories are not measured.
+    assert_eq!((w[0].idle_ns, w[0].idle_no_process_ns, w[0].split_source.as_deref()), (Some(1000 * MS), Some(1000 * MS), Some("nvml")));
+    // Busy per NVML but no kernel records: the kernel categories are not
+    // measured, the split into reported busy and idle is, and says so.
     let mut b = builder(1000 * MS, 0);
     b.push_samples(&[sample(0, 1000 * MS, 0.7, None, vec![1])]);
-    let w = b.close_until(1000 * MS).unwrap();
-    assert_eq!((w[0].compute_ns, w[0].idle_ns, w[0].coverage.as_str()), (None, None, "nvml"));
+    let w = &b.close_until(1000 * MS).unwrap()[0];
+    assert_eq!((w.compute_ns, w.reported_busy_ns, w.idle_ns, w.idle_other_ns), (None, Some(700 * MS), Some(300 * MS), Some(300 * MS)));
+    assert_eq!((w.idle_host_bound_ns, w.idle_launch_gap_ns, w.coverage.as_str(), w.split_source.as_deref()), (None, None, "nvml", Some("nvml")));
+    let mut t = strand_analysis::GpuTime::new();
+    t.update(w, None);
+    assert_eq!((t.leaf(strand_analysis::Leaf::BusyUnclassified), t.leaf(strand_analysis::Leaf::IdleOther)), (700 * MS, 300 * MS));
 }
 
 #[test]

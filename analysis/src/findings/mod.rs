@@ -1,10 +1,31 @@
-//! The thresholds of every finding (docs/findings.md says why each is what
-//! it is) and the helper that turns a figure set into a `findings` row.
+//! The one findings engine (DESIGN §8a): the ai.01 (interconnect
+//! stability), ai.17 (fault recovery) and efficiency detectors, over typed
+//! inputs that `strand postmortem` builds for one run and `strand report
+//! stranded` for a fleet ([`Inputs`]). The same inputs give the same
+//! findings through either door. A detector whose input is missing raises
+//! nothing: unknown is an answer, a false alarm is not.
+//!
+//! | module | findings |
+//! |---|---|
+//! | [`interconnect`] | straggler (rank and node), bus_bandwidth_collapse, link_errors, exposed_communication, topology_stranded |
+//! | [`recovery`] | checkpoint_cost, restart, wasted_progress, goodput, recovery_collapse |
+//! | [`efficiency`] | hollow_busy, mfu_below_estimate |
+//!
+//! Definitions and thresholds: docs/findings.md.
+
+pub mod efficiency;
+pub mod interconnect;
+pub mod recovery;
 
 use std::sync::Arc;
 
 use serde_json::Value;
 use strand_schemas::Finding;
+
+use crate::accounting::GpuTime;
+pub use crate::collective::fnv1a;
+pub use interconnect::{BusUnit, GpuCounters, NicCounters, NodeAlloc, Stragglers, Topology};
+pub use recovery::{JobFailure, JobIo, JobPhase, JobRecovery, JobWindow};
 
 /// Thresholds of ai.01 and ai.17. Defaults are the documented ones.
 #[derive(Debug, Clone, serde::Serialize)]
@@ -56,6 +77,10 @@ pub struct Thresholds {
     /// recovery_collapse: this many failures of one job within `cascade_window_ns` is a cascade.
     pub cascade_failures: usize,
     pub cascade_window_ns: i64,
+    /// hollow_busy: hollow busy share of a job's busy time …
+    pub hollow_busy_share: f64,
+    /// mfu_below_estimate: MFU below this share of the tensor-pipe estimate.
+    pub mfu_estimate_ratio: f64,
 }
 
 impl Default for Thresholds {
@@ -85,6 +110,8 @@ impl Default for Thresholds {
             recovery_collapse_share: 0.30,
             cascade_failures: 3,
             cascade_window_ns: 3_600_000_000_000,
+            hollow_busy_share: 0.20,
+            mfu_estimate_ratio: 0.5,
         }
     }
 }
@@ -166,15 +193,6 @@ impl Draft {
     }
 }
 
-/// FNV-1a, 64 bits: a stable id across runs and builds (std's hasher is not).
-pub fn fnv1a(bytes: &[u8]) -> u64 {
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for b in bytes {
-        h ^= u64::from(*b);
-        h = h.wrapping_mul(0x0000_0100_0000_01b3);
-    }
-    h
-}
 
 /// Severity rank for sorting (critical first).
 pub fn severity_rank(s: &str) -> u8 {
@@ -198,4 +216,125 @@ pub fn secs(ns: f64) -> f64 {
 /// A quoted SQL string literal.
 pub fn sql_str(s: &str) -> String {
     format!("'{}'", s.replace('\'', "''"))
+}
+
+/// A finding as reports show it: the row with its figures and evidence parsed.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct FindingView {
+    pub finding_id: String,
+    pub code: String,
+    pub kind: String,
+    pub scope: String,
+    pub severity: String,
+    pub cluster: String,
+    pub node: Option<String>,
+    pub gpu_uuid: Option<String>,
+    pub job_id: Option<String>,
+    pub comm_hash: Option<i64>,
+    pub rank: Option<i32>,
+    pub start_ns: i64,
+    pub end_ns: i64,
+    pub summary: String,
+    pub gpu_seconds: Option<f64>,
+    pub figures: Value,
+    pub evidence: Value,
+}
+
+impl From<&Finding> for FindingView {
+    fn from(f: &Finding) -> Self {
+        Self {
+            finding_id: f.finding_id.clone(),
+            code: f.code.clone(),
+            kind: f.kind.clone(),
+            scope: f.scope.clone(),
+            severity: f.severity.clone(),
+            cluster: f.cluster.to_string(),
+            node: f.node.as_deref().map(str::to_string),
+            gpu_uuid: f.gpu_uuid.as_deref().map(str::to_string),
+            job_id: f.job_id.clone(),
+            comm_hash: f.comm_hash,
+            rank: f.rank,
+            start_ns: f.start_ns,
+            end_ns: f.end_ns,
+            summary: f.summary.clone(),
+            gpu_seconds: f.gpu_seconds,
+            figures: serde_json::from_str(&f.figures).unwrap_or(Value::Null),
+            evidence: serde_json::from_str(&f.evidence).unwrap_or(Value::Null),
+        }
+    }
+}
+
+/// GPU time of one job (the accounting over its windows).
+#[derive(Debug, Clone)]
+pub struct JobTime {
+    pub cluster: Arc<str>,
+    pub job_id: String,
+    pub gpus: usize,
+    pub first_ns: i64,
+    pub last_ns: i64,
+    pub time: GpuTime,
+}
+
+/// Everything the detectors read. `None` (or empty) where the door has no
+/// such data: those detectors then raise nothing.
+#[derive(Default)]
+pub struct Inputs<'a> {
+    /// Per job: the accounting (exposed communication, hollow busy, MFU).
+    pub jobs: &'a [JobTime],
+    /// Per rank and node of each communicator, from `collective_stalls`.
+    pub stragglers: Option<&'a Stragglers>,
+    /// Powered GPU time per (cluster, node, GPU index): what a straggler's
+    /// stall on its peers is measured against.
+    pub gpu_powered: Option<&'a std::collections::HashMap<(Arc<str>, Arc<str>, i32), i64>>,
+    pub bus: Option<&'a [BusUnit]>,
+    pub gpu_counters: Option<&'a [GpuCounters]>,
+    pub nic_counters: Option<&'a [NicCounters]>,
+    /// Allocation per node and bucket, job shapes (GPUs per job per node),
+    /// powered GPU-seconds per cluster, the trend bucket.
+    pub topology: Option<interconnect::TopologyInput<'a>>,
+    pub recovery: Option<recovery::RecoveryInput<'a>>,
+}
+
+/// What the engine found, with the per-job recovery figures and the
+/// topology figures the reports show beside the findings.
+pub struct Outcome {
+    pub findings: Vec<Finding>,
+    pub jobs: Vec<JobRecovery>,
+    pub topology: Topology,
+}
+
+/// Runs every detector whose input is present, then orders the findings
+/// (critical first, then by GPU time).
+pub fn detect(inputs: &Inputs, th: &Thresholds, created_ns: i64) -> Outcome {
+    let mut drafts: Vec<Draft> = Vec::new();
+    if let Some(s) = inputs.stragglers {
+        let ranks = interconnect::stragglers(s, inputs.gpu_powered, th);
+        drafts.extend(interconnect::node_stragglers(s, &ranks, th));
+        drafts.extend(ranks);
+    }
+    if let Some(b) = inputs.bus {
+        drafts.extend(interconnect::bus_bandwidth(b, th));
+    }
+    drafts.extend(interconnect::link_errors(inputs.gpu_counters.unwrap_or(&[]), inputs.nic_counters.unwrap_or(&[]), th));
+    drafts.extend(interconnect::exposed_comm(inputs.jobs, th));
+    drafts.extend(efficiency::hollow_busy(inputs.jobs, th));
+    drafts.extend(efficiency::mfu_below_estimate(inputs.jobs, th));
+    let mut topology = match &inputs.topology {
+        Some(t) => interconnect::topology(t, th),
+        None => Topology::default(),
+    };
+    drafts.append(&mut topology.drafts);
+    let (jobs, recovery) = match &inputs.recovery {
+        Some(r) => recovery::analyze(r, th),
+        None => (Vec::new(), Vec::new()),
+    };
+    drafts.extend(recovery);
+    let mut findings: Vec<Finding> = drafts.into_iter().map(|d| d.into_row(created_ns)).collect();
+    findings.sort_by(|a, b| {
+        severity_rank(&a.severity)
+            .cmp(&severity_rank(&b.severity))
+            .then(b.gpu_seconds.unwrap_or(0.0).total_cmp(&a.gpu_seconds.unwrap_or(0.0)))
+            .then(a.finding_id.cmp(&b.finding_id))
+    });
+    Outcome { findings, jobs, topology }
 }

@@ -11,8 +11,72 @@ use std::sync::Arc;
 use serde::Serialize;
 use serde_json::json;
 
-use super::findings::{Draft, Scope, Thresholds, secs, sql_str};
-use super::sql::Rows;
+use super::{Draft, Scope, Thresholds, secs, sql_str};
+
+/// One job's GPUs in one window cell (`job_timeline.sql`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct JobWindow {
+    pub cluster: Arc<str>,
+    pub job_id: Arc<str>,
+    pub wstart: i64,
+    pub gpus: i64,
+    pub nodes: i64,
+    pub powered_ns: i64,
+    /// Time split by kernel records (the rest by NVML or nothing).
+    pub kernels_ns: i64,
+    pub compute_ns: i64,
+    /// Exposed communication and copies (kernel records).
+    pub other_busy_ns: i64,
+    /// Busy by kernel records, or by NVML where only it measured.
+    pub busy_ns: i64,
+    pub idle_ns: i64,
+    pub idle_no_process_ns: i64,
+}
+
+/// Storage I/O of one job's processes in one window cell (`job_io.sql`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct JobIo {
+    pub cluster: Arc<str>,
+    pub job_id: Arc<str>,
+    pub wstart: i64,
+    pub write_bytes: i64,
+    pub read_bytes: i64,
+}
+
+/// A step or checkpoint phase of a job, as rank 0 saw it (`job_phases.sql`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct JobPhase {
+    pub cluster: Arc<str>,
+    pub job_id: Arc<str>,
+    pub phase: Arc<str>,
+    pub step: Option<i64>,
+    pub source: Arc<str>,
+    pub pid: Option<i64>,
+    pub start_ns: i64,
+    pub end_ns: i64,
+}
+
+/// A failure signal of a job (`job_failures.sql`): `exit`, `xid` or `nccl_abort`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct JobFailure {
+    pub cluster: Arc<str>,
+    pub job_id: Arc<str>,
+    pub node: Arc<str>,
+    pub ts_ns: i64,
+    pub kind: Arc<str>,
+    pub code: Option<i64>,
+    pub signal: Option<i64>,
+}
+
+/// What the recovery detectors read.
+pub struct RecoveryInput<'a> {
+    pub windows: &'a [JobWindow],
+    pub io: &'a [JobIo],
+    pub phases: &'a [JobPhase],
+    pub failures: &'a [JobFailure],
+    /// The window cell of `windows` and `io`.
+    pub window_ns: i64,
+}
 
 /// Seconds of a job's wall time per badput category (docs/goodput.md).
 #[derive(Debug, Clone, Default, Serialize, PartialEq)]
@@ -56,8 +120,13 @@ pub struct JobRecovery {
     pub nodes: i64,
     pub productive_s: f64,
     pub badput: Badput,
-    /// Goodput / effective training time ratio: productive_s / wall_s.
-    pub goodput: f64,
+    /// Goodput / effective training time ratio: productive_s / wall_s; null
+    /// without a step source (no step markers, inferred or traced steps, and
+    /// no kernel records).
+    pub goodput: Option<f64>,
+    /// What productive time was measured from: `steps` (step phases),
+    /// `kernels` (windows with kernels), or null.
+    pub step_source: Option<&'static str>,
     pub checkpoint_source: &'static str,
     pub checkpoints: usize,
     pub checkpoint_cost_s: Option<f64>,
@@ -107,8 +176,9 @@ struct Win {
     gpus: i64,
     nodes: i64,
     powered: i64,
+    kernels: i64,
     compute: i64,
-    other_busy: i64,
+    busy: i64,
     idle: i64,
     idle_np: i64,
     write: i64,
@@ -125,60 +195,46 @@ struct JobData {
 }
 
 /// Computes every job's recovery figures and the ai.17 findings.
-pub fn analyze(timeline: &Rows, io: &Rows, phases: &Rows, failures: &Rows, window_ns: i64, th: &Thresholds) -> anyhow::Result<(Vec<JobRecovery>, Vec<Draft>)> {
+pub fn analyze(input: &RecoveryInput, th: &Thresholds) -> (Vec<JobRecovery>, Vec<Draft>) {
+    let window_ns = input.window_ns.max(1);
     let mut jobs: BTreeMap<(Arc<str>, Arc<str>), JobData> = BTreeMap::new();
-    {
-        let (c, j, w) = (timeline.str_req("cluster")?, timeline.str_req("job_id")?, timeline.i64_req("wstart")?);
-        let (g, n, p, comp) = (timeline.i64_req("gpus")?, timeline.i64_req("nodes")?, timeline.i64_req("powered_ns")?, timeline.i64_req("compute_ns")?);
-        let (ob, idle, np) = (timeline.i64_req("other_busy_ns")?, timeline.i64_req("idle_ns")?, timeline.i64_req("idle_no_process_ns")?);
-        for i in 0..timeline.len() {
-            let win = jobs.entry((c[i].clone(), j[i].clone())).or_default().windows.entry(w[i]).or_default();
-            win.gpus += g[i];
-            win.nodes += n[i];
-            win.powered += p[i];
-            win.compute += comp[i];
-            win.other_busy += ob[i];
-            win.idle += idle[i];
-            win.idle_np += np[i];
+    for x in input.windows {
+        let win = jobs.entry((x.cluster.clone(), x.job_id.clone())).or_default().windows.entry(x.wstart).or_default();
+        win.gpus += x.gpus;
+        win.nodes += x.nodes;
+        win.powered += x.powered_ns;
+        win.kernels += x.kernels_ns;
+        win.compute += x.compute_ns;
+        win.busy += x.busy_ns;
+        win.idle += x.idle_ns;
+        win.idle_np += x.idle_no_process_ns;
+    }
+    for x in input.io {
+        if let Some(job) = jobs.get_mut(&(x.cluster.clone(), x.job_id.clone()))
+            && let Some(win) = job.windows.get_mut(&x.wstart)
+        {
+            win.write += x.write_bytes;
+            win.read += x.read_bytes;
         }
     }
-    {
-        let (c, j, w, wb, rb) = (io.str_req("cluster")?, io.str_req("job_id")?, io.i64_req("wstart")?, io.i64_req("write_bytes")?, io.i64_req("read_bytes")?);
-        for i in 0..io.len() {
-            if let Some(job) = jobs.get_mut(&(c[i].clone(), j[i].clone()))
-                && let Some(win) = job.windows.get_mut(&w[i])
-            {
-                win.write += wb[i];
-                win.read += rb[i];
-            }
+    for p in input.phases {
+        let Some(job) = jobs.get_mut(&(p.cluster.clone(), p.job_id.clone())) else { continue };
+        match &*p.phase {
+            "step" => job.steps.push((p.step.unwrap_or(-1), (p.start_ns, p.end_ns))),
+            "checkpoint_save" => job.saves.push((p.step, (p.start_ns, p.end_ns))),
+            "checkpoint_restore" => job.restores.push((p.step, (p.start_ns, p.end_ns))),
+            _ => {}
         }
     }
-    {
-        let (c, j, ph, st) = (phases.str_req("cluster")?, phases.str_req("job_id")?, phases.str_req("phase")?, phases.i64("step")?);
-        let (s, e) = (phases.i64_req("start_ns")?, phases.i64_req("end_ns")?);
-        for i in 0..phases.len() {
-            let Some(job) = jobs.get_mut(&(c[i].clone(), j[i].clone())) else { continue };
-            match &*ph[i] {
-                "step" => job.steps.push((st[i].unwrap_or(-1), (s[i], e[i]))),
-                "checkpoint_save" => job.saves.push((st[i], (s[i], e[i]))),
-                "checkpoint_restore" => job.restores.push((st[i], (s[i], e[i]))),
-                _ => {}
-            }
-        }
-    }
-    {
-        let (c, j, ts, kind, code, sig) =
-            (failures.str_req("cluster")?, failures.str_req("job_id")?, failures.i64_req("ts_ns")?, failures.str_req("kind")?, failures.i64("code")?, failures.i64("signal")?);
-        for i in 0..failures.len() {
-            let Some(job) = jobs.get_mut(&(c[i].clone(), j[i].clone())) else { continue };
-            let what = match (&*kind[i], sig[i]) {
-                ("exit", Some(s)) => format!("exit signal {s}"),
-                ("exit", None) => format!("exit code {}", code[i].unwrap_or(0)),
-                ("xid", _) => format!("xid {}", code[i].unwrap_or(0)),
-                (k, _) => k.to_string(),
-            };
-            job.signals.push((ts[i], what));
-        }
+    for f in input.failures {
+        let Some(job) = jobs.get_mut(&(f.cluster.clone(), f.job_id.clone())) else { continue };
+        let what = match (&*f.kind, f.signal) {
+            ("exit", Some(s)) => format!("exit signal {s}"),
+            ("exit", None) => format!("exit code {}", f.code.unwrap_or(0)),
+            ("xid", _) => format!("xid {}", f.code.unwrap_or(0)),
+            (k, _) => k.to_string(),
+        };
+        job.signals.push((f.ts_ns, what));
     }
 
     let mut out = Vec::new();
@@ -205,17 +261,26 @@ pub fn analyze(timeline: &Rows, io: &Rows, phases: &Rows, failures: &Rows, windo
         };
     }
     let drafts = out.iter().flat_map(|j| drafts(j, th)).collect();
-    Ok((out, drafts))
+    (out, drafts)
 }
 
 fn job_figures(cluster: Arc<str>, job_id: &str, d: &mut JobData, w: i64, th: &Thresholds) -> JobRecovery {
     let first = d.windows.keys().next().copied().unwrap_or(0);
     let last = d.windows.keys().next_back().copied().unwrap_or(0) + w;
     let alloc = (first, last);
-    let active: Vec<Iv> = merge(d.windows.iter().filter(|(_, x)| x.compute + x.other_busy > 0).map(|(t, _)| (*t, t + w)).collect());
-    // Steps: markers, else the windows with kernels.
+    // Windows in which the job's GPUs were busy (kernel records, else NVML).
+    let active: Vec<Iv> = merge(d.windows.iter().filter(|(_, x)| x.busy > 0).map(|(t, _)| (*t, t + w)).collect());
+    // Steps: step phases, else the windows with kernels; without either,
+    // productive time is unknown (never 0).
     d.steps.sort_by_key(|s| s.1);
-    let steps: Vec<Iv> = if d.steps.is_empty() { active.clone() } else { merge(d.steps.iter().map(|s| s.1).collect()) };
+    let kernel_active: Vec<Iv> = merge(d.windows.iter().filter(|(_, x)| x.kernels > 0 && x.compute > 0).map(|(t, _)| (*t, t + w)).collect());
+    let (steps, step_source): (Vec<Iv>, Option<&'static str>) = if !d.steps.is_empty() {
+        (merge(d.steps.iter().map(|s| s.1).collect()), Some("steps"))
+    } else if d.windows.values().any(|x| x.kernels > 0) {
+        (kernel_active, Some("kernels"))
+    } else {
+        (Vec::new(), None)
+    };
     // Checkpoints: markers, else GPUs idle while the job's processes write (save) or read (restore).
     let detect = |bytes: fn(&Win) -> i64| -> Vec<Iv> {
         merge(
@@ -265,7 +330,8 @@ fn job_figures(cluster: Arc<str>, job_id: &str, d: &mut JobData, w: i64, th: &Th
     let mut wasted = Vec::new();
     for (tf, signals) in groups {
         let first_kernel = active.iter().find(|a| a.0 >= tf).map(|a| a.0);
-        let next_step = steps.iter().find(|s| s.0 >= tf).map(|s| s.0);
+        // Recovery ends at the next step; without a step source, at the next busy window.
+        let next_step = if step_source.is_some() { steps.iter().find(|s| s.0 >= tf).map(|s| s.0) } else { first_kernel };
         recovery.push((tf, next_step.unwrap_or(alloc.1)));
         // Resume point: the step the restart resumed from, else the last checkpoint before the failure.
         let restore = restores_step.iter().find(|r| r.1.0 >= tf);
@@ -292,7 +358,8 @@ fn job_figures(cluster: Arc<str>, job_id: &str, d: &mut JobData, w: i64, th: &Th
             wasted_gpu_s,
         });
     }
-    let startup = vec![(alloc.0, steps.first().map_or(alloc.1, |s| s.0))];
+    // Startup lasts until the first step; without a step source it is unknown (left as other).
+    let startup = if step_source.is_some() { vec![(alloc.0, steps.first().map_or(alloc.1, |s| s.0))] } else { Vec::new() };
     let lists = [saves_iv.clone(), restores_iv.clone(), merge(recovery), merge(wasted), merge(startup), steps.clone()];
     // Label every elementary segment of the allocation (docs/goodput.md).
     let mut cuts: Vec<i64> = vec![alloc.0, alloc.1];
@@ -324,7 +391,8 @@ fn job_figures(cluster: Arc<str>, job_id: &str, d: &mut JobData, w: i64, th: &Th
         gpus: d.windows.values().map(|x| x.gpus).max().unwrap_or(0),
         nodes: d.windows.values().map(|x| x.nodes).max().unwrap_or(0),
         productive_s,
-        goodput: if wall_s > 0.0 { productive_s / wall_s } else { 0.0 },
+        goodput: (step_source.is_some() && wall_s > 0.0).then(|| productive_s / wall_s),
+        step_source,
         checkpoint_source,
         checkpoints: saves_iv.len(),
         checkpoint_cost_s: (!save_durations.is_empty()).then(|| save_durations.iter().sum::<f64>() / save_durations.len() as f64),
@@ -440,8 +508,11 @@ fn drafts(j: &JobRecovery, th: &Thresholds) -> Vec<Draft> {
             });
         }
     }
-    // goodput
-    if judged && (j.goodput < th.goodput_warning || !j.failures.is_empty()) {
+    // goodput: only where a step source measured productive time.
+    if let Some(goodput) = j.goodput
+        && judged
+        && (goodput < th.goodput_warning || !j.failures.is_empty())
+    {
         out.push(Draft {
             code: "ai.17",
             kind: "goodput",
@@ -449,9 +520,9 @@ fn drafts(j: &JobRecovery, th: &Thresholds) -> Vec<Draft> {
             scope: job_scope(j),
             start_ns: j.start_ns,
             end_ns: j.end_ns,
-            severity: if j.goodput < th.goodput_critical {
+            severity: if goodput < th.goodput_critical {
                 "critical"
-            } else if j.goodput < th.goodput_warning {
+            } else if goodput < th.goodput_warning {
                 "warning"
             } else {
                 "info"
@@ -459,7 +530,7 @@ fn drafts(j: &JobRecovery, th: &Thresholds) -> Vec<Draft> {
             summary: format!(
                 "Job {}: effective training time ratio {:.1}% (badput: startup {:.0} s, checkpoint save {:.0} s, restore {:.0} s, wasted progress {:.0} s, recovery {:.0} s, other {:.0} s).",
                 j.job_id,
-                j.goodput * 100.0,
+                goodput * 100.0,
                 j.badput.startup_s,
                 j.badput.checkpoint_save_s,
                 j.badput.checkpoint_restore_s,
@@ -467,7 +538,7 @@ fn drafts(j: &JobRecovery, th: &Thresholds) -> Vec<Draft> {
                 j.badput.recovery_s,
                 j.badput.other_s
             ),
-            figures: json!({ "goodput": j.goodput, "wall_s": j.wall_s, "productive_s": j.productive_s, "badput": j.badput }),
+            figures: json!({ "goodput": goodput, "wall_s": j.wall_s, "productive_s": j.productive_s, "badput": j.badput, "step_source": j.step_source }),
             evidence: json!({ "definition": "docs/goodput.md", "query": format!("SELECT * FROM windows WHERE job_id = {q_job} ORDER BY start_ns") }),
             gpu_seconds: Some(gpu_s(j.wall_s - j.productive_s)),
         });
@@ -502,4 +573,141 @@ fn drafts(j: &JobRecovery, th: &Thresholds) -> Vec<Draft> {
 /// Wasted-progress GPU-seconds per (cluster, job), for the report's ghost column.
 pub fn wasted_by_job(jobs: &[JobRecovery]) -> HashMap<(Arc<str>, String), f64> {
     jobs.iter().map(|j| ((j.cluster.clone(), j.job_id.clone()), j.wasted_gpu_s)).collect()
+}
+
+/// The recovery inputs of one run, rolled up in Rust from its rows exactly
+/// as `collector/fleet/sql/job_{timeline,phases,failures,io}.sql` roll them
+/// up in an engine (the fleet's tests compare the two on the same data).
+pub mod rollup {
+    use std::collections::{BTreeMap, BTreeSet};
+    use std::sync::Arc;
+
+    use strand_schemas::{GpuEvent, NcclCall, ProcessEvent, ProcessSample, Step, Window};
+
+    use super::{JobFailure, JobIo, JobPhase, JobWindow};
+
+    fn cell(t: i64, w: i64) -> i64 {
+        t - t % w.max(1)
+    }
+
+    /// `job_timeline.sql`: every job's GPUs per window cell.
+    pub fn job_windows(windows: &[Window], window_ns: i64) -> Vec<JobWindow> {
+        let mut by: BTreeMap<(Arc<str>, Arc<str>, i64), (JobWindow, BTreeSet<Arc<str>>)> = BTreeMap::new();
+        for w in windows {
+            let Some(job) = w.job_id.as_deref() else { continue };
+            let job: Arc<str> = Arc::from(job);
+            let c = cell(w.start_ns, window_ns);
+            let (x, nodes) = by.entry((w.cluster.clone(), job.clone(), c)).or_insert_with(|| {
+                (
+                    JobWindow {
+                        cluster: w.cluster.clone(),
+                        job_id: job,
+                        wstart: c,
+                        gpus: 0,
+                        nodes: 0,
+                        powered_ns: 0,
+                        kernels_ns: 0,
+                        compute_ns: 0,
+                        other_busy_ns: 0,
+                        busy_ns: 0,
+                        idle_ns: 0,
+                        idle_no_process_ns: 0,
+                    },
+                    BTreeSet::new(),
+                )
+            });
+            let len = w.end_ns - w.start_ns;
+            let z = |v: Option<i64>| v.unwrap_or(0);
+            nodes.insert(w.node.clone());
+            x.gpus += 1;
+            x.nodes = nodes.len() as i64;
+            x.powered_ns += len;
+            let kernels = w.split_source.as_deref() == Some("kernels");
+            x.kernels_ns += if kernels { len } else { 0 };
+            x.compute_ns += z(w.compute_ns);
+            x.other_busy_ns += z(w.comm_exposed_ns) + z(w.memcpy_exposed_ns);
+            x.busy_ns += match w.split_source.as_deref() {
+                Some("kernels") => z(w.compute_ns) + z(w.comm_exposed_ns) + z(w.memcpy_exposed_ns),
+                Some("nvml") => z(w.reported_busy_ns),
+                _ => 0,
+            };
+            x.idle_ns += z(w.idle_ns);
+            x.idle_no_process_ns += z(w.idle_no_process_ns);
+        }
+        by.into_values().map(|(x, _)| x).collect()
+    }
+
+    /// `job_phases.sql`: steps and checkpoints as rank 0 saw them, one row
+    /// per (phase, step, source, process).
+    pub fn job_phases(steps: &[Step]) -> Vec<JobPhase> {
+        type Key = (Arc<str>, Arc<str>, String, Option<i64>, String, Option<i32>);
+        let mut by: BTreeMap<Key, (i64, i64)> = BTreeMap::new();
+        for s in steps.iter().filter(|s| s.rank.is_none_or(|r| r == 0)) {
+            let Some(job) = s.job_id.as_deref() else { continue };
+            let e = by.entry((s.cluster.clone(), Arc::from(job), s.phase.clone(), s.step, s.source.clone(), s.pid)).or_insert((s.start_ns, s.end_ns));
+            e.0 = e.0.min(s.start_ns);
+            e.1 = e.1.max(s.end_ns);
+        }
+        by.into_iter()
+            .map(|((cluster, job_id, phase, step, source, pid), (start_ns, end_ns))| JobPhase {
+                cluster,
+                job_id,
+                phase: Arc::from(phase.as_str()),
+                step,
+                source: Arc::from(source.as_str()),
+                pid: pid.map(i64::from),
+                start_ns,
+                end_ns,
+            })
+            .collect()
+    }
+
+    /// `job_failures.sql`: abnormal exits, XID errors, NCCL aborts.
+    pub fn job_failures(processes: &[ProcessEvent], gpu_events: &[GpuEvent], calls: &[NcclCall]) -> Vec<JobFailure> {
+        let mut out = Vec::new();
+        let f = |cluster: &Arc<str>, job: &str, node: &Arc<str>, ts_ns, kind: &str, code, signal| JobFailure {
+            cluster: cluster.clone(),
+            job_id: Arc::from(job),
+            node: node.clone(),
+            ts_ns,
+            kind: Arc::from(kind),
+            code,
+            signal,
+        };
+        for p in processes {
+            if let Some(job) = p.job_id.as_deref()
+                && p.kind == "exit"
+                && (p.signal.is_some() || p.exit_code.unwrap_or(0) != 0)
+            {
+                out.push(f(&p.cluster, job, &p.node, p.ts_ns, "exit", Some(i64::from(p.exit_code.unwrap_or(0))), p.signal.map(i64::from)));
+            }
+        }
+        for e in gpu_events {
+            if let Some(job) = e.job_id.as_deref()
+                && e.kind == "xid"
+            {
+                out.push(f(&e.cluster, job, &e.node, e.ts_ns, "xid", e.xid, None));
+            }
+        }
+        for c in calls {
+            if let Some(job) = c.job_id.as_deref()
+                && c.op == "comm_abort"
+            {
+                out.push(f(&c.cluster, job, &c.node, c.enter_ns, "nccl_abort", Some(0), None));
+            }
+        }
+        out
+    }
+
+    /// `job_io.sql`: storage I/O of every job's processes per window cell.
+    pub fn job_io(samples: &[ProcessSample], window_ns: i64) -> Vec<JobIo> {
+        let mut by: BTreeMap<(Arc<str>, Arc<str>, i64), (i64, i64)> = BTreeMap::new();
+        for s in samples {
+            let Some(job) = s.job_id.as_deref() else { continue };
+            let e = by.entry((s.cluster.clone(), Arc::from(job), cell(s.ts_ns - 1, window_ns))).or_default();
+            e.0 += s.write_bytes.unwrap_or(0);
+            e.1 += s.read_bytes.unwrap_or(0);
+        }
+        by.into_iter().map(|((cluster, job_id, wstart), (w, r))| JobIo { cluster, job_id, wstart, write_bytes: w, read_bytes: r }).collect()
+    }
 }
