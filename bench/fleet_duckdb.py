@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Runs the fleet report's aggregation SQL (collector/sql/*.sql) unchanged in
+"""Runs the fleet report's aggregation SQL (collector/fleet/sql/*.sql) unchanged in
 DuckDB over a strand dataset, and optionally compares every result with the
 one DataFusion produced (`strand report stranded --dump-sql DIR`).
 
@@ -22,7 +22,7 @@ import time
 import duckdb
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-SQL_DIR = os.path.join(ROOT, "collector", "sql")
+SQL_DIR = os.path.join(ROOT, "collector", "fleet", "sql")
 
 # Each table's time columns, as Dataset::open_range filters them.
 TIME = {

@@ -1,22 +1,23 @@
 #!/usr/bin/env bash
 # Fleet report benchmark (docs/performance.md, "Fleet report"): simulated fleets
 # of N nodes × 8 GPUs × 1 hour; `strand report stranded` (DataFusion) against
-# DuckDB running the same aggregation SQL (collector/sql) on the same files,
+# DuckDB running the same aggregation SQL (collector/fleet/sql) on the same files,
 # comparing every result. Wall time and peak RSS from /usr/bin/time.
 #
 #   bench/fleet_report.sh [NODES...]        # default: 8 64 512
 #
-# Needs: a release build (cargo build --release -p strand-collector),
+# Needs: a release build (cargo build --release -p strand-cli -p strand-sim),
 # python3 with duckdb (pip install duckdb), /usr/bin/time. Data goes to
 # $STRAND_BENCH_DIR (default /tmp/strand-fleet-bench), about 1.2 GB for 512 nodes.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BIN=${STRAND_BIN:-target/release/strand}
+SIM=${STRAND_SIM:-target/release/strand-sim}
 WORK=${STRAND_BENCH_DIR:-/tmp/strand-fleet-bench}
 START=1767571200000000000   # 2026-01-05T00:00:00Z
 END=$((START + 3600000000000))
 MEM=${STRAND_BENCH_MEMORY:-1GiB}   # both engines' memory pool
-[ -x "$BIN" ] || { echo "build first: cargo build --release -p strand-collector" >&2; exit 1; }
+[ -x "$BIN" ] && [ -x "$SIM" ] || { echo "build first: cargo build --release -p strand-cli -p strand-sim" >&2; exit 1; }
 python3 -c "import duckdb" 2>/dev/null || { echo "needs duckdb: pip install duckdb" >&2; exit 1; }
 mkdir -p "$WORK"
 
@@ -30,7 +31,7 @@ for n in "${@:-8 64 512}"; do
   for nodes in $n; do
     data="$WORK/fleet-$nodes"
     if [ ! -d "$data/windows" ]; then
-      "$BIN" simulate --out "$data" --nodes "$nodes" --hours 1 --faults 2> "$WORK/sim-$nodes.log"
+      "$SIM" --out "$data" --nodes "$nodes" --hours 1 --faults 2> "$WORK/sim-$nodes.log"
     fi
     rows=$(grep -o '[0-9]* rows' "$WORK/sim-$nodes.log" | awk '{print $1}')
     size=$(du -sh "$data" | cut -f1)

@@ -258,7 +258,7 @@ impl Config {
                 format!("{:?} must be shorter than windows.lateness ({:?}), or joined calls arrive after their window closed", self.windows.nccl_join_hold, self.windows.lateness),
             ));
         }
-        strand_analysis::mfu::PeakTable::new(self.windows.peak_flops.clone()).map_err(|m| key("windows.peak_flops", m))?;
+        strand_analysis::mfu::PeakTable::new(self.windows.peak_flops.clone()).map_err(|m| key("windows.peak_flops", m.to_string()))?;
         if self.output.rotate_interval < Duration::from_secs(1) {
             return Err(key("output.rotate_interval", format!("{:?} is shorter than 1s", self.output.rotate_interval)));
         }

@@ -15,7 +15,7 @@ use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::registry::Registry;
 use strand_analysis::steps::StepInferrer;
-use strand_analysis::{WindowBuilder, WindowConfig, window_category_seconds};
+use strand_analysis::{GpuTime, LEAVES, WindowBuilder, WindowConfig};
 use strand_schemas::clock::utc_now_ns;
 use strand_schemas::*;
 use tokio::sync::mpsc;
@@ -50,7 +50,7 @@ impl LiveMetrics {
         let m = Self::default();
         r.register(
             "strand_gpu_time_seconds",
-            "GPU time by DESIGN §4 category (compute, comm_exposed, memcpy_exposed, idle and their parts; hollow_busy), from closed windows",
+            "GPU time by category of the one accounting (productive_compute, comm_transfer, sync_stall, hollow_busy, idle_*, …; they add up to the windows' length), from closed windows",
             m.seconds.clone(),
         );
         r.register("strand_gpu_mfu_ratio", "MFU of the last closed window (needs model FLOPs from markers)", m.mfu.clone());
@@ -90,7 +90,7 @@ fn bump(c: &Counter, to: u64) {
 impl Live {
     pub fn new(cfg: WindowConfig, reducer: Arc<strand_kernels::Reducer>, join_hold: Duration, node: &str, metrics: LiveMetrics) -> Result<Self, String> {
         Ok(Self {
-            builder: Mutex::new(WindowBuilder::new(cfg, reducer)?),
+            builder: Mutex::new(WindowBuilder::new(cfg, reducer).map_err(|e| e.to_string())?),
             joiner: Mutex::new(NcclJoiner::new(join_hold.as_nanos() as i64, 200_000)),
             steps: Mutex::new(StepInferrer::new(4096)),
             metrics,
@@ -177,10 +177,14 @@ impl Live {
 
     fn export(&self, w: &Window) {
         let gpu = GpuLabels { gpu: w.gpu_index.to_string(), uuid: w.gpu_uuid.to_string(), node: self.node.clone() };
-        for (category, seconds) in window_category_seconds(w) {
-            if let Some(s) = seconds {
-                let l = CategoryLabels { gpu: gpu.gpu.clone(), uuid: gpu.uuid.clone(), node: gpu.node.clone(), category: category.into() };
-                self.metrics.seconds.get_or_create(&l).inc_by(s);
+        // The one accounting: the same leaves as every report, adding up to the window.
+        let mut t = GpuTime::new();
+        t.update(w, None);
+        for leaf in LEAVES {
+            let ns = t.leaf(leaf);
+            if ns > 0 {
+                let l = CategoryLabels { gpu: gpu.gpu.clone(), uuid: gpu.uuid.clone(), node: gpu.node.clone(), category: leaf.name().into() };
+                self.metrics.seconds.get_or_create(&l).inc_by(ns as f64 * 1e-9);
             }
         }
         GpuGauges::set(&self.metrics.mfu, &gpu, w.mfu);

@@ -4,7 +4,7 @@
 //! checks that every batch was stored exactly once.
 //!
 //! ```text
-//! cargo build --release -p strand-collector -p strand-bench
+//! cargo build --release -p strand-cli -p strand-bench
 //! target/release/strand-ingest-bench --uploaders 100 --batches 20 --rows 8000
 //! ```
 //!
@@ -92,7 +92,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
         None => std::env::current_exe()?.with_file_name("strand"),
     };
     if !strand.exists() {
-        bail!("{} not found: build it (cargo build --release -p strand-collector) or pass --strand", strand.display());
+        bail!("{} not found: build it (cargo build --release -p strand-cli) or pass --strand", strand.display());
     }
     let tmp = tempfile::tempdir()?;
     let data = args.data.clone().unwrap_or_else(|| tmp.path().join("data"));

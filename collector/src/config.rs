@@ -184,7 +184,7 @@ mod tests {
 
     #[test]
     fn the_example_config_is_valid() {
-        let text = include_str!("../../collector.toml");
+        let text = include_str!("../collector.toml");
         let cfg = Config::from_toml("collector/collector.toml", text).unwrap();
         assert_eq!(cfg.listen, Config::default().listen);
         assert_eq!(cfg.max_body_bytes, Config::default().max_body_bytes);

@@ -1,4 +1,4 @@
-//! `strand serve`: the collector. Agents `POST /v1/batches` one Parquet
+//! strand-collector, the network service (`strand serve`). Agents `POST /v1/batches` one Parquet
 //! batch per request; each accepted batch is stored once, atomically, in Hive
 //! layout under the storage root, where `strand query` and the reports read
 //! it. `docs/protocol.md` is the contract; `collector/collector.toml`
@@ -29,20 +29,19 @@ use tokio::sync::Semaphore;
 use self::config::Config;
 use self::ingest::App;
 
-#[derive(clap::Args, Debug)]
-pub struct ServeArgs {
+/// How to run the collector.
+#[derive(Debug, Clone)]
+pub struct ServeOptions {
     /// Collector configuration (TOML; every key is documented in collector/collector.toml).
-    #[arg(long, env = "STRAND_COLLECTOR_CONFIG")]
     pub config: PathBuf,
     /// Listen address, overriding `listen` in the configuration (port 0 picks a free port).
-    #[arg(long)]
     pub listen: Option<String>,
     /// Storage root (directory or s3://bucket/prefix), overriding `storage.root`.
-    #[arg(long)]
     pub data: Option<String>,
 }
 
-pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
+/// Runs the collector until SIGTERM or SIGINT.
+pub async fn run(args: ServeOptions) -> anyhow::Result<()> {
     let mut cfg = Config::load(&args.config)?;
     let name = args.config.display().to_string();
     if let Some(listen) = args.listen {

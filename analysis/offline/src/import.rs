@@ -1,76 +1,41 @@
-//! `strand import`: traces from other tools as strand tables, in the same
-//! Hive layout the agent and the collector write
-//! (`<out>/<table>/date=YYYY-MM-DD/cluster=<c>/node=<n>/<batch-id>.parquet`).
+//! `strand import kineto`: PyTorch profiler traces as the tables every
+//! door writes, in the Hive layout the agent and the collector write
+//! (`<out>/<table>/date=YYYY-MM-DD/cluster=<c>/node=<n>/<batch-id>.parquet`):
+//! the raw rows (`kernel_events`, `nccl_calls` with their collective
+//! identity, `cuda_sync_calls`, `steps`) and the `windows` the agent's
+//! `WindowBuilder` makes of them, with exact sync stalls across the ranks
+//! imported together. An imported multi-rank run is fleet data: `strand
+//! report stranded` reads it like the agents'.
 
-mod json_split;
-pub mod kineto;
+use std::collections::{BTreeMap, HashMap};
+use std::path::PathBuf;
+use std::sync::Arc;
 
-use std::collections::BTreeMap;
-use std::fs;
-use std::io::Write;
-use std::path::{Path, PathBuf};
-use std::time::{Duration, UNIX_EPOCH};
+use strand_kernels::{Backend, Reducer};
+use strand_schemas::hive::write_partitioned;
+use strand_schemas::Window;
 
-use anyhow::Context;
-use strand_schemas::{Table, TableWriter};
+use crate::kineto::{KinetoOptions, KinetoTrace};
+use crate::run::{self, RunOptions};
 
-use self::kineto::{KinetoOptions, KinetoTrace};
-
-#[derive(clap::Subcommand, Debug)]
-pub enum ImportCommand {
-    /// PyTorch profiler (Kineto) JSON traces (`.json` or `.json.gz`), one per rank.
-    Kineto(KinetoArgs),
-}
-
-#[derive(clap::Args, Debug, Clone)]
-pub struct KinetoArgs {
-    /// Trace files.
-    #[arg(required = true)]
+/// What to import and how.
+#[derive(Debug, Clone)]
+pub struct ImportOptions {
     pub traces: Vec<PathBuf>,
     /// Output dataset directory (created if missing).
-    #[arg(short, long)]
     pub out: PathBuf,
     /// Cluster name written into every row.
-    #[arg(long, default_value = "kineto")]
     pub cluster: String,
-    /// Node name for every trace (default: the trace's file name without
-    /// `.json[.gz]`).
-    #[arg(long)]
+    /// Node name for the (single) trace; default: each trace's file name.
     pub node: Option<String>,
     /// Job id written into every row.
-    #[arg(long)]
     pub job: Option<String>,
-    /// Keep only the GPU records Holistic Trace Analysis analyses (launched
-    /// by a CPU call in the trace, before the last profiler step ended).
-    #[arg(long)]
+    /// Keep only the GPU records Holistic Trace Analysis analyses.
     pub hta_scope: bool,
-}
-
-pub fn run(cmd: ImportCommand) -> anyhow::Result<()> {
-    match cmd {
-        ImportCommand::Kineto(args) => {
-            for t in import_kineto(&args)? {
-                println!(
-                    "{}: rank {} of {} as node {}{}: {} kernels, {} NCCL calls, {} sync calls, {} steps → {}",
-                    t.file.display(),
-                    t.rank.map_or("?".to_string(), |r| r.to_string()),
-                    t.world_size.map_or("?".to_string(), |r| r.to_string()),
-                    t.node,
-                    if t.gpu_names.is_empty() {
-                        String::new()
-                    } else {
-                        format!(" ({})", t.gpu_names.values().cloned().collect::<Vec<_>>().join(", "))
-                    },
-                    t.kernels,
-                    t.nccl,
-                    t.syncs,
-                    t.steps,
-                    args.out.display()
-                );
-            }
-            Ok(())
-        }
-    }
+    /// Window length of the `windows` rows (the fleet's grid: the agents' `windows.period`).
+    pub window_ns: i64,
+    pub launch_gap_ns: i64,
+    pub backend: Backend,
 }
 
 /// What one imported trace held.
@@ -86,18 +51,47 @@ pub struct ImportSummary {
     pub nccl: usize,
     pub syncs: usize,
     pub steps: usize,
+    /// `windows` rows written for the trace's GPUs.
+    pub windows: usize,
 }
 
-/// Imports every trace of `args` into `args.out`, one trace in memory at a time.
-pub fn import_kineto(args: &KinetoArgs) -> anyhow::Result<Vec<ImportSummary>> {
-    let opts = KinetoOptions { cluster: args.cluster.clone(), node: args.node.clone(), job_id: args.job.clone(), hta_scope: args.hta_scope };
+/// The batch id of a trace's files: its file name, so importing the same
+/// trace again replaces its files.
+fn batch_of(node: &str) -> String {
+    format!("kineto-{}", strand_schemas::hive::escape(node))
+}
+
+/// Writes the rows of one trace.
+fn write_trace(out: &std::path::Path, cluster: &str, t: &KinetoTrace) -> anyhow::Result<()> {
+    let batch = batch_of(&t.node);
+    write_partitioned(out, cluster, &t.node, &batch, &t.kernels(), |k| k.start_ns)?;
+    write_partitioned(out, cluster, &t.node, &batch, &t.nccl, |c| c.enter_ns)?;
+    write_partitioned(out, cluster, &t.node, &batch, &t.syncs, |s| s.enter_ns)?;
+    write_partitioned(out, cluster, &t.node, &batch, &t.steps, |s| s.start_ns)?;
+    Ok(())
+}
+
+/// Imports every trace into `opts.out`, one trace in memory at a time, then
+/// the windows of all of them (the ranks' collectives matched together).
+pub fn import_kineto(opts: &ImportOptions) -> anyhow::Result<Vec<ImportSummary>> {
+    let reducer = Arc::new(Reducer::new(opts.backend)?);
+    let run_opts = RunOptions {
+        inputs: opts.traces.clone(),
+        job: None,
+        window_ns: Some(opts.window_ns),
+        launch_gap_ns: opts.launch_gap_ns,
+        lateness_ns: None,
+        sample_period_ns: 1_000_000_000,
+        kineto: KinetoOptions { cluster: opts.cluster.clone(), node: opts.node.clone(), job_id: opts.job.clone(), hta_scope: opts.hta_scope },
+        flops_per_step: None,
+        dtype: None,
+        gpu_name: None,
+        peaks: Default::default(),
+        progress: false,
+    };
     let mut out = Vec::new();
-    for path in &args.traces {
-        let t: KinetoTrace = kineto::read_trace(path, &opts)?;
-        if t.skipped_events > 0 {
-            tracing::warn!("{}: skipped {} GPU records with a negative duration", path.display(), t.skipped_events);
-        }
-        write_trace(&args.out, &args.cluster, &t)?;
+    let run = run::read(&run_opts, &reducer, |t| {
+        write_trace(&opts.out, &opts.cluster, t)?;
         out.push(ImportSummary {
             file: t.file.clone(),
             node: t.node.clone(),
@@ -108,121 +102,81 @@ pub fn import_kineto(args: &KinetoArgs) -> anyhow::Result<Vec<ImportSummary>> {
             nccl: t.nccl.len(),
             syncs: t.syncs.len(),
             steps: t.steps.len(),
+            windows: 0,
         });
+        Ok(())
+    })?;
+    let mut by_node: HashMap<Arc<str>, Vec<Window>> = HashMap::new();
+    for w in run.windows {
+        by_node.entry(w.node.clone()).or_default().push(w);
+    }
+    for s in &mut out {
+        if let Some(ws) = by_node.get(s.node.as_str()) {
+            write_partitioned(&opts.out, &opts.cluster, &s.node, &batch_of(&s.node), ws, |w| w.start_ns)?;
+            s.windows = ws.len();
+        }
     }
     Ok(out)
-}
-
-/// Writes the rows of one trace; the batch id is the trace's file name, so
-/// importing the same trace again replaces its files.
-pub fn write_trace(out: &Path, cluster: &str, t: &KinetoTrace) -> anyhow::Result<()> {
-    let batch = format!("kineto-{}", hive_escape(&file_stem(&t.file)));
-    write_partitioned(out, cluster, &t.node, &batch, &t.kernels(), |k| k.start_ns)?;
-    write_partitioned(out, cluster, &t.node, &batch, &t.nccl, |c| c.enter_ns)?;
-    write_partitioned(out, cluster, &t.node, &batch, &t.syncs, |s| s.enter_ns)?;
-    write_partitioned(out, cluster, &t.node, &batch, &t.steps, |s| s.start_ns)?;
-    Ok(())
-}
-
-fn file_stem(p: &Path) -> String {
-    let name = p.file_name().map(|s| s.to_string_lossy().to_string()).unwrap_or_default();
-    name.trim_end_matches(".gz").trim_end_matches(".json").to_string()
-}
-
-/// Collectives whose instances line up across ranks (`nccl_calls.op`).
-pub fn is_collective(op: &str) -> bool {
-    strand_analysis::sync_stall::COLLECTIVE_OPS.contains(&op)
-}
-
-/// `YYYY-MM-DD` (UTC) of a nanosecond timestamp.
-pub fn utc_date(ts_ns: i64) -> String {
-    let t = UNIX_EPOCH + Duration::from_nanos(ts_ns.max(0) as u64);
-    humantime::format_rfc3339(t).to_string()[..10].to_string()
-}
-
-/// Hive partition values: characters other than letters, digits, `.`, `_`
-/// and `-` are written `%XX` (as Hive does), so no value can add a directory.
-pub fn hive_escape(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for b in s.bytes() {
-        if b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-') {
-            out.push(b as char);
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    if out.is_empty() || out == "." || out == ".." {
-        out = format!("%{}", out.len());
-    }
-    out
-}
-
-/// Writes `rows` of table `T` under `<out>/<table>/date=…/cluster=…/node=…/<batch>.parquet`,
-/// one file per date; each file appears whole (written aside, then renamed).
-pub fn write_partitioned<T: Table>(out: &Path, cluster: &str, node: &str, batch: &str, rows: &[T], time: impl Fn(&T) -> i64) -> anyhow::Result<()> {
-    let mut by_date: BTreeMap<String, Vec<T>> = BTreeMap::new();
-    for r in rows {
-        by_date.entry(utc_date(time(r))).or_default().push(r.clone());
-    }
-    for (date, rows) in by_date {
-        let dir = out
-            .join(T::NAME)
-            .join(format!("date={date}"))
-            .join(format!("cluster={}", hive_escape(cluster)))
-            .join(format!("node={}", hive_escape(node)));
-        fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
-        let path = dir.join(format!("{batch}.parquet"));
-        let tmp = dir.join(format!(".{batch}.parquet.tmp"));
-        let file = fs::File::create(&tmp).with_context(|| format!("cannot create {}", tmp.display()))?;
-        let mut w = TableWriter::<T, _>::new(std::io::BufWriter::new(file)).with_context(|| format!("cannot write {}", tmp.display()))?;
-        for chunk in rows.chunks(64 * 1024) {
-            w.write(chunk).with_context(|| format!("cannot write {}", tmp.display()))?;
-        }
-        let mut f = w.finish().with_context(|| format!("cannot write {}", tmp.display()))?;
-        f.flush().with_context(|| format!("cannot write {}", tmp.display()))?;
-        f.get_ref().sync_all().with_context(|| format!("cannot sync {}", tmp.display()))?;
-        fs::rename(&tmp, &path).with_context(|| format!("cannot rename {} to {}", tmp.display(), path.display()))?;
-    }
-    Ok(())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    #[test]
-    fn partition_values_cannot_escape_their_directory() {
-        assert_eq!(hive_escape("node-1.example"), "node-1.example");
-        assert_eq!(hive_escape("a/b=c d"), "a%2Fb%3Dc%20d");
-        assert_eq!(hive_escape(".."), "%2");
-        assert_eq!(utc_date(1_716_397_522_000_000_000), "2024-05-22");
-        assert_eq!(utc_date(0), "1970-01-01");
-    }
-
-    #[test]
-    fn kineto_import_writes_readable_hive_partitions_and_reimport_replaces() {
-        let data = crate::postmortem::tests_support::kineto_dir();
-        let tmp = tempfile::tempdir().unwrap();
-        let args = KinetoArgs {
-            traces: vec![data.join("alexnet_single_gpu.json.gz"), data.join("nccl_2rank_a100_rank0.json.gz")],
-            out: tmp.path().to_path_buf(),
+    fn options(traces: Vec<PathBuf>, out: PathBuf) -> ImportOptions {
+        ImportOptions {
+            traces,
+            out,
             cluster: "lab/a".into(),
             node: None,
             job: Some("j1".into()),
             hta_scope: false,
-        };
-        let s = import_kineto(&args).unwrap();
-        let s2 = import_kineto(&args).unwrap();
+            window_ns: 10_000_000_000,
+            launch_gap_ns: 50_000,
+            backend: Backend::Cpu,
+        }
+    }
+
+    #[test]
+    fn kineto_import_writes_readable_hive_partitions_with_windows_and_reimport_replaces() {
+        let data = crate::tests_support::kineto_dir();
+        let tmp = tempfile::tempdir().unwrap();
+        let opts = options(vec![data.join("alexnet_single_gpu.json.gz"), data.join("nccl_2rank_a100_rank0.json.gz")], tmp.path().to_path_buf());
+        let s = import_kineto(&opts).unwrap();
+        let s2 = import_kineto(&opts).unwrap();
         assert_eq!(s.iter().map(|x| x.kernels).collect::<Vec<_>>(), s2.iter().map(|x| x.kernels).collect::<Vec<_>>());
         let f = tmp.path().join("kernel_events/date=2023-09-27/cluster=lab%2Fa/node=alexnet_single_gpu/kineto-alexnet_single_gpu.parquet");
         let rows = strand_schemas::read_file::<strand_schemas::KernelEvent>(&f).unwrap();
         assert_eq!(rows.len(), s[0].kernels, "re-importing replaced the file instead of adding one");
         assert!(rows.iter().all(|k| k.job_id.as_deref() == Some("j1") && &*k.cluster == "lab/a" && k.source == "kineto"));
         assert_eq!(s[1].gpu_names.get(&0).map(|n| n.as_str()), Some("NVIDIA A100-PG509-200"));
-        let calls: usize = ["nccl_calls/date=2024-05-23/cluster=lab%2Fa/node=nccl_2rank_a100_rank0/kineto-nccl_2rank_a100_rank0.parquet"]
-            .iter()
-            .map(|p| strand_schemas::read_file::<strand_schemas::NcclCall>(&tmp.path().join(p)).unwrap().len())
-            .sum();
-        assert_eq!(calls, s[1].nccl);
+        let calls = strand_schemas::read_file::<strand_schemas::NcclCall>(
+            &tmp.path().join("nccl_calls/date=2024-05-23/cluster=lab%2Fa/node=nccl_2rank_a100_rank0/kineto-nccl_2rank_a100_rank0.parquet"),
+        )
+        .unwrap();
+        assert_eq!(calls.len(), s[1].nccl);
+        // Windows, on the 10 s grid, split by the trace's kernel records and adding up.
+        let w = strand_schemas::read_file::<Window>(&tmp.path().join("windows/date=2023-09-27/cluster=lab%2Fa/node=alexnet_single_gpu/kineto-alexnet_single_gpu.parquet")).unwrap();
+        assert_eq!(w.len(), s[0].windows);
+        assert!(!w.is_empty());
+        for x in &w {
+            assert_eq!(x.split_source.as_deref(), Some("kernels"));
+            assert_eq!(x.start_ns / 10_000_000_000, (x.end_ns - 1) / 10_000_000_000, "a window lies in one grid cell");
+            let sum = x.compute_ns.unwrap() + x.comm_exposed_ns.unwrap() + x.memcpy_exposed_ns.unwrap() + x.idle_ns.unwrap();
+            assert_eq!(sum, x.end_ns - x.start_ns);
+        }
+    }
+
+    #[test]
+    fn two_traces_that_would_be_one_node_are_refused_by_name() {
+        let data = crate::tests_support::kineto_dir();
+        let tmp = tempfile::tempdir().unwrap();
+        let copy = tmp.path().join("other");
+        std::fs::create_dir_all(&copy).unwrap();
+        std::fs::copy(data.join("alexnet_single_gpu.json.gz"), copy.join("alexnet_single_gpu.json.gz")).unwrap();
+        let opts = options(vec![data.join("alexnet_single_gpu.json.gz"), copy.join("alexnet_single_gpu.json.gz")], tmp.path().join("out"));
+        let err = format!("{:#}", import_kineto(&opts).unwrap_err());
+        assert!(err.contains("would both be node \"alexnet_single_gpu\""), "{err}");
+        assert!(!tmp.path().join("out").exists(), "nothing written before the refusal");
     }
 }

@@ -1,13 +1,13 @@
 //! Tiny inline-SVG charts for self-contained HTML (no script, no network).
 
-/// Escapes text for HTML and SVG (one definition, shared with the postmortem page).
-pub use crate::postmortem::html::esc;
+use crate::esc;
 
-/// Fixed category colours, in legend order.
-pub const PALETTE: &[&str] = &["#2e7d32", "#81c784", "#bdbdbd", "#c62828", "#ef6c00", "#ad1457", "#1565c0", "#64b5f6", "#6a1b9a", "#9e9e9e", "#5d4037", "#000000"];
+/// Line colours, in series order.
+const PALETTE: &[&str] = &["#2e7d32", "#c62828", "#1565c0", "#ef6c00", "#6a1b9a", "#5d4037"];
 
-/// Horizontal stacked bars: one row per label, one segment per category.
-pub fn stacked_bars(rows: &[(String, Vec<f64>)], categories: &[&str], unit: &str) -> String {
+/// Horizontal stacked bars: one row per label, one segment per category
+/// (label, colour) — the colours every report gives that category.
+pub fn stacked_bars(rows: &[(String, Vec<f64>)], categories: &[(&str, &str)], unit: &str) -> String {
     let width = 900.0;
     let label_w = 220.0;
     let bar_h = 22.0;
@@ -15,9 +15,9 @@ pub fn stacked_bars(rows: &[(String, Vec<f64>)], categories: &[&str], unit: &str
     let height = legend_h + rows.len() as f64 * (bar_h + 6.0) + 10.0;
     let max = rows.iter().map(|(_, v)| v.iter().sum::<f64>()).fold(0.0, f64::max).max(1e-12);
     let mut s = format!(r#"<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" font-family="sans-serif" font-size="12">"#);
-    for (i, c) in categories.iter().enumerate() {
+    for (i, (c, colour)) in categories.iter().enumerate() {
         let (x, y) = (10.0 + (i % 4) as f64 * 220.0, 4.0 + (i / 4) as f64 * 22.0);
-        s += &format!(r#"<rect x="{x}" y="{y}" width="12" height="12" fill="{}"/><text x="{}" y="{}">{}</text>"#, PALETTE[i % PALETTE.len()], x + 16.0, y + 11.0, esc(c));
+        s += &format!(r#"<rect x="{x}" y="{y}" width="12" height="12" fill="{colour}" stroke="grey" stroke-width="0.5"/><text x="{}" y="{}">{}</text>"#, x + 16.0, y + 11.0, esc(c));
     }
     for (r, (label, values)) in rows.iter().enumerate() {
         let y = legend_h + 6.0 + r as f64 * (bar_h + 6.0);
@@ -26,7 +26,8 @@ pub fn stacked_bars(rows: &[(String, Vec<f64>)], categories: &[&str], unit: &str
         for (i, v) in values.iter().enumerate() {
             let w = v / max * (width - label_w - 90.0);
             if w > 0.0 {
-                s += &format!(r#"<rect x="{x:.1}" y="{y}" width="{w:.1}" height="{bar_h}" fill="{}"><title>{}: {v:.2} {unit}</title></rect>"#, PALETTE[i % PALETTE.len()], esc(categories[i]));
+                let (name, colour) = categories.get(i).copied().unwrap_or(("?", "#999999"));
+                s += &format!(r#"<rect x="{x:.1}" y="{y}" width="{w:.1}" height="{bar_h}" fill="{colour}"><title>{}: {v:.2} {unit}</title></rect>"#, esc(name));
             }
             x += w;
         }
@@ -51,7 +52,7 @@ pub fn lines(x_labels: &[String], series: &[(&str, Vec<f64>)], unit: &str) -> St
         }
     }
     for (k, (name, v)) in series.iter().enumerate() {
-        let color = PALETTE[(k * 3) % PALETTE.len()];
+        let color = PALETTE[k % PALETTE.len()];
         let pts: Vec<String> = v.iter().enumerate().map(|(i, y)| format!("{:.1},{:.1}", px(i), py(*y))).collect();
         s += &format!(r#"<polyline fill="none" stroke="{color}" stroke-width="2" points="{}"/>"#, pts.join(" "));
         s += &format!(r#"<rect x="{}" y="4" width="12" height="12" fill="{color}"/><text x="{}" y="14">{}</text>"#, left + k as f64 * 200.0, left + 16.0 + k as f64 * 200.0, esc(name));

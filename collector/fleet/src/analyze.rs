@@ -1,27 +1,16 @@
-//! Fleet analysis (issue 8): exact cross-node sync stalls, the ai.01 and
-//! ai.17 findings, and the GPU-time accounting behind `strand report
-//! stranded`.
+//! The fleet analysis behind `strand report stranded`: the exact sync
+//! stalls across nodes (the one collective matcher, hour by hour), the
+//! report's SQL in the engine, and the one findings engine over its results.
 //!
 //! | figure | where |
 //! |---|---|
-//! | exact sync stall per rank (DESIGN §4, across nodes) | [`stalls`] → table `collective_stalls` |
-//! | GPU-hours powered / held / busy / compute / ghost / idle per GPU × job × bucket | `collector/sql/gpu_time.sql`, rolled up in `report` |
-//! | straggler, bus_bandwidth_collapse, link_errors, exposed_communication, topology_stranded (ai.01) | [`ai01`] |
-//! | checkpoint_cost, restart, wasted_progress, goodput, recovery_collapse (ai.17) | [`ai17`] |
-//! | thresholds | [`findings::Thresholds`], docs/findings.md |
+//! | exact sync stall per rank (DESIGN §4, across nodes) | [`crate::stalls`] → table `collective_stalls` |
+//! | GPU-hours per category per GPU × job × bucket | `strand_analysis::accounting` (its SQL is `sql/gpu_time.sql`) |
+//! | findings (ai.01, ai.17, efficiency) | `strand_analysis::findings`, inputs from [`crate::inputs`] |
 //!
-//! Big data stays in the engine: the SQL in `collector/sql/` reduces the
-//! dataset to per-GPU, per-node, per-job and per-communicator rows, and only
-//! those come into Rust. The stall pass streams one hour at a time.
-
-pub mod ai01;
-pub mod ai17;
-pub mod findings;
-pub mod sim;
-pub mod sql;
-pub mod stalls;
-#[cfg(test)]
-mod tests;
+//! Big data stays in the engine: the SQL in `collector/fleet/sql/` reduces
+//! the dataset to per-GPU, per-node, per-job and per-communicator rows, and
+//! only those come into Rust. The stall pass streams one hour at a time.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -32,14 +21,17 @@ use datafusion::datasource::listing::ListingTableUrl;
 use datafusion::execution::memory_pool::FairSpillPool;
 use datafusion::execution::runtime_env::RuntimeEnvBuilder;
 use datafusion::prelude::{Expr, SessionConfig, SessionContext, col, lit};
+use strand_analysis::findings::{self, Inputs, JobRecovery, JobTime, Stragglers, Thresholds, Topology};
+use strand_analysis::findings::interconnect::TopologyInput;
+use strand_analysis::findings::recovery::RecoveryInput;
 use strand_kernels::Reducer;
 use strand_schemas::protocol::{batch_path, utc_date};
 use strand_schemas::{CollectiveStall, Finding, Table};
 
 use crate::dataset::{Dataset, TimeRange};
-use findings::{Draft, Thresholds};
-use sql::{Rows, SqlParams};
-use stalls::{StallOptions, StallStats};
+use crate::inputs::{self, GpuTimeRow};
+use crate::sql::{self, Rows, SqlParams};
+use crate::stalls::{self, StallOptions, StallStats};
 
 /// What to analyze and how.
 #[derive(Debug, Clone)]
@@ -66,9 +58,10 @@ pub struct Options {
 /// Everything the report needs.
 pub struct Analysis {
     pub stall_stats: StallStats,
-    pub gpu_time: Rows,
-    pub topology: ai01::Topology,
-    pub jobs: Vec<ai17::JobRecovery>,
+    /// The accounting's state per GPU, job and trend bucket.
+    pub gpu_time: Vec<GpuTimeRow>,
+    pub topology: Topology,
+    pub jobs: Vec<JobRecovery>,
     pub findings: Vec<Finding>,
     /// (query, rows, seconds)
     pub timings: Vec<(String, usize, f64)>,
@@ -131,48 +124,77 @@ pub async fn analyze(opts: &Options, reducer: &Reducer, progress: Progress<'_>) 
     progress("report queries", sql::QUERIES.len() as u64, sql::QUERIES.len() as u64);
     let mut take = |name: &str| results.remove(name).with_context(|| format!("query {name} did not run"));
 
-    // 3. Findings.
-    let th = &opts.thresholds;
-    let gpu_time = take("gpu_time")?;
-    let (jobs_comm, powered) = job_comm(&gpu_time)?;
-    let mut drafts: Vec<Draft> = Vec::new();
-    let ranks = ai01::stragglers(&take("stragglers")?, th)?;
-    drafts.extend(ai01::node_stragglers(&take("node_stragglers")?, &ranks, th)?);
-    drafts.extend(ranks);
-    drafts.extend(ai01::bus_bandwidth(&take("bus_bandwidth")?, th)?);
-    drafts.extend(ai01::link_errors(&take("gpu_link_counters")?, &take("nic_counters")?, th)?);
-    drafts.extend(ai01::exposed_comm(&jobs_comm, th));
-    let topology = ai01::topology(&take("node_allocation")?, &take("job_shapes")?, opts.params.alloc_ns, opts.params.bucket_ns, &powered, th)?;
-    let (jobs, recovery) = ai17::analyze(&take("job_timeline")?, &take("job_io")?, &take("job_phases")?, &take("job_failures")?, opts.params.window_ns, th)?;
-    let mut topology = topology;
-    drafts.append(&mut topology.drafts);
-    drafts.extend(recovery);
-    let mut findings: Vec<Finding> = drafts.into_iter().map(|d| d.into_row(opts.created_ns)).collect();
-    findings.sort_by(|a, b| {
-        findings::severity_rank(&a.severity)
-            .cmp(&findings::severity_rank(&b.severity))
-            .then(b.gpu_seconds.unwrap_or(0.0).total_cmp(&a.gpu_seconds.unwrap_or(0.0)))
-            .then(a.finding_id.cmp(&b.finding_id))
-    });
+    // 3. The findings engine over the results.
+    let gpu_time = inputs::gpu_time(&take("gpu_time")?)?;
+    let mut jobs: std::collections::BTreeMap<(Arc<str>, Arc<str>), (JobTime, std::collections::HashSet<Arc<str>>)> = Default::default();
+    let mut powered: std::collections::HashMap<Arc<str>, f64> = Default::default();
+    let mut gpu_powered: std::collections::HashMap<(Arc<str>, Arc<str>, i32), i64> = Default::default();
+    for r in &gpu_time {
+        *powered.entry(r.cluster.clone()).or_default() += r.time.powered_ns() as f64 * 1e-9;
+        *gpu_powered.entry((r.cluster.clone(), r.node.clone(), r.gpu_index)).or_default() += r.time.powered_ns();
+        if r.job_id.is_empty() {
+            continue;
+        }
+        let (j, gpus) = jobs.entry((r.cluster.clone(), r.job_id.clone())).or_insert_with(|| {
+            let j = JobTime { cluster: r.cluster.clone(), job_id: r.job_id.to_string(), gpus: 0, first_ns: i64::MAX, last_ns: i64::MIN, time: Default::default() };
+            (j, Default::default())
+        });
+        j.time.merge(&r.time);
+        j.first_ns = j.first_ns.min(r.bucket_ns);
+        j.last_ns = j.last_ns.max(r.bucket_ns + opts.params.bucket_ns);
+        gpus.insert(r.gpu_uuid.clone());
+    }
+    let jobs: Vec<JobTime> = jobs
+        .into_values()
+        .map(|(mut j, gpus)| {
+            j.gpus = gpus.len();
+            j
+        })
+        .collect();
+    let stragglers = Stragglers::from_stats(inputs::rank_stats(&take("stragglers")?)?, inputs::node_stats(&take("node_stragglers")?)?);
+    let bus = inputs::bus_units(&take("bus_bandwidth")?)?;
+    let (gpu_counters, nic_counters) = (inputs::gpu_counters(&take("gpu_link_counters")?)?, inputs::nic_counters(&take("nic_counters")?)?);
+    let (alloc, shapes) = (inputs::node_alloc(&take("node_allocation")?)?, inputs::job_shapes(&take("job_shapes")?)?);
+    let (windows, io) = (inputs::job_windows(&take("job_timeline")?)?, inputs::job_io(&take("job_io")?)?);
+    let (phases, failures) = (inputs::job_phases(&take("job_phases")?)?, inputs::job_failures(&take("job_failures")?)?);
+    let engine = Inputs {
+        jobs: &jobs,
+        stragglers: Some(&stragglers),
+        gpu_powered: Some(&gpu_powered),
+        bus: Some(&bus),
+        gpu_counters: Some(&gpu_counters),
+        nic_counters: Some(&nic_counters),
+        topology: Some(TopologyInput { alloc: &alloc, shapes: &shapes, alloc_ns: opts.params.alloc_ns, bucket_ns: opts.params.bucket_ns, powered: &powered }),
+        recovery: Some(RecoveryInput { windows: &windows, io: &io, phases: &phases, failures: &failures, window_ns: opts.params.window_ns }),
+    };
+    let outcome = findings::detect(&engine, &opts.thresholds, opts.created_ns);
+    let findings = outcome.findings;
     if opts.store {
         store_findings(&local_root(&opts.data)?, opts.range, &findings)?;
     }
-    Ok(Analysis { stall_stats, gpu_time, topology, jobs, findings, timings })
+    Ok(Analysis { stall_stats, gpu_time, topology: outcome.topology, jobs: outcome.jobs, findings, timings })
 }
 
 /// Windows and exact stalls are joined on the window grid: refuse a
-/// `--window` that is not the agents' window length.
+/// `--window` that is not the agents' window length. The agents' windows
+/// are whole grid cells (start a multiple of their length); windows trimmed
+/// to a trace's activity (`strand import`) are shorter and only must fit.
 async fn check_window(ctx: &SessionContext, window_ns: i64) -> anyhow::Result<()> {
-    let sql = "SELECT end_ns - start_ns AS len, count(*) AS n FROM windows GROUP BY end_ns - start_ns ORDER BY n DESC, len DESC LIMIT 1";
+    let fmt = |ns: i64| humantime::format_duration(std::time::Duration::from_nanos(ns.max(0) as u64)).to_string();
+    let sql = "SELECT end_ns - start_ns AS len, count(*) AS n FROM windows \
+               WHERE end_ns > start_ns AND start_ns % (end_ns - start_ns) = 0 \
+               GROUP BY end_ns - start_ns ORDER BY n DESC, len DESC LIMIT 1";
     let rows = Rows::new("window length", ctx.sql(sql).await?.collect().await?);
     if let Some(&len) = rows.i64_req("len")?.first()
         && len != window_ns
     {
-        bail!(
-            "most windows in this range are {} long, but --window is {}: set --window to the agents' windows.period",
-            humantime::format_duration(std::time::Duration::from_nanos(len.max(0) as u64)),
-            humantime::format_duration(std::time::Duration::from_nanos(window_ns.max(0) as u64))
-        );
+        bail!("most windows in this range are {} long, but --window is {}: set --window to the agents' windows.period", fmt(len), fmt(window_ns));
+    }
+    let rows = Rows::new("longest window", ctx.sql("SELECT max(end_ns - start_ns) AS len FROM windows").await?.collect().await?);
+    if let Some(Some(len)) = rows.i64("len")?.first()
+        && *len > window_ns
+    {
+        bail!("windows in this range are up to {} long, but --window is {}: set --window to the agents' windows.period", fmt(*len), fmt(window_ns));
     }
     Ok(())
 }
@@ -236,42 +258,6 @@ async fn restrict(ctx: &SessionContext, clusters: &[String], nodes: &[String], j
     Ok(())
 }
 
-/// Exposed communication per job and powered GPU-seconds per cluster, from the GPU-time rows.
-/// Powered GPU-seconds per cluster.
-type Powered = std::collections::HashMap<Arc<str>, f64>;
-
-fn job_comm(rows: &Rows) -> anyhow::Result<(Vec<ai01::JobComm>, Powered)> {
-    let (cluster, job, bucket) = (rows.str_req("cluster")?, rows.str_req("job_id")?, rows.i64_req("bucket_ns")?);
-    let (measured, exposed, stall, powered) = (rows.i64_req("measured_ns")?, rows.i64_req("comm_exposed_ns")?, rows.i64_req("sync_stall_ns")?, rows.i64_req("powered_ns")?);
-    let uuid = rows.str_req("gpu_uuid")?;
-    type Gpus = std::collections::HashSet<Arc<str>>;
-    let mut jobs: std::collections::BTreeMap<(Arc<str>, Arc<str>), (ai01::JobComm, Gpus)> = Default::default();
-    let mut per_cluster: std::collections::HashMap<Arc<str>, f64> = Default::default();
-    for i in 0..rows.len() {
-        *per_cluster.entry(cluster[i].clone()).or_default() += powered[i] as f64 * 1e-9;
-        if job[i].is_empty() {
-            continue;
-        }
-        let (j, gpus) = jobs.entry((cluster[i].clone(), job[i].clone())).or_insert_with(|| {
-            (ai01::JobComm { cluster: cluster[i].clone(), job_id: job[i].to_string(), first_ns: i64::MAX, last_ns: i64::MIN, ..Default::default() }, Default::default())
-        });
-        j.measured_ns += measured[i] as f64;
-        j.comm_exposed_ns += exposed[i] as f64;
-        j.sync_stall_ns += stall[i] as f64;
-        j.first_ns = j.first_ns.min(bucket[i]);
-        j.last_ns = j.last_ns.max(bucket[i]);
-        gpus.insert(uuid[i].clone());
-    }
-    let out = jobs
-        .into_values()
-        .map(|(mut j, gpus)| {
-            j.gpus = gpus.len();
-            j
-        })
-        .collect();
-    Ok((out, per_cluster))
-}
-
 /// The local directory of a dataset, for writing.
 fn local_root(data: &str) -> anyhow::Result<PathBuf> {
     let path = data.strip_prefix("file://").unwrap_or(data);
@@ -295,7 +281,7 @@ fn store_findings(root: &Path, range: TimeRange, rows: &[Finding]) -> anyhow::Re
         by_cluster.entry(f.cluster.clone()).or_default().push(f.clone());
     }
     for (cluster, rows) in by_cluster {
-        stalls::write_rows(&root.join(batch_path(Finding::NAME, &date, &cluster, "fleet", &id)), &rows)?;
+        strand_schemas::hive::write_file(&root.join(batch_path(Finding::NAME, &date, &cluster, "fleet", &id)), &rows)?;
     }
     Ok(())
 }

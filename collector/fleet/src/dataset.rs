@@ -36,7 +36,7 @@ use datafusion::datasource::listing::{ListingOptions, ListingTable, ListingTable
 use datafusion::functions::core::expr_fn::coalesce;
 use datafusion::prelude::{Expr, SessionConfig, SessionContext, col, lit};
 use strand_schemas::TableInfo;
-use strand_schemas::protocol::{time_column, utc_date};
+use strand_schemas::protocol::utc_date;
 
 /// The column added from the `date=` directory.
 pub const DATE_COLUMN: &str = "date";
@@ -174,18 +174,11 @@ fn listing_table(root: &ListingTableUrl, table: &TableInfo) -> anyhow::Result<Li
 /// and may run past midnight), then the rows' own times.
 fn range_filter(table: &TableInfo, range: TimeRange) -> Option<Expr> {
     const DAY_NS: i64 = 86_400_000_000_000;
-    let schema = (table.schema)();
-    let start_col = time_column(&schema)?;
+    let (start_col, end_col) = table.time;
     let first_day = utc_date(range.start_ns.saturating_sub(DAY_NS));
     let last_day = utc_date(range.end_ns - 1);
     let dates = col(DATE_COLUMN).gt_eq(lit(first_day)).and(col(DATE_COLUMN).lt_eq(lit(last_day)));
-    let end_col = match start_col {
-        "start_ns" => Some("end_ns"),
-        "enter_ns" => Some("exit_ns"),
-        _ => None,
-    }
-    .filter(|c| schema.field_with_name(c).is_ok());
-    let rows = match end_col {
+    let rows = match (end_col != start_col).then_some(end_col) {
         None => col(start_col).gt_eq(lit(range.start_ns)).and(col(start_col).lt(lit(range.end_ns))),
         Some(end_col) => col(start_col)
             .lt(lit(range.end_ns))

@@ -13,27 +13,18 @@ use futures::StreamExt;
 
 use crate::dataset::Dataset;
 
-#[derive(clap::Args, Debug)]
-#[command(after_help = "\
-Every strand table is a SQL table (docs/schemas.md), with the partition columns \
-date, cluster and node. The grammar is PostgreSQL's.
-
-Examples:
-  strand query 'SELECT node, count(*) FROM kernel_events GROUP BY node'
-  strand query --data s3://bucket/strand --format csv \"SELECT * FROM windows WHERE date = '2025-01-31'\"")]
-pub struct QueryArgs {
+/// What `strand query` runs.
+#[derive(Debug, Clone)]
+pub struct QueryOptions {
     /// One SQL statement.
     pub sql: String,
-    /// The dataset: a directory (an agent's data directory or the collector's
-    /// storage root), a file:// URL, or s3://bucket/prefix.
-    #[arg(long, env = "STRAND_DATA", default_value = "strand-data")]
+    /// The dataset: a directory, a file:// URL, or s3://bucket/prefix.
     pub data: String,
-    /// Output format.
-    #[arg(long, value_enum, default_value_t = Format::Table)]
     pub format: Format,
 }
 
-#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+/// Output formats.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Format {
     /// Aligned columns with borders, for people.
     Table,
@@ -43,7 +34,7 @@ pub enum Format {
     Json,
 }
 
-pub async fn run(args: QueryArgs) -> anyhow::Result<()> {
+pub async fn run(args: QueryOptions) -> anyhow::Result<()> {
     let dataset = Dataset::open(&args.data).await?;
     let df = dataset.sql(&args.sql).await.map_err(query_error)?;
     let stdout = io::stdout().lock();

@@ -16,18 +16,18 @@ use datafusion::prelude::SessionContext;
 
 /// Every query: name (file stem) and text.
 pub const QUERIES: &[(&str, &str)] = &[
-    ("gpu_time", include_str!("../../sql/gpu_time.sql")),
-    ("node_allocation", include_str!("../../sql/node_allocation.sql")),
-    ("job_shapes", include_str!("../../sql/job_shapes.sql")),
-    ("gpu_link_counters", include_str!("../../sql/gpu_link_counters.sql")),
-    ("nic_counters", include_str!("../../sql/nic_counters.sql")),
-    ("stragglers", include_str!("../../sql/stragglers.sql")),
-    ("node_stragglers", include_str!("../../sql/node_stragglers.sql")),
-    ("bus_bandwidth", include_str!("../../sql/bus_bandwidth.sql")),
-    ("job_timeline", include_str!("../../sql/job_timeline.sql")),
-    ("job_io", include_str!("../../sql/job_io.sql")),
-    ("job_phases", include_str!("../../sql/job_phases.sql")),
-    ("job_failures", include_str!("../../sql/job_failures.sql")),
+    ("gpu_time", include_str!("../sql/gpu_time.sql")),
+    ("node_allocation", include_str!("../sql/node_allocation.sql")),
+    ("job_shapes", include_str!("../sql/job_shapes.sql")),
+    ("gpu_link_counters", include_str!("../sql/gpu_link_counters.sql")),
+    ("nic_counters", include_str!("../sql/nic_counters.sql")),
+    ("stragglers", include_str!("../sql/stragglers.sql")),
+    ("node_stragglers", include_str!("../sql/node_stragglers.sql")),
+    ("bus_bandwidth", include_str!("../sql/bus_bandwidth.sql")),
+    ("job_timeline", include_str!("../sql/job_timeline.sql")),
+    ("job_io", include_str!("../sql/job_io.sql")),
+    ("job_phases", include_str!("../sql/job_phases.sql")),
+    ("job_failures", include_str!("../sql/job_failures.sql")),
 ];
 
 /// The integer parameters of the queries (`{{name}}` in the files).
@@ -180,5 +180,18 @@ mod tests {
             assert!(!code.contains(" / "), "{name} divides; use `t - t % p` buckets");
         }
         assert!(render("nope", &p).is_err());
+    }
+
+    /// `sql/gpu_time.sql` is generated from the one accounting's state
+    /// columns; `STRAND_BLESS=1 cargo test -p strand-fleet` rewrites it.
+    #[test]
+    fn gpu_time_sql_is_the_accounting() {
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/sql/gpu_time.sql");
+        let want = strand_analysis::accounting::gpu_time_sql();
+        if std::env::var_os("STRAND_BLESS").is_some() {
+            std::fs::write(path, &want).unwrap();
+        }
+        let have = std::fs::read_to_string(path).unwrap();
+        assert!(have == want, "{path} is stale: run STRAND_BLESS=1 cargo test -p strand-fleet gpu_time_sql");
     }
 }

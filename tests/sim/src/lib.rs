@@ -1,12 +1,17 @@
-//! A fleet simulator for tests and benchmarks (`strand simulate`, hidden).
+//! A fleet simulator for tests and benchmarks (`strand-sim`). Product code
+//! never depends on it.
 //!
-//! It writes real strand Parquet files (`TableWriter`) in Hive layout, one
-//! file per table and node, for a fleet of nodes running training jobs with
-//! faults injected at known times, so tests can check the findings against
-//! the injected truth. Everything is aligned to the window grid: steps of
-//! `step_ns` (two per window by default), checkpoint saves, restores,
-//! startups and downtimes of whole windows; so the windows' figures are
-//! exact sums over the steps they hold.
+//! It writes real strand Parquet files in Hive layout for a fleet of nodes
+//! running training jobs with faults injected at known times, so tests can
+//! check the findings against the injected truth. It emits what agents
+//! emit: raw rows (`kernel_events` of the CUPTI nodes, `nccl_calls`,
+//! `gpu_samples`, `steps`, `process_events`, …), and `windows` made of them
+//! by the agent's own `strand_analysis::WindowBuilder`, per node, as the
+//! live agent does. Nodes listed in `nvml_only` run without CUPTI (the
+//! default deployment): no kernel records, NCCL calls without kernel times.
+//! Everything is aligned to the window grid: steps of `step_ns` (two per
+//! window by default), checkpoint saves, restores, startups and downtimes
+//! of whole windows.
 //!
 //! Per step, rank r computes for `compute_ns + d_r` (d_r = seeded jitter,
 //! plus a straggler's delay), then joins one allreduce: its kernel starts at
@@ -17,9 +22,10 @@
 use std::path::Path;
 use std::sync::Arc;
 
-use anyhow::{Context, bail};
+use anyhow::bail;
+use strand_analysis::{WindowBuilder, WindowConfig};
 use strand_schemas::protocol::{batch_path, utc_date};
-use strand_schemas::{GpuEvent, GpuSample, NcclCall, NicSample, ProcessEvent, ProcessSample, Step, Table, TableWriter, Window};
+use strand_schemas::{GpuEvent, GpuSample, KernelEvent, NcclCall, NicSample, ProcessEvent, ProcessSample, Step, Table, Window};
 
 /// One training job.
 #[derive(Debug, Clone)]
@@ -81,6 +87,10 @@ pub struct SimConfig {
     pub jobs: Vec<SimJob>,
     pub faults: Vec<Fault>,
     pub seed: u64,
+    /// Nodes without CUPTI (NVML and eBPF only, the default deployment).
+    pub nvml_only: Vec<usize>,
+    /// Also write the CUPTI nodes' `kernel_events` (the fleet report never reads them).
+    pub write_kernels: bool,
 }
 
 pub const NVLINKS: usize = 18;
@@ -133,6 +143,8 @@ impl SimConfig {
             jobs: Vec::new(),
             faults: Vec::new(),
             seed: 1,
+            nvml_only: Vec::new(),
+            write_kernels: false,
         }
     }
 
@@ -346,32 +358,45 @@ pub fn write(cfg: &SimConfig, root: &Path, threads: usize) -> anyhow::Result<u64
     Ok(total.into_inner())
 }
 
-/// Streams one table of one node into its file.
+/// One table of one node: rows buffered and written in parts of a bounded
+/// size, each part atomically (`strand_schemas::hive`).
 struct Out<T: Table> {
-    w: TableWriter<T, std::io::BufWriter<std::fs::File>>,
+    dir: std::path::PathBuf,
+    date: String,
+    cluster: String,
+    node: String,
     buf: Vec<T>,
+    part: usize,
+    rows: u64,
 }
 
+const PART_ROWS: usize = 1 << 18;
+
 impl<T: Table> Out<T> {
-    fn new(root: &Path, cfg: &SimConfig, node: &str) -> anyhow::Result<Self> {
-        let path = root.join(batch_path(T::NAME, &utc_date(cfg.start_ns), &cfg.cluster, node, &format!("sim-{node}")));
-        std::fs::create_dir_all(path.parent().context("batch path has a parent")?)?;
-        let f = std::fs::File::create(&path).with_context(|| format!("cannot create {}", path.display()))?;
-        Ok(Self { w: TableWriter::new(std::io::BufWriter::new(f))?, buf: Vec::new() })
+    fn new(root: &Path, cfg: &SimConfig, node: &str) -> Self {
+        Self { dir: root.to_path_buf(), date: utc_date(cfg.start_ns), cluster: cfg.cluster.clone(), node: node.to_string(), buf: Vec::new(), part: 0, rows: 0 }
     }
     fn push(&mut self, r: T) -> anyhow::Result<()> {
         self.buf.push(r);
-        if self.buf.len() >= 16_384 {
-            self.w.write(&self.buf)?;
-            self.buf.clear();
+        if self.buf.len() >= PART_ROWS {
+            self.write()?;
         }
         Ok(())
     }
+    fn write(&mut self) -> anyhow::Result<()> {
+        if self.buf.is_empty() {
+            return Ok(());
+        }
+        let id = format!("sim-{}-{:04}", self.node, self.part);
+        let path = self.dir.join(batch_path(T::NAME, &self.date, &self.cluster, &self.node, &id));
+        self.rows += strand_schemas::hive::write_file(&path, &self.buf)?;
+        self.buf.clear();
+        self.part += 1;
+        Ok(())
+    }
     fn finish(mut self) -> anyhow::Result<u64> {
-        self.w.write(&self.buf)?;
-        let rows = self.w.rows();
-        self.w.finish()?;
-        Ok(rows)
+        self.write()?;
+        Ok(self.rows)
     }
 }
 
@@ -381,22 +406,31 @@ struct GpuState<'a> {
     seg: Option<Seg>,
 }
 
+/// Name of the simulated NCCL all-reduce kernel (as CUPTI reports it).
+const ALLREDUCE_KERNEL: &str = "ncclDevKernel_AllReduce_Sum_bf16_RING_LL(ncclDevKernelArgsStorage<4096ul>)";
+const GEMM_KERNEL: &str = "sm90_xmma_gemm_bf16bf16_bf16f32_f32_tn_n_tilesize256x128x64_warpgroupsize2x1x1";
+
 fn node(cfg: &SimConfig, jobs: &[JobRt], n: usize, root: &Path) -> anyhow::Result<u64> {
     let name = cfg.node_name(n);
     let cluster: Arc<str> = Arc::from(cfg.cluster.as_str());
     let node: Arc<str> = Arc::from(name.as_str());
     let gpu_name: Arc<str> = Arc::from(cfg.gpu_name.as_str());
-    let mut windows = Out::<Window>::new(root, cfg, &name)?;
-    let mut samples = Out::<GpuSample>::new(root, cfg, &name)?;
-    let mut calls = Out::<NcclCall>::new(root, cfg, &name)?;
-    let mut nics = Out::<NicSample>::new(root, cfg, &name)?;
-    let mut psamples = Out::<ProcessSample>::new(root, cfg, &name)?;
-    let mut pevents = Out::<ProcessEvent>::new(root, cfg, &name)?;
-    let mut gevents = Out::<GpuEvent>::new(root, cfg, &name)?;
-    let mut steps = Out::<Step>::new(root, cfg, &name)?;
+    let cupti = !cfg.nvml_only.contains(&n);
+    let mut windows = Out::<Window>::new(root, cfg, &name);
+    let mut samples = Out::<GpuSample>::new(root, cfg, &name);
+    let mut calls = Out::<NcclCall>::new(root, cfg, &name);
+    let mut kernels = Out::<KernelEvent>::new(root, cfg, &name);
+    let mut nics = Out::<NicSample>::new(root, cfg, &name);
+    let mut psamples = Out::<ProcessSample>::new(root, cfg, &name);
+    let mut pevents = Out::<ProcessEvent>::new(root, cfg, &name);
+    let mut gevents = Out::<GpuEvent>::new(root, cfg, &name);
+    let mut steps = Out::<Step>::new(root, cfg, &name);
     let uuid = |g: usize| -> Arc<str> { Arc::from(format!("GPU-{:08x}-{n:04}-{g:02}", cfg.seed as u32)) };
     let uuids: Vec<Arc<str>> = (0..cfg.gpus_per_node).map(uuid).collect();
     let (t0, t1) = (cfg.start_ns, cfg.start_ns + cfg.duration_ns);
+    // The agent's live windows, as `strand-agent` builds them on this node.
+    let wcfg = WindowConfig { period_ns: cfg.window_ns, lateness_ns: 0, sample_period_ns: cfg.sample_ns, ..WindowConfig::default() };
+    let mut builder = WindowBuilder::new(wcfg, Arc::new(strand_kernels::Reducer::cpu()))?;
     // Which job holds each GPU of this node.
     let holders: Vec<Option<(usize, &SimJob, &JobRt, i32)>> = (0..cfg.gpus_per_node)
         .map(|g| {
@@ -413,7 +447,7 @@ fn node(cfg: &SimConfig, jobs: &[JobRt], n: usize, root: &Path) -> anyhow::Resul
         }
     };
     let pid_of = |ji: usize, inc: u32, g: usize| 10_000 + (ji as i32) * 1000 + (inc as i32) * 100 + g as i32;
-    // Per-step figures of one rank: (compute, comm, exact stall, allreduce kernel start, end, bytes).
+    // Per-step figures of one rank: (compute, allreduce kernel start, end, bytes).
     let step_fig = |ji: usize, j: &SimJob, rt: &JobRt, rank: i32, inc: u32, step: i64, seq: i64, t: i64| {
         let delay = |r: i32| {
             let d = (mix(cfg.seed ^ ((ji as u64) << 48) ^ (u64::from(inc) << 40) ^ ((seq as u64) << 16) ^ r as u64) % cfg.jitter_ns.max(1) as u64) as i64;
@@ -426,107 +460,42 @@ fn node(cfg: &SimConfig, jobs: &[JobRt], n: usize, root: &Path) -> anyhow::Resul
         let transfer = if rt.nranks > 1 { (bytes as f64 * 2.0 * (n - 1.0) / n / bw * 1e9).round() as i64 } else { 0 };
         let s_r = t + cfg.compute_ns + delay(rank);
         let last = t + cfg.compute_ns + max_d;
-        (cfg.compute_ns + delay(rank), last + transfer - s_r, last - s_r, s_r, last + transfer, bytes)
+        (cfg.compute_ns + delay(rank), s_r, last + transfer, bytes)
+    };
+    let kernel = |g: usize, ji: usize, j: &SimJob, inc: u32, start: i64, end: i64, name: &str, category: &str, corr: i64| KernelEvent {
+        cluster: cluster.clone(),
+        node: node.clone(),
+        pid: pid_of(ji, inc, g),
+        job_id: Some(j.id.clone()),
+        device_id: g as i32,
+        gpu_uuid: Some(uuids[g].clone()),
+        gpu_index: Some(g as i32),
+        start_ns: start,
+        end_ns: end,
+        context_id: 1,
+        stream_id: if category == "communication" { 13 } else { 7 },
+        correlation_id: corr,
+        kind: "kernel".into(),
+        category: category.into(),
+        name: Arc::from(name),
+        grid_x: None,
+        grid_y: None,
+        grid_z: None,
+        block_x: None,
+        block_y: None,
+        block_z: None,
+        bytes: None,
+        copy_kind: None,
+        launch_ns: Some(start - 20_000),
+        launch_tid: Some(pid_of(ji, inc, g)),
+        collective: (category == "communication").then(|| "allreduce".to_string()),
+        source: "cupti".into(),
     };
     let mut rows = 0u64;
 
-    // Windows and NCCL calls.
-    let mut w = t0;
-    while w < t1 {
-        for (g, gpu_uuid) in uuids.iter().enumerate() {
-            let st = state_at(g, w);
-            let mut win = Window {
-                cluster: cluster.clone(),
-                node: node.clone(),
-                gpu_index: g as i32,
-                gpu_uuid: gpu_uuid.clone(),
-                gpu_name: Some(gpu_name.clone()),
-                job_id: st.job.map(|j| j.1.id.clone()),
-                start_ns: w,
-                end_ns: w + cfg.window_ns,
-                coverage: "nvml,gpm,cupti,ebpf".into(),
-                compute_ns: Some(0),
-                comm_exposed_ns: Some(0),
-                memcpy_exposed_ns: Some(0),
-                idle_ns: Some(cfg.window_ns),
-                comm_transfer_ns: Some(0),
-                sync_stall_ns: Some(0),
-                sync_stall_estimated: None,
-                comm_ns: Some(0),
-                comm_overlapped_ns: Some(0),
-                overlap_ratio: None,
-                idle_host_bound_ns: Some(0),
-                idle_launch_gap_ns: Some(0),
-                idle_io_blocked_ns: Some(0),
-                idle_no_process_ns: Some(0),
-                idle_other_ns: Some(0),
-                host_sync_blocked_ns: Some(0),
-                kernel_count: Some(0),
-                reported_utilization_ratio: Some(0.0),
-                reported_busy_ns: Some(0),
-                sm_active_ratio: Some(0.0),
-                tensor_active_ratio: Some(0.0),
-                dram_active_ratio: Some(0.0),
-                hollow_busy_ns: Some(0),
-                wasted_progress_ns: None,
-                ghost_ns: Some(0),
-                model_flops: None,
-                peak_flops_per_s: None,
-                dtype: None,
-                mfu: None,
-                tensor_estimate: None,
-            };
-            match (st.job, st.seg) {
-                (Some((ji, j, rt, rank)), Some(seg)) => match seg.kind {
-                    SegKind::Steps { first, seq0 } => {
-                        let (mut compute, mut comm, mut stall) = (0, 0, 0);
-                        let mut t = w;
-                        while t < w + cfg.window_ns {
-                            let k = (t - seg.start) / cfg.step_ns;
-                            let (step, seq) = (first + k, seq0 + k);
-                            let (c, m, s, ks, ke, bytes) = step_fig(ji, j, rt, rank, seg.incarnation, step, seq, t);
-                            compute += c;
-                            comm += m;
-                            stall += s;
-                            if rt.nranks > 1 {
-                                calls.push(nccl_row(cfg, &cluster, &node, j, rank, rt.nranks, g, gpu_uuid, pid_of(ji, seg.incarnation, g), cfg.comm_hash(ji, seg.incarnation), seq, bytes, ks, ke))?;
-                            }
-                            if j.markers && rank == 0 {
-                                steps.push(step_row(&cluster, &node, j, pid_of(ji, seg.incarnation, g), "step", step, t, t + cfg.step_ns))?;
-                            }
-                            t += cfg.step_ns;
-                        }
-                        let idle = cfg.window_ns - compute - comm;
-                        let multi_node = j.nodes.len() > 1;
-                        let agent_stall = if multi_node { comm / 2 } else { stall };
-                        let hollow = compute / 20;
-                        win.compute_ns = Some(compute);
-                        win.comm_exposed_ns = Some(comm);
-                        win.comm_ns = Some(comm);
-                        win.idle_ns = Some(idle);
-                        win.idle_host_bound_ns = Some(idle);
-                        win.sync_stall_ns = Some(agent_stall);
-                        win.sync_stall_estimated = Some(multi_node);
-                        win.comm_transfer_ns = Some(comm - agent_stall);
-                        win.kernel_count = Some(400);
-                        win.reported_busy_ns = Some(compute + comm);
-                        win.reported_utilization_ratio = Some((compute + comm) as f64 / cfg.window_ns as f64);
-                        win.sm_active_ratio = Some((compute - hollow) as f64 / cfg.window_ns as f64);
-                        win.hollow_busy_ns = Some(hollow);
-                        win.ghost_ns = Some(agent_stall + hollow);
-                    }
-                    SegKind::Save { .. } | SegKind::Restore { .. } => win.idle_io_blocked_ns = Some(cfg.window_ns),
-                    SegKind::Startup => win.idle_other_ns = Some(cfg.window_ns),
-                    SegKind::Down => win.idle_no_process_ns = Some(cfg.window_ns),
-                },
-                _ => win.idle_no_process_ns = Some(cfg.window_ns),
-            }
-            windows.push(win)?;
-        }
-        w += cfg.window_ns;
-    }
-
-    // Markers of phases, process events, XIDs.
+    // Markers of phases, process events, XIDs: known up front, into the builder first.
+    let mut phases: Vec<Step> = Vec::new();
+    let mut exits: Vec<ProcessEvent> = Vec::new();
     for (ji, j) in cfg.jobs.iter().enumerate() {
         let Some(pos) = j.nodes.iter().position(|x| *x == n) else { continue };
         let rt = &jobs[ji];
@@ -534,8 +503,8 @@ fn node(cfg: &SimConfig, jobs: &[JobRt], n: usize, root: &Path) -> anyhow::Resul
             if j.markers && pos == 0 {
                 let pid = pid_of(ji, seg.incarnation, j.first_gpu);
                 match seg.kind {
-                    SegKind::Save { step } => steps.push(step_row(&cluster, &node, j, pid, "checkpoint_save", step, seg.start, seg.end))?,
-                    SegKind::Restore { step } => steps.push(step_row(&cluster, &node, j, pid, "checkpoint_restore", step, seg.start, seg.end))?,
+                    SegKind::Save { step } => phases.push(step_row(&cluster, &node, j, pid, "checkpoint_save", step, seg.start, seg.end)),
+                    SegKind::Restore { step } => phases.push(step_row(&cluster, &node, j, pid, "checkpoint_restore", step, seg.start, seg.end)),
                     _ => {}
                 }
             }
@@ -552,12 +521,12 @@ fn node(cfg: &SimConfig, jobs: &[JobRt], n: usize, root: &Path) -> anyhow::Resul
             for g in j.first_gpu..j.first_gpu + j.gpus_per_node {
                 let pid = pid_of(ji, *inc, g);
                 let rank = (pos * j.gpus_per_node + g - j.first_gpu) as i32;
-                pevents.push(proc_event(&cluster, &node, j, pid, *start, "exec", None, None))?;
+                exits.push(proc_event(&cluster, &node, j, pid, *start, "exec", None, None));
                 match end {
                     // The first rank dies with an error, torchrun kills the others.
-                    Some(tf) if rank == 0 => pevents.push(proc_event(&cluster, &node, j, pid, tf, "exit", Some(1), None))?,
-                    Some(tf) => pevents.push(proc_event(&cluster, &node, j, pid, tf + 2_000_000_000, "exit", None, Some(15)))?,
-                    None if j.end_ns < t1 => pevents.push(proc_event(&cluster, &node, j, pid, j.end_ns, "exit", Some(0), None))?,
+                    Some(tf) if rank == 0 => exits.push(proc_event(&cluster, &node, j, pid, tf, "exit", Some(1), None)),
+                    Some(tf) => exits.push(proc_event(&cluster, &node, j, pid, tf + 2_000_000_000, "exit", None, Some(15))),
+                    None if j.end_ns < t1 => exits.push(proc_event(&cluster, &node, j, pid, j.end_ns, "exit", Some(0), None)),
                     None => {}
                 }
             }
@@ -583,68 +552,77 @@ fn node(cfg: &SimConfig, jobs: &[JobRt], n: usize, root: &Path) -> anyhow::Resul
         }
     }
 
-    // NVML samples.
-    let nvlink_fault = |g: usize, t: i64| -> (usize, i64) {
-        cfg.faults
-            .iter()
-            .find_map(|f| match f {
-                Fault::NvlinkErrors { node: fnode, gpu, link, per_hour, from_ns } if *fnode == n && *gpu == g && t >= *from_ns => {
-                    Some((*link, (t - from_ns) as i128 * i128::from(*per_hour) / 3_600_000_000_000i128))
+    builder.push_steps(&phases);
+    builder.push_process(&exits);
+    for p in phases {
+        steps.push(p)?;
+    }
+    for e in exits {
+        pevents.push(e)?;
+    }
+
+    // Kernels and NCCL calls of each window, into the files and the builder.
+    let mut w = t0;
+    let mut win_kernels: Vec<KernelEvent> = Vec::new();
+    let mut win_calls: Vec<NcclCall> = Vec::new();
+    while w < t1 {
+        for g in 0..cfg.gpus_per_node {
+            let st = state_at(g, w);
+            let (Some((ji, j, rt, rank)), Some(seg)) = (st.job, st.seg) else { continue };
+            let SegKind::Steps { first, seq0 } = seg.kind else { continue };
+            let mut t = w;
+            while t < w + cfg.window_ns {
+                let k = (t - seg.start) / cfg.step_ns;
+                let (step, seq) = (first + k, seq0 + k);
+                let (c, ks, ke, bytes) = step_fig(ji, j, rt, rank, seg.incarnation, step, seq, t);
+                if cupti {
+                    win_kernels.push(kernel(g, ji, j, seg.incarnation, t, t + c, GEMM_KERNEL, "compute", 2 * seq));
+                    if rt.nranks > 1 {
+                        win_kernels.push(kernel(g, ji, j, seg.incarnation, ks, ke, ALLREDUCE_KERNEL, "communication", 2 * seq + 1));
+                    }
                 }
-                _ => None,
-            })
-            .map_or((usize::MAX, 0), |(l, c)| (l, c as i64))
-    };
-    let mut t = t0 + cfg.sample_ns;
-    while t <= t1 {
-        for (g, gpu_uuid) in uuids.iter().enumerate() {
-            let st = state_at(g, t - 1);
-            let busy = matches!(st.seg, Some(Seg { kind: SegKind::Steps { .. }, .. }));
-            let has_proc = st.job.is_some() && !matches!(st.seg, Some(Seg { kind: SegKind::Down, .. }));
-            let (link, extra) = nvlink_fault(g, t);
-            let base = (n * 100 + g) as i64;
-            let crc: Vec<i64> = (0..NVLINKS).map(|l| base + if l == link { extra } else { 0 }).collect();
-            samples.push(GpuSample {
-                cluster: cluster.clone(),
-                node: node.clone(),
-                ts_ns: t,
-                gpu_index: g as i32,
-                gpu_uuid: gpu_uuid.clone(),
-                gpu_name: gpu_name.clone(),
-                job_id: st.job.map(|j| j.1.id.clone()),
-                pids: if has_proc { vec![pid_of(st.job.map_or(0, |j| j.0), st.seg.map_or(0, |s| s.incarnation), g)] } else { Vec::new() },
-                reported_utilization_ratio: Some(if busy { 0.93 } else { 0.0 }),
-                memory_utilization_ratio: None,
-                sm_active_ratio: Some(if busy { 0.85 } else { 0.0 }),
-                sm_occupancy_ratio: None,
-                tensor_active_ratio: Some(if busy { 0.5 } else { 0.0 }),
-                dram_active_ratio: None,
-                fp16_active_ratio: None,
-                fp32_active_ratio: None,
-                fp64_active_ratio: None,
-                sm_clock_mhz: Some(1980),
-                sm_clock_max_mhz: Some(1980),
-                memory_clock_mhz: None,
-                power_w: Some(if busy { 650.0 } else { 90.0 }),
-                power_limit_w: Some(700.0),
-                energy_mj_total: None,
-                temperature_c: Some(60),
-                throttle_reasons: Some(0),
-                memory_used_bytes: None,
-                memory_total_bytes: None,
-                pcie_tx_bytes_per_s: None,
-                pcie_rx_bytes_per_s: None,
-                pcie_replay_total: Some(base),
-                nvlink_tx_bytes_total: None,
-                nvlink_rx_bytes_total: None,
-                nvlink_crc_errors_total: Some(crc),
-                nvlink_replay_errors_total: Some(vec![0; NVLINKS]),
-                nvlink_recovery_errors_total: Some(vec![0; NVLINKS]),
-                ecc_corrected_total: Some(0),
-                ecc_uncorrected_total: Some(0),
-            })?;
+                if rt.nranks > 1 {
+                    let mut call = nccl_row(&cluster, &node, j, rank, rt.nranks, g, &uuids[g], pid_of(ji, seg.incarnation, g), cfg.comm_hash(ji, seg.incarnation), seq, bytes, ks, ke);
+                    if !cupti {
+                        // eBPF alone: the call without its kernel's device times.
+                        (call.kernel_start_ns, call.kernel_end_ns) = (None, None);
+                    }
+                    win_calls.push(call);
+                }
+                if j.markers && rank == 0 {
+                    let st = step_row(&cluster, &node, j, pid_of(ji, seg.incarnation, g), "step", step, t, t + cfg.step_ns);
+                    builder.push_steps(std::slice::from_ref(&st));
+                    steps.push(st)?;
+                }
+                t += cfg.step_ns;
+            }
         }
-        t += cfg.sample_ns;
+        builder.push_kernels(&win_kernels);
+        builder.push_nccl(&win_calls);
+        if cfg.write_kernels {
+            for k in win_kernels.drain(..) {
+                kernels.push(k)?;
+            }
+        }
+        win_kernels.clear();
+        for c in win_calls.drain(..) {
+            calls.push(c)?;
+        }
+        // NVML samples of the window.
+        for ts in (1..=cfg.window_ns / cfg.sample_ns).map(|i| w + i * cfg.sample_ns) {
+            for (g, gpu_uuid) in uuids.iter().enumerate() {
+                let s = sample(cfg, n, g, ts, &state_at(g, ts - 1), &cluster, &node, gpu_uuid, &gpu_name, &pid_of);
+                builder.push_samples(std::slice::from_ref(&s));
+                samples.push(s)?;
+            }
+        }
+        w += cfg.window_ns;
+        // Phases and exits are known up front; windows close as the agent closes them.
+        if (w - t0) % (60 * cfg.window_ns) == 0 || w >= t1 {
+            for x in builder.close_until(w)? {
+                windows.push(x)?;
+            }
+        }
     }
 
     // NIC and process samples.
@@ -708,14 +686,76 @@ fn node(cfg: &SimConfig, jobs: &[JobRt], n: usize, root: &Path) -> anyhow::Resul
         t += cfg.slow_sample_ns;
     }
 
-    rows += windows.finish()? + samples.finish()? + calls.finish()? + nics.finish()? + psamples.finish()?;
+    for x in builder.flush()? {
+        windows.push(x)?;
+    }
+    rows += windows.finish()? + samples.finish()? + calls.finish()? + nics.finish()? + psamples.finish()? + kernels.finish()?;
     rows += pevents.finish()? + gevents.finish()? + steps.finish()?;
     Ok(rows)
 }
 
+/// One NVML sample of GPU `g` of node `n` at `t`.
+#[allow(clippy::too_many_arguments)]
+fn sample(cfg: &SimConfig, n: usize, g: usize, t: i64, st: &GpuState, cluster: &Arc<str>, node: &Arc<str>, gpu_uuid: &Arc<str>, gpu_name: &Arc<str>, pid_of: &dyn Fn(usize, u32, usize) -> i32) -> GpuSample {
+    let nvlink_fault = |g: usize, t: i64| -> (usize, i64) {
+        cfg.faults
+            .iter()
+            .find_map(|f| match f {
+                Fault::NvlinkErrors { node: fnode, gpu, link, per_hour, from_ns } if *fnode == n && *gpu == g && t >= *from_ns => {
+                    Some((*link, (t - from_ns) as i128 * i128::from(*per_hour) / 3_600_000_000_000i128))
+                }
+                _ => None,
+            })
+            .map_or((usize::MAX, 0), |(l, c)| (l, c as i64))
+    };
+            let busy = matches!(st.seg, Some(Seg { kind: SegKind::Steps { .. }, .. }));
+    let has_proc = st.job.is_some() && !matches!(st.seg, Some(Seg { kind: SegKind::Down, .. }));
+    let (link, extra) = nvlink_fault(g, t);
+    let base = (n * 100 + g) as i64;
+    let crc: Vec<i64> = (0..NVLINKS).map(|l| base + if l == link { extra } else { 0 }).collect();
+    GpuSample {
+        cluster: cluster.clone(),
+        node: node.clone(),
+        ts_ns: t,
+        gpu_index: g as i32,
+        gpu_uuid: gpu_uuid.clone(),
+        gpu_name: gpu_name.clone(),
+        job_id: st.job.map(|j| j.1.id.clone()),
+        pids: if has_proc { vec![pid_of(st.job.map_or(0, |j| j.0), st.seg.map_or(0, |s| s.incarnation), g)] } else { Vec::new() },
+        reported_utilization_ratio: Some(if busy { 0.93 } else { 0.0 }),
+        memory_utilization_ratio: None,
+        sm_active_ratio: Some(if busy { 0.85 } else { 0.0 }),
+        sm_occupancy_ratio: None,
+        tensor_active_ratio: Some(if busy { 0.5 } else { 0.0 }),
+        dram_active_ratio: None,
+        fp16_active_ratio: None,
+        fp32_active_ratio: None,
+        fp64_active_ratio: None,
+        sm_clock_mhz: Some(1980),
+        sm_clock_max_mhz: Some(1980),
+        memory_clock_mhz: None,
+        power_w: Some(if busy { 650.0 } else { 90.0 }),
+        power_limit_w: Some(700.0),
+        energy_mj_total: None,
+        temperature_c: Some(60),
+        throttle_reasons: Some(0),
+        memory_used_bytes: None,
+        memory_total_bytes: None,
+        pcie_tx_bytes_per_s: None,
+        pcie_rx_bytes_per_s: None,
+        pcie_replay_total: Some(base),
+        nvlink_tx_bytes_total: None,
+        nvlink_rx_bytes_total: None,
+        nvlink_crc_errors_total: Some(crc),
+        nvlink_replay_errors_total: Some(vec![0; NVLINKS]),
+        nvlink_recovery_errors_total: Some(vec![0; NVLINKS]),
+        ecc_corrected_total: Some(0),
+        ecc_uncorrected_total: Some(0),
+    }
+}
+
 #[allow(clippy::too_many_arguments)]
 fn nccl_row(
-    cfg: &SimConfig,
     cluster: &Arc<str>,
     node: &Arc<str>,
     j: &SimJob,
@@ -730,7 +770,6 @@ fn nccl_row(
     ks: i64,
     ke: i64,
 ) -> NcclCall {
-    let _ = cfg;
     NcclCall {
         cluster: cluster.clone(),
         node: node.clone(),
@@ -804,48 +843,21 @@ fn proc_event(cluster: &Arc<str>, node: &Arc<str>, j: &SimJob, pid: i32, ts: i64
     }
 }
 
-/// `strand simulate` (hidden): writes a simulated fleet for benchmarks and demos.
-#[derive(clap::Args, Debug)]
-pub struct SimulateArgs {
-    /// Output directory (created).
-    #[arg(long)]
-    pub out: std::path::PathBuf,
-    #[arg(long, default_value_t = 8)]
-    pub nodes: usize,
-    #[arg(long, default_value_t = 1.0)]
-    pub hours: f64,
-    /// Start time, UTC nanoseconds (hour-aligned); default 2026-01-05T00:00:00Z.
-    #[arg(long, default_value_t = 1_767_571_200_000_000_000)]
-    pub start_ns: i64,
-    /// Inject one fault of each kind into the first jobs (a demo fleet).
-    #[arg(long)]
-    pub faults: bool,
-    #[arg(long, default_value_t = 0)]
-    pub threads: usize,
-}
-
-pub fn run(args: SimulateArgs) -> anyhow::Result<()> {
-    let mut cfg = SimConfig::fleet(args.nodes, args.hours, args.start_ns);
-    if args.faults {
-        let h = cfg.duration_ns;
-        let n = cfg.jobs.len();
-        cfg.faults.push(Fault::Straggler { job: 0, rank: 3, delay_ns: 20_000_000 });
-        if n > 1 {
-            cfg.faults.push(Fault::SlowBus { job: 1, factor: 0.3, from_ns: cfg.start_ns + h / 2 });
-        }
-        if n > 2 {
-            cfg.faults.push(Fault::Crash { job: 2, at_ns: cfg.start_ns + (h / 2 / cfg.window_ns) * cfg.window_ns, downtime_ns: 120_000_000_000, xid: Some(79) });
-        }
-        if n > 3 && cfg.jobs[3].nodes.len() > 1 {
-            cfg.faults.push(Fault::SlowNode { job: 3, node_pos: 1, delay_ns: 5_000_000 });
-        }
-        cfg.faults.push(Fault::NvlinkErrors { node: 0, gpu: 1, link: 4, per_hour: 50, from_ns: cfg.start_ns });
-        cfg.faults.push(Fault::NicErrors { node: args.nodes - 1, device: 2, per_hour: 20, from_ns: cfg.start_ns });
+/// A demo fleet: one fault of each kind in the first jobs.
+pub fn with_demo_faults(mut cfg: SimConfig) -> SimConfig {
+    let h = cfg.duration_ns;
+    let n = cfg.jobs.len();
+    cfg.faults.push(Fault::Straggler { job: 0, rank: 3, delay_ns: 20_000_000 });
+    if n > 1 {
+        cfg.faults.push(Fault::SlowBus { job: 1, factor: 0.3, from_ns: cfg.start_ns + h / 2 });
     }
-    let threads = if args.threads == 0 { std::thread::available_parallelism().map_or(1, |n| n.get()) } else { args.threads };
-    std::fs::create_dir_all(&args.out).with_context(|| format!("cannot create {}", args.out.display()))?;
-    let t = std::time::Instant::now();
-    let rows = write(&cfg, &args.out, threads)?;
-    eprintln!("strand simulate: {} nodes, {} jobs, {rows} rows in {:.1} s under {}", cfg.nodes, cfg.jobs.len(), t.elapsed().as_secs_f64(), args.out.display());
-    Ok(())
+    if n > 2 {
+        cfg.faults.push(Fault::Crash { job: 2, at_ns: cfg.start_ns + (h / 2 / cfg.window_ns) * cfg.window_ns, downtime_ns: 120_000_000_000, xid: Some(79) });
+    }
+    if n > 3 && cfg.jobs[3].nodes.len() > 1 {
+        cfg.faults.push(Fault::SlowNode { job: 3, node_pos: 1, delay_ns: 5_000_000 });
+    }
+    cfg.faults.push(Fault::NvlinkErrors { node: 0, gpu: 1, link: 4, per_hour: 50, from_ns: cfg.start_ns });
+    cfg.faults.push(Fault::NicErrors { node: cfg.nodes - 1, device: 2, per_hour: 20, from_ns: cfg.start_ns });
+    cfg
 }

@@ -36,7 +36,9 @@ use serde::Deserialize;
 use strand_schemas::category::{Category, classify_marked, is_communication_kernel};
 use strand_schemas::{CudaSyncCall, KernelEvent, NcclCall, Step};
 
-use super::json_split::{Pos, SplitError, Splitter};
+mod json_split;
+
+use json_split::{Pos, SplitError, Splitter};
 
 /// Kineto `schemaVersion` values this importer reads.
 pub const SUPPORTED_SCHEMA_VERSIONS: &[i64] = &[1];
@@ -150,6 +152,13 @@ pub struct KinetoOptions {
     /// profiler steps, was made before the last step ended. By default
     /// strand keeps every GPU record (the GPU was busy either way).
     pub hta_scope: bool,
+}
+
+/// The node a trace's rows are filed under when none is given: its file
+/// name without `.json[.gz]` (Kineto names files after host and process).
+pub fn node_name(path: &Path) -> String {
+    let name = path.file_name().map(|s| s.to_string_lossy().to_string()).unwrap_or_default();
+    name.trim_end_matches(".gz").trim_end_matches(".json").to_string()
 }
 
 /// The rows of one trace, and what it says about itself.
@@ -1154,9 +1163,7 @@ fn finish(mut c: Collected, h: Header, path: &Path, opts: &KinetoOptions) -> Kin
     let ns = |t: i64| base + t;
     let rank = h.rank.and_then(|r| i32::try_from(r).ok());
     let world_size = h.world_size.and_then(|r| i32::try_from(r).ok());
-    let stem = path.file_name().map(|s| s.to_string_lossy().to_string()).unwrap_or_default();
-    let stem = stem.trim_end_matches(".gz").trim_end_matches(".json").to_string();
-    let node = opts.node.clone().unwrap_or_else(|| stem.clone());
+    let node = opts.node.clone().unwrap_or_else(|| node_name(path));
     let cluster: Arc<str> = Arc::from(opts.cluster.as_str());
     let node_a: Arc<str> = Arc::from(node.as_str());
     let job = opts.job_id.clone();
@@ -1248,7 +1255,7 @@ fn finish(mut c: Collected, h: Header, path: &Path, opts: &KinetoOptions) -> Kin
     if nccl.iter().any(|c| c.seq.is_none()) {
         nccl.sort_by_key(|c| c.kernel_start_ns);
         let mut next: HashMap<Option<String>, i64> = HashMap::new();
-        for call in nccl.iter_mut().filter(|c| crate::import::is_collective(&c.op)) {
+        for call in nccl.iter_mut().filter(|c| strand_analysis::collective::is_collective(&c.op)) {
             let n = next.entry(call.comm_name.clone()).or_default();
             if call.seq.is_none() {
                 call.seq = Some(*n);
@@ -1446,7 +1453,7 @@ mod tests {
     /// of the real traces exactly as the full parser does.
     #[test]
     fn fast_paths_agree_with_the_full_parser_on_real_traces() {
-        let dir = crate::postmortem::tests::kineto_dir();
+        let dir = crate::tests_support::kineto_dir();
         let (mut gpu, mut launches, mut steps) = (0usize, 0usize, 0usize);
         for entry in std::fs::read_dir(&dir).unwrap() {
             let path = entry.unwrap().path();

@@ -3,67 +3,18 @@
 
 use std::fmt::Write;
 
-use super::report::{GpuReport, Report, Sum, Totals};
+use strand_analysis::GpuTime;
+use strand_analysis::accounting::{Group, LEAVES, Leaf};
+pub use strand_render::{esc, fmt_duration, pct};
 
-/// Colours of the DESIGN §4 categories and idle classes.
-const C_COMPUTE: &str = "#2e7d32";
-const C_TRANSFER: &str = "#1565c0";
+use super::report::{GpuReport, Report};
+
 const C_STALL: &str = "#c62828";
 const C_COMM: &str = "#5c6bc0";
 const C_COPY: &str = "#f9a825";
-const C_IDLE: &str = "#cfd8dc";
-const IDLE_CLASSES: [(&str, &str); 5] = [
-    ("host_bound", "#ef6c00"),
-    ("launch_gap", "#8d6e63"),
-    ("io_blocked", "#6a1b9a"),
-    ("no_process", "#37474f"),
-    ("other", "#90a4ae"),
-];
+const C_COMPUTE: &str = "#2e7d32";
 /// Per-GPU charts show at most this many GPUs.
 const MAX_ROWS: usize = 64;
-
-/// Escapes text for HTML and SVG (used by the fleet report too).
-pub fn esc(s: &str) -> String {
-    let mut o = String::with_capacity(s.len());
-    for c in s.chars() {
-        match c {
-            '&' => o.push_str("&amp;"),
-            '<' => o.push_str("&lt;"),
-            '>' => o.push_str("&gt;"),
-            '"' => o.push_str("&quot;"),
-            '\'' => o.push_str("&#39;"),
-            c => o.push(c),
-        }
-    }
-    o
-}
-
-/// `1.25 s`, `435.6 ms`, `12.0 µs`, `3 h 20 min`.
-pub fn fmt_duration(ns: i64) -> String {
-    let a = ns.unsigned_abs() as f64;
-    let sign = if ns < 0 { "-" } else { "" };
-    if a >= 3600e9 {
-        format!("{sign}{:.0} h {:.0} min", (a / 3600e9).floor(), (a % 3600e9) / 60e9)
-    } else if a >= 60e9 {
-        format!("{sign}{:.1} min", a / 60e9)
-    } else if a >= 1e9 {
-        format!("{sign}{:.2} s", a / 1e9)
-    } else if a >= 1e6 {
-        format!("{sign}{:.1} ms", a / 1e6)
-    } else if a >= 1e3 {
-        format!("{sign}{:.1} µs", a / 1e3)
-    } else {
-        format!("{sign}{a:.0} ns")
-    }
-}
-
-pub fn pct(x: Option<f64>) -> String {
-    x.map_or("—".into(), |v| format!("{:.1}%", v * 100.0))
-}
-
-fn v(s: Sum) -> i64 {
-    s.0.unwrap_or(0)
-}
 
 pub fn gpu_label(g: &GpuReport) -> String {
     match g.rank {
@@ -82,23 +33,19 @@ fn label(o: &mut String, x: f64, y: f64, s: &str) {
     let _ = write!(o, "<text x=\"{x:.1}\" y=\"{y:.1}\" text-anchor=\"end\"><title>{}</title>{}</text>", esc(s), esc(&shorten(s, 32)));
 }
 
-/// The exclusive segments of a total, in drawing order: (name, ns, colour).
-fn segments(t: &Totals) -> Vec<(&'static str, i64, &'static str)> {
-    let mut s = vec![("compute", v(t.compute_ns), C_COMPUTE)];
-    match (t.comm_transfer_ns.0, t.sync_stall_ns.0) {
-        (Some(tr), Some(st)) => {
-            let unknown = v(t.comm_exposed_ns) - tr - st;
-            s.push(("comm transfer", tr, C_TRANSFER));
-            s.push(("sync stall", st, C_STALL));
-            if unknown > 0 {
-                s.push(("comm (split unknown)", unknown, C_COMM));
-            }
-        }
-        _ => s.push(("comm exposed", v(t.comm_exposed_ns), C_COMM)),
-    }
-    s.push(("memcpy exposed", v(t.memcpy_exposed_ns), C_COPY));
-    s.push(("idle", v(t.idle_ns), C_IDLE));
-    s
+/// The exclusive segments of a total, in the accounting's one order: (label, ns, colour).
+fn segments(t: &GpuTime) -> Vec<(&'static str, i64, &'static str)> {
+    LEAVES.iter().map(|l| (l.label(), t.leaf(*l), l.colour())).filter(|s| s.1 > 0).collect()
+}
+
+/// The leaves some GPU of the run has, for legends.
+fn leaf_legend(r: &Report, group: Option<Group>) -> Vec<(&'static str, &'static str)> {
+    LEAVES
+        .iter()
+        .filter(|l| group.is_none_or(|g| l.group() == g))
+        .filter(|l| r.run.leaf(**l) > 0)
+        .map(|l| (l.label(), l.colour()))
+        .collect()
 }
 
 fn legend(items: &[(&str, &str)]) -> String {
@@ -155,10 +102,10 @@ fn chart_gpu_totals(r: &Report) -> String {
     for (i, g) in rows.iter().enumerate() {
         let y = 5.0 + i as f64 * rh;
         label(&mut o, lw - 8.0, y + 14.0, &gpu_label(g));
-        if g.totals.measured_ns > 0 {
-            hbar(&mut o, lw, y, bw, rh - 6.0, &segments(&g.totals), &gpu_label(g));
+        if g.time.measured_ns() > 0 {
+            hbar(&mut o, lw, y, bw, rh - 6.0, &segments(&g.time), &gpu_label(g));
         } else {
-            text(&mut o, lw + 4.0, y + 14.0, "start", "no kernel records: categories not measured");
+            text(&mut o, lw + 4.0, y + 14.0, "start", "no kernel records or NVML samples: not measured");
         }
     }
     o.push_str("</svg>");
@@ -181,7 +128,7 @@ fn chart_timelines(r: &Report) -> String {
         let _ = write!(o, "<rect x=\"{lw}\" y=\"{y0:.1}\" width=\"{bw}\" height=\"{hh}\" fill=\"#fafafa\" stroke=\"#eee\"/>");
         for (b, t) in g.timeline.iter().enumerate() {
             let Some(t) = t else { continue };
-            if t.measured_ns == 0 {
+            if t.measured_ns() == 0 {
                 continue;
             }
             let total: i64 = segments(t).iter().map(|s| s.1.max(0)).sum();
@@ -256,24 +203,24 @@ fn chart_lines(r: &Report, series: &[(&str, &str, bool, Vec<Option<f64>>)], titl
     o
 }
 
-fn idle_segments(t: &Totals) -> Vec<(&'static str, i64, &'static str)> {
-    let vals = [t.idle_host_bound_ns, t.idle_launch_gap_ns, t.idle_io_blocked_ns, t.idle_no_process_ns, t.idle_other_ns];
-    IDLE_CLASSES.iter().zip(vals).map(|((n, c), s)| (*n, v(s), *c)).collect()
+fn idle_segments(t: &GpuTime) -> Vec<(&'static str, i64, &'static str)> {
+    LEAVES.iter().filter(|l| l.group() == Group::Idle).map(|l| (l.label(), t.leaf(*l), l.colour())).collect()
 }
 
 fn chart_idle(r: &Report) -> String {
-    let rows: Vec<&GpuReport> = r.gpus.iter().filter(|g| v(g.totals.idle_ns) > 0).take(MAX_ROWS).collect();
+    let rows: Vec<&GpuReport> = r.gpus.iter().filter(|g| g.time.group(Group::Idle) > 0).take(MAX_ROWS).collect();
     let (lw, bw, rh) = (230.0, 560.0, 22.0);
     let h = rows.len() as f64 * rh + 10.0;
     let mut o = String::new();
     svg_open(&mut o, lw + bw + 90.0, h, "Idle time by class per GPU");
-    let max_idle = rows.iter().map(|g| v(g.totals.idle_ns)).max().unwrap_or(1).max(1);
+    let max_idle = rows.iter().map(|g| g.time.group(Group::Idle)).max().unwrap_or(1).max(1);
     for (i, g) in rows.iter().enumerate() {
         let y = 5.0 + i as f64 * rh;
         label(&mut o, lw - 8.0, y + 14.0, &gpu_label(g));
-        let w = bw * v(g.totals.idle_ns) as f64 / max_idle as f64;
-        hbar(&mut o, lw, y, w, rh - 6.0, &idle_segments(&g.totals), &gpu_label(g));
-        text(&mut o, lw + w + 4.0, y + 14.0, "start", &fmt_duration(v(g.totals.idle_ns)));
+        let idle = g.time.group(Group::Idle);
+        let w = bw * idle as f64 / max_idle as f64;
+        hbar(&mut o, lw, y, w, rh - 6.0, &idle_segments(&g.time), &gpu_label(g));
+        text(&mut o, lw + w + 4.0, y + 14.0, "start", &fmt_duration(idle));
     }
     o.push_str("</svg>");
     o
@@ -296,6 +243,7 @@ fn chart_top_kernels(r: &Report) -> String {
             "copy" => C_COPY,
             _ => C_COMPUTE,
         };
+        let _ = C_STALL;
         let _ = write!(
             o,
             "<rect x=\"{lw}\" y=\"{y:.1}\" width=\"{w:.2}\" height=\"{:.1}\" fill=\"{col}\"><title>{}: {} in {} calls</title></rect>",
@@ -312,8 +260,8 @@ fn chart_top_kernels(r: &Report) -> String {
 
 /// Rows are ranks (GPUs), columns time buckets, colour the sync-stall share.
 fn chart_stall_heatmap(r: &Report) -> Option<String> {
-    let rows: Vec<&GpuReport> = r.gpus.iter().filter(|g| g.totals.sync_stall_ns.0.is_some()).take(128).collect();
-    if rows.iter().all(|g| v(g.totals.sync_stall_ns) == 0) && rows.is_empty() {
+    let rows: Vec<&GpuReport> = r.gpus.iter().filter(|g| g.time.int("comm_ns") > 0).take(128).collect();
+    if rows.is_empty() {
         return None;
     }
     let n = r.buckets.len().max(1);
@@ -323,8 +271,8 @@ fn chart_stall_heatmap(r: &Report) -> Option<String> {
     let mut max = 0.0f64;
     for g in &rows {
         for t in g.timeline.iter().flatten() {
-            if t.measured_ns > 0 {
-                max = max.max(v(t.sync_stall_ns) as f64 / t.measured_ns as f64);
+            if t.measured_ns() > 0 {
+                max = max.max(t.leaf(Leaf::SyncStall) as f64 / t.measured_ns() as f64);
             }
         }
     }
@@ -336,11 +284,11 @@ fn chart_stall_heatmap(r: &Report) -> Option<String> {
         label(&mut o, lw - 8.0, y + 11.0, &gpu_label(g));
         for (b, t) in g.timeline.iter().enumerate() {
             let Some(t) = t else { continue };
-            let Some(st) = t.sync_stall_ns.0 else { continue };
-            if t.measured_ns == 0 {
+            if t.measured_ns() == 0 || t.int("comm_ns") == 0 {
                 continue;
             }
-            let share = st as f64 / t.measured_ns as f64;
+            let st = t.leaf(Leaf::SyncStall);
+            let share = st as f64 / t.measured_ns() as f64;
             let a = (share / max).clamp(0.0, 1.0);
             let _ = write!(
                 o,
@@ -352,7 +300,7 @@ fn chart_stall_heatmap(r: &Report) -> Option<String> {
                 esc(&gpu_label(g)),
                 fmt_duration(st),
                 share * 100.0,
-                if t.sync_stall_estimated_windows > 0 { ", estimated" } else { "" }
+                if t.int("sync_stall_estimated_ns") > 0 { ", partly estimated" } else { "" }
             );
         }
     }
@@ -423,25 +371,49 @@ pub fn render(r: &Report) -> String {
          svg.chart{display:block;margin:6px 0;font-size:11px;fill:#424242}svg.chart text{fill:#424242}\
          .legend span{margin-right:14px;white-space:nowrap}.legend i{display:inline-block;width:10px;height:10px;margin-right:4px;vertical-align:middle}\
          table{border-collapse:collapse;margin:8px 0;font-size:13px}td,th{border-bottom:1px solid #eee;padding:3px 8px;text-align:right}th{background:#fafafa}\
-         td.l,th.l{text-align:left}.mono{font-family:ui-monospace,Menlo,monospace;font-size:12px}.note{color:#616161}.est{color:#ef6c00}",
+         td.l,th.l{text-align:left}.mono{font-family:ui-monospace,Menlo,monospace;font-size:12px}.note{color:#616161}.est{color:#ef6c00}\
+         ol.findings li{margin:6px 0}li.critical b{color:#c62828}li.warning b{color:#ef6c00}li.info b{color:#1565c0}",
     );
     o.push_str("</style></head><body>");
     let _ = write!(
         o,
-        "<h1>strand postmortem</h1><div class=\"sub\">{} GPU(s) · {} of run · windows of {} · launch-gap threshold {} · strand {}</div>",
+        "<h1>strand postmortem{}</h1><div class=\"sub\">{} GPU(s) · {} of run · windows of {} ({}) · launch-gap threshold {} · strand {}</div>",
+        r.job.as_deref().map_or(String::new(), |j| format!(": job {}", esc(j))),
         r.gpus.len(),
         fmt_duration(r.end_ns - r.start_ns),
         fmt_duration(r.window_ns),
+        r.windows_source,
         fmt_duration(r.launch_gap_ns),
         esc(&r.strand_version)
     );
 
+    // What went wrong, in plain words, first.
+    o.push_str("<h2>Findings</h2>");
+    if r.findings.is_empty() {
+        o.push_str("<p class=\"note\">No finding: no straggler, exposed communication, hollow busy, checkpoint or recovery cost above the thresholds of docs/findings.md in this run (or not enough data to judge them; see Notes).</p>");
+    } else {
+        o.push_str("<ol class=\"findings\">");
+        for f in &r.findings {
+            let query = f.evidence.get("query").and_then(|q| q.as_str()).unwrap_or("");
+            let _ = write!(
+                o,
+                "<li class=\"{}\"><b>{} · {}</b> — {}<div class=\"mono note\">evidence: {}</div></li>",
+                esc(&f.severity),
+                esc(&f.severity),
+                esc(&f.kind),
+                esc(&f.summary),
+                esc(query)
+            );
+        }
+        o.push_str("</ol>");
+    }
+
     // Headline tiles.
     o.push_str("<div class=\"tiles\">");
-    tile(&mut o, "GPU time", &fmt_duration(t.window_ns), &format!("{} measured by kernel records", fmt_duration(t.measured_ns)));
-    tile(&mut o, "compute", &pct(t.share(t.compute_ns)), "union of compute kernels");
-    tile(&mut o, "exposed communication", &pct(t.share(t.comm_exposed_ns)), &format!("overlap ratio {}", pct(t.overlap_ratio())));
-    tile(&mut o, "idle", &pct(t.share(t.idle_ns)), "no kernel, copy or set");
+    tile(&mut o, "GPU time", &fmt_duration(t.powered_ns()), &format!("split by {}", t.split_source()));
+    tile(&mut o, "compute", &pct(t.share(t.int("compute_ns"))), "|∪C|: union of compute kernels");
+    tile(&mut o, "exposed communication", &pct(t.share(t.int("comm_exposed_ns"))), &format!("overlap ratio {}", pct(t.overlap_ratio())));
+    tile(&mut o, "idle", &pct(t.share(t.group(Group::Idle))), "no kernel, copy or set");
     match t.mfu() {
         Some(m) => tile(&mut o, "MFU", &pct(Some(m)), "model FLOP/s ÷ peak dense FLOP/s"),
         None => match t.tensor_estimate() {
@@ -453,22 +425,13 @@ pub fn render(r: &Report) -> String {
         Some(u) => tile(&mut o, "reported utilization", &pct(Some(u)), "NVML utilization.gpu"),
         None => tile(&mut o, "kernel busy", &pct(t.busy_ratio()), "|∪C∪M∪X| ÷ T (no NVML samples)"),
     }
-    if let Some(g) = t.ghost_ns.0 {
-        let note = if t.sync_stall_estimated_windows > 0 { "sync stall (partly estimated) + hollow busy" } else { "sync stall + hollow busy" };
-        tile(&mut o, "ghost compute", &fmt_duration(g), note);
-    }
+    let note = if t.int("sync_stall_estimated_ns") > 0 { "sync stall (partly estimated) + hollow busy + wasted progress" } else { "sync stall + hollow busy + wasted progress" };
+    tile(&mut o, "ghost compute", &fmt_duration(t.ghost_ns()), note);
     o.push_str("</div>");
 
     // 1. Where the time went.
     o.push_str("<h2>Where the GPU time went</h2>");
-    let leg = [
-        ("compute", C_COMPUTE),
-        ("comm transfer", C_TRANSFER),
-        ("sync stall", C_STALL),
-        ("comm exposed (split unknown)", C_COMM),
-        ("memcpy exposed", C_COPY),
-        ("idle", C_IDLE),
-    ];
+    let leg = leaf_legend(r, None);
     o.push_str(&legend(&leg));
     o.push_str(&chart_gpu_totals(r));
     o.push_str("<h2>Per-GPU timeline</h2><p class=\"note\">Each column is one time bucket; its height splits the bucket into the exclusive categories.</p>");
@@ -477,22 +440,24 @@ pub fn render(r: &Report) -> String {
     if r.gpus.len() > MAX_ROWS {
         let _ = write!(o, "<p class=\"note\">Showing {MAX_ROWS} of {} GPUs; report.json has all of them.</p>", r.gpus.len());
     }
-    o.push_str("<table><tr><th class=\"l\">GPU</th><th>compute</th><th>comm exposed</th><th>of which sync stall</th><th>memcpy exposed</th><th>idle</th><th>overlap ratio</th><th>MFU</th><th>reported</th></tr>");
+    o.push_str("<table><tr><th class=\"l\">GPU</th><th>compute</th><th>comm exposed</th><th>of which sync stall</th><th>memcpy exposed</th><th>idle</th><th>ghost</th><th>overlap ratio</th><th>MFU</th><th>reported</th></tr>");
     for g in &r.gpus {
-        let gt = &g.totals;
-        let stall = match gt.sync_stall_ns.0 {
-            Some(s) => format!("{}{}", fmt_duration(s), if gt.sync_stall_estimated_windows > 0 { " (est.)" } else { "" }),
-            None => "—".into(),
+        let gt = &g.time;
+        let stall = if gt.int("comm_ns") == 0 {
+            "—".to_string()
+        } else {
+            format!("{}{}", fmt_duration(gt.leaf(Leaf::SyncStall)), if gt.int("sync_stall_estimated_ns") > 0 { " (est.)" } else { "" })
         };
         let _ = write!(
             o,
-            "<tr><td class=\"l\">{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+            "<tr><td class=\"l\">{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
             esc(&gpu_label(g)),
-            pct(gt.share(gt.compute_ns)),
-            pct(gt.share(gt.comm_exposed_ns)),
+            pct(gt.share(gt.int("compute_ns"))),
+            pct(gt.share(gt.int("comm_exposed_ns"))),
             stall,
-            pct(gt.share(gt.memcpy_exposed_ns)),
-            pct(gt.share(gt.idle_ns)),
+            pct(gt.share(gt.int("memcpy_exposed_ns"))),
+            pct(gt.share(gt.group(Group::Idle))),
+            pct(gt.share(gt.ghost_ns())),
             pct(gt.overlap_ratio()),
             gt.mfu().map_or_else(|| gt.tensor_estimate().map_or("—".into(), |e| format!("est. {}", pct(Some(e)))), |m| pct(Some(m))),
             pct(gt.reported_utilization())
@@ -531,8 +496,7 @@ pub fn render(r: &Report) -> String {
 
     // 3. Idle.
     o.push_str("<h2>Idle time breakdown</h2>");
-    let idle_leg: Vec<(&str, &str)> = IDLE_CLASSES.to_vec();
-    o.push_str(&legend(&idle_leg));
+    o.push_str(&legend(&leaf_legend(r, Some(Group::Idle))));
     o.push_str(&chart_idle(r));
     o.push_str("<p class=\"note\">GPU-level classes add up to idle. host_bound: the kernel ending the gap was launched after the GPU went idle; launch_gap: shorter gaps than the threshold; io_blocked: inside a checkpoint; no_process: no process held the GPU.</p>");
     o.push_str("<details><summary>Per-stream view (as Holistic Trace Analysis reports it)</summary><table><tr><th class=\"l\">GPU</th><th>stream</th><th>host wait</th><th>kernel wait</th><th>other</th><th>kernels</th></tr>");
@@ -559,7 +523,7 @@ pub fn render(r: &Report) -> String {
     // 5. Sync stall heatmap.
     o.push_str("<h2>Sync stall by rank</h2>");
     match chart_stall_heatmap(r) {
-        Some(svg) if r.gpus.iter().any(|g| g.totals.sync_stall_ns.0.is_some()) => {
+        Some(svg) => {
             o.push_str("<p class=\"note\">Share of each time bucket a rank's communication kernels spent waiting for the last peer (exposed part). Estimated where not every rank of the communicator is in the input.</p>");
             o.push_str(&svg);
         }

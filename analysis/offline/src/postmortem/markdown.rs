@@ -2,32 +2,42 @@
 
 use std::fmt::Write;
 
+use strand_analysis::accounting::{Group, LEAVES, Leaf};
+
 use super::html::{fmt_duration, gpu_label, pct};
 use super::report::Report;
 
 pub fn render(r: &Report) -> String {
     let t = &r.run;
     let mut o = String::new();
-    let _ = writeln!(o, "# strand postmortem\n");
+    let _ = writeln!(o, "# strand postmortem{}\n", r.job.as_deref().map_or(String::new(), |j| format!(": job {j}")));
     let _ = writeln!(
         o,
-        "{} GPU(s), {} of run, windows of {}, launch-gap threshold {}.\n",
+        "{} GPU(s), {} of run, windows of {} ({}), launch-gap threshold {}.\n",
         r.gpus.len(),
         fmt_duration(r.end_ns - r.start_ns),
         fmt_duration(r.window_ns),
+        r.windows_source,
         fmt_duration(r.launch_gap_ns)
     );
-    let _ = writeln!(o, "## Where the GPU time went\n");
-    let _ = writeln!(o, "| figure | value |\n|---|---|");
-    let _ = writeln!(o, "| GPU time | {} ({} measured by kernel records) |", fmt_duration(t.window_ns), fmt_duration(t.measured_ns));
-    let _ = writeln!(o, "| compute | {} |", pct(t.share(t.compute_ns)));
-    let _ = writeln!(o, "| comm exposed | {} |", pct(t.share(t.comm_exposed_ns)));
-    if let (Some(tr), Some(st)) = (t.comm_transfer_ns.0, t.sync_stall_ns.0) {
-        let est = if t.sync_stall_estimated_windows > 0 { " (estimated where peers were missing)" } else { "" };
-        let _ = writeln!(o, "| ↳ transfer / sync stall | {} / {}{est} |", fmt_duration(tr), fmt_duration(st));
+    let _ = writeln!(o, "## Findings\n");
+    if r.findings.is_empty() {
+        let _ = writeln!(o, "No finding above the thresholds of docs/findings.md (or not enough data to judge; see Notes).");
     }
-    let _ = writeln!(o, "| memcpy exposed | {} |", pct(t.share(t.memcpy_exposed_ns)));
-    let _ = writeln!(o, "| idle | {} |", pct(t.share(t.idle_ns)));
+    for f in &r.findings {
+        let query = f.evidence.get("query").and_then(|q| q.as_str()).unwrap_or("");
+        let _ = writeln!(o, "- **{} · {}**: {}  \n  evidence: `{}`", f.severity, f.kind, f.summary, query.replace('`', "'"));
+    }
+    let _ = writeln!(o, "\n## Where the GPU time went\n");
+    let _ = writeln!(o, "| category | time | share |\n|---|---|---|");
+    let _ = writeln!(o, "| GPU time (split by {}) | {} | |", t.split_source(), fmt_duration(t.powered_ns()));
+    for l in LEAVES.iter().filter(|l| t.leaf(**l) > 0) {
+        let _ = writeln!(o, "| {} | {} | {} |", l.label(), fmt_duration(t.leaf(*l)), pct(t.share(t.leaf(*l))));
+    }
+    let _ = writeln!(o, "\n| figure | value |\n|---|---|");
+    let _ = writeln!(o, "| compute (\\|∪C\\|) | {} |", pct(t.share(t.int("compute_ns"))));
+    let _ = writeln!(o, "| comm exposed | {} |", pct(t.share(t.int("comm_exposed_ns"))));
+    let _ = writeln!(o, "| ghost compute | {} |", fmt_duration(t.ghost_ns()));
     let _ = writeln!(o, "| comm overlapped by compute | {} of communication |", pct(t.overlap_ratio()));
     match (t.mfu(), t.tensor_estimate()) {
         (Some(m), _) => {
@@ -48,26 +58,23 @@ pub fn render(r: &Report) -> String {
             let _ = writeln!(o, "| kernel busy (no NVML samples) | {} |", pct(t.busy_ratio()));
         }
     }
-    if let Some(g) = t.ghost_ns.0 {
-        let _ = writeln!(o, "| ghost compute | {} |", fmt_duration(g));
-    }
     let _ = writeln!(o, "\n## Per GPU\n");
     let _ = writeln!(o, "| GPU | compute | comm exposed | sync stall | memcpy exposed | idle | host-bound idle | launch-gap idle | other idle | overlap |");
     let _ = writeln!(o, "|---|---|---|---|---|---|---|---|---|---|");
     for g in &r.gpus {
-        let x = &g.totals;
+        let x = &g.time;
         let _ = writeln!(
             o,
             "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
             gpu_label(g),
-            pct(x.share(x.compute_ns)),
-            pct(x.share(x.comm_exposed_ns)),
-            x.sync_stall_ns.0.map_or("—".into(), fmt_duration),
-            pct(x.share(x.memcpy_exposed_ns)),
-            pct(x.share(x.idle_ns)),
-            x.idle_host_bound_ns.0.map_or("—".into(), fmt_duration),
-            x.idle_launch_gap_ns.0.map_or("—".into(), fmt_duration),
-            x.idle_other_ns.0.map_or("—".into(), fmt_duration),
+            pct(x.share(x.int("compute_ns"))),
+            pct(x.share(x.int("comm_exposed_ns"))),
+            if x.int("comm_ns") > 0 { fmt_duration(x.leaf(Leaf::SyncStall)) } else { "—".into() },
+            pct(x.share(x.int("memcpy_exposed_ns"))),
+            pct(x.share(x.group(Group::Idle))),
+            fmt_duration(x.leaf(Leaf::IdleHostBound)),
+            fmt_duration(x.leaf(Leaf::IdleLaunchGap)),
+            fmt_duration(x.leaf(Leaf::IdleOther)),
             pct(x.overlap_ratio())
         );
     }

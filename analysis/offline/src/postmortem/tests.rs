@@ -5,45 +5,46 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
+use strand_analysis::Leaf;
+use strand_analysis::accounting::Group;
 use strand_schemas::{KernelEvent, read_file};
 
 use super::*;
+use crate::run::auto_window;
 
-/// The Kineto test traces: `$STRAND_TEST_DATA`, else the first
-/// `shared/data/kineto` found walking up from this crate.
-pub fn kineto_dir() -> PathBuf {
-    if let Some(d) = std::env::var_os("STRAND_TEST_DATA") {
-        let d = PathBuf::from(d);
-        return if d.join("kineto").is_dir() { d.join("kineto") } else { d };
+pub use crate::tests_support::kineto_dir;
+
+fn args(inputs: Vec<PathBuf>, _out: &Path) -> PostmortemOptions {
+    PostmortemOptions {
+        run: RunOptions {
+            inputs,
+            job: None,
+            window_ns: None,
+            launch_gap_ns: 30_000,
+            lateness_ns: None,
+            sample_period_ns: 1_000_000_000,
+            kineto: crate::kineto::KinetoOptions { cluster: "kineto".into(), ..Default::default() },
+            flops_per_step: None,
+            dtype: None,
+            gpu_name: None,
+            peaks: Default::default(),
+            progress: false,
+        },
+        backend: strand_kernels::Backend::Cpu,
+        top_kernels: 10,
+        thresholds: Default::default(),
     }
-    let mut dir = Some(Path::new(env!("CARGO_MANIFEST_DIR")));
-    while let Some(d) = dir {
-        for cand in [d.join("shared/data/kineto"), d.join("../shared/data/kineto")] {
-            if cand.is_dir() {
-                return cand;
-            }
-        }
-        dir = d.parent();
-    }
-    panic!("Kineto test traces not found: set STRAND_TEST_DATA or put them at ../shared/data/kineto");
 }
 
-fn args(inputs: Vec<PathBuf>, out: &Path) -> PostmortemArgs {
-    PostmortemArgs {
-        inputs,
-        out: out.to_path_buf(),
-        window: None,
-        launch_gap: Duration::from_micros(30),
-        lateness: None,
-        sample_period: Duration::from_secs(1),
-        flops_per_step: None,
-        dtype: None,
-        gpu_name: None,
-        peak_flops: None,
-        backend: "cpu".into(),
-        top_kernels: 10,
-        no_progress: true,
-        hta_scope: false,
+/// Every Parquet file under `dir`.
+fn walk(dir: &Path, out: &mut Vec<PathBuf>) {
+    for e in std::fs::read_dir(dir).unwrap().flatten() {
+        let p = e.path();
+        if p.is_dir() {
+            walk(&p, out);
+        } else if p.extension().is_some_and(|x| x == "parquet") {
+            out.push(p);
+        }
     }
 }
 
@@ -78,7 +79,7 @@ fn intersect(a: &[(i64, i64)], b: &[(i64, i64)]) -> i64 {
 
 fn kernels_of(dir: &Path) -> Vec<KernelEvent> {
     let mut files = Vec::new();
-    walk(&dir.join("kernel_events"), &mut files, &mut Vec::new()).unwrap();
+    walk(&dir.join("kernel_events"), &mut files);
     files.iter().flat_map(|f| read_file::<KernelEvent>(f).unwrap()).collect()
 }
 
@@ -91,13 +92,16 @@ fn figures_on_real_traces_equal_a_direct_recount() {
         .collect();
     let tmp = tempfile::tempdir().unwrap();
     // Import once to recount from the rows; the postmortem imports on its own.
-    crate::import::import_kineto(&crate::import::KinetoArgs {
+    crate::import::import_kineto(&crate::import::ImportOptions {
         traces: traces.clone(),
         out: tmp.path().join("ds"),
         cluster: "kineto".into(),
         node: None,
         job: None,
         hta_scope: false,
+        window_ns: 10_000_000_000,
+        launch_gap_ns: 30_000,
+        backend: strand_kernels::Backend::Cpu,
     })
     .unwrap();
     let rows = kernels_of(&tmp.path().join("ds"));
@@ -115,18 +119,19 @@ fn figures_on_real_traces_equal_a_direct_recount() {
         let cm = merged(c.iter().chain(m.iter()).copied().collect());
         let first = ks.iter().map(|k| k.start_ns).min().unwrap();
         let last = ks.iter().map(|k| k.end_ns).max().unwrap();
-        let t = &g.totals;
+        let t = &g.time;
         let label = format!("{} gpu {}", g.node, g.gpu_index);
         assert_eq!((g.start_ns, g.end_ns), (first, last), "{label}: the run of a GPU is its first to last activity");
-        assert_eq!(t.window_ns, last - first, "{label}");
-        assert_eq!(t.compute_ns.0, Some(len(&c)), "{label}");
-        assert_eq!(t.comm_ns.0, Some(len(&m)), "{label}");
-        assert_eq!(t.comm_exposed_ns.0, Some(len(&cm) - len(&c)), "{label}");
-        assert_eq!(t.memcpy_exposed_ns.0, Some(len(&all) - len(&cm)), "{label}");
-        assert_eq!(t.idle_ns.0, Some(t.window_ns - len(&all)), "{label}");
-        assert_eq!(t.comm_overlapped_ns.0, Some(intersect(&m, &c)), "{label}");
-        let classes = [t.idle_host_bound_ns, t.idle_launch_gap_ns, t.idle_io_blocked_ns, t.idle_no_process_ns, t.idle_other_ns];
-        assert_eq!(classes.iter().map(|s| s.0.unwrap_or(0)).sum::<i64>(), t.idle_ns.0.unwrap(), "{label}: idle classes add up");
+        assert_eq!(t.powered_ns(), last - first, "{label}");
+        assert_eq!(t.int("kernels_ns"), last - first, "{label}: kernel records split all of it");
+        assert_eq!(t.int("compute_ns"), len(&c), "{label}");
+        assert_eq!(t.int("comm_ns"), len(&m), "{label}");
+        assert_eq!(t.int("comm_exposed_ns"), len(&cm) - len(&c), "{label}");
+        assert_eq!(t.int("memcpy_exposed_ns"), len(&all) - len(&cm), "{label}");
+        assert_eq!(t.int("idle_ns"), t.powered_ns() - len(&all), "{label}");
+        assert_eq!(t.int("comm_overlapped_ns"), intersect(&m, &c), "{label}");
+        assert_eq!(t.group(Group::Idle), t.int("idle_ns"), "{label}: idle classes add up");
+        assert_eq!(strand_analysis::LEAVES.iter().map(|l| t.leaf(*l)).sum::<i64>(), t.powered_ns(), "{label}: the leaves add up");
         // HTA's per-stream view, recounted: gaps between consecutive records of a stream.
         let mut streams: BTreeMap<i64, Vec<&&KernelEvent>> = BTreeMap::new();
         for k in ks {
@@ -153,11 +158,11 @@ fn figures_on_real_traces_equal_a_direct_recount() {
         assert_eq!((s.host_wait_ns, s.kernel_wait_ns, s.other_ns), (host, kw, other), "{label}: per-stream idle");
     }
     // The run totals are the sums over GPUs.
-    assert_eq!(report.run.window_ns, report.gpus.iter().map(|g| g.totals.window_ns).sum::<i64>());
+    assert_eq!(report.run.powered_ns(), report.gpus.iter().map(|g| g.time.powered_ns()).sum::<i64>());
     // Kineto steps became step series; the traces without NCCL metadata have no comm split.
     assert!(report.steps.iter().any(|s| s.source == "kineto" && s.steps.len() == 3));
-    let nccl = report.gpus.iter().find(|g| g.node == "nccl_2rank_a100_rank0" && g.totals.sync_stall_ns.0.is_some()).expect("the NCCL trace has a comm split");
-    assert!(nccl.totals.sync_stall_estimated_windows > 0, "one rank of two: the split is estimated");
+    let nccl = report.gpus.iter().find(|g| g.node == "nccl_2rank_a100_rank0" && g.time.int("comm_ns") > 0).expect("the NCCL trace has communication");
+    assert!(nccl.time.int("sync_stall_estimated_ns") > 0, "one rank of two: the split is estimated");
 }
 
 #[test]
@@ -174,9 +179,9 @@ fn reports_render_self_contained_and_without_broken_numbers() {
     assert!(html.matches("<svg").count() >= 6, "every chart is inline SVG");
     assert_eq!(html.matches("<svg").count(), html.matches("</svg>").count());
     let md = std::fs::read_to_string(out.join("summary.md")).unwrap();
-    assert!(md.contains("| compute |") && md.contains("## Top kernels by time"));
+    assert!(md.contains("| compute (") && md.contains("## Top kernels by time") && md.contains("## Findings"));
     let json: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(out.join("report.json")).unwrap()).unwrap();
-    assert_eq!(json["gpus"][0]["totals"]["window_ns"], serde_json::json!(report.gpus[0].totals.window_ns));
+    assert_eq!(json["gpus"][0]["time"]["powered_s"], serde_json::json!(report.gpus[0].time.powered_ns() as f64 * 1e-9));
     assert!(json["buckets"].as_array().unwrap().len() > 10);
 }
 
@@ -186,15 +191,19 @@ fn mfu_from_job_config_flops() {
     let tmp = tempfile::tempdir().unwrap();
     let mut a = args(vec![data.join("nccl_2rank_a100_rank0.json.gz")], &tmp.path().join("pm"));
     // 3 profiler steps of 1e12 FLOPs each in fp32 on the trace's A100 (19.5 TFLOP/s).
-    a.flops_per_step = Some(1e12);
-    a.dtype = Some("fp32".into());
+    a.run.dtype = Some("fp32".into());
+    a.run.flops_per_step = Some(1e12);
     let r = postmortem(&a).unwrap();
     let t = &r.run;
-    let flops = t.model_flops.unwrap();
+    let state = t.state();
+    let flops = match state.iter().find(|(n, _)| *n == "model_flops").unwrap().1 {
+        strand_analysis::accounting::Value::Float(f) => f,
+        v => panic!("{v:?}"),
+    };
     let steps = &r.steps[0];
     // Steps outside the GPU's active span contribute only their overlapping part.
     assert!(flops > 0.0 && flops <= 3e12 + 1.0, "{flops}");
-    let expected = flops / (19.5e12 * t.window_ns as f64 * 1e-9);
+    let expected = flops / (19.5e12 * t.powered_ns() as f64 * 1e-9);
     assert!((t.mfu().unwrap() - expected).abs() < 1e-9, "{:?} vs {expected}", t.mfu());
     assert_eq!(steps.steps.len(), 3);
 }
@@ -278,12 +287,12 @@ fn exact_sync_stall_across_ranks_from_parquet() {
         n.enter_ns = start - MS;
         n.kernel_start_ns = Some(start);
         n.kernel_end_ns = Some(end);
-        crate::import::write_partitioned(&ds, "c", &node, "b", &[k, c], |k| k.start_ns).unwrap();
-        crate::import::write_partitioned(&ds, "c", &node, "b", &[n], |n| n.enter_ns).unwrap();
+        strand_schemas::hive::write_partitioned(&ds, "c", &node, "b", &[k, c], |k| k.start_ns).unwrap();
+        strand_schemas::hive::write_partitioned(&ds, "c", &node, "b", &[n], |n| n.enter_ns).unwrap();
     }
     let r = postmortem(&args(vec![ds], &tmp.path().join("pm"))).unwrap();
-    let stall: Vec<_> = r.gpus.iter().map(|g| (g.node.clone(), g.totals.sync_stall_ns.0, g.totals.sync_stall_estimated_windows)).collect();
-    assert_eq!(stall, vec![("n0".to_string(), Some(3 * MS), 0), ("n1".to_string(), Some(0), 0)]);
+    let stall: Vec<_> = r.gpus.iter().map(|g| (g.node.clone(), g.time.leaf(Leaf::SyncStall), g.time.int("sync_stall_estimated_ns"))).collect();
+    assert_eq!(stall, vec![("n0".to_string(), 3 * MS, 0), ("n1".to_string(), 0, 0)]);
     assert_eq!(KernelEvent::NAME, "kernel_events");
 }
 

@@ -2,31 +2,35 @@
 
 use std::fmt::Write;
 
-use super::markdown::{cells, columns};
-use super::svg::{esc, lines, stacked_bars};
-use super::{Breakdown, Report, Slice, rfc3339};
+use strand_analysis::accounting::{LEAVES, Leaf};
+use strand_render::esc;
+use strand_render::svg::{lines, stacked_bars};
+use strand_schemas::clock::rfc3339;
 
-/// The exclusive categories of powered GPU time, in chart order.
-pub fn categories(h: &Breakdown) -> Vec<(&'static str, f64)> {
-    vec![
-        ("compute", h.compute_gpu_h),
-        ("comm transfer", h.comm_transfer_gpu_h),
-        ("memcpy exposed", h.memcpy_exposed_gpu_h),
-        ("ghost: sync stall", h.ghost_sync_stall_gpu_h),
-        ("ghost: hollow busy", h.ghost_hollow_busy_gpu_h),
-        ("ghost: wasted progress", h.ghost_wasted_progress_gpu_h),
-        ("idle: host bound", h.idle_host_bound_gpu_h),
-        ("idle: launch gap", h.idle_launch_gap_gpu_h),
-        ("idle: I/O blocked", h.idle_io_blocked_gpu_h),
-        ("idle: no process", h.idle_no_process_gpu_h - h.unallocatable_gpu_h.min(h.idle_no_process_gpu_h)),
-        ("idle: other", h.idle_other_gpu_h),
-        ("unallocatable", h.unallocatable_gpu_h.min(h.idle_no_process_gpu_h)),
-    ]
+use super::markdown::{cells, columns};
+use super::{Breakdown, Report, Slice};
+
+/// The exclusive categories of powered GPU time, in the accounting's one
+/// order, with the unallocatable part of idle_no_process drawn apart:
+/// (label, colour, GPU-hours).
+pub fn categories(h: &Breakdown) -> Vec<(&'static str, &'static str, f64)> {
+    let mut out = Vec::with_capacity(LEAVES.len() + 1);
+    for l in LEAVES {
+        let v = h.leaf(l);
+        if l == Leaf::IdleNoProcess {
+            let un = h.unallocatable_gpu_h.min(v);
+            out.push((l.label(), l.colour(), v - un));
+            out.push(("unallocatable", "#000000", un));
+        } else {
+            out.push((l.label(), l.colour(), v));
+        }
+    }
+    out
 }
 
 fn chart(slices: &[Slice], limit: usize) -> String {
-    let names: Vec<&str> = categories(&Breakdown::default()).iter().map(|c| c.0).collect();
-    let rows: Vec<(String, Vec<f64>)> = slices.iter().take(limit).map(|s| (s.key.clone(), categories(&s.hours).iter().map(|c| c.1).collect())).collect();
+    let names: Vec<(&str, &str)> = categories(&Breakdown::default()).iter().map(|c| (c.0, c.1)).collect();
+    let rows: Vec<(String, Vec<f64>)> = slices.iter().take(limit).map(|s| (s.key.clone(), categories(&s.hours).iter().map(|c| c.2).collect())).collect();
     stacked_bars(&rows, &names, "GPU-h")
 }
 
@@ -70,8 +74,8 @@ pub fn render(r: &Report, top: usize) -> String {
         t.powered_gpu_h,
         t.stranded_gpu_h,
         100.0 * t.stranded_gpu_h / t.powered_gpu_h.max(1e-12),
-        t.idle_gpu_h() - t.idle_no_process_gpu_h,
-        t.ghost_gpu_h(),
+        t.idle_gpu_h - t.leaf(Leaf::IdleNoProcess),
+        t.ghost_gpu_h,
         t.unallocatable_gpu_h,
         r.recoverable_gpu_h
     );
@@ -107,7 +111,7 @@ pub fn render(r: &Report, top: usize) -> String {
     let labels: Vec<String> = r.trends.iter().map(|p| p.bucket.get(5..16).unwrap_or(&p.bucket).replace('T', " ")).collect();
     let series = vec![
         ("powered", r.trends.iter().map(|p| p.hours.powered_gpu_h).collect()),
-        ("compute", r.trends.iter().map(|p| p.hours.compute_gpu_h).collect()),
+        ("productive compute", r.trends.iter().map(|p| p.hours.leaf(Leaf::ProductiveCompute)).collect()),
         ("stranded", r.trends.iter().map(|p| p.hours.stranded_gpu_h).collect()),
     ];
     o += &lines(&labels, &series, "GPU-h");
@@ -126,8 +130,8 @@ pub fn render(r: &Report, top: usize) -> String {
         let b = &j.badput;
         let _ = write!(
             o,
-            "<tr><td>{}/{}</td><td class=n>{:.2}</td><td class=n>{}</td><td class=n>{:.1}%</td><td class=n>{:.0}</td><td class=n>{:.0}</td><td class=n>{:.0}</td><td class=n>{:.0}</td><td class=n>{:.0}</td><td class=n>{:.0}</td><td class=n>{}</td><td class=n>{}</td><td class=n>{}</td><td class=n>{}</td></tr>",
-            esc(&j.cluster), esc(&j.job_id), j.wall_s / 3600.0, j.gpus, j.goodput * 100.0, b.startup_s, b.checkpoint_save_s, b.checkpoint_restore_s,
+            "<tr><td>{}/{}</td><td class=n>{:.2}</td><td class=n>{}</td><td class=n>{}</td><td class=n>{:.0}</td><td class=n>{:.0}</td><td class=n>{:.0}</td><td class=n>{:.0}</td><td class=n>{:.0}</td><td class=n>{:.0}</td><td class=n>{}</td><td class=n>{}</td><td class=n>{}</td><td class=n>{}</td></tr>",
+            esc(&j.cluster), esc(&j.job_id), j.wall_s / 3600.0, j.gpus, j.goodput.map_or("unknown (no step source)".into(), |g| format!("{:.1}%", g * 100.0)), b.startup_s, b.checkpoint_save_s, b.checkpoint_restore_s,
             b.wasted_progress_s, b.recovery_s, b.other_s, j.failures.len(), f0(j.mttr_s), f0(j.checkpoint_interval_s), f0(j.young_interval_s)
         );
     }
@@ -138,7 +142,7 @@ pub fn render(r: &Report, top: usize) -> String {
     let _ = write!(
         o,
         "<li>Exact sync stalls: {} instances matched across ranks ({} host-timed), {} incomplete, {} inconsistent.</li><li>Definitions: docs/findings.md, docs/goodput.md. Computed in {:.1} s.</li></ul></body></html>",
-        r.stalls.instances_exact, r.stalls.instances_host_timed, r.stalls.instances_incomplete, r.stalls.instances_inconsistent, r.elapsed_s
+        r.stalls.matched.instances_exact, r.stalls.matched.instances_host_timed, r.stalls.matched.instances_incomplete, r.stalls.matched.instances_inconsistent, r.elapsed_s
     );
     o
 }

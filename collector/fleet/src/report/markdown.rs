@@ -2,40 +2,29 @@
 
 use std::fmt::Write;
 
-use super::{Breakdown, Report, Slice, rfc3339};
+use strand_analysis::accounting::Leaf;
+use strand_schemas::clock::rfc3339;
+
+use super::{Breakdown, Report, Slice};
 
 fn pct(a: f64, b: f64) -> String {
     if b > 0.0 { format!("{:.1}%", 100.0 * a / b) } else { "–".into() }
 }
 
 /// Header and cells of the category table: every category by kind.
-pub fn columns() -> [&'static str; 16] {
-    [
-        "GPUs", "powered", "held", "reported busy", "compute", "ghost: sync stall", "ghost: hollow busy", "ghost: wasted progress",
-        "idle: host bound", "idle: launch gap", "idle: I/O blocked", "idle: no process", "idle: other", "unallocatable", "stranded", "stranded %",
-    ]
+pub fn columns() -> Vec<&'static str> {
+    let mut c = vec!["GPUs", "powered", "held", "reported busy", "compute (|∪C|)"];
+    c.extend(strand_analysis::LEAVES.iter().map(|l| l.label()));
+    c.extend(["unallocatable", "stranded", "stranded %"]);
+    c
 }
 
 pub fn cells(gpus: usize, h: &Breakdown) -> Vec<String> {
     let f = |v: f64| format!("{v:.2}");
-    vec![
-        gpus.to_string(),
-        f(h.powered_gpu_h),
-        f(h.held_gpu_h),
-        f(h.reported_busy_gpu_h),
-        f(h.compute_gpu_h),
-        f(h.ghost_sync_stall_gpu_h),
-        f(h.ghost_hollow_busy_gpu_h),
-        f(h.ghost_wasted_progress_gpu_h),
-        f(h.idle_host_bound_gpu_h),
-        f(h.idle_launch_gap_gpu_h),
-        f(h.idle_io_blocked_gpu_h),
-        f(h.idle_no_process_gpu_h),
-        f(h.idle_other_gpu_h),
-        f(h.unallocatable_gpu_h),
-        f(h.stranded_gpu_h),
-        pct(h.stranded_gpu_h, h.powered_gpu_h),
-    ]
+    let mut c = vec![gpus.to_string(), f(h.powered_gpu_h), f(h.held_gpu_h), f(h.reported_busy_gpu_h), f(h.compute_gpu_h)];
+    c.extend(h.leaves_gpu_h.iter().map(|(_, v)| f(*v)));
+    c.extend([f(h.unallocatable_gpu_h), f(h.stranded_gpu_h), pct(h.stranded_gpu_h, h.powered_gpu_h)]);
+    c
 }
 
 fn table(out: &mut String, title: &str, key: &str, slices: &[Slice], limit: usize) {
@@ -67,16 +56,16 @@ pub fn render(r: &Report, top: usize) -> String {
         t.powered_gpu_h,
         t.stranded_gpu_h,
         pct(t.stranded_gpu_h, t.powered_gpu_h),
-        t.idle_gpu_h() - t.idle_no_process_gpu_h,
-        t.ghost_gpu_h(),
-        t.ghost_sync_stall_gpu_h,
-        t.ghost_hollow_busy_gpu_h,
-        t.ghost_wasted_progress_gpu_h,
+        t.idle_gpu_h - t.leaf(Leaf::IdleNoProcess),
+        t.ghost_gpu_h,
+        t.leaf(Leaf::SyncStall),
+        t.leaf(Leaf::HollowBusy),
+        t.leaf(Leaf::WastedProgress),
         t.unallocatable_gpu_h,
         r.recoverable_gpu_h
     );
     let _ = writeln!(out, "\n## Where the time went\n\n| category | GPU-hours | share of powered |\n|---|---:|---:|");
-    for (name, v) in super::html::categories(t) {
+    for (name, _, v) in super::html::categories(t) {
         let _ = writeln!(out, "| {name} | {v:.2} | {} |", pct(v, t.powered_gpu_h));
     }
     let _ = writeln!(out, "\n## Top findings\n");
@@ -106,15 +95,15 @@ pub fn render(r: &Report, top: usize) -> String {
         let b = &j.badput;
         let _ = writeln!(
             out,
-            "| {}/{} | {:.2} | {} | {:.1}% | {:.0} | {:.0} | {:.0} | {:.0} | {:.0} | {:.0} | {} | {} | {} | {} |",
-            j.cluster, j.job_id, j.wall_s / 3600.0, j.gpus, j.goodput * 100.0, b.startup_s, b.checkpoint_save_s, b.checkpoint_restore_s,
+            "| {}/{} | {:.2} | {} | {} | {:.0} | {:.0} | {:.0} | {:.0} | {:.0} | {:.0} | {} | {} | {} | {} |",
+            j.cluster, j.job_id, j.wall_s / 3600.0, j.gpus, j.goodput.map_or("unknown (no step source)".into(), |g| format!("{:.1}%", g * 100.0)), b.startup_s, b.checkpoint_save_s, b.checkpoint_restore_s,
             b.wasted_progress_s, b.recovery_s, b.other_s, j.failures.len(), o(j.mttr_s), o(j.checkpoint_interval_s), o(j.young_interval_s)
         );
     }
-    let _ = writeln!(out, "\n## Trend\n\n| bucket | powered | compute | ghost | stranded | stranded % |\n|---|---:|---:|---:|---:|---:|");
+    let _ = writeln!(out, "\n## Trend\n\n| bucket | powered | productive compute | ghost | stranded | stranded % |\n|---|---:|---:|---:|---:|---:|");
     for p in &r.trends {
         let h = &p.hours;
-        let _ = writeln!(out, "| {} | {:.2} | {:.2} | {:.2} | {:.2} | {} |", p.bucket, h.powered_gpu_h, h.compute_gpu_h, h.ghost_gpu_h(), h.stranded_gpu_h, pct(h.stranded_gpu_h, h.powered_gpu_h));
+        let _ = writeln!(out, "| {} | {:.2} | {:.2} | {:.2} | {:.2} | {} |", p.bucket, h.powered_gpu_h, h.leaf(Leaf::ProductiveCompute), h.ghost_gpu_h, h.stranded_gpu_h, pct(h.stranded_gpu_h, h.powered_gpu_h));
     }
     let _ = writeln!(out, "\n## Notes\n");
     for n in &r.notes {
@@ -122,8 +111,8 @@ pub fn render(r: &Report, top: usize) -> String {
     }
     let _ = writeln!(
         out,
-        "- Exact sync stalls: {} instances matched across ranks ({} host-timed), {} incomplete, {} inconsistent; {} windows kept an estimate.",
-        r.stalls.instances_exact, r.stalls.instances_host_timed, r.stalls.instances_incomplete, r.stalls.instances_inconsistent, r.estimated_windows_left
+        "- Exact sync stalls: {} instances matched across ranks ({} host-timed), {} incomplete, {} inconsistent; {:.2} GPU-hours of sync stall kept an agent estimate.",
+        r.stalls.matched.instances_exact, r.stalls.matched.instances_host_timed, r.stalls.matched.instances_incomplete, r.stalls.matched.instances_inconsistent, r.estimated_stall_gpu_h
     );
     let _ = writeln!(out, "- Definitions: docs/findings.md, docs/goodput.md. Computed in {:.1} s.", r.elapsed_s);
     out

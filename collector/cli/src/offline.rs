@@ -1,0 +1,86 @@
+//! The offline commands, which `strand` runs itself: flags → typed options
+//! → `strand_offline`.
+
+use strand_analysis::mfu::{PeakOverride, PeakTable};
+use strand_offline::import::{self, ImportOptions};
+use strand_offline::kineto::KinetoOptions;
+use strand_offline::postmortem::{self, PostmortemOptions};
+use strand_offline::run::RunOptions;
+
+use crate::args::{self, ImportCommand, KinetoArgs, PostmortemArgs, ns};
+
+pub fn import(cmd: ImportCommand) -> anyhow::Result<()> {
+    let ImportCommand::Kineto(a) = cmd;
+    let opts = import_options(&a)?;
+    for t in import::import_kineto(&opts)? {
+        println!(
+            "{}: rank {} of {} as node {}{}: {} kernels, {} NCCL calls, {} sync calls, {} steps, {} windows → {}",
+            t.file.display(),
+            t.rank.map_or("?".to_string(), |r| r.to_string()),
+            t.world_size.map_or("?".to_string(), |r| r.to_string()),
+            t.node,
+            if t.gpu_names.is_empty() { String::new() } else { format!(" ({})", t.gpu_names.values().cloned().collect::<Vec<_>>().join(", ")) },
+            t.kernels,
+            t.nccl,
+            t.syncs,
+            t.steps,
+            t.windows,
+            a.out.display()
+        );
+    }
+    Ok(())
+}
+
+fn import_options(a: &KinetoArgs) -> anyhow::Result<ImportOptions> {
+    Ok(ImportOptions {
+        traces: a.traces.clone(),
+        out: a.out.clone(),
+        cluster: a.cluster.clone(),
+        node: a.node.clone(),
+        job: a.job.clone(),
+        hta_scope: a.hta_scope,
+        window_ns: args::parse_duration("--window", &humantime::format_duration(a.window).to_string())?,
+        launch_gap_ns: ns(a.launch_gap),
+        backend: args::backend("--backend", &a.backend)?,
+    })
+}
+
+pub fn postmortem_options(a: &PostmortemArgs) -> anyhow::Result<PostmortemOptions> {
+    let mut overrides = Vec::new();
+    if let Some(p) = a.peak_flops {
+        let Some(dt) = &a.dtype else { anyhow::bail!("--peak-flops needs --dtype") };
+        overrides.push(PeakOverride { gpu: String::new(), dtype: dt.clone(), flops_per_s: p });
+    }
+    Ok(PostmortemOptions {
+        run: RunOptions {
+            inputs: a.inputs.clone(),
+            job: a.job.clone(),
+            window_ns: a.window.map(|d| ns(d).max(1)),
+            launch_gap_ns: ns(a.launch_gap),
+            lateness_ns: a.lateness.map(ns),
+            sample_period_ns: ns(a.sample_period).max(1),
+            kineto: KinetoOptions { cluster: "kineto".into(), node: None, job_id: a.job.clone(), hta_scope: a.hta_scope },
+            flops_per_step: a.flops_per_step,
+            dtype: a.dtype.clone(),
+            gpu_name: a.gpu_name.clone(),
+            peaks: PeakTable::new(overrides)?,
+            progress: !a.no_progress && std::io::IsTerminal::is_terminal(&std::io::stderr()),
+        },
+        backend: args::backend("--backend", &a.backend)?,
+        top_kernels: a.top_kernels,
+        thresholds: Default::default(),
+    })
+}
+
+pub fn postmortem(a: PostmortemArgs) -> anyhow::Result<()> {
+    let report = postmortem::postmortem(&postmortem_options(&a)?)?;
+    postmortem::write_outputs(&a.out, &report)?;
+    eprintln!(
+        "strand postmortem: {} GPUs, {}, {} finding(s) → {}",
+        report.gpus.len(),
+        strand_render::fmt_duration(report.end_ns - report.start_ns),
+        report.findings.len(),
+        a.out.join("report.html").display()
+    );
+    Ok(())
+}
