@@ -660,6 +660,8 @@ impl GpuTime {
             nvml_only_s: gpu_s(self.int("nvml_ns")),
             split_source: self.split_source(),
             leaves_s: LEAVES.iter().map(|l| (l.name(), gpu_s(self.leaf(*l)))).collect(),
+            leaves_ns: LEAVES.iter().map(|l| (l.name(), self.leaf(*l))).collect(),
+            model_flops: self.float("model_flops"),
             compute_s: gpu_s(self.int("compute_ns")),
             comm_exposed_s: gpu_s(self.int("comm_exposed_ns")),
             memcpy_exposed_s: gpu_s(self.int("memcpy_exposed_ns")),
@@ -691,6 +693,10 @@ pub struct Figures {
     pub split_source: &'static str,
     /// The leaves, in [`LEAVES`] order.
     pub leaves_s: Vec<(&'static str, f64)>,
+    /// The same, exactly (integer nanoseconds): what every door must agree on.
+    pub leaves_ns: Vec<(&'static str, i64)>,
+    /// Σ model FLOPs of the windows with a known peak (the numerator of MFU).
+    pub model_flops: f64,
     /// compute = |∪C| (DESIGN §4), over the time with kernel records.
     pub compute_s: f64,
     pub comm_exposed_s: f64,

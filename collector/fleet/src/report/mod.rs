@@ -74,6 +74,8 @@ pub struct Breakdown {
     pub compute_gpu_h: f64,
     /// The leaves of the accounting, in its one order (`<leaf>` → GPU-hours).
     pub leaves_gpu_h: Vec<(&'static str, f64)>,
+    /// The same in integer nanoseconds: exactly what the postmortem gives for the same windows.
+    pub leaves_ns: Vec<(&'static str, i64)>,
     pub ghost_gpu_h: f64,
     pub idle_gpu_h: f64,
     /// Free GPUs on partly used nodes that the workload's job shapes cannot use (FGD); part of idle_no_process.
@@ -93,6 +95,7 @@ impl Breakdown {
             reported_busy_gpu_h: h(t.int("reported_busy_ns")),
             compute_gpu_h: h(t.int("compute_ns")),
             leaves_gpu_h: LEAVES.iter().map(|l| (l.name(), h(t.leaf(*l)))).collect(),
+            leaves_ns: LEAVES.iter().map(|l| (l.name(), t.leaf(*l))).collect(),
             ghost_gpu_h: h(t.ghost_ns()),
             idle_gpu_h: h(t.group(Group::Idle)),
             unallocatable_gpu_h,
