@@ -4,6 +4,9 @@ the markers client (python/strand_markers.py); the agent's windows must show
 the MFU the loop itself measures.
 
   check_mfu.py run SOCKET SECONDS OUT.json    the loop (needs torch and a GPU)
+  check_mfu.py fake SOCKET SECONDS OUT.json   the same markers, each step a 0.1 s sleep
+                                              (the dry run, against an agent that
+                                              simulates its GPUs)
   check_mfu.py analyse WORK RESULT.json       WORK holds data/ (the agent's),
                                               loop.json, and optionally report.json
                                               (`strand postmortem` of data/)
@@ -31,29 +34,38 @@ MATMULS_PER_STEP = 16
 STEP_FLOPS = MATMULS_PER_STEP * 2 * N ** 3
 
 
-def run(socket_path, seconds, out):
+def run(socket_path, seconds, out, fake=False):
     sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "python"))
     from strand_markers import Markers
-    import torch
-    dev = torch.device("cuda", 0)
-    a = torch.randn(N, N, device=dev, dtype=torch.bfloat16)
-    b = torch.randn(N, N, device=dev, dtype=torch.bfloat16)
-    for _ in range(20):  # cuBLAS picks its kernel, clocks ramp up
-        a @ b
-    torch.cuda.synchronize()
+    if fake:
+        def work():
+            time.sleep(0.1)
+        gpu = "none (fake loop)"
+    else:
+        import torch
+        dev = torch.device("cuda", 0)
+        a = torch.randn(N, N, device=dev, dtype=torch.bfloat16)
+        b = torch.randn(N, N, device=dev, dtype=torch.bfloat16)
+        for _ in range(20):  # cuBLAS picks its kernel, clocks ramp up
+            a @ b
+        torch.cuda.synchronize()
+
+        def work():
+            for _ in range(MATMULS_PER_STEP):
+                a @ b
+            torch.cuda.synchronize()
+        gpu = torch.cuda.get_device_name(0)
     m = Markers(socket_path=socket_path, gpu_index=0, rank=0)
     t0 = time.time_ns()
     step = 0
     while time.time_ns() - t0 < seconds * 1e9:
         with m.step(step, flops=STEP_FLOPS, dtype="bf16"):
-            for _ in range(MATMULS_PER_STEP):
-                a @ b
-            torch.cuda.synchronize()
+            work()
         step += 1
     t1 = time.time_ns()
     doc = {"start_ns": t0, "end_ns": t1, "steps": step, "step_flops": STEP_FLOPS, "flops": step * STEP_FLOPS,
            "flops_per_s": step * STEP_FLOPS / ((t1 - t0) / 1e9), "markers_sent": m.sent, "markers_dropped": m.dropped,
-           "gpu": torch.cuda.get_device_name(0)}
+           "gpu": gpu}
     with open(out, "w") as f:
         json.dump(doc, f)
     print(json.dumps(doc))
@@ -97,8 +109,8 @@ def analyse(work, res):
 
 
 def main(argv):
-    if len(argv) == 5 and argv[1] == "run":
-        run(argv[2], float(argv[3]), argv[4])
+    if len(argv) == 5 and argv[1] in ("run", "fake"):
+        run(argv[2], float(argv[3]), argv[4], fake=argv[1] == "fake")
         return 0
     if len(argv) == 4 and argv[1] == "analyse":
         return 0 if run_check("mfu", argv[3], lambda r: analyse(argv[2], r)).status() == "pass" else 1

@@ -43,7 +43,10 @@ def check_entry(work, name, mode):
     run = load(f"{work}/results/{name}.run.json") or {}
     res = load(f"{work}/results/{name}.json")
     entry = {"check": name, "title": TITLES[name], **run}
-    if res:
+    if res and mode == "dry":
+        entry.update(res)
+        entry["status"] = f"dry run: {res['status']} against a simulated GPU"
+    elif res:
         entry.update(res)
         if run.get("collect_rc") in (124, 137):
             entry["status"] += " (its workloads ran out of time: partial data)"

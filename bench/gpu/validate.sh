@@ -11,7 +11,9 @@
 #               setup, and one line per check saying what it needs
 #
 # Writes results.json, results.md and logs.tar.gz to $OUT (without $OUT:
-# target/gpu-validation), working in $WORK (default: a fresh /tmp folder).
+# target/gpu-validation), working in $WORK (default: a fresh /tmp folder; a
+# rerun with --only in the same $WORK replaces those checks' results and
+# reports them with the others).
 # Each check has a time budget and the run a deadline (DEADLINE_S, 470 s from
 # the start); a check that fails or runs out of time is recorded, and the next
 # one starts. Knobs (environment): PYTHON, DEADLINE_S, STEPS, WARMUP, REPEATS,
@@ -86,7 +88,8 @@ period = "${NVML_PERIOD:-1s}"
 infiniband = false
 $extra
 EOF
-  STRAND_LOG=${STRAND_LOG:-info} "$AGENT" --config "$dir/agent.toml" >"$dir/agent.log" 2>&1 &
+  # shellcheck disable=SC2086  # AGENT_ARGS (the dry run's --simulate-gpus) splits on purpose
+  STRAND_LOG=${STRAND_LOG:-info} "$AGENT" --config "$dir/agent.toml" ${AGENT_ARGS:-} >"$dir/agent.log" 2>&1 &
   AGENT_PID=$!
   if ! $PY "$HERE/common.py" wait-http "$AGENT_URL" 20; then
     echo "strand-agent did not serve $AGENT_URL within 20 s; the end of its log:"
@@ -250,25 +253,17 @@ dry_nccl() {
   (cd "$WORK" && "$AGENT" check) 2>&1 | grep "^eBPF" | sed 's/^/strand-agent check: /'
 }
 dry_mfu() {
-  local d=$WORK/dry-mfu n=0
-  agent_start "$d" || return 1
-  $PY - "$ROOT/python" "$d/data/markers.sock" <<'PY' || { agent_stop "$d"; return 1; }
-import sys
-sys.path.insert(0, sys.argv[1])
-from strand_markers import Markers
-m = Markers(socket_path=sys.argv[2], gpu_index=0, rank=0)
-with m.step(0, flops=1e12, dtype="bf16"):
-    pass
-print(f"markers client: {m.sent} sent, {m.dropped} dropped")
-sys.exit(0 if (m.sent, m.dropped) == (2, 0) else 1)
-PY
-  for _ in $(seq 25); do
-    n=$(PYTHONPATH=$HERE $PY -c 'import sys; from common import http_get, metric_sum; print(int(metric_sum(http_get(sys.argv[1]), "strand_agent_markers_received_total")))' "$AGENT_URL" 2>/dev/null)
-    [ "${n:-0}" -ge 2 ] && break
-    sleep 0.2
-  done
-  echo "agent received ${n:-0} markers"
-  agent_stop "$d" && [ "${n:-0}" -ge 2 ]
+  # The whole check against an agent simulating one H100, each step a sleep:
+  # markers client -> agent -> windows Parquet -> the analysis, which must pass.
+  local d=$WORK/mfu
+  mkdir -p "$RES"
+  AGENT_ARGS="--simulate-gpus 1" agent_start "$d" '[windows]
+period = "2s"
+lateness = "3s"
+nccl_join_hold = "1s"' || return 1
+  $PY "$HERE/check_mfu.py" fake "$d/data/markers.sock" 7 "$d/loop.json" >/dev/null || { agent_stop "$d"; return 1; }
+  agent_stop "$d" || return 1
+  analyse_mfu
 }
 dry_reductions() {
   local out
@@ -435,10 +430,11 @@ for c in $ONLY; do
   t0=$(date +%s)
   # Its own process group under timeout: at the budget the whole check is killed
   # (the agent gets SIGTERM and flushes), and what it left is still analysed.
-  timeout -k 5 "$b" bash "$0" --collect "$c" >"$WORK/$c.log" 2>&1
+  rm -rf "${WORK:?}/$c" "$RES/$c.json" "$RES/$c.run.json"  # a rerun in the same $WORK starts clean
+  timeout -k 5 "$b" bash "$HERE/validate.sh" --collect "$c" >"$WORK/$c.log" 2>&1
   rc=$?
   t1=$(date +%s)
-  timeout -k 5 "$ANALYSE_S" bash "$0" --analyse "$c" >>"$WORK/$c.log" 2>&1
+  timeout -k 5 "$ANALYSE_S" bash "$HERE/validate.sh" --analyse "$c" >>"$WORK/$c.log" 2>&1
   arc=$?
   t2=$(date +%s)
   echo "{\"check\": \"$c\", \"budget_s\": $b, \"collect_s\": $((t1 - t0)), \"collect_rc\": $rc, \"analyse_s\": $((t2 - t1)), \"analyse_rc\": $arc}" >"$RES/$c.run.json"
