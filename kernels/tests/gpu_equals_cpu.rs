@@ -16,16 +16,32 @@
 use strand_kernels::{Backend, Intervals, LogBuckets, Reducer, Values};
 
 fn max_rows() -> usize {
-    std::env::var("STRAND_GPU_TESTS_MAX_ROWS").ok().and_then(|v| v.parse().ok()).unwrap_or(100_000_000)
+    std::env::var("STRAND_GPU_TESTS_MAX_ROWS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(100_000_000)
 }
 
 fn rng() -> fastrand::Rng {
-    let seed = std::env::var("STRAND_GPU_TESTS_SEED").ok().and_then(|v| v.parse().ok()).unwrap_or_else(|| fastrand::u64(..));
+    let seed = std::env::var("STRAND_GPU_TESTS_SEED")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| fastrand::u64(..));
     eprintln!("seed {seed}");
     fastrand::Rng::with_seed(seed)
 }
 
-const SIZES: [usize; 9] = [1, 2, 33, 1000, 10_007, 100_000, 1_000_000, 10_000_000, 100_000_000];
+const SIZES: [usize; 9] = [
+    1,
+    2,
+    33,
+    1000,
+    10_007,
+    100_000,
+    1_000_000,
+    10_000_000,
+    100_000_000,
+];
 
 /// Segment sizes summing to `rows`: tiny (warp path), medium (block path),
 /// large (split path) or one segment, with empty segments mixed in.
@@ -87,8 +103,15 @@ fn every_operation_matches_the_cpu_backend() {
             let o = offsets(&mut rng, rows, shape);
             let kind = shape % 3;
             let (s, e) = intervals(&mut rng, rows, kind);
-            let iv = Intervals { offsets: &o, start: &s, end: &e };
-            let v = Values { offsets: &o, values: &s };
+            let iv = Intervals {
+                offsets: &o,
+                start: &s,
+                end: &e,
+            };
+            let v = Values {
+                offsets: &o,
+                values: &s,
+            };
             let t = std::time::Instant::now();
             for (name, r) in [("default budget", &g), ("8 MiB budget", &small)] {
                 if name != "default budget" && rows > 10_000_000 {
@@ -97,13 +120,29 @@ fn every_operation_matches_the_cpu_backend() {
                 let ctx = format!("{rows} rows, shape {shape}, {name}");
                 assert_eq!(r.stats(v).unwrap(), c.stats(v).unwrap(), "stats, {ctx}");
                 for b in [LogBuckets::DEFAULT, LogBuckets::new(8).unwrap()] {
-                    assert_eq!(r.histogram(v, b).unwrap(), c.histogram(v, b).unwrap(), "histogram {b:?}, {ctx}");
+                    assert_eq!(
+                        r.histogram(v, b).unwrap(),
+                        c.histogram(v, b).unwrap(),
+                        "histogram {b:?}, {ctx}"
+                    );
                 }
-                assert_eq!(r.union_length(iv).unwrap(), c.union_length(iv).unwrap(), "union, {ctx}");
+                assert_eq!(
+                    r.union_length(iv).unwrap(),
+                    c.union_length(iv).unwrap(),
+                    "union, {ctx}"
+                );
                 // B: the same segments with other intervals.
                 let (bs, be) = intervals(&mut rng, rows, kind);
-                let b = Intervals { offsets: &o, start: &bs, end: &be };
-                assert_eq!(r.intersection_length(iv, b).unwrap(), c.intersection_length(iv, b).unwrap(), "intersection, {ctx}");
+                let b = Intervals {
+                    offsets: &o,
+                    start: &bs,
+                    end: &be,
+                };
+                assert_eq!(
+                    r.intersection_length(iv, b).unwrap(),
+                    c.intersection_length(iv, b).unwrap(),
+                    "intersection, {ctx}"
+                );
                 let groups = (rows / 8).max(1);
                 let group: Vec<u32> = (0..rows).map(|_| rng.u32(..groups as u32)).collect();
                 let dur: Vec<i64> = (0..rows).map(|_| rng.i64(1..1_000_000)).collect();
@@ -112,9 +151,16 @@ fn every_operation_matches_the_cpu_backend() {
                     c.max_per_group(&group, &s, groups + 3).unwrap(),
                     "max_per_group, {ctx}"
                 );
-                assert_eq!(r.sync_stall(&group, &s, &dur, groups).unwrap(), c.sync_stall(&group, &s, &dur, groups).unwrap(), "sync_stall, {ctx}");
+                assert_eq!(
+                    r.sync_stall(&group, &s, &dur, groups).unwrap(),
+                    c.sync_stall(&group, &s, &dur, groups).unwrap(),
+                    "sync_stall, {ctx}"
+                );
             }
-            eprintln!("{rows:>11} rows, shape {shape}: all operations equal ({:.1} s)", t.elapsed().as_secs_f64());
+            eprintln!(
+                "{rows:>11} rows, shape {shape}: all operations equal ({:.1} s)",
+                t.elapsed().as_secs_f64()
+            );
         }
     }
 }
