@@ -130,13 +130,14 @@ def markdown(doc):
 
 
 def pack_logs(work, out):
-    """The check logs, NCCL logs, analysis inputs that are small; never Parquet or traces."""
+    """The logs and small analysis inputs first, then the agents' Parquet while
+    room is left (to look again offline); never the torch.profiler traces."""
     path = os.path.join(out, "logs.tar.gz")
+    files = [f for f in sorted(glob.glob(f"{work}/**/*", recursive=True))
+             if os.path.isfile(f) and not f.endswith(".sock") and "/trace-" not in f and "/imported/" not in f]
     total = 0
     with tarfile.open(path, "w:gz") as tar:
-        for f in sorted(glob.glob(f"{work}/**/*", recursive=True)):
-            if not os.path.isfile(f) or f.endswith((".parquet", ".sock")) or "/trace-" in f or "/imported/" in f:
-                continue
+        for f in [f for f in files if not f.endswith(".parquet")] + [f for f in files if f.endswith(".parquet")]:
             size = os.path.getsize(f)
             if size > 4 << 20 or total + size > LOG_LIMIT:
                 continue
