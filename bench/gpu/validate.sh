@@ -35,7 +35,7 @@ while [ $# -gt 0 ]; do
     --only) ONLY=${2//,/ }; shift 2 ;;
     --dry-run) MODE=dry; shift ;;
     --collect | --analyse) MODE=${1#--}; STEP_NAME=$2; shift 2 ;;
-    -h | --help) sed -n '2,20p' "$0"; exit 0 ;;
+    -h | --help) awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "$0"; exit 0 ;;
     *) echo "validate.sh: unknown option $1 (see --help)" >&2; exit 2 ;;
   esac
 done
