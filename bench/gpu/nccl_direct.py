@@ -1,11 +1,12 @@
 #!/usr/bin/env python3
 """Calls the real libnccl.so.2 directly (ctypes) with known arguments, for
-strand-ebpf's GPU validation (bench/gpu/nccl_validate.sh, docs/gpu-validation.md).
+the eBPF check of bench/gpu/validate.sh (docs/gpu-validation.md).
 
 One rank (nranks 1) on GPU 0: ncclGetVersion, ncclGetUniqueId, ncclCommInitRank,
-all-reduces of known sizes and types, ncclCommDestroy. Writes what it did,
-including the unique id bytes, to EXPECT (JSON), so the checker can compute
-NCCL's commHash of that id itself.
+all-reduces of known sizes and types, a send to itself and the matching
+receive in one group, ncclCommDestroy. Writes what it did, including the
+unique id bytes, to EXPECT (JSON), so the checker can compute NCCL's commHash
+of that id itself.
 
 Usage: nccl_direct.py LIBNCCL EXPECT.json
 """
@@ -60,13 +61,31 @@ def main():
         name, size = DTYPE_NAMES[dt]
         done.append({"op": "allreduce", "count": count, "datatype": name, "bytes": count * size,
                      "stream": hex(stream.cuda_stream), "comm_ptr": hex(comm.value)})
+
+    # Point-to-point with itself: NCCL allows it inside a group.
+    count = 3000
+    for f in (nccl.ncclSend, nccl.ncclRecv):
+        f.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int, ctypes.c_int, ctypes.c_void_p, ctypes.c_void_p]
+    src = torch.arange(count, dtype=torch.float32, device="cuda")
+    dst = torch.zeros_like(src)
+    check("ncclGroupStart", nccl.ncclGroupStart())
+    check("ncclSend", nccl.ncclSend(src.data_ptr(), count, NCCL_FLOAT32, 0, comm, ctypes.c_void_p(stream.cuda_stream)))
+    check("ncclRecv", nccl.ncclRecv(dst.data_ptr(), count, NCCL_FLOAT32, 0, comm, ctypes.c_void_p(stream.cuda_stream)))
+    check("ncclGroupEnd", nccl.ncclGroupEnd())
+    stream.synchronize()
+    if not torch.equal(src, dst):
+        sys.exit("nccl_direct: the receive did not get what was sent")
+    for op in ("send", "recv"):
+        done.append({"op": op, "count": count, "datatype": "float32", "bytes": count * 4, "peer": 0})
     check("ncclCommDestroy", nccl.ncclCommDestroy(comm))
 
     with open(expect_path, "w") as f:
         json.dump({"scenario": "direct", "pid": os.getpid(), "nccl_version_code": version.value,
                    "unique_id_hex": bytes(uid.internal).hex(), "comm_ptr": hex(comm.value),
-                   "nccl_comm_id_env": os.environ.get("NCCL_COMM_ID"), "calls": done}, f, indent=1)
-    print(f"nccl_direct: NCCL {version.value}, {len(done)} all-reduces on comm {hex(comm.value)}")
+                   "nccl_comm_id_env": os.environ.get("NCCL_COMM_ID"), "calls": done,
+                   # torch's Stream.synchronize is cudaStreamSynchronize: at least this many rows
+                   "syncs": {"cudaStreamSynchronize": len(CALLS) + 1}}, f, indent=1)
+    print(f"nccl_direct: NCCL {version.value}, {len(done)} calls on comm {hex(comm.value)}")
 
 
 if __name__ == "__main__":

@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
-"""A small bf16 transformer training loop for the CUPTI GPU check
-(docs/gpu-validation.md, "CUPTI kernel timing").
+"""A small bf16 transformer training loop for the CUPTI check of
+bench/gpu/validate.sh (docs/gpu-validation.md).
 
 Modes:
   plain           no profiler: the baseline step time
@@ -10,8 +10,8 @@ Modes:
                   Chrome trace (trace.json) with the same kernels
 
 Every step ends with torch.cuda.synchronize(), in every mode, so step times
-are comparable. The measured window (after warm-up) is written as
-CLOCK_MONOTONIC nanoseconds, the clock of strand's CUPTI records.
+are comparable. The measured window (after warm-up) is written in UTC
+nanoseconds, the clock of the agent's kernel_events rows.
 """
 import argparse
 import json
@@ -19,6 +19,8 @@ import os
 import time
 
 import torch
+
+PROCESS_START_NS = time.time_ns()  # after `import torch`: the agent's cost is read over the process's life
 
 
 def main() -> None:
@@ -60,13 +62,13 @@ def main() -> None:
 
         prof = profile(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA])
         prof.__enter__()
-    t0 = time.monotonic_ns()
+    t0 = time.time_ns()
     for _ in range(a.steps):
         s = time.perf_counter_ns()
         step()
         torch.cuda.synchronize()
         times.append(time.perf_counter_ns() - s)
-    t1 = time.monotonic_ns()
+    t1 = time.time_ns()
     if prof is not None:
         prof.__exit__(None, None, None)
         prof.export_chrome_trace(a.trace)
@@ -76,7 +78,8 @@ def main() -> None:
             {
                 "mode": a.mode,
                 "pid": os.getpid(),
-                "window_monotonic_ns": [t0, t1],
+                "window_utc_ns": [t0, t1],
+                "process_utc_ns": [PROCESS_START_NS, time.time_ns()],
                 "step_ns": times,
                 "steps": a.steps,
                 "torch": torch.__version__,

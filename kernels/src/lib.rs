@@ -44,9 +44,9 @@
 //!
 //! # Checking the GPU path
 //!
-//! On a GPU machine: `STRAND_GPU_TESTS=1 cargo test --release -p
-//! strand-kernels --test gpu_equals_cpu` and `bench/kernels_bench.sh`
-//! (docs/kernels.md).
+//! On a GPU machine: `cargo test --release -p strand-kernels --test
+//! gpu_equals_cpu -- --ignored` and `bench/kernels_bench.sh`, or all of it
+//! prebuilt in one run: `bench/gpu/validate.sh` (docs/gpu-validation.md).
 
 use std::str::FromStr;
 

@@ -644,14 +644,16 @@ mod tests {
     use super::*;
 
     /// Needs only libnvrtc (no GPU): `LD_LIBRARY_PATH` pointing at the
-    /// `nvidia-cuda-nvrtc` wheel's lib/ is enough. Skips when it is absent.
+    /// `nvidia-cuda-nvrtc` wheel's lib/ is enough. Ignored by default (CI has
+    /// no libnvrtc); run with `--ignored`, where it fails without libnvrtc.
     #[test]
+    #[ignore = "needs libnvrtc: run with --ignored where it is installed (bench/gpu/validate.sh)"]
     fn embedded_cuda_compiles_with_nvrtc() {
         // SAFETY: only tries to open the library.
-        if !unsafe { cudarc::nvrtc::sys::is_culib_present() } {
-            eprintln!("skipped: libnvrtc not found");
-            return;
-        }
+        assert!(
+            unsafe { cudarc::nvrtc::sys::is_culib_present() },
+            "libnvrtc not found: point LD_LIBRARY_PATH at the nvidia-cuda-nvrtc wheel's lib/"
+        );
         for (major, minor) in [(7, 5), (8, 0), (9, 0)] {
             let ptx = compile(major, minor).unwrap_or_else(|e| panic!("sm_{major}{minor}: {e}"));
             let text = ptx.to_src();
