@@ -1,6 +1,5 @@
 //! `strand-agent check`: which sources work on this host, and why not.
 
-
 use crate::config::Config;
 
 /// One line of the capability table.
@@ -25,13 +24,14 @@ pub fn probe(cfg: &Config) -> Vec<Capability> {
             use crate::nvml::layer::GpuLayer;
             let devices = layer.devices();
             out.push(cap("NVML", !devices.is_empty(), format!("{}; {} GPU(s)", layer.describe(), devices.len())));
-            let gpm: Vec<String> = devices
-                .iter()
-                .filter(|d| layer.gpm_supported(d.index))
-                .map(|d| d.index.to_string())
-                .collect();
+            let gpm: Vec<String> =
+                devices.iter().filter(|d| layer.gpm_supported(d.index)).map(|d| d.index.to_string()).collect();
             if gpm.is_empty() {
-                out.push(cap("GPM", false, "no GPU supports GPM (Hopper or newer needed): SM/tensor/DRAM activity will be null"));
+                out.push(cap(
+                    "GPM",
+                    false,
+                    "no GPU supports GPM (Hopper or newer needed): SM/tensor/DRAM activity will be null",
+                ));
             } else {
                 out.push(cap("GPM", true, format!("GPU(s) {} support GPM", gpm.join(","))));
             }
@@ -47,9 +47,16 @@ pub fn probe(cfg: &Config) -> Vec<Capability> {
     let cupti = unsafe { cudarc_present::cupti() };
     let inject = injection_library();
     let detail = match (&inject, cuda, cupti) {
-        (None, _, _) => "libstrand_inject.so not found next to strand-agent (build it: cargo build -p strand-inject)".to_string(),
-        (Some(p), false, _) => format!("{} found, but libcuda is not loadable here: no CUDA workloads to trace", p.display()),
-        (Some(p), true, false) => format!("{} found, but libcupti is not loadable: add the CUDA toolkit's CUPTI to the workload's library path", p.display()),
+        (None, _, _) => {
+            "libstrand_inject.so not found next to strand-agent (build it: cargo build -p strand-inject)".to_string()
+        }
+        (Some(p), false, _) => {
+            format!("{} found, but libcuda is not loadable here: no CUDA workloads to trace", p.display())
+        }
+        (Some(p), true, false) => format!(
+            "{} found, but libcupti is not loadable: add the CUDA toolkit's CUPTI to the workload's library path",
+            p.display()
+        ),
         (Some(p), true, true) => format!("{} (use `strand-agent wrap -- <cmd>`)", p.display()),
     };
     out.push(cap("CUPTI injection", inject.is_some() && cuda && cupti, detail));
@@ -80,7 +87,11 @@ pub fn probe(cfg: &Config) -> Vec<Capability> {
                 },
             ));
         }
-        Err(e) => out.push(cap("perf events", false, format!("cannot open a software counter ({e}); check kernel.perf_event_paranoid or CAP_PERFMON"))),
+        Err(e) => out.push(cap(
+            "perf events",
+            false,
+            format!("cannot open a software counter ({e}); check kernel.perf_event_paranoid or CAP_PERFMON"),
+        )),
     }
 
     // Reductions.

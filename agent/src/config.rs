@@ -40,7 +40,9 @@ impl Default for Config {
             job_id: None,
             // systemd's StateDirectory= sets STATE_DIRECTORY (/var/lib/strand);
             // a plain run writes next to where it was started.
-            data_dir: std::env::var_os("STATE_DIRECTORY").map(PathBuf::from).unwrap_or_else(|| PathBuf::from("strand-data")),
+            data_dir: std::env::var_os("STATE_DIRECTORY")
+                .map(PathBuf::from)
+                .unwrap_or_else(|| PathBuf::from("strand-data")),
             metrics: MetricsConfig::default(),
             output: OutputConfig::default(),
             collector: CollectorConfig::default(),
@@ -82,11 +84,7 @@ pub struct OutputConfig {
 
 impl Default for OutputConfig {
     fn default() -> Self {
-        Self {
-            rotate_interval: Duration::from_secs(60),
-            rotate_bytes: 32 << 20,
-            quota_bytes: 10 << 30,
-        }
+        Self { rotate_interval: Duration::from_secs(60), rotate_bytes: 32 << 20, quota_bytes: 10 << 30 }
     }
 }
 
@@ -225,8 +223,10 @@ pub struct ConfigError {
 impl Config {
     /// Parses a TOML document; `name` is used in errors.
     pub fn from_toml(name: &str, text: &str) -> Result<Self, ConfigError> {
-        let cfg: Config = toml::from_str(text)
-            .map_err(|e| ConfigError { source_name: name.to_string(), message: e.to_string().trim_end().to_string() })?;
+        let cfg: Config = toml::from_str(text).map_err(|e| ConfigError {
+            source_name: name.to_string(),
+            message: e.to_string().trim_end().to_string(),
+        })?;
         cfg.validate().map_err(|message| ConfigError { source_name: name.to_string(), message })?;
         Ok(cfg)
     }
@@ -255,17 +255,24 @@ impl Config {
         if self.windows.nccl_join_hold >= self.windows.lateness {
             return Err(key(
                 "windows.nccl_join_hold",
-                format!("{:?} must be shorter than windows.lateness ({:?}), or joined calls arrive after their window closed", self.windows.nccl_join_hold, self.windows.lateness),
+                format!(
+                    "{:?} must be shorter than windows.lateness ({:?}), or joined calls arrive after their window closed",
+                    self.windows.nccl_join_hold, self.windows.lateness
+                ),
             ));
         }
-        strand_analysis::mfu::PeakTable::new(self.windows.peak_flops.clone()).map_err(|m| key("windows.peak_flops", m))?;
+        strand_analysis::mfu::PeakTable::new(self.windows.peak_flops.clone())
+            .map_err(|m| key("windows.peak_flops", m))?;
         if self.output.rotate_interval < Duration::from_secs(1) {
             return Err(key("output.rotate_interval", format!("{:?} is shorter than 1s", self.output.rotate_interval)));
         }
         if self.output.quota_bytes < self.output.rotate_bytes {
             return Err(key(
                 "output.quota_bytes",
-                format!("{} is smaller than output.rotate_bytes ({})", self.output.quota_bytes, self.output.rotate_bytes),
+                format!(
+                    "{} is smaller than output.rotate_bytes ({})",
+                    self.output.quota_bytes, self.output.rotate_bytes
+                ),
             ));
         }
         self.kernels.backend.parse::<strand_kernels::Backend>().map_err(|m| key("kernels.backend", m))?;
@@ -286,7 +293,8 @@ impl Config {
             return self.node.clone();
         }
         let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
-        let host: String = host.trim().chars().map(|c| if c.is_ascii_alphanumeric() || "._-".contains(c) { c } else { '_' }).collect();
+        let host: String =
+            host.trim().chars().map(|c| if c.is_ascii_alphanumeric() || "._-".contains(c) { c } else { '_' }).collect();
         if host.is_empty() { "localhost".into() } else { host }
     }
 }

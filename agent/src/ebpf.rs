@@ -31,8 +31,16 @@ impl EbpfMetrics {
         let m = Self::default();
         r.register("strand_ebpf_events", "Records read from the BPF ring buffers, by source", m.events.clone());
         r.register("strand_ebpf_lost_events", "Records lost because a ring buffer was full, by source", m.lost.clone());
-        r.register("strand_ebpf_problems", "Counted problems and skipped inputs of the tracer, by reason (docs/ebpf.md)", m.problems.clone());
-        r.register("strand_ebpf_library_files", "Library files (device+inode) with uprobes attached", m.library_files.clone());
+        r.register(
+            "strand_ebpf_problems",
+            "Counted problems and skipped inputs of the tracer, by reason (docs/ebpf.md)",
+            m.problems.clone(),
+        );
+        r.register(
+            "strand_ebpf_library_files",
+            "Library files (device+inode) with uprobes attached",
+            m.library_files.clone(),
+        );
         r.register("strand_ebpf_probes", "Uprobes attached", m.probes.clone());
         m
     }
@@ -51,7 +59,10 @@ impl EbpfMetrics {
             bump(self.lost.get_or_create(&l).clone(), st.lost);
         }
         for (reason, n) in &s.errors {
-            bump(self.problems.get_or_create(&ErrorLabels { source: "ebpf".into(), kind: (*reason).into() }).clone(), *n);
+            bump(
+                self.problems.get_or_create(&ErrorLabels { source: "ebpf".into(), kind: (*reason).into() }).clone(),
+                *n,
+            );
         }
         self.library_files.set(s.library_files as i64);
         self.probes.set(s.probes_attached as i64);
@@ -75,7 +86,10 @@ pub fn spawn(
 ) -> Option<std::thread::JoinHandle<()>> {
     let cap = strand_ebpf::capability();
     if !cap.usable {
-        tracing::warn!("eBPF tracing unavailable ({}): no NCCL or CUDA synchronize calls; the other sources keep running", cap.reason);
+        tracing::warn!(
+            "eBPF tracing unavailable ({}): no NCCL or CUDA synchronize calls; the other sources keep running",
+            cap.reason
+        );
         return None;
     }
     for w in &cap.warnings {
@@ -84,7 +98,9 @@ pub fn spawn(
     let mut tracer = match Tracer::start(TracerConfig::new(ctx.cluster.clone(), ctx.node.clone())) {
         Ok(t) => t,
         Err(e) => {
-            tracing::warn!("eBPF tracer could not start ({e}): no NCCL or CUDA synchronize calls; the other sources keep running");
+            tracing::warn!(
+                "eBPF tracer could not start ({e}): no NCCL or CUDA synchronize calls; the other sources keep running"
+            );
             return None;
         }
     };
@@ -114,7 +130,8 @@ pub fn spawn(
 
 /// Stamps job ids, notes GPU processes, hands the rows on.
 fn deliver(ctx: &SourceContext, sinks: &EbpfSinks, out: &mut Output) {
-    let mut pids: Vec<i32> = out.nccl_calls.iter().map(|r| r.pid).chain(out.cuda_sync_calls.iter().map(|r| r.pid)).collect();
+    let mut pids: Vec<i32> =
+        out.nccl_calls.iter().map(|r| r.pid).chain(out.cuda_sync_calls.iter().map(|r| r.pid)).collect();
     pids.sort_unstable();
     pids.dedup();
     ctx.note_gpu_pids(&pids);

@@ -69,7 +69,9 @@ mod tests {
         std::fs::write(port.join("state"), "4: ACTIVE\n").unwrap();
         std::fs::write(port.join("rate"), "400 Gb/sec (4X NDR)\n").unwrap();
         std::fs::write(port.join("link_layer"), "InfiniBand\n").unwrap();
-        for (n, v) in [("symbol_error", "3"), ("link_downed", "1"), ("port_xmit_wait", "123456"), ("port_xmit_data", "1000")] {
+        for (n, v) in
+            [("symbol_error", "3"), ("link_downed", "1"), ("port_xmit_wait", "123456"), ("port_xmit_data", "1000")]
+        {
             std::fs::write(port.join("counters").join(n), format!("{v}\n")).unwrap();
         }
         let rows = sample(dir.path(), &Arc::from("c"), &Arc::from("n"), 5);

@@ -53,7 +53,11 @@ impl LiveMetrics {
             "GPU time by DESIGN §4 category (compute, comm_exposed, memcpy_exposed, idle and their parts; hollow_busy), from closed windows",
             m.seconds.clone(),
         );
-        r.register("strand_gpu_mfu_ratio", "MFU of the last closed window (needs model FLOPs from markers)", m.mfu.clone());
+        r.register(
+            "strand_gpu_mfu_ratio",
+            "MFU of the last closed window (needs model FLOPs from markers)",
+            m.mfu.clone(),
+        );
         r.register(
             "strand_gpu_tensor_estimate_ratio",
             "Tensor-pipe estimate of the last closed window (tensor active × SM clock / max): an estimate, not MFU",
@@ -65,7 +69,11 @@ impl LiveMetrics {
             "Rows the live windows could not use: late (window already closed), overflow (buffer bound), unattributed (no GPU)",
             m.unused_rows.clone(),
         );
-        r.register("strand_agent_nccl_calls_joined", "NCCL calls by outcome of the join with their CUPTI kernels", m.nccl_join.clone());
+        r.register(
+            "strand_agent_nccl_calls_joined",
+            "NCCL calls by outcome of the join with their CUPTI kernels",
+            m.nccl_join.clone(),
+        );
         m
     }
 }
@@ -88,7 +96,13 @@ fn bump(c: &Counter, to: u64) {
 }
 
 impl Live {
-    pub fn new(cfg: WindowConfig, reducer: Arc<strand_kernels::Reducer>, join_hold: Duration, node: &str, metrics: LiveMetrics) -> Result<Self, String> {
+    pub fn new(
+        cfg: WindowConfig,
+        reducer: Arc<strand_kernels::Reducer>,
+        join_hold: Duration,
+        node: &str,
+        metrics: LiveMetrics,
+    ) -> Result<Self, String> {
         Ok(Self {
             builder: Mutex::new(WindowBuilder::new(cfg, reducer)?),
             joiner: Mutex::new(NcclJoiner::new(join_hold.as_nanos() as i64, 200_000)),
@@ -179,7 +193,12 @@ impl Live {
         let gpu = GpuLabels { gpu: w.gpu_index.to_string(), uuid: w.gpu_uuid.to_string(), node: self.node.clone() };
         for (category, seconds) in window_category_seconds(w) {
             if let Some(s) = seconds {
-                let l = CategoryLabels { gpu: gpu.gpu.clone(), uuid: gpu.uuid.clone(), node: gpu.node.clone(), category: category.into() };
+                let l = CategoryLabels {
+                    gpu: gpu.gpu.clone(),
+                    uuid: gpu.uuid.clone(),
+                    node: gpu.node.clone(),
+                    category: category.into(),
+                };
                 self.metrics.seconds.get_or_create(&l).inc_by(s);
             }
         }
@@ -222,7 +241,12 @@ pub async fn run_join(live: Arc<Live>, mut rx: mpsc::Receiver<Vec<NcclCall>>, ou
 
 /// Closes windows once a second until `done` fires (all other writers have
 /// handed over their rows); then flushes every open window.
-pub async fn run_windows(live: Arc<Live>, windows: RowSink<Window>, steps: RowSink<Step>, done: tokio::sync::oneshot::Receiver<()>) {
+pub async fn run_windows(
+    live: Arc<Live>,
+    windows: RowSink<Window>,
+    steps: RowSink<Step>,
+    done: tokio::sync::oneshot::Receiver<()>,
+) {
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     tokio::pin!(done);
     loop {

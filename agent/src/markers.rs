@@ -50,7 +50,11 @@ impl MarkersMetrics {
     pub fn register(registry: &mut Registry) -> Self {
         let m = Self::default();
         registry.register("strand_agent_markers_received", "Workload marker datagrams received", m.received.clone());
-        registry.register("strand_agent_markers_rejected", "Workload marker datagrams refused (malformed or unmatched)", m.rejected.clone());
+        registry.register(
+            "strand_agent_markers_rejected",
+            "Workload marker datagrams refused (malformed or unmatched)",
+            m.rejected.clone(),
+        );
         registry.register("strand_agent_markers_rows", "steps rows produced from workload markers", m.rows.clone());
         m
     }
@@ -70,7 +74,8 @@ pub fn bind(path: &Path) -> anyhow::Result<UnixDatagram> {
     }
     match std::fs::symlink_metadata(path) {
         Ok(m) if std::os::unix::fs::FileTypeExt::is_socket(&m.file_type()) => {
-            std::fs::remove_file(path).with_context(|| format!("markers: cannot remove the stale socket {}", path.display()))?;
+            std::fs::remove_file(path)
+                .with_context(|| format!("markers: cannot remove the stale socket {}", path.display()))?;
         }
         Ok(_) => anyhow::bail!("markers: {} exists and is not a socket; refusing to replace it", path.display()),
         Err(_) => {}
@@ -93,7 +98,13 @@ fn stamp(ctx: &SourceContext, m: &Marker) -> Stamp {
 }
 
 /// Runs the markers source until shutdown.
-pub async fn run(path: PathBuf, ctx: Arc<SourceContext>, sink: RowSink<Step>, metrics: MarkersMetrics, mut shutdown: Shutdown) -> anyhow::Result<()> {
+pub async fn run(
+    path: PathBuf,
+    ctx: Arc<SourceContext>,
+    sink: RowSink<Step>,
+    metrics: MarkersMetrics,
+    mut shutdown: Shutdown,
+) -> anyhow::Result<()> {
     let sock = bind(&path)?;
     tracing::info!("markers: listening on {}", path.display());
     let mut tracker = MarkerTracker::default();
@@ -160,7 +171,10 @@ mod tests {
         assert_eq!(rows.len(), 1);
         let r = &rows[0];
         assert_eq!((r.start_ns, r.end_ns, r.step, r.rank, r.gpu_index), (1000, 9000, Some(1), Some(3), Some(1)));
-        assert_eq!((r.model_flops, r.job_id.as_deref(), r.node.as_ref(), r.source.as_str()), (Some(2.5e15), Some("job-7"), "n1", "marker"));
+        assert_eq!(
+            (r.model_flops, r.job_id.as_deref(), r.node.as_ref(), r.source.as_str()),
+            (Some(2.5e15), Some("job-7"), "n1", "marker")
+        );
         // The two bad messages are counted, not fatal.
         while metrics.rejected.get() < 2 {
             tokio::time::sleep(std::time::Duration::from_millis(5)).await;
@@ -179,7 +193,10 @@ mod tests {
         let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
         let e = rt.block_on(async { bind(&path).map(|_| ()) }).unwrap_err().to_string();
         assert!(e.contains("exists and is not a socket"), "{e}");
-        assert_eq!(socket_path(Path::new("/var/lib/strand"), Path::new("markers.sock")), PathBuf::from("/var/lib/strand/markers.sock"));
+        assert_eq!(
+            socket_path(Path::new("/var/lib/strand"), Path::new("markers.sock")),
+            PathBuf::from("/var/lib/strand/markers.sock")
+        );
         assert_eq!(socket_path(Path::new("/x"), Path::new("/run/m.sock")), PathBuf::from("/run/m.sock"));
     }
 }

@@ -97,7 +97,14 @@ impl ProcSampler {
 
     /// Samples `pids` (the GPU processes); forgets processes no longer listed.
     /// The first period of a process only sets its baseline (no row).
-    pub fn sample(&mut self, pids: &[i32], cluster: &Arc<str>, node: &Arc<str>, ts_ns: i64, job_of: impl Fn(i32) -> Option<String>) -> Vec<ProcessSample> {
+    pub fn sample(
+        &mut self,
+        pids: &[i32],
+        cluster: &Arc<str>,
+        node: &Arc<str>,
+        ts_ns: i64,
+        job_of: impl Fn(i32) -> Option<String>,
+    ) -> Vec<ProcessSample> {
         self.procs.retain(|pid, _| pids.contains(pid));
         let mut out = Vec::new();
         for &pid in pids {
@@ -108,7 +115,9 @@ impl ProcSampler {
             };
             let comm = std::fs::read_to_string(dir.join("comm")).ok().map(|s| s.trim().to_string());
             let tids = list_tids(&dir);
-            let io = std::fs::read_to_string(dir.join("io")).ok().and_then(|s| read_u64_pair(&s, "read_bytes:", "write_bytes:"));
+            let io = std::fs::read_to_string(dir.join("io"))
+                .ok()
+                .and_then(|s| read_u64_pair(&s, "read_bytes:", "write_bytes:"));
             let proc_cpu_ns = proc_cpu_ticks(&stat).unwrap_or(0) * (1_000_000_000 / self.ticks_per_s);
 
             let is_new = !self.procs.contains_key(&pid);
@@ -141,9 +150,10 @@ impl ProcSampler {
                         break;
                     }
                     if let std::collections::hash_map::Entry::Vacant(v) = p.threads.entry(t)
-                        && let Some(c) = self.open_thread(t) {
-                            v.insert((c, Totals::default()));
-                        }
+                        && let Some(c) = self.open_thread(t)
+                    {
+                        v.insert((c, Totals::default()));
+                    }
                 }
                 for (c, last) in p.threads.values_mut() {
                     last.cpu_ns = c.clock.read().unwrap_or(last.cpu_ns);
@@ -209,7 +219,10 @@ mod tests {
     fn stat_parsing_survives_odd_command_names() {
         let stat = "4242 (py (train) x) S 1 4242 4242 0 -1 4194560 100 0 0 0 1500 250 0 0 20 0 12 0 100 1000 10 18446744073709551615";
         assert_eq!(proc_cpu_ticks(stat), Some(1750));
-        assert_eq!(read_u64_pair("rchar: 5\nread_bytes: 4096\nwrite_bytes: 81920\n", "read_bytes:", "write_bytes:"), Some((4096, 81920)));
+        assert_eq!(
+            read_u64_pair("rchar: 5\nread_bytes: 4096\nwrite_bytes: 81920\n", "read_bytes:", "write_bytes:"),
+            Some((4096, 81920))
+        );
     }
 
     #[test]

@@ -95,7 +95,8 @@ pub async fn run(cfg: Config, opts: RunOptions) -> anyhow::Result<()> {
         ..Default::default()
     };
     let live = Arc::new(
-        crate::live::Live::new(window_cfg, reducer, cfg.windows.nccl_join_hold, &node, live_metrics).map_err(anyhow::Error::msg)?,
+        crate::live::Live::new(window_cfg, reducer, cfg.windows.nccl_join_hold, &node, live_metrics)
+            .map_err(anyhow::Error::msg)?,
     );
 
     let (spool, recovery) = Spool::open(&cfg.data_dir, &cfg.cluster, &node, cfg.output.quota_bytes, metrics.clone())
@@ -119,14 +120,70 @@ pub async fn run(cfg: Config, opts: RunOptions) -> anyhow::Result<()> {
     }
     use crate::live::Live;
     let sinks = Sinks {
-        gpu_samples: start_writer(&spool, rotation, &metrics, |r: &GpuSample| r.ts_ns, observe(&live, Live::on_samples), &shutdown, w),
+        gpu_samples: start_writer(
+            &spool,
+            rotation,
+            &metrics,
+            |r: &GpuSample| r.ts_ns,
+            observe(&live, Live::on_samples),
+            &shutdown,
+            w,
+        ),
         gpu_events: start_writer(&spool, rotation, &metrics, |r: &GpuEvent| r.ts_ns, None, &shutdown, w),
-        kernel_events: start_writer(&spool, rotation, &metrics, |r: &KernelEvent| r.start_ns, observe(&live, Live::on_kernels), &shutdown, w),
-        nccl_calls: start_writer(&spool, rotation, &metrics, |r: &NcclCall| r.enter_ns, observe(&live, Live::on_nccl), &shutdown, w),
-        cuda_sync_calls: start_writer(&spool, rotation, &metrics, |r: &CudaSyncCall| r.enter_ns, observe(&live, Live::on_sync), &shutdown, w),
-        process_events: start_writer(&spool, rotation, &metrics, |r: &ProcessEvent| r.ts_ns, observe(&live, Live::on_process), &shutdown, w),
-        steps: start_writer(&spool, rotation, &metrics, |r: &Step| r.start_ns, observe(&live, Live::on_steps), &late_shutdown, &mut last_writers),
-        windows: start_writer(&spool, rotation, &metrics, |r: &Window| r.start_ns, None, &late_shutdown, &mut last_writers),
+        kernel_events: start_writer(
+            &spool,
+            rotation,
+            &metrics,
+            |r: &KernelEvent| r.start_ns,
+            observe(&live, Live::on_kernels),
+            &shutdown,
+            w,
+        ),
+        nccl_calls: start_writer(
+            &spool,
+            rotation,
+            &metrics,
+            |r: &NcclCall| r.enter_ns,
+            observe(&live, Live::on_nccl),
+            &shutdown,
+            w,
+        ),
+        cuda_sync_calls: start_writer(
+            &spool,
+            rotation,
+            &metrics,
+            |r: &CudaSyncCall| r.enter_ns,
+            observe(&live, Live::on_sync),
+            &shutdown,
+            w,
+        ),
+        process_events: start_writer(
+            &spool,
+            rotation,
+            &metrics,
+            |r: &ProcessEvent| r.ts_ns,
+            observe(&live, Live::on_process),
+            &shutdown,
+            w,
+        ),
+        steps: start_writer(
+            &spool,
+            rotation,
+            &metrics,
+            |r: &Step| r.start_ns,
+            observe(&live, Live::on_steps),
+            &late_shutdown,
+            &mut last_writers,
+        ),
+        windows: start_writer(
+            &spool,
+            rotation,
+            &metrics,
+            |r: &Window| r.start_ns,
+            None,
+            &late_shutdown,
+            &mut last_writers,
+        ),
         nic_samples: start_writer(&spool, rotation, &metrics, |r: &NicSample| r.ts_ns, None, &shutdown, w),
         process_samples: start_writer(&spool, rotation, &metrics, |r: &ProcessSample| r.ts_ns, None, &shutdown, w),
     };
@@ -134,19 +191,23 @@ pub async fn run(cfg: Config, opts: RunOptions) -> anyhow::Result<()> {
     let (ebpf_nccl, ebpf_nccl_rx) = RowSink::channel(SINK_CAPACITY, metrics.dropped(NcclCall::NAME, "backpressure"));
     let join_task = tokio::spawn(crate::live::run_join(live.clone(), ebpf_nccl_rx, sinks.nccl_calls.clone()));
     let (windows_done, windows_done_rx) = tokio::sync::oneshot::channel();
-    let windows_task = tokio::spawn(crate::live::run_windows(live.clone(), sinks.windows.clone(), sinks.steps.clone(), windows_done_rx));
+    let windows_task = tokio::spawn(crate::live::run_windows(
+        live.clone(),
+        sinks.windows.clone(),
+        sinks.steps.clone(),
+        windows_done_rx,
+    ));
 
     let registry = Arc::new(Mutex::new(registry));
     let mut tasks: Vec<JoinHandle<()>> = Vec::new();
     if !cfg.metrics.listen.is_empty() {
-        let addr: std::net::SocketAddr = cfg
-            .metrics
-            .listen
-            .parse()
-            .with_context(|| format!("metrics.listen {:?} is not an address like 127.0.0.1:9464", cfg.metrics.listen))?;
+        let addr: std::net::SocketAddr = cfg.metrics.listen.parse().with_context(|| {
+            format!("metrics.listen {:?} is not an address like 127.0.0.1:9464", cfg.metrics.listen)
+        })?;
         // Bind now so a taken port fails the start with a clear message.
-        let listener = std::net::TcpListener::bind(addr)
-            .with_context(|| format!("cannot listen on {addr} for /metrics (set metrics.listen, or --metrics-listen \"\" to disable)"))?;
+        let listener = std::net::TcpListener::bind(addr).with_context(|| {
+            format!("cannot listen on {addr} for /metrics (set metrics.listen, or --metrics-listen \"\" to disable)")
+        })?;
         listener.set_nonblocking(true)?;
         let (reg, sd) = (registry.clone(), shutdown.clone());
         tasks.push(tokio::spawn(async move {
@@ -170,7 +231,9 @@ pub async fn run(cfg: Config, opts: RunOptions) -> anyhow::Result<()> {
         match nvml::real::NvmlLayer::open() {
             Ok(l) => Some(Box::new(l)),
             Err(e) => {
-                tracing::warn!("{e}: GPU counters, GPM metrics and XID events are disabled; the other sources keep running");
+                tracing::warn!(
+                    "{e}: GPU counters, GPM metrics and XID events are disabled; the other sources keep running"
+                );
                 None
             }
         }
@@ -193,11 +256,19 @@ pub async fn run(cfg: Config, opts: RunOptions) -> anyhow::Result<()> {
 
     if cfg.cupti.enabled {
         let socket = crate::cupti::socket_path(&cfg.cupti, &cfg.data_dir);
-        let (c, ctx, k, y, sd) = (cfg.cupti.clone(), ctx.clone(), sinks.kernel_events.clone(), sinks.cuda_sync_calls.clone(), shutdown.clone());
+        let (c, ctx, k, y, sd) = (
+            cfg.cupti.clone(),
+            ctx.clone(),
+            sinks.kernel_events.clone(),
+            sinks.cuda_sync_calls.clone(),
+            shutdown.clone(),
+        );
         tasks.push(tokio::spawn(async move {
             let shown = socket.display().to_string();
             if let Err(e) = crate::cupti::serve(&c, socket, ctx, k, y, cupti_metrics, sd).await {
-                tracing::warn!("CUPTI receiver not started ({e:#}): no kernel timelines; the other sources keep running");
+                tracing::warn!(
+                    "CUPTI receiver not started ({e:#}): no kernel timelines; the other sources keep running"
+                );
             } else {
                 tracing::debug!("CUPTI receiver on {shown} stopped");
             }
@@ -237,12 +308,16 @@ pub async fn run(cfg: Config, opts: RunOptions) -> anyhow::Result<()> {
 
     let mut perf_thread = None;
     if cfg.perf.enabled {
-        let (sink, ctx, period, sd, m) = (sinks.process_samples.clone(), ctx.clone(), cfg.nvml.period, shutdown.clone(), metrics.clone());
+        let (sink, ctx, period, sd, m) =
+            (sinks.process_samples.clone(), ctx.clone(), cfg.nvml.period, shutdown.clone(), metrics.clone());
         perf_thread = Some(std::thread::Builder::new().name("strand-perf".into()).spawn(move || {
             let mut sampler = crate::procstat::ProcSampler::new("/proc");
             while !sd.is_triggered() {
-                let rows = sampler.sample(&ctx.gpu_pids(), &ctx.cluster, &ctx.node, clock::utc_now_ns(), |p| ctx.job_of(p));
-                m.samples.get_or_create(&crate::metrics::SourceLabels { source: "perf".into() }).inc_by(rows.len() as u64);
+                let rows =
+                    sampler.sample(&ctx.gpu_pids(), &ctx.cluster, &ctx.node, clock::utc_now_ns(), |p| ctx.job_of(p));
+                m.samples
+                    .get_or_create(&crate::metrics::SourceLabels { source: "perf".into() })
+                    .inc_by(rows.len() as u64);
                 sink.send(rows);
                 std::thread::sleep(period);
             }
@@ -252,7 +327,8 @@ pub async fn run(cfg: Config, opts: RunOptions) -> anyhow::Result<()> {
     if cfg.nvml.infiniband {
         let root = PathBuf::from("/sys/class/infiniband");
         if root.exists() {
-            let (sink, ctx, period, mut sd) = (sinks.nic_samples.clone(), ctx.clone(), cfg.nvml.period, shutdown.clone());
+            let (sink, ctx, period, mut sd) =
+                (sinks.nic_samples.clone(), ctx.clone(), cfg.nvml.period, shutdown.clone());
             tasks.push(tokio::spawn(async move {
                 let mut tick = tokio::time::interval(period.max(Duration::from_secs(1)));
                 loop {
@@ -269,24 +345,29 @@ pub async fn run(cfg: Config, opts: RunOptions) -> anyhow::Result<()> {
 
     let mut shipping = None;
     if let Some(url) = &cfg.collector.url {
-        let token_file = cfg.collector.token_file.as_ref().context("collector.token_file is required with collector.url")?;
+        let token_file =
+            cfg.collector.token_file.as_ref().context("collector.token_file is required with collector.url")?;
         let token = std::fs::read_to_string(token_file)
             .with_context(|| format!("cannot read collector.token_file {}", token_file.display()))?
             .trim()
             .to_string();
         anyhow::ensure!(!token.is_empty(), "collector.token_file {} is empty", token_file.display());
         let client = crate::uploader::client(cfg.collector.ca_file.as_deref())?;
-        let target = crate::uploader::Target { url: url.clone(), token, cluster: cfg.cluster.clone(), node: node.clone() };
-        tasks.push(tokio::spawn(crate::uploader::run(spool.clone(), client.clone(), target.clone(), metrics.clone(), shutdown.clone())));
+        let target =
+            crate::uploader::Target { url: url.clone(), token, cluster: cfg.cluster.clone(), node: node.clone() };
+        tasks.push(tokio::spawn(crate::uploader::run(
+            spool.clone(),
+            client.clone(),
+            target.clone(),
+            metrics.clone(),
+            shutdown.clone(),
+        )));
         shipping = Some((client, target));
         tracing::info!("shipping batches to {url}");
     }
 
     // systemd: ready, status and watchdog.
-    crate::systemd::notify(&format!(
-        "READY=1\nSTATUS=sampling {gpu_count} GPU(s); data in {}",
-        cfg.data_dir.display()
-    ));
+    crate::systemd::notify(&format!("READY=1\nSTATUS=sampling {gpu_count} GPU(s); data in {}", cfg.data_dir.display()));
     if let Some(every) = crate::systemd::watchdog_interval() {
         let mut sd = shutdown.clone();
         tasks.push(tokio::spawn(async move {

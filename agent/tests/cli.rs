@@ -87,10 +87,7 @@ fn wrap_runs_the_workload_with_the_injection_library_and_keeps_its_exit_status()
 fn wrap_names_a_workload_it_cannot_start() {
     let dir = tempfile::tempdir().unwrap();
     let (mut cmd, _) = wrap_with_fake_library(dir.path());
-    let out = cmd
-        .args(["wrap", "--", "/nonexistent/train.py"])
-        .output()
-        .unwrap();
+    let out = cmd.args(["wrap", "--", "/nonexistent/train.py"]).output().unwrap();
     assert_eq!(out.status.code(), Some(127));
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("/nonexistent/train.py") && stderr.contains("No such file"), "{stderr}");

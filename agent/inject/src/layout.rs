@@ -538,12 +538,20 @@ pub const CUDA_12_0: Layout = Layout {
 pub const CUDA_12_2: Layout = Layout { release: "12.2–12.7", device: device_fields!(Device5), ..CUDA_12_0 };
 
 /// CUDA 12.8–12.9 (API versions 26–28).
-pub const CUDA_12_8: Layout =
-    Layout { release: "12.8–12.9", memcpy: memcpy_fields!(Memcpy6V12, "CUpti_ActivityMemcpy6"), sync: SYNC2, ..CUDA_12_2 };
+pub const CUDA_12_8: Layout = Layout {
+    release: "12.8–12.9",
+    memcpy: memcpy_fields!(Memcpy6V12, "CUpti_ActivityMemcpy6"),
+    sync: SYNC2,
+    ..CUDA_12_2
+};
 
 /// CUDA 13.0 (API versions 1300xx).
-pub const CUDA_13_0: Layout =
-    Layout { release: "13.0", kernel: kernel_fields!(Kernel10), memcpy: memcpy_fields!(Memcpy6, "CUpti_ActivityMemcpy6"), ..CUDA_12_8 };
+pub const CUDA_13_0: Layout = Layout {
+    release: "13.0",
+    kernel: kernel_fields!(Kernel10),
+    memcpy: memcpy_fields!(Memcpy6, "CUpti_ActivityMemcpy6"),
+    ..CUDA_12_8
+};
 
 /// CUDA 13.1 (API versions 1301xx).
 pub const CUDA_13_1: Layout = Layout { release: "13.1", kernel: kernel_fields!(Kernel11), ..CUDA_13_0 };
@@ -564,7 +572,8 @@ pub const CUDA_13_4: Layout = Layout {
 };
 
 /// Every supported layout, oldest first.
-pub const ALL: [&Layout; 8] = [&CUDA_12_0, &CUDA_12_2, &CUDA_12_8, &CUDA_13_0, &CUDA_13_1, &CUDA_13_2, &CUDA_13_3, &CUDA_13_4];
+pub const ALL: [&Layout; 8] =
+    [&CUDA_12_0, &CUDA_12_2, &CUDA_12_8, &CUDA_13_0, &CUDA_13_1, &CUDA_13_2, &CUDA_13_3, &CUDA_13_4];
 
 /// Which CUPTI releases this library reads, for error messages and docs.
 pub const SUPPORTED: &str = "CUDA 12.0–12.9 (CUPTI API versions 18–28) and 13.0–13.4 (130000–130499)";
@@ -633,7 +642,12 @@ mod tests {
     #[test]
     fn kernel_offsets_match_the_header() {
         for k in ALL.iter().map(|l| l.kernel) {
-            assert_eq!((k.start, k.end, k.device_id, k.context_id, k.stream_id), (16, 24, 40, 44, 48), "{}", k.struct_name);
+            assert_eq!(
+                (k.start, k.end, k.device_id, k.context_id, k.stream_id),
+                (16, 24, 40, 44, 48),
+                "{}",
+                k.struct_name
+            );
             assert_eq!((k.grid, k.block), ([52, 56, 60], [64, 68, 72]), "{}", k.struct_name);
             assert_eq!((k.correlation_id, k.name, k.need), (92, 104, 112), "{}", k.struct_name);
         }
@@ -651,7 +665,10 @@ mod tests {
         for l in ALL {
             let m = l.memcpy;
             assert_eq!((m.copy_kind, m.src_kind, m.dst_kind, m.flags, m.bytes), (4, 5, 6, 7, 8));
-            assert_eq!((m.start, m.end, m.device_id, m.context_id, m.stream_id, m.correlation_id), (16, 24, 32, 36, 40, 44));
+            assert_eq!(
+                (m.start, m.end, m.device_id, m.context_id, m.stream_id, m.correlation_id),
+                (16, 24, 32, 36, 40, 44)
+            );
             let s = l.memset;
             assert_eq!((s.value, s.bytes, s.start, s.end), (4, 8, 16, 24));
             assert_eq!((s.device_id, s.context_id, s.stream_id, s.correlation_id, s.memory_kind), (32, 36, 40, 44, 50));
@@ -668,7 +685,10 @@ mod tests {
             let d = l.device;
             assert_eq!((d.id, d.uuid, d.name), (112, 120, 136));
         }
-        assert_eq!((size_of::<Memcpy5>(), size_of::<Memcpy6V12>(), size_of::<Memcpy6>(), size_of::<Memcpy7>()), (88, 96, 96, 112));
+        assert_eq!(
+            (size_of::<Memcpy5>(), size_of::<Memcpy6V12>(), size_of::<Memcpy6>(), size_of::<Memcpy7>()),
+            (88, 96, 96, 112)
+        );
         assert_eq!((size_of::<Memset4>(), size_of::<Memset5>()), (88, 104));
         assert_eq!((size_of::<Synchronization>(), size_of::<Synchronization2>()), (40, 56));
         assert_eq!(offset_of!(Synchronization2, return_value), 48);
@@ -756,7 +776,12 @@ mod tests {
             stream_id = streamId,
             cuda_event_id = cudaEventId
         );
-        same!(Synchronization2, cu::CUpti_ActivitySynchronization2, cuda_event_sync_id = cudaEventSyncId, return_value = returnValue);
+        same!(
+            Synchronization2,
+            cu::CUpti_ActivitySynchronization2,
+            cuda_event_sync_id = cudaEventSyncId,
+            return_value = returnValue
+        );
         same!(
             Api,
             cu::CUpti_ActivityAPI,

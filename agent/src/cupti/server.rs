@@ -138,7 +138,8 @@ fn bind(path: &Path) -> anyhow::Result<OwnedFd> {
         }
         match sock::connect(path) {
             Ok(_) => anyhow::bail!("CUPTI socket {}: another agent is listening on it", path.display()),
-            Err(_) => std::fs::remove_file(path).with_context(|| format!("removing the stale CUPTI socket {}", path.display()))?,
+            Err(_) => std::fs::remove_file(path)
+                .with_context(|| format!("removing the stale CUPTI socket {}", path.display()))?,
         }
     }
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
@@ -156,7 +157,13 @@ fn register(fd: OwnedFd) -> io::Result<AsyncFd<OwnedFd>> {
     Ok(unsafe { AsyncFd::register_with_interest(fd, Interest::READABLE) }?)
 }
 
-fn admit(fd: OwnedFd, allowed: &HashSet<u32>, shared: &Arc<Shared>, shutdown: &Shutdown, tasks: &mut tokio::task::JoinSet<()>) {
+fn admit(
+    fd: OwnedFd,
+    allowed: &HashSet<u32>,
+    shared: &Arc<Shared>,
+    shutdown: &Shutdown,
+    tasks: &mut tokio::task::JoinSet<()>,
+) {
     let cred = match sock::peer_cred(fd.as_raw_fd()) {
         Ok(c) => c,
         Err(e) => {
@@ -186,8 +193,9 @@ fn admit(fd: OwnedFd, allowed: &HashSet<u32>, shared: &Arc<Shared>, shutdown: &S
 
 async fn connection(fd: AsyncFd<OwnedFd>, cred: PeerCred, shared: Arc<Shared>, mut shutdown: Shutdown) {
     let pid = cred.pid;
-    let comm =
-        std::fs::read_to_string(shared.proc_root.join(pid.to_string()).join("comm")).map(|c| c.trim().to_string()).unwrap_or_default();
+    let comm = std::fs::read_to_string(shared.proc_root.join(pid.to_string()).join("comm"))
+        .map(|c| c.trim().to_string())
+        .unwrap_or_default();
     {
         let mut procs = shared.procs.lock().unwrap_or_else(|p| p.into_inner());
         let p = procs.entry(pid).or_insert_with(|| Proc {
