@@ -7,7 +7,8 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use libbpf_rs::skel::{OpenSkel, SkelBuilder};
-use libbpf_rs::{Link, ProgramMut, UprobeOpts};
+use libbpf_rs::{Link, PrintLevel, ProgramMut, UprobeOpts};
+use tracing::{debug, warn};
 
 use crate::capability::BTF_PATH;
 use crate::elf::Elf;
@@ -26,6 +27,38 @@ pub(crate) struct Loaded {
     pub parts: Vec<PartStatus>,
     /// The exit hook attached: exits are reported by the kernel.
     pub exit_hooked: bool,
+}
+
+/// libbpf's messages, once the tracer runs: warnings are worth seeing.
+fn libbpf_log(level: PrintLevel, msg: String) {
+    let msg = msg.trim_end();
+    match level {
+        PrintLevel::Warn => warn!(target: "libbpf", "{msg}"),
+        PrintLevel::Info => debug!(target: "libbpf", "{msg}"),
+        PrintLevel::Debug => {}
+    }
+}
+
+/// libbpf's messages while hooks are tried: a hook that fails is expected
+/// on some hosts and its part's status says why, so they are debug only.
+fn libbpf_quiet(_level: PrintLevel, msg: String) {
+    debug!(target: "libbpf", "{}", msg.trim_end());
+}
+
+/// Quiet libbpf while it lives; its usual logging afterwards.
+struct Quiet;
+
+impl Quiet {
+    fn new() -> Self {
+        libbpf_rs::set_print(Some((PrintLevel::Info, libbpf_quiet)));
+        Quiet
+    }
+}
+
+impl Drop for Quiet {
+    fn drop(&mut self) {
+        libbpf_rs::set_print(Some((PrintLevel::Info, libbpf_log)));
+    }
 }
 
 fn open(cfg: &TracerConfig) -> Result<skel::OpenStrandSkel<'static>, EbpfError> {
@@ -47,6 +80,7 @@ fn open(cfg: &TracerConfig) -> Result<skel::OpenStrandSkel<'static>, EbpfError> 
 /// configured hook while they load. A hook whose programs make the load
 /// fail is dropped and the load retried without it.
 pub(crate) fn load(cfg: &TracerConfig) -> Result<Loaded, EbpfError> {
+    let _quiet = Quiet::new();
     let btf = Path::new(BTF_PATH).exists();
     // Hooks whose programs are not loaded, and why.
     let mut not_loaded: Vec<(ProcessHook, String)> = Vec::new();

@@ -302,15 +302,6 @@ pub struct Tracer {
     to_report: Vec<i32>,
 }
 
-fn libbpf_log(level: libbpf_rs::PrintLevel, msg: String) {
-    let msg = msg.trim_end();
-    match level {
-        libbpf_rs::PrintLevel::Warn => warn!(target: "libbpf", "{msg}"),
-        libbpf_rs::PrintLevel::Info => debug!(target: "libbpf", "{msg}"),
-        libbpf_rs::PrintLevel::Debug => {}
-    }
-}
-
 fn check_ring(name: &str, bytes: u32) -> Result<(), EbpfError> {
     if bytes < 4096 || !bytes.is_power_of_two() {
         return Err(EbpfError::Config(format!("{name} = {bytes}: must be a power of two of at least 4096")));
@@ -333,7 +324,6 @@ impl Tracer {
         for w in &cap.warnings {
             warn!("ebpf: {w}");
         }
-        libbpf_rs::set_print(Some((libbpf_rs::PrintLevel::Info, libbpf_log)));
         let loaded = load::load(&cfg)?;
 
         let sink: Arc<Mutex<Vec<Record>>> = Arc::default();
@@ -374,13 +364,11 @@ impl Tracer {
             carry: Output::default(),
             to_report: Vec::new(),
         };
+        // Logged at debug only: the caller reports the parts (the agent logs each once).
         for p in tracer.parts.clone() {
-            match p.state {
-                PartState::Up | PartState::Off => info!("ebpf {}: {}", p.part, p.detail),
-                PartState::Down => {
-                    warn!("ebpf {} down: {}", p.part, p.detail);
-                    tracer.count_part(p.part);
-                }
+            debug!("ebpf {}: {:?}: {}", p.part, p.state, p.detail);
+            if p.state == PartState::Down {
+                tracer.count_part(p.part);
             }
         }
         for path in tracer.cfg.extra_libraries.clone() {
@@ -404,7 +392,6 @@ impl Tracer {
         if !cap.usable {
             return Err(EbpfError::Unavailable(cap.reason));
         }
-        libbpf_rs::set_print(Some((libbpf_rs::PrintLevel::Info, libbpf_log)));
         let loaded = load::load(cfg)?;
         let mut parts = loaded.parts.clone();
         parts.push(load::proc_scan_status(&cfg.proc_root, cfg.rescan_period));
@@ -847,7 +834,7 @@ impl Tracer {
             return None;
         };
         let version = if kind == LibKind::Nccl {
-            match elf.rodata_string_after(b"NCCL version ") {
+            match elf.rodata_version_after(b"NCCL version ") {
                 Ok(Some(s)) => NcclVersion::parse(&s),
                 _ => None,
             }

@@ -12,6 +12,8 @@
 
 #[path = "common/fakes.rs"]
 mod fakes;
+#[path = "common/logged.rs"]
+mod logged;
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -20,6 +22,7 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use fakes::{App, Fakes, build_fakes};
+use logged::{Logged, check_time, dtype, redop};
 
 use strand_ebpf::{Output, Part, PartState, ProcessHook, Tracer, TracerConfig};
 use strand_schemas::clock::MonoToUtc;
@@ -65,66 +68,6 @@ fn require_root() {
              (CI does), e.g. `sudo -E cargo test -p strand-ebpf`"
         );
     }
-}
-
-/// One logged call: `C key=value...` (NCCL) or `S key=value...` (CUDA sync).
-#[derive(Debug, Clone)]
-struct Logged {
-    kind: char,
-    kv: HashMap<String, String>,
-}
-
-impl Logged {
-    fn parse(lines: &[String]) -> Vec<Logged> {
-        lines
-            .iter()
-            .filter(|l| l.starts_with("C ") || l.starts_with("S "))
-            .map(|l| Logged {
-                kind: l.chars().next().unwrap_or(' '),
-                kv: l[2..]
-                    .split_whitespace()
-                    .filter_map(|f| f.split_once('='))
-                    .map(|(k, v)| (k.into(), v.into()))
-                    .collect(),
-            })
-            .collect()
-    }
-    fn s(&self, k: &str) -> &str {
-        self.kv.get(k).map(String::as_str).unwrap_or_else(|| panic!("no {k} in {self:?}"))
-    }
-    fn i(&self, k: &str) -> i64 {
-        self.s(k).parse().unwrap_or_else(|_| panic!("{k} not a number in {self:?}"))
-    }
-    fn opt_i(&self, k: &str) -> Option<i64> {
-        self.kv.contains_key(k).then(|| self.i(k))
-    }
-    fn ptr(&self, k: &str) -> u64 {
-        match self.s(k) {
-            "(nil)" => 0,
-            v => u64::from_str_radix(v.trim_start_matches("0x"), 16).unwrap_or_else(|_| panic!("{k} not hex")),
-        }
-    }
-}
-
-fn dtype(code: i64) -> (&'static str, i64) {
-    match code {
-        0 => ("int8", 1),
-        1 => ("uint8", 1),
-        2 => ("int32", 4),
-        3 => ("uint32", 4),
-        4 => ("int64", 8),
-        5 => ("uint64", 8),
-        6 => ("float16", 2),
-        7 => ("float32", 4),
-        8 => ("float64", 8),
-        9 => ("bfloat16", 2),
-        10 => ("float8e4m3", 1),
-        other => panic!("test uses no datatype {other}"),
-    }
-}
-
-fn redop(code: i64) -> String {
-    ["sum", "prod", "max", "min", "avg"][code as usize].to_string()
 }
 
 const CLUSTER: &str = "test-cluster";
@@ -300,13 +243,6 @@ fn expected_nccl(f: &Fakes, pid: i32, logged: &[Logged]) -> Vec<NcclCall> {
         rows.push(row);
     }
     rows
-}
-
-/// Checks that a captured time lies inside the logged call.
-fn check_time(clock: &MonoToUtc, captured_utc: i64, t0: i64, t1: i64, what: &str) {
-    const SLACK: i64 = 5_000_000;
-    let mono = clock.to_monotonic(captured_utc);
-    assert!(mono >= t0 - SLACK && mono <= t1 + SLACK, "{what}: {mono} outside [{t0}, {t1}]");
 }
 
 /// Compares the NCCL rows of one process with its log, field by field.
