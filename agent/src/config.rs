@@ -123,11 +123,34 @@ pub struct EbpfConfig {
     /// How often ring buffers are drained.
     #[serde(deserialize_with = "duration")]
     pub poll_interval: Duration,
+    /// Kernel hooks that follow process exec/exit, tried in order: `tp_btf`
+    /// (BTF raw tracepoints, no tracefs needed), `tracepoint` (through
+    /// tracefs). Empty: none; the `/proc` scan finds new processes.
+    pub process_hooks: Vec<String>,
 }
 
 impl Default for EbpfConfig {
     fn default() -> Self {
-        Self { enabled: true, poll_interval: Duration::from_millis(200) }
+        Self {
+            enabled: true,
+            poll_interval: Duration::from_millis(200),
+            process_hooks: vec!["tp_btf".into(), "tracepoint".into()],
+        }
+    }
+}
+
+impl EbpfConfig {
+    /// `process_hooks`, parsed; the error names the bad entry.
+    pub fn hooks(&self) -> Result<Vec<strand_ebpf::ProcessHook>, String> {
+        let mut hooks = Vec::new();
+        for name in &self.process_hooks {
+            let h = strand_ebpf::ProcessHook::parse(name)?;
+            if hooks.contains(&h) {
+                return Err(format!("{name:?} is listed twice"));
+            }
+            hooks.push(h);
+        }
+        Ok(hooks)
     }
 }
 
@@ -276,6 +299,7 @@ impl Config {
             ));
         }
         self.kernels.backend.parse::<strand_kernels::Backend>().map_err(|m| key("kernels.backend", m))?;
+        self.ebpf.hooks().map_err(|m| key("ebpf.process_hooks", m))?;
         if let Some(url) = &self.collector.url {
             if !(url.starts_with("http://") || url.starts_with("https://")) {
                 return Err(key("collector.url", format!("{url:?} must start with http:// or https://")));
@@ -341,5 +365,9 @@ mod tests {
         assert!(e.contains("key `kernels.backend`") && e.contains("auto, gpu or cpu"), "{e}");
         let e = Config::from_toml("a.toml", "[collector]\nurl = \"http://c:9400\"\n").unwrap_err().to_string();
         assert!(e.contains("key `collector.token_file`"), "{e}");
+        let e = Config::from_toml("a.toml", "[ebpf]\nprocess_hooks = [\"kprobe\"]\n").unwrap_err().to_string();
+        assert!(e.contains("key `ebpf.process_hooks`") && e.contains("\"kprobe\"") && e.contains("tp_btf"), "{e}");
+        let cfg = Config::from_toml("a.toml", "[ebpf]\nprocess_hooks = []\n").unwrap();
+        assert_eq!(cfg.ebpf.hooks(), Ok(vec![]));
     }
 }

@@ -9,15 +9,7 @@
 //! fail on the sender's side, and the Python client drops them). The Python
 //! client is `python/strand_markers.py`.
 //!
-//! Wiring (in `main.rs`):
-//!
-//! ```ignore
-//! mod markers;
-//! if cfg.markers.enabled {
-//!     let m = markers::MarkersMetrics::register(&mut registry);
-//!     tokio::spawn(markers::run(markers::socket_path(&cfg.data_dir, &cfg.markers.socket), ctx.clone(), steps_sink.clone(), m, shutdown.clone()));
-//! }
-//! ```
+//! The agent starts it as [`MarkersSource`] (one part, `socket`).
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
@@ -60,6 +52,60 @@ impl MarkersMetrics {
     }
 }
 
+/// The markers source: one part, `socket`.
+pub struct MarkersSource {
+    metrics: MarkersMetrics,
+}
+
+impl MarkersSource {
+    pub fn new(registry: &mut Registry) -> Self {
+        Self { metrics: MarkersMetrics::register(registry) }
+    }
+}
+
+impl crate::source::Source for MarkersSource {
+    fn name(&self) -> &'static str {
+        "markers"
+    }
+
+    fn parts(&self) -> &'static [&'static str] {
+        &["socket"]
+    }
+
+    fn enabled(&self, cfg: &crate::config::Config) -> (bool, &'static str) {
+        (cfg.markers.enabled, "markers.enabled")
+    }
+
+    fn check(&self, cfg: &crate::config::Config) -> Vec<crate::source::Report> {
+        use crate::source::{Report, State};
+        let path = socket_path(&cfg.data_dir, &cfg.markers.socket);
+        let r = match std::fs::symlink_metadata(&path) {
+            Ok(m) if !std::os::unix::fs::FileTypeExt::is_socket(&m.file_type()) => {
+                Report::new("markers", "socket", State::Down, format!("{} exists and is not a socket", path.display()))
+            }
+            _ => Report::new("markers", "socket", State::Up, format!("would listen on {}", path.display())),
+        };
+        vec![r]
+    }
+
+    fn start(self: Box<Self>, cx: &mut crate::source::StartContext) -> anyhow::Result<Vec<crate::source::Running>> {
+        use crate::source::{Report, Running, State};
+        let path = socket_path(&cx.cfg.data_dir, &cx.cfg.markers.socket);
+        let sock = match bind(&path) {
+            Ok(s) => s,
+            Err(e) => {
+                let why = format!("{e:#}: steps are inferred from NCCL calls");
+                cx.health.report(Report::new("markers", "socket", State::Down, why));
+                return Ok(Vec::new());
+            }
+        };
+        cx.health.report(Report::new("markers", "socket", State::Up, format!("listening on {}", path.display())));
+        let task =
+            tokio::spawn(serve(sock, path, cx.ctx.clone(), cx.sinks.steps.clone(), self.metrics, cx.shutdown.clone()));
+        Ok(vec![Running::Task(task)])
+    }
+}
+
 /// The socket path: `socket` as configured, under `data_dir` when relative.
 pub fn socket_path(data_dir: &Path, socket: &Path) -> PathBuf {
     if socket.is_absolute() { socket.to_path_buf() } else { data_dir.join(socket) }
@@ -97,16 +143,31 @@ fn stamp(ctx: &SourceContext, m: &Marker) -> Stamp {
     }
 }
 
-/// Runs the markers source until shutdown.
+/// Runs the markers source until shutdown: [`bind`], then [`serve`].
+#[cfg(test)]
 pub async fn run(
     path: PathBuf,
     ctx: Arc<SourceContext>,
     sink: RowSink<Step>,
     metrics: MarkersMetrics,
-    mut shutdown: Shutdown,
+    shutdown: Shutdown,
 ) -> anyhow::Result<()> {
     let sock = bind(&path)?;
     tracing::info!("markers: listening on {}", path.display());
+    serve(sock, path, ctx, sink, metrics, shutdown).await;
+    Ok(())
+}
+
+/// Receives markers on a socket [`bind`] made at `path` until shutdown,
+/// then removes it.
+async fn serve(
+    sock: UnixDatagram,
+    path: PathBuf,
+    ctx: Arc<SourceContext>,
+    sink: RowSink<Step>,
+    metrics: MarkersMetrics,
+    mut shutdown: Shutdown,
+) {
     let mut tracker = MarkerTracker::default();
     let mut buf = vec![0u8; MAX_MESSAGE_BYTES + 1];
     loop {
@@ -138,7 +199,6 @@ pub async fn run(
     }
     drop(sock);
     let _ = std::fs::remove_file(&path);
-    Ok(())
 }
 
 #[cfg(test)]

@@ -259,3 +259,71 @@ mod tests {
         assert!(s.procs.is_empty(), "an unlisted process is forgotten");
     }
 }
+
+/// The perf source: per-process CPU time, context switches and hardware
+/// counters of GPU processes. One part, `counters`.
+pub struct PerfSource;
+
+fn perf_report() -> crate::source::Report {
+    use crate::source::{Report, State};
+    match Builder::new(Software::TASK_CLOCK).observe_self().any_cpu().build() {
+        Ok(_) => {
+            let detail = match Builder::new(Hardware::INSTRUCTIONS).observe_self().any_cpu().build() {
+                Ok(_) => "software and hardware counters".to_string(),
+                Err(e) => format!("software counters only (hardware counters: {e})"),
+            };
+            Report::new("perf", "counters", State::Up, detail)
+        }
+        Err(e) => Report::new(
+            "perf",
+            "counters",
+            State::Down,
+            format!(
+                "cannot open a software counter ({e}; check kernel.perf_event_paranoid or CAP_PERFMON): \
+                 CPU time from /proc, counters null"
+            ),
+        ),
+    }
+}
+
+impl crate::source::Source for PerfSource {
+    fn name(&self) -> &'static str {
+        "perf"
+    }
+
+    fn parts(&self) -> &'static [&'static str] {
+        &["counters"]
+    }
+
+    fn enabled(&self, cfg: &crate::config::Config) -> (bool, &'static str) {
+        (cfg.perf.enabled, "perf.enabled")
+    }
+
+    fn check(&self, _cfg: &crate::config::Config) -> Vec<crate::source::Report> {
+        vec![perf_report()]
+    }
+
+    fn start(self: Box<Self>, cx: &mut crate::source::StartContext) -> anyhow::Result<Vec<crate::source::Running>> {
+        cx.health.report(perf_report());
+        let (sink, ctx, period, sd, m) = (
+            cx.sinks.process_samples.clone(),
+            cx.ctx.clone(),
+            cx.cfg.nvml.period,
+            cx.shutdown.clone(),
+            cx.metrics.clone(),
+        );
+        let h = std::thread::Builder::new().name("strand-perf".into()).spawn(move || {
+            let mut sampler = ProcSampler::new("/proc");
+            while !sd.is_triggered() {
+                let now = strand_schemas::clock::utc_now_ns();
+                let rows = sampler.sample(&ctx.gpu_pids(), &ctx.cluster, &ctx.node, now, |p| ctx.job_of(p));
+                m.samples
+                    .get_or_create(&crate::metrics::SourceLabels { source: "perf".into() })
+                    .inc_by(rows.len() as u64);
+                sink.send(rows);
+                std::thread::sleep(period);
+            }
+        })?;
+        Ok(vec![crate::source::Running::Thread(h)])
+    }
+}

@@ -88,7 +88,7 @@ pub(crate) fn prepare(
 }
 
 /// `$STRAND_INJECT_LIB`, else next to `strand-agent`, else the install locations.
-fn find_library(env: &dyn Fn(&str) -> Option<OsString>, exe_dir: Option<&Path>) -> anyhow::Result<PathBuf> {
+pub(crate) fn find_library(env: &dyn Fn(&str) -> Option<OsString>, exe_dir: Option<&Path>) -> anyhow::Result<PathBuf> {
     if let Some(p) = env("STRAND_INJECT_LIB").filter(|v| !v.is_empty()).map(PathBuf::from) {
         if !p.is_file() {
             bail!("STRAND_INJECT_LIB names {}, which is not a file", p.display());
