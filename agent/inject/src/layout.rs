@@ -149,7 +149,7 @@ macro_rules! memcpy_struct {
 }
 
 memcpy_struct!(
-    /// `CUpti_ActivityMemcpy5` (CUDA 12.0–12.7).
+    /// `CUpti_ActivityMemcpy5` (CUDA 12.0–12.6).
     Memcpy5 { pad2: u32 }
 );
 memcpy_struct!(
@@ -202,7 +202,7 @@ memset_struct!(
     Memset5 { is_device_launched: u8, pad2: [u8; 3], source_graph_id: u32, pad3: u32, source_graph_node_id: u64 }
 );
 
-/// `CUpti_ActivitySynchronization` (CUDA 12.0–12.7).
+/// `CUpti_ActivitySynchronization` (CUDA 12.0–12.6).
 #[repr(C, align(8))]
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Synchronization {
@@ -534,8 +534,8 @@ pub const CUDA_12_0: Layout = Layout {
     device: device_fields!(Device4),
 };
 
-/// CUDA 12.2–12.7 (API versions 20–25).
-pub const CUDA_12_2: Layout = Layout { release: "12.2–12.7", device: device_fields!(Device5), ..CUDA_12_0 };
+/// CUDA 12.2–12.6 (API versions 20–24; there was no 12.7).
+pub const CUDA_12_2: Layout = Layout { release: "12.2–12.6", device: device_fields!(Device5), ..CUDA_12_0 };
 
 /// CUDA 12.8–12.9 (API versions 26–28).
 pub const CUDA_12_8: Layout = Layout {
@@ -545,7 +545,7 @@ pub const CUDA_12_8: Layout = Layout {
     ..CUDA_12_2
 };
 
-/// CUDA 13.0 (API versions 1300xx).
+/// CUDA 13.0 (API versions 130000–130001).
 pub const CUDA_13_0: Layout = Layout {
     release: "13.0",
     kernel: kernel_fields!(Kernel10),
@@ -553,16 +553,16 @@ pub const CUDA_13_0: Layout = Layout {
     ..CUDA_12_8
 };
 
-/// CUDA 13.1 (API versions 1301xx).
+/// CUDA 13.1 (API versions 130100–130101).
 pub const CUDA_13_1: Layout = Layout { release: "13.1", kernel: kernel_fields!(Kernel11), ..CUDA_13_0 };
 
-/// CUDA 13.2 (API versions 1302xx).
+/// CUDA 13.2 (API versions 130200–130202).
 pub const CUDA_13_2: Layout = Layout { release: "13.2", device: device_fields!(Device6), ..CUDA_13_1 };
 
-/// CUDA 13.3 (API versions 1303xx).
+/// CUDA 13.3 (API versions 130300–130301).
 pub const CUDA_13_3: Layout = Layout { release: "13.3", kernel: kernel_fields!(Kernel12), ..CUDA_13_2 };
 
-/// CUDA 13.4 (API versions 1304xx).
+/// CUDA 13.4 (API versions 130400–130401).
 pub const CUDA_13_4: Layout = Layout {
     release: "13.4",
     kernel: kernel_fields!(Kernel13),
@@ -576,20 +576,24 @@ pub const ALL: [&Layout; 8] =
     [&CUDA_12_0, &CUDA_12_2, &CUDA_12_8, &CUDA_13_0, &CUDA_13_1, &CUDA_13_2, &CUDA_13_3, &CUDA_13_4];
 
 /// Which CUPTI releases this library reads, for error messages and docs.
-pub const SUPPORTED: &str = "CUDA 12.0–12.9 (CUPTI API versions 18–28) and 13.0–13.4 (130000–130499)";
+pub const SUPPORTED: &str = "CUDA 12.0–12.9 and 13.0–13.4 (CUPTI API versions 18, 20–24, 26–28, 130000–130001, \
+                             130100–130101, 130200–130202, 130300–130301, 130400–130401)";
 
 /// The layout for the CUPTI API version `cuptiGetVersion` returned, or
 /// `None` for a release whose record layouts this library does not know.
+/// Exactly the versions whose headers `tests/cupti_headers.rs` checks (every
+/// CUPTI wheel on PyPI of these releases): a patch release with a new API
+/// version is refused until its header is checked.
 pub fn for_version(api_version: u32) -> Option<&'static Layout> {
     match api_version {
-        18..=19 => Some(&CUDA_12_0),
-        20..=25 => Some(&CUDA_12_2),
-        26..=29 => Some(&CUDA_12_8),
-        130_000..=130_099 => Some(&CUDA_13_0),
-        130_100..=130_199 => Some(&CUDA_13_1),
-        130_200..=130_299 => Some(&CUDA_13_2),
-        130_300..=130_399 => Some(&CUDA_13_3),
-        130_400..=130_499 => Some(&CUDA_13_4),
+        18 => Some(&CUDA_12_0),
+        20..=24 => Some(&CUDA_12_2),
+        26..=28 => Some(&CUDA_12_8),
+        130_000..=130_001 => Some(&CUDA_13_0),
+        130_100..=130_101 => Some(&CUDA_13_1),
+        130_200..=130_202 => Some(&CUDA_13_2),
+        130_300..=130_301 => Some(&CUDA_13_3),
+        130_400..=130_401 => Some(&CUDA_13_4),
         _ => None,
     }
 }
@@ -815,7 +819,7 @@ mod tests {
             for_version(130401).map(|l| (l.kernel.struct_name, l.memset.struct_name)),
             Some(("CUpti_ActivityKernel13", "CUpti_ActivityMemset5"))
         );
-        for unsupported in [0, 14, 17, 30, 120000, 130500, 140001] {
+        for unsupported in [0, 14, 17, 19, 25, 29, 30, 120000, 130002, 130099, 130402, 130500, 140001] {
             assert!(for_version(unsupported).is_none(), "{unsupported}");
         }
     }

@@ -124,7 +124,7 @@ fn buffer_for(version: u32) -> SyntheticBuffer {
     };
     match layout::for_version(version).map(|l| l.release) {
         Some("12.0–12.1") => records!(Kernel9, Memcpy5, Memset4, Device4, sync1),
-        Some("12.2–12.7") => records!(Kernel9, Memcpy5, Memset4, Device5, sync1),
+        Some("12.2–12.6") => records!(Kernel9, Memcpy5, Memset4, Device5, sync1),
         Some("12.8–12.9") => records!(Kernel9, Memcpy6V12, Memset4, Device5, sync2),
         Some("13.0") => records!(Kernel10, Memcpy6, Memset4, Device5, sync2),
         Some("13.1") => records!(Kernel11, Memcpy6, Memset4, Device5, sync2),

@@ -10,7 +10,11 @@
 use std::net::{TcpStream, ToSocketAddrs};
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::sync::Mutex;
 use std::time::Duration;
+
+/// One download at a time per test process: concurrent pip runs share pip's cache.
+static FETCHING: Mutex<()> = Mutex::new(());
 
 /// An unpacked wheel, or why there is none.
 pub enum Wheel {
@@ -61,13 +65,22 @@ fn registry_reachable() -> Result<(), String> {
 /// `name==version`, unpacked. Panics on any failure other than an
 /// unreachable registry (pip missing, no such version, a broken wheel).
 pub fn fetch(name: &str, version: &str) -> Wheel {
-    let dir = cache_dir().join(format!("{name}-{version}"));
+    fetch_members(name, version, "")
+}
+
+/// [`fetch`], keeping only the files whose path in the wheel contains
+/// `containing` (e.g. `/include/`; empty: all).
+pub fn fetch_members(name: &str, version: &str, containing: &str) -> Wheel {
+    let tag: String = containing.chars().filter(char::is_ascii_alphanumeric).collect();
+    let key = if tag.is_empty() { format!("{name}-{version}") } else { format!("{name}-{version}-{tag}") };
+    let dir = cache_dir().join(&key);
+    let _one = FETCHING.lock().unwrap_or_else(|e| e.into_inner());
     if dir.join(".complete").exists() {
         return Wheel::Ready(dir);
     }
     let parent = dir.parent().expect("cache dir has a parent");
     std::fs::create_dir_all(parent).unwrap_or_else(|e| panic!("creating {}: {e}", parent.display()));
-    let tmp = parent.join(format!(".{name}-{version}.{}", std::process::id()));
+    let tmp = parent.join(format!(".{key}.{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&tmp);
     std::fs::create_dir_all(&tmp).unwrap_or_else(|e| panic!("creating {}: {e}", tmp.display()));
     let spec = format!("{name}=={version}");
@@ -93,13 +106,18 @@ pub fn fetch(name: &str, version: &str) -> Wheel {
         .find(|p| p.extension().is_some_and(|x| x == "whl"))
         .unwrap_or_else(|| panic!("pip download {spec} saved no .whl"));
     let unpacked = tmp.join("x");
+    const UNZIP: &str = "import sys, zipfile\n\
+        z = zipfile.ZipFile(sys.argv[1])\n\
+        for m in z.namelist():\n    \
+            if sys.argv[3] in m: z.extract(m, sys.argv[2])\n";
     let st = Command::new("python3")
-        .args(["-m", "zipfile", "-e"])
+        .args(["-c", UNZIP])
         .arg(&whl)
         .arg(&unpacked)
+        .arg(containing)
         .status()
-        .expect("running python3 -m zipfile");
-    assert!(st.success(), "unpacking {}", whl.display());
+        .expect("running python3 to unpack the wheel");
+    assert!(st.success() && unpacked.is_dir(), "unpacking {} (members containing {containing:?})", whl.display());
     std::fs::write(unpacked.join(".complete"), &spec).expect("marker");
     // Another test may have finished the same wheel meanwhile: keep theirs.
     if std::fs::rename(&unpacked, &dir).is_err() && !dir.join(".complete").exists() {
