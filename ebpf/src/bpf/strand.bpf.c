@@ -30,6 +30,13 @@
  * the return address). A struct larger than 16 bytes is passed by value on
  * the stack and takes no register: the 128-byte ncclUniqueId of
  * ncclCommInitRank lies at sp+8 and `rank` comes in rdx, the third register. */
+static __always_inline __u64 stack_arg(struct pt_regs *ctx, int n)
+{
+	__u64 v = 0;
+	/* n = 0 is the 7th argument. */
+	bpf_probe_read_user(&v, sizeof(v), (void *)(PT_REGS_SP(ctx) + 8 + 8 * n));
+	return v;
+}
 #define ARG7(ctx) stack_arg(ctx, 0)
 #define ARG8(ctx) stack_arg(ctx, 1)
 #define UID_ADDR(ctx) (PT_REGS_SP(ctx) + 8)
@@ -226,14 +233,6 @@ static __always_inline void track(__u32 tgid)
 		return;
 	if (bpf_map_update_elem(&tracked, &tgid, &one, BPF_NOEXIST) == -7 /* E2BIG */)
 		count(SRC_TRACKED);
-}
-
-static __always_inline __u64 stack_arg(struct pt_regs *ctx, int n)
-{
-	__u64 v = 0;
-	/* n = 0 is the 7th argument. */
-	bpf_probe_read_user(&v, sizeof(v), (void *)(PT_REGS_SP(ctx) + 8 + 8 * n));
-	return v;
 }
 
 static __always_inline struct comm_state *comm_lookup(__u32 tgid, __u64 comm)
