@@ -211,55 +211,6 @@ fn list_tids(proc_dir: &Path) -> Vec<i32> {
     tids
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn stat_parsing_survives_odd_command_names() {
-        let stat = "4242 (py (train) x) S 1 4242 4242 0 -1 4194560 100 0 0 0 1500 250 0 0 20 0 12 0 100 1000 10 18446744073709551615";
-        assert_eq!(proc_cpu_ticks(stat), Some(1750));
-        assert_eq!(
-            read_u64_pair("rchar: 5\nread_bytes: 4096\nwrite_bytes: 81920\n", "read_bytes:", "write_bytes:"),
-            Some((4096, 81920))
-        );
-    }
-
-    #[test]
-    fn a_busy_thread_shows_cpu_time_and_the_first_period_is_a_baseline() {
-        let pid = std::process::id() as i32;
-        let mut s = ProcSampler::new("/proc");
-        let (c, n) = (Arc::from("c"), Arc::from("n"));
-        assert!(s.sample(&[pid], &c, &n, 0, |_| None).is_empty(), "first period is the baseline");
-        // Spin until this thread has used 200 ms of CPU (wall time varies with load).
-        let thread_cpu = || {
-            let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
-            // SAFETY: valid out-pointer.
-            unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
-            ts.tv_sec * 1_000_000_000 + ts.tv_nsec
-        };
-        let start = thread_cpu();
-        let mut x = 0u64;
-        while thread_cpu() - start < 200_000_000 {
-            x = x.wrapping_mul(6364136223846793005).wrapping_add(1);
-        }
-        std::hint::black_box(x);
-        let rows = s.sample(&[pid], &c, &n, 250_000_000, |_| Some("j".into()));
-        assert_eq!(rows.len(), 1);
-        let r = &rows[0];
-        assert_eq!(r.pid, pid);
-        assert_eq!(r.interval_ns, 250_000_000);
-        assert!(r.cpu_ns >= 150_000_000, "spun 200 ms on the CPU, counted {} ns", r.cpu_ns);
-        assert!(r.threads >= 1);
-        assert_eq!(r.job_id.as_deref(), Some("j"));
-        if s.perf {
-            assert!(r.context_switches.is_some());
-        }
-        assert!(s.sample(&[], &c, &n, 500_000_000, |_| None).is_empty());
-        assert!(s.procs.is_empty(), "an unlisted process is forgotten");
-    }
-}
-
 /// The perf source: per-process CPU time, context switches and hardware
 /// counters of GPU processes. One part, `counters`.
 pub struct PerfSource;
@@ -325,5 +276,54 @@ impl crate::source::Source for PerfSource {
             }
         })?;
         Ok(vec![crate::source::Running::Thread(h)])
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stat_parsing_survives_odd_command_names() {
+        let stat = "4242 (py (train) x) S 1 4242 4242 0 -1 4194560 100 0 0 0 1500 250 0 0 20 0 12 0 100 1000 10 18446744073709551615";
+        assert_eq!(proc_cpu_ticks(stat), Some(1750));
+        assert_eq!(
+            read_u64_pair("rchar: 5\nread_bytes: 4096\nwrite_bytes: 81920\n", "read_bytes:", "write_bytes:"),
+            Some((4096, 81920))
+        );
+    }
+
+    #[test]
+    fn a_busy_thread_shows_cpu_time_and_the_first_period_is_a_baseline() {
+        let pid = std::process::id() as i32;
+        let mut s = ProcSampler::new("/proc");
+        let (c, n) = (Arc::from("c"), Arc::from("n"));
+        assert!(s.sample(&[pid], &c, &n, 0, |_| None).is_empty(), "first period is the baseline");
+        // Spin until this thread has used 200 ms of CPU (wall time varies with load).
+        let thread_cpu = || {
+            let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+            // SAFETY: valid out-pointer.
+            unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
+            ts.tv_sec * 1_000_000_000 + ts.tv_nsec
+        };
+        let start = thread_cpu();
+        let mut x = 0u64;
+        while thread_cpu() - start < 200_000_000 {
+            x = x.wrapping_mul(6364136223846793005).wrapping_add(1);
+        }
+        std::hint::black_box(x);
+        let rows = s.sample(&[pid], &c, &n, 250_000_000, |_| Some("j".into()));
+        assert_eq!(rows.len(), 1);
+        let r = &rows[0];
+        assert_eq!(r.pid, pid);
+        assert_eq!(r.interval_ns, 250_000_000);
+        assert!(r.cpu_ns >= 150_000_000, "spun 200 ms on the CPU, counted {} ns", r.cpu_ns);
+        assert!(r.threads >= 1);
+        assert_eq!(r.job_id.as_deref(), Some("j"));
+        if s.perf {
+            assert!(r.context_switches.is_some());
+        }
+        assert!(s.sample(&[], &c, &n, 500_000_000, |_| None).is_empty());
+        assert!(s.procs.is_empty(), "an unlisted process is forgotten");
     }
 }
