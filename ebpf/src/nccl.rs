@@ -67,8 +67,9 @@ impl std::fmt::Display for NcclVersion {
     }
 }
 
-/// Newest release whose hashing was checked against NCCL's source. Newer
-/// versions are hashed like this one and counted as `nccl_version_unverified`.
+/// Newest release whose hashing was checked against NCCL's source. The
+/// tracer leaves the hash of newer releases unknown (null, counted as
+/// `nccl_version_unsupported`) rather than guess.
 pub const NEWEST_CHECKED: NcclVersion = NcclVersion::new(2, 30, 7);
 
 /// NCCL ≤ 2.25 `getHash`: DJB2a, `h = h * 33 ^ c`, over `char`s.

@@ -18,7 +18,11 @@ fn the_crate_and_its_bpf_programs_build_for_arm64() {
     let rustc = std::env::var("RUSTC").unwrap_or_else(|_| "rustc".into());
     let sysroot = Command::new(&rustc).args(["--print", "sysroot"]).output().expect("rustc --print sysroot");
     let lib = PathBuf::from(String::from_utf8_lossy(&sysroot.stdout).trim()).join("lib/rustlib").join(TARGET);
-    assert!(lib.is_dir(), "no Rust standard library for {TARGET} ({}): run scripts/install-deps.sh --test", lib.display());
+    assert!(
+        lib.is_dir(),
+        "no Rust standard library for {TARGET} ({}): run scripts/install-deps.sh --test",
+        lib.display()
+    );
     let gcc = Command::new("aarch64-linux-gnu-gcc").arg("--version").output();
     assert!(
         gcc.is_ok_and(|o| o.status.success()),
