@@ -10,14 +10,18 @@ SUDO=""
 [ "$(id -u)" -eq 0 ] || SUDO="sudo"
 
 # gcc: linker and C test fixtures; clang + llvm + libelf + zlib: the eBPF
-# programs (libbpf-cargo); pkg-config: -sys crates.
-PKGS="gcc clang llvm libelf-dev zlib1g-dev pkg-config"
+# programs (libbpf-cargo); make: libbpf-sys builds its vendored libbpf;
+# pkg-config: -sys crates.
+PKGS="gcc make clang llvm libelf-dev zlib1g-dev pkg-config"
 TESTING=0
 if [ "${1:-}" = "--test" ]; then
   TESTING=1
   # systemd-analyze verifies the unit; python3 runs the independent readers
-  # (pyarrow, DuckDB) and the markers client; chromium renders the HTML reports.
-  PKGS="$PKGS systemd python3 python3-pip chromium"
+  # (pyarrow, DuckDB) and the markers client, and pip fetches NVIDIA's wheels
+  # for the real-library tests; chromium renders the HTML reports; g++
+  # compiles NCCL's own hash code (ebpf/tests/real/nccl_src); the arm64 cross
+  # toolchain checks that strand-ebpf builds for arm64 (ebpf/tests/cross_arm64.rs).
+  PKGS="$PKGS systemd python3 python3-pip chromium g++ gcc-aarch64-linux-gnu libc6-dev-arm64-cross linux-libc-dev-arm64-cross"
 fi
 
 missing=""
@@ -31,6 +35,11 @@ if [ -n "$missing" ]; then
 fi
 
 if [ "$TESTING" = 1 ]; then
+  # The Rust standard library for the arm64 check.
+  if command -v rustup >/dev/null && ! rustup target list --installed | grep -qx aarch64-unknown-linux-gnu; then
+    echo "install-deps: rustup target add aarch64-unknown-linux-gnu"
+    rustup target add aarch64-unknown-linux-gnu
+  fi
   for mod in pyarrow duckdb; do
     python3 -c "import $mod" 2>/dev/null && continue
     echo "install-deps: pip install $mod"

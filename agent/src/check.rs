@@ -1,133 +1,96 @@
-//! `strand-agent check`: which sources work on this host, and why not.
+//! `strand-agent check`: which parts of which sources run on this host, and
+//! why not, found by starting them for real and undoing it (each source's
+//! [`Source::check`]: the eBPF programs are loaded and attached, then
+//! detached). Exits non-zero when a part of a source the configuration
+//! enables cannot run.
 
+use std::io::Write;
+use std::process::ExitCode;
+
+use prometheus_client::registry::Registry;
 
 use crate::config::Config;
+use crate::source::{self, Report, State};
 
-/// One line of the capability table.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Capability {
-    pub source: &'static str,
-    pub usable: bool,
-    pub detail: String,
-}
-
-fn cap(source: &'static str, usable: bool, detail: impl Into<String>) -> Capability {
-    Capability { source, usable, detail: detail.into() }
-}
-
-/// Probes every source without starting any.
-pub fn probe(cfg: &Config) -> Vec<Capability> {
+/// Every part of every source, then the agent's other needs (reductions,
+/// where batches go), as the same kind of report.
+pub fn probe(cfg: &Config) -> Vec<Report> {
+    let mut registry = Registry::default();
     let mut out = Vec::new();
-
-    // NVML and GPM.
-    match crate::nvml::real::NvmlLayer::open() {
-        Ok(mut layer) => {
-            use crate::nvml::layer::GpuLayer;
-            let devices = layer.devices();
-            out.push(cap("NVML", !devices.is_empty(), format!("{}; {} GPU(s)", layer.describe(), devices.len())));
-            let gpm: Vec<String> = devices
-                .iter()
-                .filter(|d| layer.gpm_supported(d.index))
-                .map(|d| d.index.to_string())
-                .collect();
-            if gpm.is_empty() {
-                out.push(cap("GPM", false, "no GPU supports GPM (Hopper or newer needed): SM/tensor/DRAM activity will be null"));
-            } else {
-                out.push(cap("GPM", true, format!("GPU(s) {} support GPM", gpm.join(","))));
-            }
-        }
-        Err(e) => {
-            out.push(cap("NVML", false, format!("{e}: no GPU counters or XID events")));
-            out.push(cap("GPM", false, "needs NVML"));
+    for s in source::all(&mut registry) {
+        let (enabled, key) = s.enabled(cfg);
+        if enabled {
+            out.extend(s.check(cfg));
+        } else {
+            out.extend(source::off(s.as_ref(), key));
         }
     }
 
-    // CUPTI injection: the driver loads the library into workloads.
-    let cuda = unsafe { cudarc_present::driver() };
-    let cupti = unsafe { cudarc_present::cupti() };
-    let inject = injection_library();
-    let detail = match (&inject, cuda, cupti) {
-        (None, _, _) => "libstrand_inject.so not found next to strand-agent (build it: cargo build -p strand-inject)".to_string(),
-        (Some(p), false, _) => format!("{} found, but libcuda is not loadable here: no CUDA workloads to trace", p.display()),
-        (Some(p), true, false) => format!("{} found, but libcupti is not loadable: add the CUDA toolkit's CUPTI to the workload's library path", p.display()),
-        (Some(p), true, true) => format!("{} (use `strand-agent wrap -- <cmd>`)", p.display()),
-    };
-    out.push(cap("CUPTI injection", inject.is_some() && cuda && cupti, detail));
-
-    // eBPF.
-    let ebpf = strand_ebpf::capability();
-    let mut detail = if ebpf.usable {
-        "uprobes on NCCL and CUDA synchronize calls, exec/exit tracepoints".to_string()
-    } else {
-        format!("{}: NCCL and CUDA synchronize probes disabled", ebpf.reason)
-    };
-    for w in &ebpf.warnings {
-        detail.push_str(&format!("; {w}"));
-    }
-    out.push(cap("eBPF", ebpf.usable, detail));
-
-    // perf events.
-    use perf_event::events::{Hardware, Software};
-    match perf_event::Builder::new(Software::TASK_CLOCK).observe_self().any_cpu().build() {
-        Ok(_) => {
-            let hw = perf_event::Builder::new(Hardware::INSTRUCTIONS).observe_self().any_cpu().build();
-            out.push(cap(
-                "perf events",
-                true,
-                match hw {
-                    Ok(_) => "software and hardware counters".to_string(),
-                    Err(e) => format!("software counters only (hardware counters: {e})"),
-                },
-            ));
-        }
-        Err(e) => out.push(cap("perf events", false, format!("cannot open a software counter ({e}); check kernel.perf_event_paranoid or CAP_PERFMON"))),
-    }
-
-    // Reductions.
     let backend = cfg.kernels.backend.parse().unwrap_or_default();
-    match strand_kernels::Reducer::new(backend) {
-        Ok(r) if r.uses_gpu(usize::MAX) => out.push(cap("GPU reductions", true, "NVRTC and a GPU are usable")),
-        Ok(_) => out.push(cap("GPU reductions", false, "CPU backend (no usable GPU or NVRTC); results are identical")),
-        Err(e) => out.push(cap("GPU reductions", false, e.to_string())),
-    }
+    out.push(match strand_kernels::Reducer::new(backend) {
+        Ok(r) if r.uses_gpu(usize::MAX) => {
+            Report::new("kernels", "reductions", State::Up, "on the GPU (NVRTC and a GPU are usable)")
+        }
+        Ok(_) => Report::new(
+            "kernels",
+            "reductions",
+            State::Up,
+            "CPU backend (no usable GPU or NVRTC); results are identical",
+        ),
+        Err(e) => Report::new(
+            "kernels",
+            "reductions",
+            State::Down,
+            format!("kernels.backend = {:?}: {e}", cfg.kernels.backend),
+        ),
+    });
 
-    // Where data goes.
-    match &cfg.collector.url {
-        Some(url) => out.push(cap("collector", true, format!("batches shipped to {url}"))),
-        None => out.push(cap("collector", true, format!("standalone: batches stay in {}", cfg.data_dir.display()))),
-    }
+    out.push(match (&cfg.collector.url, &cfg.collector.token_file) {
+        (Some(url), Some(token)) => match std::fs::read_to_string(token) {
+            Ok(t) if !t.trim().is_empty() => {
+                Report::new("collector", "shipping", State::Up, format!("batches shipped to {url}"))
+            }
+            Ok(_) => Report::new(
+                "collector",
+                "shipping",
+                State::Down,
+                format!("collector.token_file {} is empty", token.display()),
+            ),
+            Err(e) => Report::new(
+                "collector",
+                "shipping",
+                State::Down,
+                format!("cannot read collector.token_file {}: {e}", token.display()),
+            ),
+        },
+        _ => Report::new(
+            "collector",
+            "shipping",
+            State::Up,
+            format!("standalone: batches stay in {}", cfg.data_dir.display()),
+        ),
+    });
     out
 }
 
-/// The injection library shipped next to the agent binary (or its target dir).
-pub fn injection_library() -> Option<std::path::PathBuf> {
-    let exe = std::env::current_exe().ok()?;
-    let dir = exe.parent()?;
-    [dir.join("libstrand_inject.so"), dir.join("../lib/strand/libstrand_inject.so"), dir.join("../libstrand_inject.so")]
-        .into_iter()
-        .find(|p| p.exists())
-        .and_then(|p| p.canonicalize().ok())
-}
-
-/// Library presence without cudarc's panics.
-mod cudarc_present {
-    /// # Safety
-    /// Loads and unloads a shared library.
-    pub unsafe fn driver() -> bool {
-        unsafe { cudarc::driver::sys::is_culib_present() }
+/// Prints the table (each line ends with a newline, flushed before any log
+/// line can follow) and, on stderr, which parts cannot run. Fails when one
+/// of them belongs to an enabled source.
+pub fn report(reports: &[Report]) -> ExitCode {
+    let w_source = reports.iter().map(|r| r.source.len()).max().unwrap_or(0).max("SOURCE".len());
+    let w_part = reports.iter().map(|r| r.part.len()).max().unwrap_or(0).max("PART".len());
+    let mut text = format!("{:w_source$}  {:w_part$}  {:6}  DETAIL\n", "SOURCE", "PART", "STATUS");
+    for r in reports {
+        text.push_str(&format!("{:w_source$}  {:w_part$}  {:6}  {}\n", r.source, r.part, r.state.word(), r.detail));
     }
-    /// # Safety
-    /// Loads and unloads a shared library.
-    pub unsafe fn cupti() -> bool {
-        unsafe { cudarc::cupti::sys::is_culib_present() }
+    let mut stdout = std::io::stdout().lock();
+    let _ = stdout.write_all(text.as_bytes());
+    let _ = stdout.flush();
+    let down: Vec<String> =
+        reports.iter().filter(|r| r.state == State::Down).map(|r| format!("{} {}", r.source, r.part)).collect();
+    if down.is_empty() {
+        return ExitCode::SUCCESS;
     }
-}
-
-/// Prints the table, ripgrep-plain.
-pub fn print(caps: &[Capability]) {
-    let width = caps.iter().map(|c| c.source.len()).max().unwrap_or(0);
-    println!("{:width$}  {:6}  DETAIL", "SOURCE", "STATUS");
-    for c in caps {
-        println!("{:width$}  {:6}  {}", c.source, if c.usable { "ok" } else { "no" }, c.detail);
-    }
+    eprintln!("strand-agent check: {} part(s) of enabled sources cannot run: {}", down.len(), down.join(", "));
+    ExitCode::FAILURE
 }

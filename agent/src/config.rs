@@ -40,7 +40,9 @@ impl Default for Config {
             job_id: None,
             // systemd's StateDirectory= sets STATE_DIRECTORY (/var/lib/strand);
             // a plain run writes next to where it was started.
-            data_dir: std::env::var_os("STATE_DIRECTORY").map(PathBuf::from).unwrap_or_else(|| PathBuf::from("strand-data")),
+            data_dir: std::env::var_os("STATE_DIRECTORY")
+                .map(PathBuf::from)
+                .unwrap_or_else(|| PathBuf::from("strand-data")),
             metrics: MetricsConfig::default(),
             output: OutputConfig::default(),
             collector: CollectorConfig::default(),
@@ -82,11 +84,7 @@ pub struct OutputConfig {
 
 impl Default for OutputConfig {
     fn default() -> Self {
-        Self {
-            rotate_interval: Duration::from_secs(60),
-            rotate_bytes: 32 << 20,
-            quota_bytes: 10 << 30,
-        }
+        Self { rotate_interval: Duration::from_secs(60), rotate_bytes: 32 << 20, quota_bytes: 10 << 30 }
     }
 }
 
@@ -125,11 +123,34 @@ pub struct EbpfConfig {
     /// How often ring buffers are drained.
     #[serde(deserialize_with = "duration")]
     pub poll_interval: Duration,
+    /// Kernel hooks that follow process exec/exit, tried in order: `tp_btf`
+    /// (BTF raw tracepoints, no tracefs needed), `tracepoint` (through
+    /// tracefs). Empty: none; the `/proc` scan finds new processes.
+    pub process_hooks: Vec<String>,
 }
 
 impl Default for EbpfConfig {
     fn default() -> Self {
-        Self { enabled: true, poll_interval: Duration::from_millis(200) }
+        Self {
+            enabled: true,
+            poll_interval: Duration::from_millis(200),
+            process_hooks: vec!["tp_btf".into(), "tracepoint".into()],
+        }
+    }
+}
+
+impl EbpfConfig {
+    /// `process_hooks`, parsed; the error names the bad entry.
+    pub fn hooks(&self) -> Result<Vec<strand_ebpf::ProcessHook>, String> {
+        let mut hooks = Vec::new();
+        for name in &self.process_hooks {
+            let h = strand_ebpf::ProcessHook::parse(name)?;
+            if hooks.contains(&h) {
+                return Err(format!("{name:?} is listed twice"));
+            }
+            hooks.push(h);
+        }
+        Ok(hooks)
     }
 }
 
@@ -225,8 +246,10 @@ pub struct ConfigError {
 impl Config {
     /// Parses a TOML document; `name` is used in errors.
     pub fn from_toml(name: &str, text: &str) -> Result<Self, ConfigError> {
-        let cfg: Config = toml::from_str(text)
-            .map_err(|e| ConfigError { source_name: name.to_string(), message: e.to_string().trim_end().to_string() })?;
+        let cfg: Config = toml::from_str(text).map_err(|e| ConfigError {
+            source_name: name.to_string(),
+            message: e.to_string().trim_end().to_string(),
+        })?;
         cfg.validate().map_err(|message| ConfigError { source_name: name.to_string(), message })?;
         Ok(cfg)
     }
@@ -255,7 +278,10 @@ impl Config {
         if self.windows.nccl_join_hold >= self.windows.lateness {
             return Err(key(
                 "windows.nccl_join_hold",
-                format!("{:?} must be shorter than windows.lateness ({:?}), or joined calls arrive after their window closed", self.windows.nccl_join_hold, self.windows.lateness),
+                format!(
+                    "{:?} must be shorter than windows.lateness ({:?}), or joined calls arrive after their window closed",
+                    self.windows.nccl_join_hold, self.windows.lateness
+                ),
             ));
         }
         strand_analysis::mfu::PeakTable::new(self.windows.peak_flops.clone()).map_err(|m| key("windows.peak_flops", m.to_string()))?;
@@ -265,10 +291,14 @@ impl Config {
         if self.output.quota_bytes < self.output.rotate_bytes {
             return Err(key(
                 "output.quota_bytes",
-                format!("{} is smaller than output.rotate_bytes ({})", self.output.quota_bytes, self.output.rotate_bytes),
+                format!(
+                    "{} is smaller than output.rotate_bytes ({})",
+                    self.output.quota_bytes, self.output.rotate_bytes
+                ),
             ));
         }
         self.kernels.backend.parse::<strand_kernels::Backend>().map_err(|m| key("kernels.backend", m))?;
+        self.ebpf.hooks().map_err(|m| key("ebpf.process_hooks", m))?;
         if let Some(url) = &self.collector.url {
             if !(url.starts_with("http://") || url.starts_with("https://")) {
                 return Err(key("collector.url", format!("{url:?} must start with http:// or https://")));
@@ -286,7 +316,8 @@ impl Config {
             return self.node.clone();
         }
         let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
-        let host: String = host.trim().chars().map(|c| if c.is_ascii_alphanumeric() || "._-".contains(c) { c } else { '_' }).collect();
+        let host: String =
+            host.trim().chars().map(|c| if c.is_ascii_alphanumeric() || "._-".contains(c) { c } else { '_' }).collect();
         if host.is_empty() { "localhost".into() } else { host }
     }
 }
@@ -333,5 +364,9 @@ mod tests {
         assert!(e.contains("key `kernels.backend`") && e.contains("auto, gpu or cpu"), "{e}");
         let e = Config::from_toml("a.toml", "[collector]\nurl = \"http://c:9400\"\n").unwrap_err().to_string();
         assert!(e.contains("key `collector.token_file`"), "{e}");
+        let e = Config::from_toml("a.toml", "[ebpf]\nprocess_hooks = [\"kprobe\"]\n").unwrap_err().to_string();
+        assert!(e.contains("key `ebpf.process_hooks`") && e.contains("\"kprobe\"") && e.contains("tp_btf"), "{e}");
+        let cfg = Config::from_toml("a.toml", "[ebpf]\nprocess_hooks = []\n").unwrap();
+        assert_eq!(cfg.ebpf.hooks(), Ok(vec![]));
     }
 }

@@ -30,7 +30,12 @@ impl SourceContext {
     }
 
     /// `proc_root` is `/proc` except in tests.
-    pub fn with_proc_root(cluster: &str, node: &str, static_job: Option<String>, proc_root: impl Into<std::path::PathBuf>) -> Self {
+    pub fn with_proc_root(
+        cluster: &str,
+        node: &str,
+        static_job: Option<String>,
+        proc_root: impl Into<std::path::PathBuf>,
+    ) -> Self {
         Self {
             cluster: Arc::from(cluster),
             node: Arc::from(node),
@@ -49,9 +54,10 @@ impl SourceContext {
         let now = Instant::now();
         if let Ok(cache) = self.jobs.lock()
             && let Some((job, at)) = cache.get(&pid)
-                && now.duration_since(*at) < JOB_TTL {
-                    return job.clone();
-                }
+            && now.duration_since(*at) < JOB_TTL
+        {
+            return job.clone();
+        }
         let job = self.resolve_job(pid);
         if let Ok(mut cache) = self.jobs.lock() {
             if cache.len() >= JOB_CACHE_MAX {
@@ -67,15 +73,17 @@ impl SourceContext {
         if let Ok(env) = std::fs::read(dir.join("environ")) {
             for key in ["STRAND_JOB_ID=", "SLURM_JOB_ID="] {
                 if let Some(v) = env.split(|b| *b == 0).find_map(|kv| kv.strip_prefix(key.as_bytes()))
-                    && !v.is_empty() {
-                        return Some(String::from_utf8_lossy(v).into_owned());
-                    }
+                    && !v.is_empty()
+                {
+                    return Some(String::from_utf8_lossy(v).into_owned());
+                }
             }
         }
         if let Ok(cgroup) = std::fs::read_to_string(dir.join("cgroup"))
-            && let Some(job) = job_from_cgroup(&cgroup) {
-                return Some(job);
-            }
+            && let Some(job) = job_from_cgroup(&cgroup)
+        {
+            return Some(job);
+        }
         self.static_job.clone()
     }
 
@@ -117,9 +125,11 @@ pub fn job_from_cgroup(cgroup: &str) -> Option<String> {
         let path = line.rsplit(':').next().unwrap_or("");
         for part in path.split('/') {
             if let Some(id) = part.strip_prefix("job_")
-                && !id.is_empty() && id.bytes().all(|b| b.is_ascii_digit()) {
-                    return Some(id.to_string());
-                }
+                && !id.is_empty()
+                && id.bytes().all(|b| b.is_ascii_digit())
+            {
+                return Some(id.to_string());
+            }
         }
         if path.contains("kubepods") {
             for part in path.split('/') {
@@ -142,9 +152,14 @@ mod tests {
 
     #[test]
     fn slurm_and_kubernetes_cgroups_name_the_job() {
-        assert_eq!(job_from_cgroup("0::/system.slice/slurmstepd.scope/job_81234/step_0/user/task_0\n"), Some("81234".into()));
         assert_eq!(
-            job_from_cgroup("0::/kubepods.slice/kubepods-burstable.slice/kubepods-burstable-pod3f1c2a9e_1b2c_4d5e_8f90_0123456789ab.slice/cri-containerd-abc.scope\n"),
+            job_from_cgroup("0::/system.slice/slurmstepd.scope/job_81234/step_0/user/task_0\n"),
+            Some("81234".into())
+        );
+        assert_eq!(
+            job_from_cgroup(
+                "0::/kubepods.slice/kubepods-burstable.slice/kubepods-burstable-pod3f1c2a9e_1b2c_4d5e_8f90_0123456789ab.slice/cri-containerd-abc.scope\n"
+            ),
             Some("pod-3f1c2a9e-1b2c-4d5e-8f90-0123456789ab".into())
         );
         assert_eq!(

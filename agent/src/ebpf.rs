@@ -1,9 +1,9 @@
 //! eBPF source: NCCL calls, CUDA synchronize calls and process exec/exit from
 //! `strand-ebpf`, drained on a timer (no wake-up per event) on its own thread.
+//! Its parts (`nccl`, `cuda_sync`, `exec`, `exit`, `proc_scan`) are the
+//! tracer's, each up or down on its own (`docs/ebpf.md`, "Parts").
 
-use std::sync::Arc;
-use std::time::Duration;
-
+use anyhow::Context as _;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
@@ -11,10 +11,11 @@ use prometheus_client::registry::Registry;
 use strand_ebpf::{Output, Stats, Tracer, TracerConfig};
 use strand_schemas::{CudaSyncCall, NcclCall, ProcessEvent};
 
+use crate::config::Config;
 use crate::context::SourceContext;
 use crate::metrics::{ErrorLabels, SourceLabels};
-use crate::shutdown::Shutdown;
 use crate::sink::RowSink;
+use crate::source::{Report, Running, Source, StartContext, State};
 
 /// Prometheus view of the tracer's cumulative stats.
 #[derive(Clone, Default)]
@@ -31,8 +32,16 @@ impl EbpfMetrics {
         let m = Self::default();
         r.register("strand_ebpf_events", "Records read from the BPF ring buffers, by source", m.events.clone());
         r.register("strand_ebpf_lost_events", "Records lost because a ring buffer was full, by source", m.lost.clone());
-        r.register("strand_ebpf_problems", "Counted problems and skipped inputs of the tracer, by reason (docs/ebpf.md)", m.problems.clone());
-        r.register("strand_ebpf_library_files", "Library files (device+inode) with uprobes attached", m.library_files.clone());
+        r.register(
+            "strand_ebpf_problems",
+            "Counted problems and skipped inputs of the tracer, by reason (docs/ebpf.md)",
+            m.problems.clone(),
+        );
+        r.register(
+            "strand_ebpf_library_files",
+            "Library files (device+inode) with uprobes attached",
+            m.library_files.clone(),
+        );
         r.register("strand_ebpf_probes", "Uprobes attached", m.probes.clone());
         m
     }
@@ -51,7 +60,10 @@ impl EbpfMetrics {
             bump(self.lost.get_or_create(&l).clone(), st.lost);
         }
         for (reason, n) in &s.errors {
-            bump(self.problems.get_or_create(&ErrorLabels { source: "ebpf".into(), kind: (*reason).into() }).clone(), *n);
+            bump(
+                self.problems.get_or_create(&ErrorLabels { source: "ebpf".into(), kind: (*reason).into() }).clone(),
+                *n,
+            );
         }
         self.library_files.set(s.library_files as i64);
         self.probes.set(s.probes_attached as i64);
@@ -64,57 +76,108 @@ pub struct EbpfSinks {
     pub process: RowSink<ProcessEvent>,
 }
 
-/// Starts the tracer on its own thread, or says once why it cannot run and
-/// returns `None` (the other sources keep running).
-pub fn spawn(
-    ctx: Arc<SourceContext>,
-    poll: Duration,
-    sinks: EbpfSinks,
+const SOURCE: &str = "ebpf";
+const PARTS: &[&str] = &["nccl", "cuda_sync", "exec", "exit", "proc_scan"];
+
+/// The eBPF source (`strand-ebpf`): one part per program group, each up or
+/// down on its own.
+pub struct EbpfSource {
     metrics: EbpfMetrics,
-    shutdown: Shutdown,
-) -> Option<std::thread::JoinHandle<()>> {
-    let cap = strand_ebpf::capability();
-    if !cap.usable {
-        tracing::warn!("eBPF tracing unavailable ({}): no NCCL or CUDA synchronize calls; the other sources keep running", cap.reason);
-        return None;
+}
+
+impl EbpfSource {
+    pub fn new(registry: &mut Registry) -> Self {
+        Self { metrics: EbpfMetrics::register(registry) }
     }
-    for w in &cap.warnings {
-        tracing::info!("eBPF: {w}");
+}
+
+/// The tracer's settings from the agent's configuration.
+fn tracer_config(cfg: &Config, cluster: &str, node: &str) -> anyhow::Result<TracerConfig> {
+    let mut t = TracerConfig::new(cluster, node);
+    t.process_hooks = cfg.ebpf.hooks().map_err(anyhow::Error::msg)?;
+    Ok(t)
+}
+
+/// Every part down for the one reason the tracer could not start.
+fn all_down(why: &str) -> Vec<Report> {
+    PARTS
+        .iter()
+        .map(|p| Report::new(SOURCE, p, State::Down, format!("{why}: no NCCL or CUDA synchronize calls")))
+        .collect()
+}
+
+impl Source for EbpfSource {
+    fn name(&self) -> &'static str {
+        SOURCE
     }
-    let mut tracer = match Tracer::start(TracerConfig::new(ctx.cluster.clone(), ctx.node.clone())) {
-        Ok(t) => t,
-        Err(e) => {
-            tracing::warn!("eBPF tracer could not start ({e}): no NCCL or CUDA synchronize calls; the other sources keep running");
-            return None;
+
+    fn parts(&self) -> &'static [&'static str] {
+        PARTS
+    }
+
+    fn enabled(&self, cfg: &Config) -> (bool, &'static str) {
+        (cfg.ebpf.enabled, "ebpf.enabled")
+    }
+
+    fn check(&self, cfg: &Config) -> Vec<Report> {
+        let t = match tracer_config(cfg, &cfg.cluster, &cfg.node_name()) {
+            Ok(t) => t,
+            Err(e) => return all_down(&format!("{e:#}")),
+        };
+        match Tracer::check(&t) {
+            Ok(parts) => parts.iter().map(|p| Report::from((SOURCE, p))).collect(),
+            Err(e) => all_down(&e.to_string()),
         }
-    };
-    let spawned = std::thread::Builder::new().name("strand-ebpf".into()).spawn(move || {
-        let mut out = Output::default();
-        loop {
-            let stopping = shutdown.is_triggered();
-            if let Err(e) = tracer.poll(&mut out) {
-                tracing::warn!("eBPF poll: {e}");
+    }
+
+    fn start(self: Box<Self>, cx: &mut StartContext) -> anyhow::Result<Vec<Running>> {
+        let sinks = EbpfSinks {
+            nccl: cx.ebpf_nccl.take().context("the eBPF source starts once")?,
+            sync: cx.sinks.cuda_sync_calls.clone(),
+            process: cx.sinks.process_events.clone(),
+        };
+        let t = tracer_config(&cx.cfg, &cx.ctx.cluster, &cx.ctx.node)?;
+        let mut tracer = match Tracer::start(t) {
+            Ok(t) => t,
+            Err(e) => {
+                for r in all_down(&e.to_string()) {
+                    cx.health.report(r);
+                }
+                return Ok(Vec::new());
             }
-            deliver(&ctx, &sinks, &mut out);
-            metrics.update(&tracer.stats());
-            if stopping {
-                break;
+        };
+        for p in tracer.parts() {
+            cx.health.report(Report::from((SOURCE, p)));
+        }
+        let (ctx, metrics, health, shutdown, poll) =
+            (cx.ctx.clone(), self.metrics, cx.health.clone(), cx.shutdown.clone(), cx.cfg.ebpf.poll_interval);
+        let handle = std::thread::Builder::new().name("strand-ebpf".into()).spawn(move || {
+            let mut out = Output::default();
+            loop {
+                let stopping = shutdown.is_triggered();
+                if let Err(e) = tracer.poll(&mut out) {
+                    tracing::warn!("eBPF poll: {e}");
+                }
+                deliver(&ctx, &sinks, &mut out);
+                let stats = tracer.stats();
+                metrics.update(&stats);
+                for (part, n) in &stats.part_errors {
+                    health.errors_to(SOURCE, part, *n);
+                }
+                if stopping {
+                    break;
+                }
+                std::thread::sleep(poll);
             }
-            std::thread::sleep(poll);
-        }
-    });
-    match spawned {
-        Ok(h) => Some(h),
-        Err(e) => {
-            tracing::warn!("eBPF thread could not start: {e}");
-            None
-        }
+        })?;
+        Ok(vec![Running::Thread(handle)])
     }
 }
 
 /// Stamps job ids, notes GPU processes, hands the rows on.
 fn deliver(ctx: &SourceContext, sinks: &EbpfSinks, out: &mut Output) {
-    let mut pids: Vec<i32> = out.nccl_calls.iter().map(|r| r.pid).chain(out.cuda_sync_calls.iter().map(|r| r.pid)).collect();
+    let mut pids: Vec<i32> =
+        out.nccl_calls.iter().map(|r| r.pid).chain(out.cuda_sync_calls.iter().map(|r| r.pid)).collect();
     pids.sort_unstable();
     pids.dedup();
     ctx.note_gpu_pids(&pids);

@@ -19,6 +19,61 @@ fn parse_rate(s: &str) -> Option<f64> {
     s.split_whitespace().next()?.parse().ok()
 }
 
+const ROOT: &str = "/sys/class/infiniband";
+
+/// The InfiniBand source: one part, `counters`; off where the host has no
+/// InfiniBand device.
+pub struct InfinibandSource;
+
+fn ib_report() -> crate::source::Report {
+    use crate::source::{Report, State};
+    match std::fs::read_dir(ROOT) {
+        Ok(d) => Report::new("infiniband", "counters", State::Up, format!("{} device(s) under {ROOT}", d.count())),
+        Err(_) => Report::new("infiniband", "counters", State::Off, format!("no InfiniBand device ({ROOT} absent)")),
+    }
+}
+
+impl crate::source::Source for InfinibandSource {
+    fn name(&self) -> &'static str {
+        "infiniband"
+    }
+
+    fn parts(&self) -> &'static [&'static str] {
+        &["counters"]
+    }
+
+    fn enabled(&self, cfg: &crate::config::Config) -> (bool, &'static str) {
+        (cfg.nvml.infiniband, "nvml.infiniband")
+    }
+
+    fn check(&self, _cfg: &crate::config::Config) -> Vec<crate::source::Report> {
+        vec![ib_report()]
+    }
+
+    fn start(self: Box<Self>, cx: &mut crate::source::StartContext) -> anyhow::Result<Vec<crate::source::Running>> {
+        let report = ib_report();
+        let off = report.state == crate::source::State::Off;
+        cx.health.report(report);
+        if off {
+            return Ok(Vec::new());
+        }
+        let (sink, ctx, period, mut sd) =
+            (cx.sinks.nic_samples.clone(), cx.ctx.clone(), cx.cfg.nvml.period, cx.shutdown.clone());
+        let task = tokio::spawn(async move {
+            let mut tick = tokio::time::interval(period.max(std::time::Duration::from_secs(1)));
+            loop {
+                tokio::select! {
+                    _ = tick.tick() => {
+                        sink.send(sample(Path::new(ROOT), &ctx.cluster, &ctx.node, strand_schemas::clock::utc_now_ns()));
+                    }
+                    _ = sd.wait() => break,
+                }
+            }
+        });
+        Ok(vec![crate::source::Running::Task(task)])
+    }
+}
+
 /// Reads every port of every HCA under `root` (normally `/sys/class/infiniband`).
 /// Missing counters are null; an absent root gives no rows.
 pub fn sample(root: &Path, cluster: &Arc<str>, node: &Arc<str>, ts_ns: i64) -> Vec<NicSample> {
@@ -69,7 +124,9 @@ mod tests {
         std::fs::write(port.join("state"), "4: ACTIVE\n").unwrap();
         std::fs::write(port.join("rate"), "400 Gb/sec (4X NDR)\n").unwrap();
         std::fs::write(port.join("link_layer"), "InfiniBand\n").unwrap();
-        for (n, v) in [("symbol_error", "3"), ("link_downed", "1"), ("port_xmit_wait", "123456"), ("port_xmit_data", "1000")] {
+        for (n, v) in
+            [("symbol_error", "3"), ("link_downed", "1"), ("port_xmit_wait", "123456"), ("port_xmit_data", "1000")]
+        {
             std::fs::write(port.join("counters").join(n), format!("{v}\n")).unwrap();
         }
         let rows = sample(dir.path(), &Arc::from("c"), &Arc::from("n"), 5);

@@ -53,7 +53,11 @@ impl LiveMetrics {
             "GPU time by category of the one accounting (productive_compute, comm_transfer, sync_stall, hollow_busy, idle_*, …; they add up to the windows' length), from closed windows",
             m.seconds.clone(),
         );
-        r.register("strand_gpu_mfu_ratio", "MFU of the last closed window (needs model FLOPs from markers)", m.mfu.clone());
+        r.register(
+            "strand_gpu_mfu_ratio",
+            "MFU of the last closed window (needs model FLOPs from markers)",
+            m.mfu.clone(),
+        );
         r.register(
             "strand_gpu_tensor_estimate_ratio",
             "Tensor-pipe estimate of the last closed window (tensor active × SM clock / max): an estimate, not MFU",
@@ -65,7 +69,11 @@ impl LiveMetrics {
             "Rows the live windows could not use: late (window already closed), overflow (buffer bound), unattributed (no GPU)",
             m.unused_rows.clone(),
         );
-        r.register("strand_agent_nccl_calls_joined", "NCCL calls by outcome of the join with their CUPTI kernels", m.nccl_join.clone());
+        r.register(
+            "strand_agent_nccl_calls_joined",
+            "NCCL calls by outcome of the join with their CUPTI kernels",
+            m.nccl_join.clone(),
+        );
         m
     }
 }
@@ -88,7 +96,13 @@ fn bump(c: &Counter, to: u64) {
 }
 
 impl Live {
-    pub fn new(cfg: WindowConfig, reducer: Arc<strand_kernels::Reducer>, join_hold: Duration, node: &str, metrics: LiveMetrics) -> Result<Self, String> {
+    pub fn new(
+        cfg: WindowConfig,
+        reducer: Arc<strand_kernels::Reducer>,
+        join_hold: Duration,
+        node: &str,
+        metrics: LiveMetrics,
+    ) -> Result<Self, String> {
         Ok(Self {
             builder: Mutex::new(WindowBuilder::new(cfg, reducer).map_err(|e| e.to_string())?),
             joiner: Mutex::new(NcclJoiner::new(join_hold.as_nanos() as i64, 200_000)),
@@ -226,7 +240,12 @@ pub async fn run_join(live: Arc<Live>, mut rx: mpsc::Receiver<Vec<NcclCall>>, ou
 
 /// Closes windows once a second until `done` fires (all other writers have
 /// handed over their rows); then flushes every open window.
-pub async fn run_windows(live: Arc<Live>, windows: RowSink<Window>, steps: RowSink<Step>, done: tokio::sync::oneshot::Receiver<()>) {
+pub async fn run_windows(
+    live: Arc<Live>,
+    windows: RowSink<Window>,
+    steps: RowSink<Step>,
+    done: tokio::sync::oneshot::Receiver<()>,
+) {
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     tokio::pin!(done);
     loop {

@@ -15,6 +15,7 @@ mod procstat;
 mod run;
 mod shutdown;
 mod sink;
+mod source;
 mod spool;
 mod systemd;
 mod uploader;
@@ -42,7 +43,8 @@ struct Cli {
 enum Command {
     /// Run the agent (the default).
     Run,
-    /// Print which sources work on this host, and why not.
+    /// Print which parts of which sources run on this host, and why not
+    /// (by starting them and undoing it); fails when an enabled one cannot.
     Check,
     /// Run a command with the CUPTI injection library pointed at this agent.
     Wrap(WrapArgs),
@@ -132,10 +134,7 @@ fn main() -> ExitCode {
     };
     match cli.command {
         None | Some(Command::Run) => {}
-        Some(Command::Check) => {
-            check::print(&check::probe(&cfg));
-            return ExitCode::SUCCESS;
-        }
+        Some(Command::Check) => return check::report(&check::probe(&cfg)),
         // Execs the command; returns only when it could not be started.
         Some(Command::Wrap(w)) => {
             return match wrap::run(w, &cfg) {

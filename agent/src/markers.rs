@@ -9,15 +9,7 @@
 //! fail on the sender's side, and the Python client drops them). The Python
 //! client is `python/strand_markers.py`.
 //!
-//! Wiring (in `main.rs`):
-//!
-//! ```ignore
-//! mod markers;
-//! if cfg.markers.enabled {
-//!     let m = markers::MarkersMetrics::register(&mut registry);
-//!     tokio::spawn(markers::run(markers::socket_path(&cfg.data_dir, &cfg.markers.socket), ctx.clone(), steps_sink.clone(), m, shutdown.clone()));
-//! }
-//! ```
+//! The agent starts it as [`MarkersSource`] (one part, `socket`).
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
@@ -50,9 +42,67 @@ impl MarkersMetrics {
     pub fn register(registry: &mut Registry) -> Self {
         let m = Self::default();
         registry.register("strand_agent_markers_received", "Workload marker datagrams received", m.received.clone());
-        registry.register("strand_agent_markers_rejected", "Workload marker datagrams refused (malformed or unmatched)", m.rejected.clone());
+        registry.register(
+            "strand_agent_markers_rejected",
+            "Workload marker datagrams refused (malformed or unmatched)",
+            m.rejected.clone(),
+        );
         registry.register("strand_agent_markers_rows", "steps rows produced from workload markers", m.rows.clone());
         m
+    }
+}
+
+/// The markers source: one part, `socket`.
+pub struct MarkersSource {
+    metrics: MarkersMetrics,
+}
+
+impl MarkersSource {
+    pub fn new(registry: &mut Registry) -> Self {
+        Self { metrics: MarkersMetrics::register(registry) }
+    }
+}
+
+impl crate::source::Source for MarkersSource {
+    fn name(&self) -> &'static str {
+        "markers"
+    }
+
+    fn parts(&self) -> &'static [&'static str] {
+        &["socket"]
+    }
+
+    fn enabled(&self, cfg: &crate::config::Config) -> (bool, &'static str) {
+        (cfg.markers.enabled, "markers.enabled")
+    }
+
+    fn check(&self, cfg: &crate::config::Config) -> Vec<crate::source::Report> {
+        use crate::source::{Report, State};
+        let path = socket_path(&cfg.data_dir, &cfg.markers.socket);
+        let r = match std::fs::symlink_metadata(&path) {
+            Ok(m) if !std::os::unix::fs::FileTypeExt::is_socket(&m.file_type()) => {
+                Report::new("markers", "socket", State::Down, format!("{} exists and is not a socket", path.display()))
+            }
+            _ => Report::new("markers", "socket", State::Up, format!("would listen on {}", path.display())),
+        };
+        vec![r]
+    }
+
+    fn start(self: Box<Self>, cx: &mut crate::source::StartContext) -> anyhow::Result<Vec<crate::source::Running>> {
+        use crate::source::{Report, Running, State};
+        let path = socket_path(&cx.cfg.data_dir, &cx.cfg.markers.socket);
+        let sock = match bind(&path) {
+            Ok(s) => s,
+            Err(e) => {
+                let why = format!("{e:#}: steps are inferred from NCCL calls");
+                cx.health.report(Report::new("markers", "socket", State::Down, why));
+                return Ok(Vec::new());
+            }
+        };
+        cx.health.report(Report::new("markers", "socket", State::Up, format!("listening on {}", path.display())));
+        let task =
+            tokio::spawn(serve(sock, path, cx.ctx.clone(), cx.sinks.steps.clone(), self.metrics, cx.shutdown.clone()));
+        Ok(vec![Running::Task(task)])
     }
 }
 
@@ -70,7 +120,8 @@ pub fn bind(path: &Path) -> anyhow::Result<UnixDatagram> {
     }
     match std::fs::symlink_metadata(path) {
         Ok(m) if std::os::unix::fs::FileTypeExt::is_socket(&m.file_type()) => {
-            std::fs::remove_file(path).with_context(|| format!("markers: cannot remove the stale socket {}", path.display()))?;
+            std::fs::remove_file(path)
+                .with_context(|| format!("markers: cannot remove the stale socket {}", path.display()))?;
         }
         Ok(_) => anyhow::bail!("markers: {} exists and is not a socket; refusing to replace it", path.display()),
         Err(_) => {}
@@ -92,10 +143,31 @@ fn stamp(ctx: &SourceContext, m: &Marker) -> Stamp {
     }
 }
 
-/// Runs the markers source until shutdown.
-pub async fn run(path: PathBuf, ctx: Arc<SourceContext>, sink: RowSink<Step>, metrics: MarkersMetrics, mut shutdown: Shutdown) -> anyhow::Result<()> {
+/// Runs the markers source until shutdown: [`bind`], then [`serve`].
+#[cfg(test)]
+pub async fn run(
+    path: PathBuf,
+    ctx: Arc<SourceContext>,
+    sink: RowSink<Step>,
+    metrics: MarkersMetrics,
+    shutdown: Shutdown,
+) -> anyhow::Result<()> {
     let sock = bind(&path)?;
     tracing::info!("markers: listening on {}", path.display());
+    serve(sock, path, ctx, sink, metrics, shutdown).await;
+    Ok(())
+}
+
+/// Receives markers on a socket [`bind`] made at `path` until shutdown,
+/// then removes it.
+async fn serve(
+    sock: UnixDatagram,
+    path: PathBuf,
+    ctx: Arc<SourceContext>,
+    sink: RowSink<Step>,
+    metrics: MarkersMetrics,
+    mut shutdown: Shutdown,
+) {
     let mut tracker = MarkerTracker::default();
     let mut buf = vec![0u8; MAX_MESSAGE_BYTES + 1];
     loop {
@@ -127,7 +199,6 @@ pub async fn run(path: PathBuf, ctx: Arc<SourceContext>, sink: RowSink<Step>, me
     }
     drop(sock);
     let _ = std::fs::remove_file(&path);
-    Ok(())
 }
 
 #[cfg(test)]
@@ -160,7 +231,10 @@ mod tests {
         assert_eq!(rows.len(), 1);
         let r = &rows[0];
         assert_eq!((r.start_ns, r.end_ns, r.step, r.rank, r.gpu_index), (1000, 9000, Some(1), Some(3), Some(1)));
-        assert_eq!((r.model_flops, r.job_id.as_deref(), r.node.as_ref(), r.source.as_str()), (Some(2.5e15), Some("job-7"), "n1", "marker"));
+        assert_eq!(
+            (r.model_flops, r.job_id.as_deref(), r.node.as_ref(), r.source.as_str()),
+            (Some(2.5e15), Some("job-7"), "n1", "marker")
+        );
         // The two bad messages are counted, not fatal.
         while metrics.rejected.get() < 2 {
             tokio::time::sleep(std::time::Duration::from_millis(5)).await;
@@ -179,7 +253,10 @@ mod tests {
         let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
         let e = rt.block_on(async { bind(&path).map(|_| ()) }).unwrap_err().to_string();
         assert!(e.contains("exists and is not a socket"), "{e}");
-        assert_eq!(socket_path(Path::new("/var/lib/strand"), Path::new("markers.sock")), PathBuf::from("/var/lib/strand/markers.sock"));
+        assert_eq!(
+            socket_path(Path::new("/var/lib/strand"), Path::new("markers.sock")),
+            PathBuf::from("/var/lib/strand/markers.sock")
+        );
         assert_eq!(socket_path(Path::new("/x"), Path::new("/run/m.sock")), PathBuf::from("/run/m.sock"));
     }
 }

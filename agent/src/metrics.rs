@@ -63,18 +63,38 @@ pub struct GpuGauges {
 
 impl GpuGauges {
     fn register(&self, r: &mut Registry) {
-        r.register("strand_gpu_reported_utilization_ratio", "NVML utilization.gpu: share of time at least one kernel ran (0-1)", self.reported_utilization.clone());
-        r.register("strand_gpu_memory_utilization_ratio", "NVML utilization.memory (0-1)", self.memory_utilization.clone());
-        r.register("strand_gpu_sm_active_ratio", "GPM SM_UTIL: SM active (0-1, Hopper and newer)", self.sm_active.clone());
+        r.register(
+            "strand_gpu_reported_utilization_ratio",
+            "NVML utilization.gpu: share of time at least one kernel ran (0-1)",
+            self.reported_utilization.clone(),
+        );
+        r.register(
+            "strand_gpu_memory_utilization_ratio",
+            "NVML utilization.memory (0-1)",
+            self.memory_utilization.clone(),
+        );
+        r.register(
+            "strand_gpu_sm_active_ratio",
+            "GPM SM_UTIL: SM active (0-1, Hopper and newer)",
+            self.sm_active.clone(),
+        );
         r.register("strand_gpu_sm_occupancy_ratio", "GPM SM_OCCUPANCY (0-1)", self.sm_occupancy.clone());
-        r.register("strand_gpu_tensor_active_ratio", "GPM ANY_TENSOR_UTIL: tensor active (0-1)", self.tensor_active.clone());
+        r.register(
+            "strand_gpu_tensor_active_ratio",
+            "GPM ANY_TENSOR_UTIL: tensor active (0-1)",
+            self.tensor_active.clone(),
+        );
         r.register("strand_gpu_dram_active_ratio", "GPM DRAM_BW_UTIL: DRAM active (0-1)", self.dram_active.clone());
         r.register("strand_gpu_power_watts", "Power draw", self.power_watts.clone());
         r.register("strand_gpu_temperature_celsius", "GPU temperature", self.temperature_celsius.clone());
         r.register("strand_gpu_sm_clock_hertz", "Current SM clock", self.sm_clock_hertz.clone());
         r.register("strand_gpu_memory_used_bytes", "Device memory in use", self.memory_used_bytes.clone());
         r.register("strand_gpu_energy_joules_total", "Energy since driver load", self.energy_joules_total.clone());
-        r.register("strand_gpu_throttle_reasons", "NVML clock-event reasons bitmask; 0 = not throttled", self.throttle_reasons.clone());
+        r.register(
+            "strand_gpu_throttle_reasons",
+            "NVML clock-event reasons bitmask; 0 = not throttled",
+            self.throttle_reasons.clone(),
+        );
         r.register("strand_gpu_processes", "Processes holding a context on the GPU", self.processes.clone());
     }
 
@@ -124,13 +144,41 @@ impl AgentMetrics {
         r.register("strand_agent_samples", "Samples taken, by source", self.samples.clone());
         r.register("strand_agent_errors", "Errors, by source and kind", self.errors.clone());
         r.register("strand_agent_rows_written", "Rows written to Parquet batches, by table", self.rows_written.clone());
-        r.register("strand_agent_rows_dropped", "Rows dropped, by table and reason (backpressure, write_error, shutdown)", self.rows_dropped.clone());
-        r.register("strand_agent_batches_written", "Parquet batch files committed, by table", self.batches_written.clone());
-        r.register("strand_agent_bytes_written", "Bytes of Parquet batch files committed, by table", self.bytes_written.clone());
-        r.register("strand_agent_spool_evicted_files", "Batch files evicted because the data directory was over quota", self.spool_evicted_files.clone());
-        r.register("strand_agent_spool_evicted_bytes", "Bytes evicted because the data directory was over quota", self.spool_evicted_bytes.clone());
-        r.register("strand_agent_spool_evicted_rows", "Rows evicted because the data directory was over quota", self.spool_evicted_rows.clone());
-        r.register("strand_agent_spool_tmp_removed", "Incomplete batch files of a crash removed at start", self.spool_tmp_removed.clone());
+        r.register(
+            "strand_agent_rows_dropped",
+            "Rows dropped, by table and reason (backpressure, write_error, shutdown)",
+            self.rows_dropped.clone(),
+        );
+        r.register(
+            "strand_agent_batches_written",
+            "Parquet batch files committed, by table",
+            self.batches_written.clone(),
+        );
+        r.register(
+            "strand_agent_bytes_written",
+            "Bytes of Parquet batch files committed, by table",
+            self.bytes_written.clone(),
+        );
+        r.register(
+            "strand_agent_spool_evicted_files",
+            "Batch files evicted because the data directory was over quota",
+            self.spool_evicted_files.clone(),
+        );
+        r.register(
+            "strand_agent_spool_evicted_bytes",
+            "Bytes evicted because the data directory was over quota",
+            self.spool_evicted_bytes.clone(),
+        );
+        r.register(
+            "strand_agent_spool_evicted_rows",
+            "Rows evicted because the data directory was over quota",
+            self.spool_evicted_rows.clone(),
+        );
+        r.register(
+            "strand_agent_spool_tmp_removed",
+            "Incomplete batch files of a crash removed at start",
+            self.spool_tmp_removed.clone(),
+        );
         r.register("strand_agent_spool_bytes", "Bytes of batch files in the data directory", self.spool_bytes.clone());
         r.register("strand_agent_spool_files", "Batch files in the data directory", self.spool_files.clone());
         r.register("strand_agent_uploads", "Upload attempts to the collector, by outcome", self.uploads.clone());
@@ -157,7 +205,11 @@ pub fn render(registry: &Mutex<Registry>) -> String {
 }
 
 /// Serves `/metrics` (and `/healthz`) until shutdown.
-pub async fn serve(listener: std::net::TcpListener, registry: Arc<Mutex<Registry>>, mut shutdown: Shutdown) -> std::io::Result<()> {
+pub async fn serve(
+    listener: std::net::TcpListener,
+    registry: Arc<Mutex<Registry>>,
+    mut shutdown: Shutdown,
+) -> std::io::Result<()> {
     use axum::routing::get;
     let app = axum::Router::new()
         .route(
@@ -166,7 +218,10 @@ pub async fn serve(listener: std::net::TcpListener, registry: Arc<Mutex<Registry
                 let registry = registry.clone();
                 async move {
                     (
-                        [(axum::http::header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")],
+                        [(
+                            axum::http::header::CONTENT_TYPE,
+                            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+                        )],
                         render(&registry),
                     )
                 }

@@ -78,7 +78,13 @@ impl NcclJoiner {
             }
             let (Some(tid), Some(launch_ns)) = (k.launch_tid, k.launch_ns) else { continue };
             let v = self.kernels.entry((k.pid, tid)).or_default();
-            let l = Launch { launch_ns, start_ns: k.start_ns, end_ns: k.end_ns, gpu_index: k.gpu_index, gpu_uuid: k.gpu_uuid.clone() };
+            let l = Launch {
+                launch_ns,
+                start_ns: k.start_ns,
+                end_ns: k.end_ns,
+                gpu_index: k.gpu_index,
+                gpu_uuid: k.gpu_uuid.clone(),
+            };
             let at = v.partition_point(|x| x.launch_ns <= launch_ns);
             v.insert(at, l);
         }
@@ -117,9 +123,10 @@ impl NcclJoiner {
     pub fn push_calls(&mut self, rows: Vec<NcclCall>, now_ns: i64) {
         for c in rows {
             if c.op == "group_end"
-                && let Some(g) = c.group_id {
-                    self.group_ends.insert((c.pid, c.tid, g), (c.enter_ns, c.exit_ns));
-                }
+                && let Some(g) = c.group_id
+            {
+                self.group_ends.insert((c.pid, c.tid, g), (c.enter_ns, c.exit_ns));
+            }
             self.held.push_back((c, now_ns));
         }
     }
@@ -162,10 +169,11 @@ impl NcclJoiner {
 
     fn finish(&mut self, mut c: NcclCall) -> NcclCall {
         if c.gpu_index.is_none()
-            && let Some((i, u)) = self.pid_gpu.get(&c.pid) {
-                c.gpu_index = Some(*i);
-                c.gpu_uuid = Some(u.clone());
-            }
+            && let Some((i, u)) = self.pid_gpu.get(&c.pid)
+        {
+            c.gpu_index = Some(*i);
+            c.gpu_uuid = Some(u.clone());
+        }
         c
     }
 
@@ -252,7 +260,7 @@ mod tests {
                 kernel(7, 900, 950, 990, "ncclDevKernel_AllReduce_Sum_bf16_RING_LL"), // before the call
                 kernel(7, 1_100, 1_500, 2_500, "ncclDevKernel_AllReduce_Sum_bf16_RING_LL"),
                 kernel(8, 1_100, 1_600, 2_600, "ncclDevKernel_AllReduce_Sum_bf16_RING_LL"), // other thread
-                kernel(7, 1_150, 1_700, 1_800, "sm90_gemm"), // not NCCL
+                kernel(7, 1_150, 1_700, 1_800, "sm90_gemm"),                                // not NCCL
             ],
             20,
         );
@@ -266,7 +274,13 @@ mod tests {
     #[test]
     fn grouped_calls_get_the_kernels_of_their_group_end() {
         let mut j = NcclJoiner::new(5_000, 1000);
-        j.push_kernels(&[kernel(7, 5_050, 6_000, 9_000, "ncclDevKernel_Generic"), kernel(7, 5_060, 6_100, 9_500, "ncclDevKernel_Generic")], 0);
+        j.push_kernels(
+            &[
+                kernel(7, 5_050, 6_000, 9_000, "ncclDevKernel_Generic"),
+                kernel(7, 5_060, 6_100, 9_500, "ncclDevKernel_Generic"),
+            ],
+            0,
+        );
         j.push_calls(
             vec![
                 call("group_start", 7, 1_000, 1_010, Some(4)),

@@ -97,7 +97,14 @@ impl ProcSampler {
 
     /// Samples `pids` (the GPU processes); forgets processes no longer listed.
     /// The first period of a process only sets its baseline (no row).
-    pub fn sample(&mut self, pids: &[i32], cluster: &Arc<str>, node: &Arc<str>, ts_ns: i64, job_of: impl Fn(i32) -> Option<String>) -> Vec<ProcessSample> {
+    pub fn sample(
+        &mut self,
+        pids: &[i32],
+        cluster: &Arc<str>,
+        node: &Arc<str>,
+        ts_ns: i64,
+        job_of: impl Fn(i32) -> Option<String>,
+    ) -> Vec<ProcessSample> {
         self.procs.retain(|pid, _| pids.contains(pid));
         let mut out = Vec::new();
         for &pid in pids {
@@ -108,7 +115,9 @@ impl ProcSampler {
             };
             let comm = std::fs::read_to_string(dir.join("comm")).ok().map(|s| s.trim().to_string());
             let tids = list_tids(&dir);
-            let io = std::fs::read_to_string(dir.join("io")).ok().and_then(|s| read_u64_pair(&s, "read_bytes:", "write_bytes:"));
+            let io = std::fs::read_to_string(dir.join("io"))
+                .ok()
+                .and_then(|s| read_u64_pair(&s, "read_bytes:", "write_bytes:"));
             let proc_cpu_ns = proc_cpu_ticks(&stat).unwrap_or(0) * (1_000_000_000 / self.ticks_per_s);
 
             let is_new = !self.procs.contains_key(&pid);
@@ -141,9 +150,10 @@ impl ProcSampler {
                         break;
                     }
                     if let std::collections::hash_map::Entry::Vacant(v) = p.threads.entry(t)
-                        && let Some(c) = self.open_thread(t) {
-                            v.insert((c, Totals::default()));
-                        }
+                        && let Some(c) = self.open_thread(t)
+                    {
+                        v.insert((c, Totals::default()));
+                    }
                 }
                 for (c, last) in p.threads.values_mut() {
                     last.cpu_ns = c.clock.read().unwrap_or(last.cpu_ns);
@@ -201,6 +211,74 @@ fn list_tids(proc_dir: &Path) -> Vec<i32> {
     tids
 }
 
+/// The perf source: per-process CPU time, context switches and hardware
+/// counters of GPU processes. One part, `counters`.
+pub struct PerfSource;
+
+fn perf_report() -> crate::source::Report {
+    use crate::source::{Report, State};
+    match Builder::new(Software::TASK_CLOCK).observe_self().any_cpu().build() {
+        Ok(_) => {
+            let detail = match Builder::new(Hardware::INSTRUCTIONS).observe_self().any_cpu().build() {
+                Ok(_) => "software and hardware counters".to_string(),
+                Err(e) => format!("software counters only (hardware counters: {e})"),
+            };
+            Report::new("perf", "counters", State::Up, detail)
+        }
+        Err(e) => Report::new(
+            "perf",
+            "counters",
+            State::Down,
+            format!(
+                "cannot open a software counter ({e}; check kernel.perf_event_paranoid or CAP_PERFMON): \
+                 CPU time from /proc, counters null"
+            ),
+        ),
+    }
+}
+
+impl crate::source::Source for PerfSource {
+    fn name(&self) -> &'static str {
+        "perf"
+    }
+
+    fn parts(&self) -> &'static [&'static str] {
+        &["counters"]
+    }
+
+    fn enabled(&self, cfg: &crate::config::Config) -> (bool, &'static str) {
+        (cfg.perf.enabled, "perf.enabled")
+    }
+
+    fn check(&self, _cfg: &crate::config::Config) -> Vec<crate::source::Report> {
+        vec![perf_report()]
+    }
+
+    fn start(self: Box<Self>, cx: &mut crate::source::StartContext) -> anyhow::Result<Vec<crate::source::Running>> {
+        cx.health.report(perf_report());
+        let (sink, ctx, period, sd, m) = (
+            cx.sinks.process_samples.clone(),
+            cx.ctx.clone(),
+            cx.cfg.nvml.period,
+            cx.shutdown.clone(),
+            cx.metrics.clone(),
+        );
+        let h = std::thread::Builder::new().name("strand-perf".into()).spawn(move || {
+            let mut sampler = ProcSampler::new("/proc");
+            while !sd.is_triggered() {
+                let now = strand_schemas::clock::utc_now_ns();
+                let rows = sampler.sample(&ctx.gpu_pids(), &ctx.cluster, &ctx.node, now, |p| ctx.job_of(p));
+                m.samples
+                    .get_or_create(&crate::metrics::SourceLabels { source: "perf".into() })
+                    .inc_by(rows.len() as u64);
+                sink.send(rows);
+                std::thread::sleep(period);
+            }
+        })?;
+        Ok(vec![crate::source::Running::Thread(h)])
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -209,7 +287,10 @@ mod tests {
     fn stat_parsing_survives_odd_command_names() {
         let stat = "4242 (py (train) x) S 1 4242 4242 0 -1 4194560 100 0 0 0 1500 250 0 0 20 0 12 0 100 1000 10 18446744073709551615";
         assert_eq!(proc_cpu_ticks(stat), Some(1750));
-        assert_eq!(read_u64_pair("rchar: 5\nread_bytes: 4096\nwrite_bytes: 81920\n", "read_bytes:", "write_bytes:"), Some((4096, 81920)));
+        assert_eq!(
+            read_u64_pair("rchar: 5\nread_bytes: 4096\nwrite_bytes: 81920\n", "read_bytes:", "write_bytes:"),
+            Some((4096, 81920))
+        );
     }
 
     #[test]

@@ -16,9 +16,9 @@ use tokio::task::JoinHandle;
 use crate::config::Config;
 use crate::context::SourceContext;
 use crate::metrics::AgentMetrics;
-use crate::nvml;
 use crate::shutdown::{Shutdown, shutdown_pair};
 use crate::sink::RowSink;
+use crate::source::{Health, Running, StartContext};
 use crate::spool::Spool;
 use crate::writer::{self, BatchWriter, Observer, Rotation};
 
@@ -74,10 +74,9 @@ pub async fn run(cfg: Config, opts: RunOptions) -> anyhow::Result<()> {
     let metrics = AgentMetrics::default();
     let mut registry = Registry::default();
     metrics.register(&mut registry);
-    let cupti_metrics = crate::cupti::CuptiMetrics::register(&mut registry);
-    let ebpf_metrics = crate::ebpf::EbpfMetrics::register(&mut registry);
+    let health = Health::register(&mut registry);
+    let sources = crate::source::all(&mut registry);
     let live_metrics = crate::live::LiveMetrics::register(&mut registry);
-    let markers_metrics = crate::markers::MarkersMetrics::register(&mut registry);
     let (trigger, shutdown) = shutdown_pair();
     // The windows and steps writers stop last: the final windows are flushed
     // only after every other table's rows reached the live windows.
@@ -95,7 +94,8 @@ pub async fn run(cfg: Config, opts: RunOptions) -> anyhow::Result<()> {
         ..Default::default()
     };
     let live = Arc::new(
-        crate::live::Live::new(window_cfg, reducer, cfg.windows.nccl_join_hold, &node, live_metrics).map_err(anyhow::Error::msg)?,
+        crate::live::Live::new(window_cfg, reducer, cfg.windows.nccl_join_hold, &node, live_metrics)
+            .map_err(anyhow::Error::msg)?,
     );
 
     let (spool, recovery) = Spool::open(&cfg.data_dir, &cfg.cluster, &node, cfg.output.quota_bytes, metrics.clone())
@@ -119,14 +119,70 @@ pub async fn run(cfg: Config, opts: RunOptions) -> anyhow::Result<()> {
     }
     use crate::live::Live;
     let sinks = Sinks {
-        gpu_samples: start_writer(&spool, rotation, &metrics, |r: &GpuSample| r.ts_ns, observe(&live, Live::on_samples), &shutdown, w),
+        gpu_samples: start_writer(
+            &spool,
+            rotation,
+            &metrics,
+            |r: &GpuSample| r.ts_ns,
+            observe(&live, Live::on_samples),
+            &shutdown,
+            w,
+        ),
         gpu_events: start_writer(&spool, rotation, &metrics, |r: &GpuEvent| r.ts_ns, None, &shutdown, w),
-        kernel_events: start_writer(&spool, rotation, &metrics, |r: &KernelEvent| r.start_ns, observe(&live, Live::on_kernels), &shutdown, w),
-        nccl_calls: start_writer(&spool, rotation, &metrics, |r: &NcclCall| r.enter_ns, observe(&live, Live::on_nccl), &shutdown, w),
-        cuda_sync_calls: start_writer(&spool, rotation, &metrics, |r: &CudaSyncCall| r.enter_ns, observe(&live, Live::on_sync), &shutdown, w),
-        process_events: start_writer(&spool, rotation, &metrics, |r: &ProcessEvent| r.ts_ns, observe(&live, Live::on_process), &shutdown, w),
-        steps: start_writer(&spool, rotation, &metrics, |r: &Step| r.start_ns, observe(&live, Live::on_steps), &late_shutdown, &mut last_writers),
-        windows: start_writer(&spool, rotation, &metrics, |r: &Window| r.start_ns, None, &late_shutdown, &mut last_writers),
+        kernel_events: start_writer(
+            &spool,
+            rotation,
+            &metrics,
+            |r: &KernelEvent| r.start_ns,
+            observe(&live, Live::on_kernels),
+            &shutdown,
+            w,
+        ),
+        nccl_calls: start_writer(
+            &spool,
+            rotation,
+            &metrics,
+            |r: &NcclCall| r.enter_ns,
+            observe(&live, Live::on_nccl),
+            &shutdown,
+            w,
+        ),
+        cuda_sync_calls: start_writer(
+            &spool,
+            rotation,
+            &metrics,
+            |r: &CudaSyncCall| r.enter_ns,
+            observe(&live, Live::on_sync),
+            &shutdown,
+            w,
+        ),
+        process_events: start_writer(
+            &spool,
+            rotation,
+            &metrics,
+            |r: &ProcessEvent| r.ts_ns,
+            observe(&live, Live::on_process),
+            &shutdown,
+            w,
+        ),
+        steps: start_writer(
+            &spool,
+            rotation,
+            &metrics,
+            |r: &Step| r.start_ns,
+            observe(&live, Live::on_steps),
+            &late_shutdown,
+            &mut last_writers,
+        ),
+        windows: start_writer(
+            &spool,
+            rotation,
+            &metrics,
+            |r: &Window| r.start_ns,
+            None,
+            &late_shutdown,
+            &mut last_writers,
+        ),
         nic_samples: start_writer(&spool, rotation, &metrics, |r: &NicSample| r.ts_ns, None, &shutdown, w),
         process_samples: start_writer(&spool, rotation, &metrics, |r: &ProcessSample| r.ts_ns, None, &shutdown, w),
     };
@@ -134,19 +190,23 @@ pub async fn run(cfg: Config, opts: RunOptions) -> anyhow::Result<()> {
     let (ebpf_nccl, ebpf_nccl_rx) = RowSink::channel(SINK_CAPACITY, metrics.dropped(NcclCall::NAME, "backpressure"));
     let join_task = tokio::spawn(crate::live::run_join(live.clone(), ebpf_nccl_rx, sinks.nccl_calls.clone()));
     let (windows_done, windows_done_rx) = tokio::sync::oneshot::channel();
-    let windows_task = tokio::spawn(crate::live::run_windows(live.clone(), sinks.windows.clone(), sinks.steps.clone(), windows_done_rx));
+    let windows_task = tokio::spawn(crate::live::run_windows(
+        live.clone(),
+        sinks.windows.clone(),
+        sinks.steps.clone(),
+        windows_done_rx,
+    ));
 
     let registry = Arc::new(Mutex::new(registry));
     let mut tasks: Vec<JoinHandle<()>> = Vec::new();
     if !cfg.metrics.listen.is_empty() {
-        let addr: std::net::SocketAddr = cfg
-            .metrics
-            .listen
-            .parse()
-            .with_context(|| format!("metrics.listen {:?} is not an address like 127.0.0.1:9464", cfg.metrics.listen))?;
+        let addr: std::net::SocketAddr = cfg.metrics.listen.parse().with_context(|| {
+            format!("metrics.listen {:?} is not an address like 127.0.0.1:9464", cfg.metrics.listen)
+        })?;
         // Bind now so a taken port fails the start with a clear message.
-        let listener = std::net::TcpListener::bind(addr)
-            .with_context(|| format!("cannot listen on {addr} for /metrics (set metrics.listen, or --metrics-listen \"\" to disable)"))?;
+        let listener = std::net::TcpListener::bind(addr).with_context(|| {
+            format!("cannot listen on {addr} for /metrics (set metrics.listen, or --metrics-listen \"\" to disable)")
+        })?;
         listener.set_nonblocking(true)?;
         let (reg, sd) = (registry.clone(), shutdown.clone());
         tasks.push(tokio::spawn(async move {
@@ -157,136 +217,67 @@ pub async fn run(cfg: Config, opts: RunOptions) -> anyhow::Result<()> {
         tracing::info!("metrics on http://{addr}/metrics");
     }
 
-    // NVML (or its stand-ins).
-    let mut gpu_count = 0usize;
-    let layer: Option<Box<dyn nvml::layer::GpuLayer>> = if let Some(n) = opts.simulate_gpus {
-        Some(Box::new(nvml::recorded::RecordedLayer::synthetic(n)))
-    } else if let Some(path) = &opts.nvml_replay {
-        Some(Box::new(nvml::recorded::RecordedLayer::from_file(path).map_err(anyhow::Error::msg)?))
-    } else if !cfg.nvml.enabled {
-        tracing::info!("nvml: disabled in config");
-        None
-    } else {
-        match nvml::real::NvmlLayer::open() {
-            Ok(l) => Some(Box::new(l)),
-            Err(e) => {
-                tracing::warn!("{e}: GPU counters, GPM metrics and XID events are disabled; the other sources keep running");
-                None
+    // Every source starts the same way and reports its parts through `health`.
+    let mut cx = StartContext {
+        cfg: cfg.clone(),
+        opts,
+        ctx: ctx.clone(),
+        sinks: sinks.clone(),
+        ebpf_nccl: Some(ebpf_nccl),
+        metrics: metrics.clone(),
+        health: health.clone(),
+        shutdown: shutdown.clone(),
+        gpu_count: 0,
+    };
+    let mut threads = Vec::new();
+    for source in sources {
+        let (enabled, key) = source.enabled(&cfg);
+        // Simulated or replayed GPUs stand in for NVML whatever the config says.
+        let stand_in = source.name() == "nvml" && (cx.opts.simulate_gpus.is_some() || cx.opts.nvml_replay.is_some());
+        if !enabled && !stand_in {
+            for r in crate::source::off(source.as_ref(), key) {
+                health.report(r);
+            }
+            continue;
+        }
+        let name = source.name();
+        for running in source.start(&mut cx).with_context(|| format!("starting the {name} source"))? {
+            match running {
+                Running::Thread(t) => threads.push(t),
+                Running::Task(t) => tasks.push(t),
             }
         }
-    };
-    let mut nvml_thread = None;
-    if let Some(mut layer) = layer {
-        // Enumerate before readiness, so a broken driver shows at start.
-        let devices = layer.devices();
-        gpu_count = devices.len();
-        nvml_thread = Some(nvml::spawn(
-            layer,
-            devices,
-            cfg.nvml.period,
-            ctx.clone(),
-            nvml::NvmlSinks { samples: sinks.gpu_samples.clone(), events: sinks.gpu_events.clone() },
-            metrics.clone(),
-            shutdown.clone(),
-        )?);
     }
-
-    if cfg.cupti.enabled {
-        let socket = crate::cupti::socket_path(&cfg.cupti, &cfg.data_dir);
-        let (c, ctx, k, y, sd) = (cfg.cupti.clone(), ctx.clone(), sinks.kernel_events.clone(), sinks.cuda_sync_calls.clone(), shutdown.clone());
-        tasks.push(tokio::spawn(async move {
-            let shown = socket.display().to_string();
-            if let Err(e) = crate::cupti::serve(&c, socket, ctx, k, y, cupti_metrics, sd).await {
-                tracing::warn!("CUPTI receiver not started ({e:#}): no kernel timelines; the other sources keep running");
-            } else {
-                tracing::debug!("CUPTI receiver on {shown} stopped");
-            }
-        }));
-    }
-
-    let ebpf_thread = if cfg.ebpf.enabled {
-        crate::ebpf::spawn(
-            ctx.clone(),
-            cfg.ebpf.poll_interval,
-            crate::ebpf::EbpfSinks {
-                nccl: ebpf_nccl,
-                sync: sinks.cuda_sync_calls.clone(),
-                process: sinks.process_events.clone(),
-            },
-            ebpf_metrics,
-            shutdown.clone(),
-        )
-    } else {
-        tracing::info!("ebpf: disabled in config");
-        drop(ebpf_nccl);
-        None
-    };
-
-    if cfg.markers.enabled {
-        let path = crate::markers::socket_path(&cfg.data_dir, &cfg.markers.socket);
-        let (ctx, sink, sd) = (ctx.clone(), sinks.steps.clone(), shutdown.clone());
-        tasks.push(tokio::spawn(async move {
-            let shown = path.display().to_string();
-            if let Err(e) = crate::markers::run(path, ctx, sink, markers_metrics, sd).await {
-                tracing::warn!("workload markers not received ({e:#}); steps are inferred from NCCL calls");
-            } else {
-                tracing::debug!("markers socket {shown} closed");
-            }
-        }));
-    }
-
-    let mut perf_thread = None;
-    if cfg.perf.enabled {
-        let (sink, ctx, period, sd, m) = (sinks.process_samples.clone(), ctx.clone(), cfg.nvml.period, shutdown.clone(), metrics.clone());
-        perf_thread = Some(std::thread::Builder::new().name("strand-perf".into()).spawn(move || {
-            let mut sampler = crate::procstat::ProcSampler::new("/proc");
-            while !sd.is_triggered() {
-                let rows = sampler.sample(&ctx.gpu_pids(), &ctx.cluster, &ctx.node, clock::utc_now_ns(), |p| ctx.job_of(p));
-                m.samples.get_or_create(&crate::metrics::SourceLabels { source: "perf".into() }).inc_by(rows.len() as u64);
-                sink.send(rows);
-                std::thread::sleep(period);
-            }
-        })?);
-    }
-
-    if cfg.nvml.infiniband {
-        let root = PathBuf::from("/sys/class/infiniband");
-        if root.exists() {
-            let (sink, ctx, period, mut sd) = (sinks.nic_samples.clone(), ctx.clone(), cfg.nvml.period, shutdown.clone());
-            tasks.push(tokio::spawn(async move {
-                let mut tick = tokio::time::interval(period.max(Duration::from_secs(1)));
-                loop {
-                    tokio::select! {
-                        _ = tick.tick() => {
-                            sink.send(crate::infiniband::sample(&root, &ctx.cluster, &ctx.node, clock::utc_now_ns()));
-                        }
-                        _ = sd.wait() => break,
-                    }
-                }
-            }));
-        }
-    }
+    // Whatever a source did not take (eBPF off) must not hold the join open.
+    drop(cx.ebpf_nccl.take());
+    let gpu_count = cx.gpu_count;
+    drop(cx);
 
     let mut shipping = None;
     if let Some(url) = &cfg.collector.url {
-        let token_file = cfg.collector.token_file.as_ref().context("collector.token_file is required with collector.url")?;
+        let token_file =
+            cfg.collector.token_file.as_ref().context("collector.token_file is required with collector.url")?;
         let token = std::fs::read_to_string(token_file)
             .with_context(|| format!("cannot read collector.token_file {}", token_file.display()))?
             .trim()
             .to_string();
         anyhow::ensure!(!token.is_empty(), "collector.token_file {} is empty", token_file.display());
         let client = crate::uploader::client(cfg.collector.ca_file.as_deref())?;
-        let target = crate::uploader::Target { url: url.clone(), token, cluster: cfg.cluster.clone(), node: node.clone() };
-        tasks.push(tokio::spawn(crate::uploader::run(spool.clone(), client.clone(), target.clone(), metrics.clone(), shutdown.clone())));
+        let target =
+            crate::uploader::Target { url: url.clone(), token, cluster: cfg.cluster.clone(), node: node.clone() };
+        tasks.push(tokio::spawn(crate::uploader::run(
+            spool.clone(),
+            client.clone(),
+            target.clone(),
+            metrics.clone(),
+            shutdown.clone(),
+        )));
         shipping = Some((client, target));
         tracing::info!("shipping batches to {url}");
     }
 
     // systemd: ready, status and watchdog.
-    crate::systemd::notify(&format!(
-        "READY=1\nSTATUS=sampling {gpu_count} GPU(s); data in {}",
-        cfg.data_dir.display()
-    ));
+    crate::systemd::notify(&format!("READY=1\nSTATUS=sampling {gpu_count} GPU(s); data in {}", cfg.data_dir.display()));
     if let Some(every) = crate::systemd::watchdog_interval() {
         let mut sd = shutdown.clone();
         tasks.push(tokio::spawn(async move {
@@ -309,7 +300,7 @@ pub async fn run(cfg: Config, opts: RunOptions) -> anyhow::Result<()> {
     // Sources first, so their last rows reach the writers; then the writers.
     // Sources first, then the NCCL join, then the table writers (their
     // observers feed the live windows), then the last windows, then their writers.
-    for t in [nvml_thread, perf_thread, ebpf_thread].into_iter().flatten() {
+    for t in threads {
         let _ = tokio::task::spawn_blocking(move || t.join()).await;
     }
     for t in tasks {

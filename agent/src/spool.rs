@@ -70,8 +70,15 @@ fn sync_dir(dir: &Path) -> io::Result<()> {
 impl Spool {
     /// Opens (creating) the spool, removes temporary files of a crashed run
     /// and indexes the complete ones.
-    pub fn open(root: &Path, cluster: &str, node: &str, quota: u64, metrics: AgentMetrics) -> io::Result<(Self, Recovery)> {
-        fs::create_dir_all(root).map_err(|e| io::Error::new(e.kind(), format!("cannot create data directory {}: {e}", root.display())))?;
+    pub fn open(
+        root: &Path,
+        cluster: &str,
+        node: &str,
+        quota: u64,
+        metrics: AgentMetrics,
+    ) -> io::Result<(Self, Recovery)> {
+        fs::create_dir_all(root)
+            .map_err(|e| io::Error::new(e.kind(), format!("cannot create data directory {}: {e}", root.display())))?;
         let spool = Self {
             root: root.to_path_buf(),
             cluster: cluster.into(),
@@ -116,7 +123,13 @@ impl Spool {
         let date = date.strip_prefix("date=")?;
         strand_schemas::table_info(table)?;
         let bytes = fs::metadata(path).ok()?.len();
-        Some(Entry { path: path.to_path_buf(), table: table.to_string(), date: date.to_string(), batch_id: batch_id.to_string(), bytes })
+        Some(Entry {
+            path: path.to_path_buf(),
+            table: table.to_string(),
+            date: date.to_string(),
+            batch_id: batch_id.to_string(),
+            bytes,
+        })
     }
 
     /// Creates the temporary file of a new batch of `table` opened at `utc_ns`

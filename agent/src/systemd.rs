@@ -11,7 +11,8 @@ pub fn notify(state: &str) {
     let bytes = path.as_encoded_bytes();
     let result = if let Some(abstract_name) = bytes.strip_prefix(b"@") {
         use std::os::linux::net::SocketAddrExt;
-        std::os::unix::net::SocketAddr::from_abstract_name(abstract_name).and_then(|a| sock.send_to_addr(state.as_bytes(), &a))
+        std::os::unix::net::SocketAddr::from_abstract_name(abstract_name)
+            .and_then(|a| sock.send_to_addr(state.as_bytes(), &a))
     } else {
         sock.send_to(state.as_bytes(), &path)
     };
@@ -24,9 +25,10 @@ pub fn notify(state: &str) {
 pub fn watchdog_interval() -> Option<Duration> {
     let usec: u64 = std::env::var("WATCHDOG_USEC").ok()?.parse().ok()?;
     if let Ok(pid) = std::env::var("WATCHDOG_PID")
-        && pid.parse::<u32>().ok()? != std::process::id() {
-            return None;
-        }
+        && pid.parse::<u32>().ok()? != std::process::id()
+    {
+        return None;
+    }
     Some(Duration::from_micros(usec / 2))
 }
 

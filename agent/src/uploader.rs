@@ -106,7 +106,9 @@ pub fn client(ca_file: Option<&std::path::Path>) -> anyhow::Result<reqwest::Clie
         .user_agent(concat!("strand-agent/", env!("CARGO_PKG_VERSION")));
     if let Some(ca) = ca_file {
         let pem = std::fs::read(ca).with_context(|| format!("cannot read collector.ca_file {}", ca.display()))?;
-        for cert in reqwest::Certificate::from_pem_bundle(&pem).with_context(|| format!("{}: not a PEM certificate bundle", ca.display()))? {
+        for cert in reqwest::Certificate::from_pem_bundle(&pem)
+            .with_context(|| format!("{}: not a PEM certificate bundle", ca.display()))?
+        {
             b = b.add_root_certificate(cert);
         }
     }
@@ -136,11 +138,15 @@ pub async fn upload(client: &reqwest::Client, target: &Target, entry: &Entry) ->
     match resp {
         Ok(r) => {
             let status = r.status();
-            let retry_after = r.headers().get(reqwest::header::RETRY_AFTER).and_then(|v| v.to_str().ok()).map(str::to_string);
+            let retry_after =
+                r.headers().get(reqwest::header::RETRY_AFTER).and_then(|v| v.to_str().ok()).map(str::to_string);
             let text = r.text().await.unwrap_or_default();
             let outcome = classify(status, retry_after.as_deref(), &text);
             if matches!(status.as_u16(), 401 | 403) {
-                tracing::error!("collector refused this node's credentials ({status}: {}); batches are kept and retried", text.trim());
+                tracing::error!(
+                    "collector refused this node's credentials ({status}: {}); batches are kept and retried",
+                    text.trim()
+                );
             } else if let Outcome::Retry(_) = outcome {
                 tracing::warn!("collector answered {status} for {}: {}", entry.batch_id, text.trim());
             }
@@ -176,7 +182,13 @@ pub async fn drain(spool: &Spool, client: &reqwest::Client, target: &Target, met
 }
 
 /// Ships the spool until shutdown. Files left at shutdown are shipped at the next start.
-pub async fn run(spool: Arc<Spool>, client: reqwest::Client, target: Target, metrics: AgentMetrics, mut shutdown: Shutdown) {
+pub async fn run(
+    spool: Arc<Spool>,
+    client: reqwest::Client,
+    target: Target,
+    metrics: AgentMetrics,
+    mut shutdown: Shutdown,
+) {
     let mut backoff = Backoff::new(Duration::from_millis(500), Duration::from_secs(60));
     let count = |outcome: &str| metrics.uploads.get_or_create(&UploadLabels { outcome: outcome.into() }).inc();
     loop {
@@ -198,8 +210,15 @@ pub async fn run(spool: Arc<Spool>, client: reqwest::Client, target: Target, met
                 Outcome::Reject(why) => {
                     count("rejected");
                     match spool.quarantine(&entry) {
-                        Ok(to) => tracing::error!("collector refused batch {} for good ({why}); kept as {}", entry.batch_id, to.display()),
-                        Err(e) => tracing::error!("collector refused batch {} ({why}); cannot move it aside: {e}", entry.batch_id),
+                        Ok(to) => tracing::error!(
+                            "collector refused batch {} for good ({why}); kept as {}",
+                            entry.batch_id,
+                            to.display()
+                        ),
+                        Err(e) => tracing::error!(
+                            "collector refused batch {} ({why}); cannot move it aside: {e}",
+                            entry.batch_id
+                        ),
                     }
                 }
                 Outcome::Retry(after) => {
@@ -224,11 +243,21 @@ mod tests {
     fn responses_are_classified_as_the_protocol_says() {
         assert_eq!(classify(StatusCode::OK, None, ""), Outcome::Done);
         assert_eq!(classify(StatusCode::CREATED, None, ""), Outcome::Done);
-        assert_eq!(classify(StatusCode::TOO_MANY_REQUESTS, Some("7"), ""), Outcome::Retry(Some(Duration::from_secs(7))));
+        assert_eq!(
+            classify(StatusCode::TOO_MANY_REQUESTS, Some("7"), ""),
+            Outcome::Retry(Some(Duration::from_secs(7)))
+        );
         assert_eq!(classify(StatusCode::SERVICE_UNAVAILABLE, None, ""), Outcome::Retry(None));
         assert_eq!(classify(StatusCode::INTERNAL_SERVER_ERROR, None, ""), Outcome::Retry(None));
-        assert_eq!(classify(StatusCode::UNAUTHORIZED, None, ""), Outcome::Retry(None), "credentials get fixed; data is kept");
-        assert_eq!(classify(StatusCode::BAD_REQUEST, None, "bad parquet\n"), Outcome::Reject("400 Bad Request: bad parquet".into()));
+        assert_eq!(
+            classify(StatusCode::UNAUTHORIZED, None, ""),
+            Outcome::Retry(None),
+            "credentials get fixed; data is kept"
+        );
+        assert_eq!(
+            classify(StatusCode::BAD_REQUEST, None, "bad parquet\n"),
+            Outcome::Reject("400 Bad Request: bad parquet".into())
+        );
         assert!(matches!(classify(StatusCode::PAYLOAD_TOO_LARGE, None, ""), Outcome::Reject(_)));
     }
 

@@ -27,7 +27,11 @@ pub fn run(args: WrapArgs, cfg: &Config) -> anyhow::Result<ExitCode> {
     for note in &prepared.notes {
         eprintln!("strand-agent wrap: {note}");
     }
-    tracing::debug!("CUDA_INJECTION64_PATH={} STRAND_CUPTI_SOCKET={}", prepared.library.display(), prepared.socket.display());
+    tracing::debug!(
+        "CUDA_INJECTION64_PATH={} STRAND_CUPTI_SOCKET={}",
+        prepared.library.display(),
+        prepared.socket.display()
+    );
     let mut command = prepared.command;
     let err = command.exec();
     bail!("cannot run {:?}: {err}", args.command[0])
@@ -73,7 +77,10 @@ pub(crate) fn prepare(
     if !cfg.cupti.enabled {
         notes.push("cupti.enabled is false in the configuration, so no agent will listen; the library drops and counts its records".into());
     } else if !socket.exists() {
-        notes.push(format!("no agent is listening on {} yet; records are dropped and counted until one starts", socket.display()));
+        notes.push(format!(
+            "no agent is listening on {} yet; records are dropped and counted until one starts",
+            socket.display()
+        ));
     }
     let mut cmd = Command::new(program);
     cmd.args(rest).env("CUDA_INJECTION64_PATH", &library).env("STRAND_CUPTI_SOCKET", &socket);
@@ -81,7 +88,7 @@ pub(crate) fn prepare(
 }
 
 /// `$STRAND_INJECT_LIB`, else next to `strand-agent`, else the install locations.
-fn find_library(env: &dyn Fn(&str) -> Option<OsString>, exe_dir: Option<&Path>) -> anyhow::Result<PathBuf> {
+pub(crate) fn find_library(env: &dyn Fn(&str) -> Option<OsString>, exe_dir: Option<&Path>) -> anyhow::Result<PathBuf> {
     if let Some(p) = env("STRAND_INJECT_LIB").filter(|v| !v.is_empty()).map(PathBuf::from) {
         if !p.is_file() {
             bail!("STRAND_INJECT_LIB names {}, which is not a file", p.display());
@@ -119,7 +126,9 @@ mod tests {
     }
 
     fn envs(c: &Command) -> HashMap<String, String> {
-        c.get_envs().filter_map(|(k, v)| Some((k.to_string_lossy().into_owned(), v?.to_string_lossy().into_owned()))).collect()
+        c.get_envs()
+            .filter_map(|(k, v)| Some((k.to_string_lossy().into_owned(), v?.to_string_lossy().into_owned())))
+            .collect()
     }
 
     #[test]
@@ -156,17 +165,26 @@ mod tests {
         let cfg = Config { data_dir: dir.path().to_path_buf(), ..Config::default() };
         let cmd = vec![OsString::from("true")];
         let e = prepare(&cmd, &cfg, &env_of(&[]), Some(dir.path())).unwrap_err().to_string();
-        if !Path::new("/usr/lib/strand").join(LIBRARY).exists() && !Path::new("/usr/local/lib/strand").join(LIBRARY).exists() {
+        if !Path::new("/usr/lib/strand").join(LIBRARY).exists()
+            && !Path::new("/usr/local/lib/strand").join(LIBRARY).exists()
+        {
             assert!(e.contains("libstrand_inject.so not found") && e.contains("STRAND_INJECT_LIB"), "{e}");
         }
-        let e = prepare(&cmd, &cfg, &env_of(&[("STRAND_INJECT_LIB", "/nonexistent/lib.so")]), None).unwrap_err().to_string();
+        let e = prepare(&cmd, &cfg, &env_of(&[("STRAND_INJECT_LIB", "/nonexistent/lib.so")]), None)
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("/nonexistent/lib.so") && e.contains("not a file"), "{e}");
         let lib = dir.path().join(LIBRARY);
         std::fs::write(&lib, b"").unwrap();
         let lib_s = lib.display().to_string();
-        let e = prepare(&cmd, &cfg, &env_of(&[("STRAND_INJECT_LIB", &lib_s), ("CUDA_INJECTION64_PATH", "/opt/other/libinj.so")]), None)
-            .unwrap_err()
-            .to_string();
+        let e = prepare(
+            &cmd,
+            &cfg,
+            &env_of(&[("STRAND_INJECT_LIB", &lib_s), ("CUDA_INJECTION64_PATH", "/opt/other/libinj.so")]),
+            None,
+        )
+        .unwrap_err()
+        .to_string();
         assert!(e.contains("already set") && e.contains("/opt/other/libinj.so"), "{e}");
         let e = prepare(&[], &cfg, &env_of(&[("STRAND_INJECT_LIB", &lib_s)]), None).unwrap_err().to_string();
         assert!(e.contains("nothing to run"), "{e}");

@@ -13,35 +13,79 @@ fn agent() -> Command {
     c
 }
 
-const SOURCES: [&str; 7] = ["NVML", "GPM", "CUPTI injection", "eBPF", "perf events", "GPU reductions", "collector"];
+/// Every part `check` reports, by source.
+const PARTS: [(&str, &str); 13] = [
+    ("nvml", "counters"),
+    ("cupti", "receiver"),
+    ("cupti", "injection"),
+    ("ebpf", "nccl"),
+    ("ebpf", "cuda_sync"),
+    ("ebpf", "exec"),
+    ("ebpf", "exit"),
+    ("ebpf", "proc_scan"),
+    ("perf", "counters"),
+    ("markers", "socket"),
+    ("infiniband", "counters"),
+    ("kernels", "reductions"),
+    ("collector", "shipping"),
+];
 
 #[test]
-fn check_lists_every_source_with_a_status_and_a_reason() {
+fn check_lists_every_part_with_a_state_and_a_reason_and_fails_when_one_is_down() {
     let dir = tempfile::tempdir().unwrap();
     let out = agent().arg("check").arg("--data-dir").arg(dir.path()).output().unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "check failed: {}\n{}", stdout, String::from_utf8_lossy(&out.stderr));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stdout.ends_with('\n'), "the table ends with a newline: {stdout:?}");
     let lines: Vec<&str> = stdout.lines().collect();
-    assert!(lines[0].starts_with("SOURCE") && lines[0].contains("STATUS"), "no header: {stdout}");
-    for source in SOURCES {
+    assert!(
+        lines[0].starts_with("SOURCE") && lines[0].contains("PART") && lines[0].contains("STATUS"),
+        "no header: {stdout}"
+    );
+    let mut down = Vec::new();
+    for (source, part) in PARTS {
         let row = lines
             .iter()
-            .find(|l| l.starts_with(source) && l[source.len()..].starts_with(' '))
-            .unwrap_or_else(|| panic!("{source} is missing from `check`:\n{stdout}"));
-        let rest: Vec<&str> = row[source.len()..].split_whitespace().collect();
-        assert!(matches!(rest.first(), Some(&"ok") | Some(&"no")), "{source}: status is not ok/no: {row}");
-        assert!(rest.len() > 1, "{source}: no detail says why: {row}");
+            .map(|l| l.split_whitespace().collect::<Vec<_>>())
+            .find(|f| f.first() == Some(&source) && f.get(1) == Some(&part))
+            .unwrap_or_else(|| panic!("{source} {part} is missing from `check`:\n{stdout}"));
+        assert!(matches!(row[2], "up" | "down" | "off"), "{source} {part}: state is not up/down/off: {row:?}");
+        assert!(row.len() > 3, "{source} {part}: no detail says how or why: {row:?}");
+        if row[2] == "down" {
+            down.push(format!("{source} {part}"));
+        }
+    }
+    assert_eq!(lines.len(), PARTS.len() + 1, "{stdout}");
+    // Exit status: failure exactly when an enabled part is down, and stderr names them.
+    if down.is_empty() {
+        assert!(out.status.success(), "{stdout}{stderr}");
+    } else {
+        assert_eq!(out.status.code(), Some(1), "{stdout}{stderr}");
+        assert!(stderr.contains(&format!("cannot run: {}", down.join(", "))), "{stderr}");
     }
     // Where NVML cannot load (no driver: this machine, CI), the row says what that disables.
-    let nvml = lines.iter().find(|l| l.starts_with("NVML ")).unwrap();
-    if nvml.split_whitespace().nth(1) == Some("no") {
+    let nvml = lines.iter().find(|l| l.starts_with("nvml ")).unwrap();
+    if nvml.split_whitespace().nth(2) == Some("down") {
         assert!(nvml.contains("no GPU counters"), "NVML row does not say what is lost: {nvml}");
-        let gpm = lines.iter().find(|l| l.starts_with("GPM ")).unwrap();
-        assert!(gpm.contains("no"), "GPM cannot work without NVML: {gpm}");
     }
     // Standalone: no collector configured means the batches stay on the node.
     let collector = lines.iter().find(|l| l.starts_with("collector ")).unwrap();
     assert!(collector.contains("standalone"), "{collector}");
+}
+
+#[test]
+fn check_reports_a_source_the_config_turns_off_as_off() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("agent.toml");
+    std::fs::write(&config, "[nvml]\nenabled = false\n[ebpf]\nenabled = false\n").unwrap();
+    let out = agent().arg("check").arg("--config").arg(&config).arg("--data-dir").arg(dir.path()).output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let off: Vec<&str> = stdout.lines().filter(|l| l.split_whitespace().nth(2) == Some("off")).collect();
+    for (source, key) in [("nvml", "nvml.enabled"), ("ebpf", "ebpf.enabled")] {
+        let rows: Vec<&&str> = off.iter().filter(|l| l.starts_with(&format!("{source} "))).collect();
+        assert!(!rows.is_empty() && rows.iter().all(|l| l.contains(&format!("({key} = false)"))), "{stdout}");
+    }
+    assert_eq!(off.iter().filter(|l| l.starts_with("ebpf ")).count(), 5, "{stdout}");
 }
 
 #[test]
@@ -59,9 +103,8 @@ fn check_names_the_collector_it_would_ship_to_and_refuses_one_without_a_token() 
     std::fs::write(&config, format!("[collector]\nurl = \"{url}\"\ntoken_file = \"{}\"\n", token.display())).unwrap();
     let out = agent().arg("check").arg("--config").arg(&config).arg("--data-dir").arg(dir.path()).output().unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "{stdout}{}", String::from_utf8_lossy(&out.stderr));
     let collector = stdout.lines().find(|l| l.starts_with("collector ")).unwrap_or_default();
-    assert!(collector.contains(url), "{stdout}");
+    assert!(collector.contains(url) && collector.split_whitespace().nth(2) == Some("up"), "{stdout}");
 }
 
 #[test]
@@ -87,10 +130,7 @@ fn wrap_runs_the_workload_with_the_injection_library_and_keeps_its_exit_status()
 fn wrap_names_a_workload_it_cannot_start() {
     let dir = tempfile::tempdir().unwrap();
     let (mut cmd, _) = wrap_with_fake_library(dir.path());
-    let out = cmd
-        .args(["wrap", "--", "/nonexistent/train.py"])
-        .output()
-        .unwrap();
+    let out = cmd.args(["wrap", "--", "/nonexistent/train.py"]).output().unwrap();
     assert_eq!(out.status.code(), Some(127));
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("/nonexistent/train.py") && stderr.contains("No such file"), "{stderr}");

@@ -7,11 +7,19 @@
 //!    the tracer polling every `--poll-ms`; reports records/s read and lost,
 //!    and the CPU time `poll` took.
 //!
+//! 3. With `--real`: the cost per call on NVIDIA's real libnccl and
+//!    libcudart from their PyPI wheels (`ncclAllReduce` refusing an invalid
+//!    communicator, `cudaStreamSynchronize` without a driver), then exits.
+//!
 //! Needs root and a C compiler: `sudo cargo run --release -p strand-ebpf --example probe_bench`
 //! or `bench/ebpf-probes.sh`.
 
 #[path = "../tests/common/fakes.rs"]
 mod fakes;
+#[path = "../tests/common/real.rs"]
+mod real;
+#[path = "../tests/common/wheels.rs"]
+mod wheels;
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
@@ -66,9 +74,13 @@ fn main() {
     let ring = arg("--ring-mib", 4) as u32;
 
     let tmp = tempfile::tempdir().expect("tempdir");
-    let f = fakes::build_fakes(tmp.path(), 22803, "2.28.3", false);
     let release = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
     println!("kernel {} cpus {}", release.trim(), std::thread::available_parallelism().map_or(0, |n| n.get()));
+    if std::env::args().any(|a| a == "--real") {
+        real_costs(tmp.path(), calls);
+        return;
+    }
+    let f = fakes::build_fakes(tmp.path(), 22803, "2.28.3", false);
 
     // 1. Cost per call: the same loop without and with the probes.
     let bare: Vec<f64> = (0..3).map(|_| run_bench(&f, calls)).collect();
@@ -162,5 +174,77 @@ fn main() {
         if lost > 0 {
             break;
         }
+    }
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(|a, b| a.total_cmp(b));
+    v[v.len() / 2]
+}
+
+/// Per-call cost on the real libraries: a driver's `bench` loop, three runs
+/// bare and three with the tracer probing the wheel's library.
+fn real_costs(dir: &std::path::Path, calls: u64) {
+    use std::ffi::OsStr;
+    let n = calls.to_string();
+    let id: String = (0..128u32).map(|i| format!("{:02x}", (i * 37 + 11) as u8)).collect();
+    let mut cases: Vec<(String, std::path::PathBuf, Vec<std::ffi::OsString>)> = Vec::new();
+    for (package, version) in
+        [("nvidia-nccl-cu12", "2.16.2"), ("nvidia-nccl-cu13", "2.30.7"), ("nvidia-nccl-cu12", "2.32.3")]
+    {
+        if let Some(r) = real::nccl(package, version, dir) {
+            let args = vec![r.lib.clone().into(), id.clone().into(), "bench".into(), n.clone().into()];
+            cases.push((format!("ncclAllReduce, NCCL {version} ({package})"), r.driver, args));
+        }
+    }
+    for (package, version, file) in [
+        ("nvidia-cuda-runtime-cu12", "12.9.79", "libcudart.so.12"),
+        ("nvidia-cuda-runtime", "13.5.37", "libcudart.so.13"),
+    ] {
+        if let Some(r) = real::cudart(package, version, file, dir) {
+            let args = vec![r.lib.clone().into(), "bench".into(), n.clone().into()];
+            cases.push((format!("cudaStreamSynchronize, CUDA runtime {version}"), r.driver, args));
+        }
+    }
+    for (what, driver, args) in cases {
+        let args: Vec<&OsStr> = args.iter().map(|a| a.as_os_str()).collect();
+        let run = || real::bench_ns(&real::run_driver(&driver, &args));
+        let bare = median((0..3).map(|_| run()).collect());
+        let mut cfg = TracerConfig::new("bench", "bench");
+        cfg.extra_libraries = vec![std::path::PathBuf::from(args[0])];
+        // Room for every record of a run, so that the cost is that of a kept record.
+        (cfg.nccl_ring_bytes, cfg.cuda_ring_bytes) = (64 << 20, 64 << 20);
+        let mut tracer = Tracer::start(cfg).expect("tracer");
+        let mut out = Output::default();
+        // Poll while the loop runs, as the agent would, so that no record is lost.
+        let mut probed_runs = Vec::new();
+        for _ in 0..3 {
+            let stop = AtomicBool::new(false);
+            let ns = std::thread::scope(|sc| {
+                let h = sc.spawn(|| {
+                    let r = run();
+                    stop.store(true, Ordering::SeqCst);
+                    r
+                });
+                while !stop.load(Ordering::SeqCst) {
+                    tracer.poll(&mut out).expect("poll");
+                    out = Output::default();
+                    std::thread::sleep(Duration::from_millis(100));
+                }
+                h.join().expect("bench thread")
+            });
+            tracer.poll(&mut out).expect("poll");
+            out = Output::default();
+            probed_runs.push(ns);
+        }
+        let probed = median(probed_runs);
+        let s = tracer.stats();
+        println!(
+            "real: {what}: {calls} calls, median of 3: {bare:.0} ns bare, {probed:.0} ns probed, \
+             probe cost {:.2} us per call (records read {}, lost {})",
+            (probed - bare) / 1000.0,
+            s.nccl.events + s.cuda_sync.events,
+            s.nccl.lost + s.cuda_sync.lost
+        );
     }
 }

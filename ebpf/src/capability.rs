@@ -101,11 +101,14 @@ pub fn capability() -> Capability {
     }
 
     if !Path::new("/sys/bus/event_source/devices/uprobe/type").exists() {
-        missing.push("kernel without uprobes (no uprobe PMU, CONFIG_UPROBE_EVENTS)".to_string());
+        warnings.push(
+            "kernel without uprobes (no uprobe PMU, CONFIG_UPROBE_EVENTS): no NCCL or CUDA synchronize calls"
+                .to_string(),
+        );
     }
     if !Path::new(BTF_PATH).exists() {
         warnings.push(format!(
-            "no kernel BTF ({BTF_PATH}): process exec/exit events and unfinished calls are not reported"
+            "no kernel BTF ({BTF_PATH}): process exec/exit are not followed, and unfinished calls are not reported"
         ));
     }
     if let Err(e) = bpf_syscall_works() {

@@ -160,25 +160,23 @@ impl Elf {
         Ok(found)
     }
 
-    /// The text that follows the first `prefix` in `.rodata`, up to a NUL or
-    /// 64 bytes. Read in 1 MiB windows that overlap by the longest match.
-    pub fn rodata_string_after(&self, prefix: &[u8]) -> Result<Option<String>, ElfError> {
+    /// The text that follows the first `prefix` in `.rodata` that a digit
+    /// follows (a version number: NCCL 2.30+ also holds "NCCL version
+    /// information"), up to a NUL or 64 bytes. Read in 1 MiB windows that
+    /// overlap by the longest match.
+    pub fn rodata_version_after(&self, prefix: &[u8]) -> Result<Option<String>, ElfError> {
         const WINDOW: u64 = 1 << 20;
-        const TAIL: u64 = 64;
         let Some(rodata) = self.section_named(".rodata") else { return Ok(None) };
         let size = rodata.size.min(MAX_RODATA);
-        let overlap = prefix.len() as u64 + TAIL;
+        let overlap = prefix.len() as u64 + VERSION_TAIL as u64;
         let mut start = 0u64;
         let mut buf = vec![0u8; (WINDOW + overlap) as usize];
         while start < size {
             let len = (WINDOW + overlap).min(size - start) as usize;
             let at = rodata.offset.checked_add(start).ok_or(ElfError::Malformed(".rodata offset"))?;
             self.file.read_exact_at(&mut buf[..len], at)?;
-            let window = &buf[..len];
-            if let Some(at) = window.windows(prefix.len()).position(|w| w == prefix) {
-                let rest = &window[at + prefix.len()..];
-                let end = rest.iter().take(TAIL as usize).position(|&c| c == 0).unwrap_or(rest.len().min(64));
-                return Ok(Some(String::from_utf8_lossy(&rest[..end]).into_owned()));
+            if let Some(found) = version_after(&buf[..len], prefix) {
+                return Ok(Some(found));
             }
             start += WINDOW;
         }
@@ -186,9 +184,35 @@ impl Elf {
     }
 }
 
+/// Longest text [`Elf::rodata_version_after`] returns.
+const VERSION_TAIL: usize = 64;
+
+/// In `bytes`, the text after the first `prefix` that a digit follows.
+fn version_after(bytes: &[u8], prefix: &[u8]) -> Option<String> {
+    let mut from = 0;
+    while let Some(i) = bytes[from..].windows(prefix.len()).position(|w| w == prefix) {
+        let rest = &bytes[from + i + prefix.len()..];
+        if rest.first().is_some_and(u8::is_ascii_digit) {
+            let end = rest.iter().take(VERSION_TAIL).position(|&c| c == 0).unwrap_or(rest.len().min(VERSION_TAIL));
+            return Some(String::from_utf8_lossy(&rest[..end]).into_owned());
+        }
+        from += i + 1;
+    }
+    None
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_version_is_the_match_a_digit_follows() {
+        let rodata = b"Prints NCCL version information only.\0NCCL version 2.32.3+cuda12.9\0NCCL version 9";
+        assert_eq!(version_after(rodata, b"NCCL version "), Some("2.32.3+cuda12.9".to_string()));
+        assert_eq!(version_after(b"NCCL version information\0", b"NCCL version "), None);
+        assert_eq!(version_after(b"xNCCL version 2.16.2", b"NCCL version "), Some("2.16.2".to_string()));
+        assert_eq!(version_after(b"NCCL version ", b"NCCL version "), None);
+    }
 
     #[test]
     fn reads_own_test_binary_and_rejects_non_elf() {
@@ -237,7 +261,7 @@ mod tests {
                 std::fs::write(&path, &bad).expect("write");
                 if let Ok(elf) = Elf::open(&path) {
                     let _ = elf.function_offsets(&["getpid"]);
-                    let _ = elf.rodata_string_after(b"GNU C Library");
+                    let _ = elf.rodata_version_after(b"GNU C Library");
                 }
             }
         }

@@ -38,6 +38,10 @@ pub const SRC_CUDA_STATE: u32 = 4;
 pub const SRC_TRACKED: u32 = 5;
 pub const NR_COUNTERS: u32 = 6;
 
+// Slots of the `calls` map.
+pub const CALL_CUDA: u32 = 32;
+pub const NR_CALLS: u32 = 40;
+
 /// `cuda_sync_calls.api` of `enum cuda_api`.
 pub fn cuda_api_name(api: u32) -> Option<&'static str> {
     Some(match api {

@@ -1,5 +1,5 @@
 //! strand-ebpf: eBPF uprobes on NCCL and CUDA synchronize calls, and process
-//! exec/exit tracepoints (DESIGN §5.3; details in `docs/ebpf.md`).
+//! exec/exit in the kernel (DESIGN §5.3; details in `docs/ebpf.md`).
 //!
 //! # API
 //!
@@ -7,12 +7,14 @@
 //! use std::time::Duration;
 //! use strand_ebpf::{Output, Tracer, TracerConfig};
 //!
-//! let check = strand_ebpf::capability();           // for `strand-agent check`
-//! if !check.usable {
-//!     eprintln!("eBPF off: {}", check.reason);      // keep the other sources running
-//!     return Ok(());
+//! let cfg = TracerConfig::new("cluster-a", "node-7");
+//! for p in Tracer::check(&cfg)? {                   // for `strand-agent check`
+//!     println!("{} {:?} {}", p.part, p.state, p.detail);
 //! }
-//! let mut tracer = Tracer::start(TracerConfig::new("cluster-a", "node-7"))?;
+//! let mut tracer = Tracer::start(cfg)?;
+//! for p in tracer.parts() {                         // which parts run, and how
+//!     println!("{} {:?} {}", p.part, p.state, p.detail);
+//! }
 //! let mut out = Output::default();
 //! loop {
 //!     std::thread::sleep(Duration::from_millis(200));
@@ -24,33 +26,42 @@
 //! # Ok::<(), strand_ebpf::EbpfError>(())
 //! ```
 //!
-//! - [`capability`] says whether tracing can work here and names what is
-//!   missing (privileges, kernel features, `bpf()` refused).
-//! - [`Tracer::start`] loads the programs, attaches the exec/exit tracepoints,
-//!   scans `/proc` and probes every GPU library file (once per device+inode,
-//!   through `/proc/<pid>/root` for containers).
+//! - [`Tracer::start`] loads the programs, attaches the exec/exit hooks
+//!   (BTF raw tracepoints, else classic tracepoints, else none: see
+//!   [`ProcessHook`]), scans `/proc` and probes every GPU library file (once
+//!   per device+inode, through `/proc/<pid>/root` for containers). Each
+//!   [`Part`] runs on its own: one that cannot start is left off and
+//!   [`Tracer::parts`] says why and what takes its place. Start fails only
+//!   when BPF cannot be used at all ([`capability`] names what is missing:
+//!   privileges, kernel features, `bpf()` refused).
+//! - [`Tracer::check`] does the same loading and attaching for real, then
+//!   detaches: the truth for `strand-agent check`.
 //! - [`Tracer::poll`] drains the ring buffers without blocking, rescans
 //!   `/proc` every `rescan_period`, and appends finished rows. Call it every
 //!   100–250 ms. Rows leave `job_id`, `gpu_index`, `gpu_uuid` and the kernel
 //!   times `None` for the agent to fill. Times are UTC, converted from
 //!   CLOCK_MONOTONIC by [`strand_schemas::clock::MonoToUtc`] once per poll.
 //! - [`Tracer::stats`] gives cumulative events and losses per source, library
-//!   files, probes, and counted problems by reason (keys in `docs/ebpf.md`);
+//!   files, probes, entries per probed function, failures per part, and
+//!   counted problems by reason (keys in `docs/ebpf.md`);
 //!   [`Tracer::library_files`] lists the probed files with their NCCL version.
 //! - [`TracerConfig`]: cluster and node, ring-buffer sizes, `rescan_period`,
 //!   `extra_libraries`, `proc_root` (the host's `/proc`), `max_library_files`,
-//!   `process_tracking`. The agent needs the host PID namespace.
+//!   `process_hooks`. The agent needs the host PID namespace.
 //! - [`Tracer`] is `Send`; `poll` takes `&mut self`, so one thread drives it.
 //! - [`nccl`] holds NCCL's commHash algorithms per release, for checks.
 
 mod capability;
 mod elf;
 mod events;
+mod load;
 pub mod nccl;
+mod parts;
 mod procfs;
 mod tracer;
 
 pub use capability::{Capability, MIN_KERNEL, capability};
+pub use parts::{Part, PartState, PartStatus, ProcessHook};
 pub use tracer::{EbpfError, LibraryFile, Output, SourceStats, Stats, Tracer, TracerConfig};
 
 /// The skeleton that `build.rs` generates from `src/bpf/strand.bpf.c`.

@@ -8,16 +8,18 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use libbpf_rs::skel::{OpenSkel, Skel, SkelBuilder};
+use libbpf_rs::skel::Skel;
 use libbpf_rs::{Link, MapCore, MapFlags, RingBuffer, RingBufferBuilder, UprobeOpts};
 use strand_schemas::clock::MonoToUtc;
 use strand_schemas::{CudaSyncCall, NcclCall, ProcessEvent};
 use tracing::{debug, info, warn};
 
-use crate::capability::{self, BTF_PATH};
+use crate::capability;
 use crate::elf::Elf;
 use crate::events::*;
+use crate::load;
 use crate::nccl::{self, NcclVersion};
+use crate::parts::{Part, PartState, PartStatus, ProcessHook};
 use crate::procfs::{self, LibKind, LibSet};
 use crate::skel::{self, types};
 
@@ -40,9 +42,10 @@ pub struct TracerConfig {
     pub proc_root: PathBuf,
     /// Most library files probed at once (each costs ~40 uprobes).
     pub max_library_files: usize,
-    /// Report process exec/exit (`process_events`) and calls cut by a
-    /// thread's exit. Needs kernel BTF; off, only the uprobes run.
-    pub process_tracking: bool,
+    /// Kernel hooks that follow process exec and exit (`exec`/`exit` rows,
+    /// calls cut by a thread's exit), tried in this order for each of the
+    /// two. Empty: none, new processes are found by the `/proc` scan only.
+    pub process_hooks: Vec<ProcessHook>,
 }
 
 impl TracerConfig {
@@ -57,8 +60,20 @@ impl TracerConfig {
             extra_libraries: Vec::new(),
             proc_root: PathBuf::from("/proc"),
             max_library_files: 64,
-            process_tracking: true,
+            process_hooks: vec![ProcessHook::BtfTracepoint, ProcessHook::Tracepoint],
         }
+    }
+
+    fn validate(&self) -> Result<(), EbpfError> {
+        check_ring("nccl_ring_bytes", self.nccl_ring_bytes)?;
+        check_ring("cuda_ring_bytes", self.cuda_ring_bytes)?;
+        check_ring("proc_ring_bytes", self.proc_ring_bytes)?;
+        for (i, h) in self.process_hooks.iter().enumerate() {
+            if self.process_hooks[..i].contains(h) {
+                return Err(EbpfError::Config(format!("process_hooks lists {:?} twice", h.name())));
+            }
+        }
+        Ok(())
     }
 }
 
@@ -98,6 +113,12 @@ pub struct Stats {
     pub probes_attached: u64,
     /// Counted problems and skipped inputs, by reason (see `docs/ebpf.md`).
     pub errors: BTreeMap<&'static str, u64>,
+    /// Failures by part (`Part::name`): a part that did not start, library
+    /// files that could not be probed, `/proc` that could not be read.
+    pub part_errors: BTreeMap<&'static str, u64>,
+    /// Entries into each probed function (nested calls included), by name:
+    /// proof that a probe fires even for calls that make no row.
+    pub calls: BTreeMap<&'static str, u64>,
 }
 
 /// A probed library file (see [`Tracer::library_files`]).
@@ -232,6 +253,19 @@ struct CommInfo {
     nranks: Option<i32>,
 }
 
+/// Names of the `calls` map's slots (src/bpf/strand.h: CALL_CUDA, NR_CALLS).
+fn call_name(idx: u32) -> Option<&'static str> {
+    if idx >= CALL_CUDA {
+        return cuda_api_name(idx - CALL_CUDA);
+    }
+    PROBES.iter().find(|p| p.kind == LibKind::Nccl && nccl_op_of(p.symbol) == Some(idx)).map(|p| p.symbol)
+}
+
+/// `enum nccl_op` of an NCCL probe (the order of [`PROBES`], from 1).
+fn nccl_op_of(symbol: &str) -> Option<u32> {
+    PROBES.iter().filter(|p| p.kind == LibKind::Nccl).position(|p| p.symbol == symbol).map(|i| i as u32 + 1)
+}
+
 struct Rings {
     proc: RingBuffer<'static>,
     nccl: RingBuffer<'static>,
@@ -245,7 +279,11 @@ struct Rings {
 pub struct Tracer {
     // Fields drop in order: ring buffers and links before the BPF object.
     rings: Rings,
-    tracepoint_links: Vec<Link>,
+    /// Held only so that the exec/exit hooks stay attached.
+    _hook_links: Vec<Link>,
+    exit_hooked: bool,
+    parts: Vec<PartStatus>,
+    part_errors: BTreeMap<Part, u64>,
     libs: HashMap<FileKey, LibFile>,
     skel: skel::StrandSkel<'static>,
     sink: Arc<Mutex<Vec<Record>>>,
@@ -264,15 +302,6 @@ pub struct Tracer {
     to_report: Vec<i32>,
 }
 
-fn libbpf_log(level: libbpf_rs::PrintLevel, msg: String) {
-    let msg = msg.trim_end();
-    match level {
-        libbpf_rs::PrintLevel::Warn => warn!(target: "libbpf", "{msg}"),
-        libbpf_rs::PrintLevel::Info => debug!(target: "libbpf", "{msg}"),
-        libbpf_rs::PrintLevel::Debug => {}
-    }
-}
-
 fn check_ring(name: &str, bytes: u32) -> Result<(), EbpfError> {
     if bytes < 4096 || !bytes.is_power_of_two() {
         return Err(EbpfError::Config(format!("{name} = {bytes}: must be a power of two of at least 4096")));
@@ -281,13 +310,13 @@ fn check_ring(name: &str, bytes: u32) -> Result<(), EbpfError> {
 }
 
 impl Tracer {
-    /// Loads the programs, attaches the exec/exit tracepoints, scans `/proc`
-    /// and probes every GPU library file found. Fails with
-    /// [`EbpfError::Unavailable`] naming what is missing (privileges, kernel).
+    /// Loads the programs, attaches the exec/exit hooks, scans `/proc` and
+    /// probes every GPU library file found. A part that cannot run is left
+    /// off, with the reason in [`Tracer::parts`]; the tracer fails only when
+    /// BPF cannot be used at all ([`EbpfError::Unavailable`] names what is
+    /// missing: privileges, kernel) or the programs do not load.
     pub fn start(cfg: TracerConfig) -> Result<Tracer, EbpfError> {
-        check_ring("nccl_ring_bytes", cfg.nccl_ring_bytes)?;
-        check_ring("cuda_ring_bytes", cfg.cuda_ring_bytes)?;
-        check_ring("proc_ring_bytes", cfg.proc_ring_bytes)?;
+        cfg.validate()?;
         let cap = capability::capability();
         if !cap.usable {
             return Err(EbpfError::Unavailable(cap.reason));
@@ -295,39 +324,7 @@ impl Tracer {
         for w in &cap.warnings {
             warn!("ebpf: {w}");
         }
-        libbpf_rs::set_print(Some((libbpf_rs::PrintLevel::Info, libbpf_log)));
-
-        // The skeleton borrows its storage for as long as it lives: one small
-        // allocation per tracer, deliberately leaked.
-        let storage = Box::leak(Box::new(std::mem::MaybeUninit::uninit()));
-        let mut open = skel::StrandSkelBuilder::default().open(storage).map_err(EbpfError::Load)?;
-        open.maps.nccl_rb.set_max_entries(cfg.nccl_ring_bytes).map_err(EbpfError::Load)?;
-        open.maps.cuda_rb.set_max_entries(cfg.cuda_ring_bytes).map_err(EbpfError::Load)?;
-        open.maps.proc_rb.set_max_entries(cfg.proc_ring_bytes).map_err(EbpfError::Load)?;
-        // The agent's own calls (e.g. its GPU reductions) are not workload.
-        if let Some(rodata) = open.maps.rodata_data.as_deref_mut() {
-            rodata.ignore_tgid = std::process::id();
-        }
-        // The tracepoints read task_struct with CO-RE, which needs kernel BTF;
-        // without it the uprobes still work.
-        let btf = Path::new(BTF_PATH).exists();
-        let tracking = btf && cfg.process_tracking;
-        if !tracking {
-            open.progs.on_exec.set_autoload(false);
-            open.progs.on_exit.set_autoload(false);
-        }
-        let skel = open.load().map_err(EbpfError::Load)?;
-
-        let mut tracepoint_links = Vec::new();
-        if tracking {
-            for prog in [&skel.progs.on_exec, &skel.progs.on_exit] {
-                let link = prog.attach().map_err(|source| EbpfError::Attach {
-                    what: format!("tracepoint program {}", prog.name().to_string_lossy()),
-                    source,
-                })?;
-                tracepoint_links.push(link);
-            }
-        }
+        let loaded = load::load(&cfg)?;
 
         let sink: Arc<Mutex<Vec<Record>>> = Arc::default();
         let ring = |map: &libbpf_rs::MapMut<'_>| -> Result<RingBuffer<'static>, EbpfError> {
@@ -340,12 +337,18 @@ impl Tracer {
             .map_err(EbpfError::Load)?;
             b.build().map_err(EbpfError::Load)
         };
+        let skel = loaded.skel;
         let rings =
             Rings { proc: ring(&skel.maps.proc_rb)?, nccl: ring(&skel.maps.nccl_rb)?, cuda: ring(&skel.maps.cuda_rb)? };
 
+        let mut parts = loaded.parts;
+        parts.push(load::proc_scan_status(&cfg.proc_root, cfg.rescan_period));
         let mut tracer = Tracer {
             rings,
-            tracepoint_links,
+            _hook_links: loaded.hook_links,
+            exit_hooked: loaded.exit_hooked,
+            parts,
+            part_errors: BTreeMap::new(),
             libs: HashMap::new(),
             skel,
             sink,
@@ -361,8 +364,12 @@ impl Tracer {
             carry: Output::default(),
             to_report: Vec::new(),
         };
-        if !btf && tracer.cfg.process_tracking {
-            tracer.count("process_tracking_off_no_btf");
+        // Logged at debug only: the caller reports the parts (the agent logs each once).
+        for p in tracer.parts.clone() {
+            debug!("ebpf {}: {:?}: {}", p.part, p.state, p.detail);
+            if p.state == PartState::Down {
+                tracer.count_part(p.part);
+            }
         }
         for path in tracer.cfg.extra_libraries.clone() {
             tracer.attach_extra(&path)?;
@@ -371,19 +378,30 @@ impl Tracer {
         let mut out = Output::default();
         tracer.rescan(&mut out, true);
         tracer.carry = out;
-        info!(
-            "ebpf tracer started: {} library files, {} probes, process tracking {}",
-            tracer.libs.len(),
-            tracer.probes_attached,
-            if tracking {
-                "on"
-            } else if btf {
-                "off (config)"
-            } else {
-                "off (no kernel BTF)"
-            }
-        );
+        info!("ebpf tracer started: {} library files, {} probes", tracer.libs.len(), tracer.probes_attached);
         Ok(tracer)
+    }
+
+    /// What [`Tracer::start`] would run with `cfg`, found by doing it: loads
+    /// the programs, attaches the exec/exit hooks and a uprobe pair (to this
+    /// process only), lists `/proc`, then detaches and unloads everything.
+    /// For `strand-agent check`.
+    pub fn check(cfg: &TracerConfig) -> Result<Vec<PartStatus>, EbpfError> {
+        cfg.validate()?;
+        let cap = capability::capability();
+        if !cap.usable {
+            return Err(EbpfError::Unavailable(cap.reason));
+        }
+        let loaded = load::load(cfg)?;
+        let mut parts = loaded.parts.clone();
+        parts.push(load::proc_scan_status(&cfg.proc_root, cfg.rescan_period));
+        drop(loaded);
+        Ok(parts)
+    }
+
+    /// Every part, whether it runs, and how or why not.
+    pub fn parts(&self) -> &[PartStatus] {
+        &self.parts
     }
 }
 
@@ -400,10 +418,17 @@ impl Tracer {
 
         // Process records first: an exit drained here was written after every
         // call of its process, and those calls are then in the rings drained next.
-        let ring = |source_name| move |source| EbpfError::Ring { source_name, source };
-        self.rings.proc.consume().map_err(ring("process"))?;
-        self.rings.nccl.consume().map_err(ring("nccl"))?;
-        self.rings.cuda.consume().map_err(ring("cuda_sync"))?;
+        for (part, source_name) in [(Part::Exec, "process"), (Part::Nccl, "nccl"), (Part::CudaSync, "cuda_sync")] {
+            let rb = match part {
+                Part::Exec => &self.rings.proc,
+                Part::Nccl => &self.rings.nccl,
+                _ => &self.rings.cuda,
+            };
+            if let Err(source) = rb.consume() {
+                self.count_part(part);
+                return Err(EbpfError::Ring { source_name, source });
+            }
+        }
         let records = std::mem::take(&mut *self.sink.lock().unwrap_or_else(|e| e.into_inner()));
         let clock = MonoToUtc::measure();
 
@@ -458,6 +483,19 @@ impl Tracer {
                     .sum();
             }
         }
+        let mut calls = BTreeMap::new();
+        for idx in 0..NR_CALLS {
+            let Some(name) = call_name(idx) else { continue };
+            if let Ok(Some(per_cpu)) = self.skel.maps.calls.lookup_percpu(&idx.to_ne_bytes(), MapFlags::ANY) {
+                let n: u64 = per_cpu
+                    .iter()
+                    .filter_map(|v| v.get(..8).and_then(|b| b.try_into().ok()).map(u64::from_ne_bytes))
+                    .sum();
+                if n > 0 {
+                    calls.insert(name, n);
+                }
+            }
+        }
         let src = |events: u64, a: u32, b: u32| SourceStats { events, lost: lost[a as usize] + lost[b as usize] };
         Stats {
             nccl: src(self.events[0], SRC_NCCL, SRC_NCCL_STATE),
@@ -466,16 +504,17 @@ impl Tracer {
             library_files: self.libs.len() as u64,
             probes_attached: self.probes_attached,
             errors: self.errors.clone(),
+            part_errors: self.part_errors.iter().map(|(p, n)| (p.name(), *n)).collect(),
+            calls,
         }
-    }
-
-    /// Whether process exec/exit tracepoints are attached (they need kernel BTF).
-    pub fn process_tracking(&self) -> bool {
-        !self.tracepoint_links.is_empty()
     }
 
     fn count(&mut self, reason: &'static str) {
         *self.errors.entry(reason).or_default() += 1;
+    }
+
+    fn count_part(&mut self, part: Part) {
+        *self.part_errors.entry(part).or_default() += 1;
     }
 
     /// Logs a problem once per distinct text (bounded), then only counts it.
@@ -625,6 +664,7 @@ impl Tracer {
             Ok(p) => p,
             Err(e) => {
                 self.count("proc_unreadable");
+                self.count_part(Part::ProcScan);
                 self.warn_once(format!("cannot list {}: {e}", root.display()));
                 return;
             }
@@ -634,7 +674,7 @@ impl Tracer {
         }
         let alive: HashSet<i32> = pids.into_iter().collect();
         let gone: Vec<i32> = self.pids.keys().filter(|p| !alive.contains(p)).copied().collect();
-        let tracking = self.process_tracking();
+        let tracking = self.exit_hooked;
         for pid in gone {
             if let Some(st) = self.pids.get_mut(&pid)
                 && st.reported
@@ -794,7 +834,7 @@ impl Tracer {
             return None;
         };
         let version = if kind == LibKind::Nccl {
-            match elf.rodata_string_after(b"NCCL version ") {
+            match elf.rodata_version_after(b"NCCL version ") {
                 Ok(Some(s)) => NcclVersion::parse(&s),
                 _ => None,
             }
@@ -825,6 +865,7 @@ impl Tracer {
                     Ok(link) => links.push(link),
                     Err(e) => {
                         self.count("attach_failed");
+                        self.count_part(if kind == LibKind::Nccl { Part::Nccl } else { Part::CudaSync });
                         self.warn_once(format!("cannot attach {name} to {}: {e}", path.display()));
                     }
                 }
@@ -1089,6 +1130,39 @@ mod tests {
     #[test]
     fn tracer_is_send() {
         assert_send::<Tracer>();
+    }
+
+    #[test]
+    fn call_slots_name_every_probe() {
+        for p in PROBES {
+            let idx = match p.kind {
+                LibKind::Nccl => nccl_op_of(p.symbol).expect("numbered"),
+                _ => CALL_CUDA + (1..=6).find(|a| cuda_api_name(*a) == Some(p.symbol)).expect("a cuda_api"),
+            };
+            assert!(idx < NR_CALLS, "{}", p.symbol);
+            assert_eq!(call_name(idx), Some(p.symbol));
+        }
+        // The NCCL order of PROBES is the numbering of enum nccl_op: follow
+        // NCCL_PROBE(symbol, OP_NAME) in the program to OP_NAME = n in the header.
+        let (c, h) = (include_str!("bpf/strand.bpf.c"), include_str!("bpf/strand.h"));
+        for p in PROBES.iter().filter(|p| p.kind == LibKind::Nccl) {
+            let probe = format!("NCCL_PROBE({}, ", p.symbol);
+            let line = c.lines().find(|l| l.starts_with(&probe)).expect("a NCCL_PROBE line");
+            let name = line[probe.len()..].trim_end_matches(')');
+            let value = h
+                .lines()
+                .find_map(|l| l.trim().strip_prefix(&format!("{name} = ")))
+                .and_then(|v| v.trim_end_matches(',').parse::<u32>().ok());
+            assert_eq!(value, nccl_op_of(p.symbol), "{} is {name}", p.symbol);
+        }
+    }
+
+    #[test]
+    fn duplicate_hooks_are_refused() {
+        let mut cfg = TracerConfig::new("c", "n");
+        assert!(cfg.validate().is_ok());
+        cfg.process_hooks = vec![ProcessHook::Tracepoint, ProcessHook::Tracepoint];
+        assert!(matches!(cfg.validate(), Err(EbpfError::Config(m)) if m.contains("twice")));
     }
 
     #[test]

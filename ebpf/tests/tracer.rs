@@ -4,9 +4,16 @@
 //!
 //! They load BPF programs, so they need root (CI runs as root), and a C
 //! compiler (`cc`). Tests run one at a time: each starts its own tracer.
+//!
+//! The scenarios run three times: on the host as it is, and again (by
+//! `in_a_mount_namespace_*`, which run this binary again) in a private mount
+//! namespace where the test mounts tracefs, and in one where tracefs and
+//! debugfs are unmounted. So both kinds of host are covered on any machine.
 
 #[path = "common/fakes.rs"]
 mod fakes;
+#[path = "common/logged.rs"]
+mod logged;
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -15,12 +22,43 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use fakes::{App, Fakes, build_fakes};
+use logged::{Logged, check_time, dtype, redop};
 
-use strand_ebpf::{Output, Tracer, TracerConfig};
+use strand_ebpf::{Output, Part, PartState, ProcessHook, Tracer, TracerConfig};
 use strand_schemas::clock::MonoToUtc;
 use strand_schemas::{CudaSyncCall, NcclCall, ProcessEvent};
 
 static SERIAL: Mutex<()> = Mutex::new(());
+
+/// Set by `in_a_mount_namespace_*` for the scenarios it runs: `tracefs` or `none`.
+const MOUNTS_ENV: &str = "STRAND_TEST_MOUNTS";
+const TRACEFS_EVENTS: [&str; 2] = ["/sys/kernel/tracing/events", "/sys/kernel/debug/tracing/events"];
+
+fn tracefs_mounted() -> bool {
+    TRACEFS_EVENTS.iter().any(|p| std::path::Path::new(p).is_dir())
+}
+
+/// In a namespace run, checks that the mounts are what the run promised.
+fn check_mounts() {
+    match std::env::var(MOUNTS_ENV).as_deref() {
+        Ok("none") => assert!(!tracefs_mounted(), "tracefs is visible in the namespace without it"),
+        Ok("tracefs") => assert!(tracefs_mounted(), "tracefs is not mounted in the namespace with it"),
+        _ => {}
+    }
+}
+
+/// Every part is up, exec and exit by their BTF raw tracepoints (which do
+/// not need tracefs), whatever the mounts.
+fn assert_all_parts_up(tracer: &Tracer) {
+    for p in tracer.parts() {
+        assert_eq!(p.state, PartState::Up, "{p:?}");
+        if matches!(p.part, Part::Exec | Part::Exit) {
+            assert!(p.detail.starts_with("tp_btf/"), "{p:?}");
+        }
+    }
+    assert_eq!(tracer.parts().len(), Part::ALL.len());
+    assert!(tracer.stats().part_errors.is_empty(), "{:?}", tracer.stats());
+}
 
 fn require_root() {
     // SAFETY: geteuid has no preconditions.
@@ -32,74 +70,17 @@ fn require_root() {
     }
 }
 
-/// One logged call: `C key=value...` (NCCL) or `S key=value...` (CUDA sync).
-#[derive(Debug, Clone)]
-struct Logged {
-    kind: char,
-    kv: HashMap<String, String>,
-}
-
-impl Logged {
-    fn parse(lines: &[String]) -> Vec<Logged> {
-        lines
-            .iter()
-            .filter(|l| l.starts_with("C ") || l.starts_with("S "))
-            .map(|l| Logged {
-                kind: l.chars().next().unwrap_or(' '),
-                kv: l[2..]
-                    .split_whitespace()
-                    .filter_map(|f| f.split_once('='))
-                    .map(|(k, v)| (k.into(), v.into()))
-                    .collect(),
-            })
-            .collect()
-    }
-    fn s(&self, k: &str) -> &str {
-        self.kv.get(k).map(String::as_str).unwrap_or_else(|| panic!("no {k} in {self:?}"))
-    }
-    fn i(&self, k: &str) -> i64 {
-        self.s(k).parse().unwrap_or_else(|_| panic!("{k} not a number in {self:?}"))
-    }
-    fn opt_i(&self, k: &str) -> Option<i64> {
-        self.kv.contains_key(k).then(|| self.i(k))
-    }
-    fn ptr(&self, k: &str) -> u64 {
-        match self.s(k) {
-            "(nil)" => 0,
-            v => u64::from_str_radix(v.trim_start_matches("0x"), 16).unwrap_or_else(|_| panic!("{k} not hex")),
-        }
-    }
-}
-
-fn dtype(code: i64) -> (&'static str, i64) {
-    match code {
-        0 => ("int8", 1),
-        1 => ("uint8", 1),
-        2 => ("int32", 4),
-        3 => ("uint32", 4),
-        4 => ("int64", 8),
-        5 => ("uint64", 8),
-        6 => ("float16", 2),
-        7 => ("float32", 4),
-        8 => ("float64", 8),
-        9 => ("bfloat16", 2),
-        10 => ("float8e4m3", 1),
-        other => panic!("test uses no datatype {other}"),
-    }
-}
-
-fn redop(code: i64) -> String {
-    ["sum", "prod", "max", "min", "avg"][code as usize].to_string()
-}
-
 const CLUSTER: &str = "test-cluster";
 const NODE: &str = "test-node";
 
 fn start_tracer(extra: Vec<PathBuf>) -> Tracer {
+    check_mounts();
     let mut cfg = TracerConfig::new(CLUSTER, NODE);
     cfg.rescan_period = Duration::from_millis(200);
     cfg.extra_libraries = extra;
-    Tracer::start(cfg).unwrap_or_else(|e| panic!("tracer did not start: {e}"))
+    let tracer = Tracer::start(cfg).unwrap_or_else(|e| panic!("tracer did not start: {e}"));
+    assert_all_parts_up(&tracer);
+    tracer
 }
 
 /// Polls every 50 ms until `done(out)` or 20 s.
@@ -262,13 +243,6 @@ fn expected_nccl(f: &Fakes, pid: i32, logged: &[Logged]) -> Vec<NcclCall> {
         rows.push(row);
     }
     rows
-}
-
-/// Checks that a captured time lies inside the logged call.
-fn check_time(clock: &MonoToUtc, captured_utc: i64, t0: i64, t1: i64, what: &str) {
-    const SLACK: i64 = 5_000_000;
-    let mono = clock.to_monotonic(captured_utc);
-    assert!(mono >= t0 - SLACK && mono <= t1 + SLACK, "{what}: {mono} outside [{t0}, {t1}]");
 }
 
 /// Compares the NCCL rows of one process with its log, field by field.
@@ -553,10 +527,12 @@ fn a_full_ring_buffer_counts_every_lost_record() {
     let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let tmp = tempfile::tempdir().expect("tempdir");
     let f = build_fakes(tmp.path(), 22803, "2.28.3", false);
+    check_mounts();
     let mut cfg = TracerConfig::new(CLUSTER, NODE);
     cfg.nccl_ring_bytes = 4096; // about 28 records
     cfg.extra_libraries = vec![f.libdir.join("libnccl.so.2")];
     let mut tracer = Tracer::start(cfg).expect("tracer");
+    assert_all_parts_up(&tracer);
     assert!(tracer.stats().probes_attached > 0, "extra library probed without any process");
 
     const CALLS: u64 = 2000;
@@ -582,17 +558,20 @@ fn a_full_ring_buffer_counts_every_lost_record() {
 }
 
 #[test]
-fn uprobes_work_with_process_tracking_off() {
+fn uprobes_work_with_process_hooks_off() {
     require_root();
     let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    check_mounts();
     let tmp = tempfile::tempdir().expect("tempdir");
     let f = build_fakes(tmp.path(), 22803, "2.28.3", false);
-    // The configuration a kernel without BTF gets: no exec/exit tracepoints.
+    // No exec/exit hooks: what a host gets where none can attach.
     let mut cfg = TracerConfig::new(CLUSTER, NODE);
-    cfg.process_tracking = false;
+    cfg.process_hooks = Vec::new();
     cfg.extra_libraries = vec![f.libdir.join("libnccl.so.2")];
     let mut tracer = Tracer::start(cfg).expect("tracer");
-    assert!(!tracer.process_tracking());
+    let state = |part| tracer.parts().iter().find(|p| p.part == part).map(|p| p.state);
+    assert_eq!((state(Part::Exec), state(Part::Exit)), (Some(PartState::Off), Some(PartState::Off)));
+    assert_eq!((state(Part::Nccl), state(Part::CudaSync)), (Some(PartState::Up), Some(PartState::Up)));
     let mut app = App::spawn(&f, &[], &f.libdir, &["initall", "2"]);
     let pid = app.pid;
     app.go();
@@ -602,5 +581,130 @@ fn uprobes_work_with_process_tracking_off() {
     poll_until(&mut tracer, &mut out, "init-all rows", |o| o.nccl_calls.iter().filter(|r| r.pid == pid).count() >= 5);
     check_nccl(&f, pid, &log, &out.nccl_calls);
     let kinds: Vec<&str> = events_of(&out, pid).iter().map(|e| e.kind.as_str()).collect();
-    assert!(kinds.iter().all(|k| *k == "running"), "no exec/exit rows without tracepoints: {kinds:?}");
+    assert!(kinds.iter().all(|k| *k == "running"), "no exec/exit rows without hooks: {kinds:?}");
+}
+
+/// The classic tracepoints alone (as on a kernel whose tp_btf programs do
+/// not load): they follow exec/exit where tracefs is mounted; where it is
+/// not, exec and exit are down, say why, and the `/proc` scan finds the
+/// process so that every call is still captured.
+#[test]
+fn classic_tracepoints_need_tracefs_and_the_proc_scan_stands_in() {
+    require_root();
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    check_mounts();
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let f = build_fakes(tmp.path(), 22803, "2.28.3", false);
+    let mut cfg = TracerConfig::new(CLUSTER, NODE);
+    cfg.process_hooks = vec![ProcessHook::Tracepoint];
+    cfg.rescan_period = Duration::from_millis(200);
+    let mut tracer = Tracer::start(cfg).expect("tracer");
+    let part = |part| tracer.parts().iter().find(|p| p.part == part).cloned().expect("part");
+    let mounted = tracefs_mounted();
+    for p in [part(Part::Exec), part(Part::Exit)] {
+        if mounted {
+            assert_eq!(p.state, PartState::Up, "{p:?}");
+            assert!(p.detail.starts_with("tracepoint sched/"), "{p:?}");
+        } else {
+            assert_eq!(p.state, PartState::Down, "{p:?}");
+            assert!(p.detail.contains("tracefs is not mounted"), "the reason is named: {p:?}");
+        }
+    }
+    assert!(part(Part::Nccl).is_up() && part(Part::CudaSync).is_up() && part(Part::ProcScan).is_up());
+    let errors = tracer.stats().part_errors;
+    if mounted {
+        assert!(errors.is_empty(), "{errors:?}");
+    } else {
+        assert_eq!((errors.get("exec"), errors.get("exit")), (Some(&1), Some(&1)), "one error each, at start");
+    }
+
+    let ida = id_hex(4);
+    let mut app = App::spawn(&f, &[], &f.libdir, &["rank", &ida, "1", "2", "-", "0", "0", "0"]);
+    let pid = app.pid;
+    let mut out = Output::default();
+    // Its libraries are mapped now ("ready"): found by the exec hook, or by the next rescan.
+    let first = if mounted { "exec" } else { "running" };
+    poll_until(&mut tracer, &mut out, "the process found", |o| {
+        o.process_events.iter().any(|e| e.pid == pid && e.kind == first)
+    });
+    app.go();
+    let (log, status) = app.finish();
+    assert!(status.success());
+    let want = Logged::parse(&log).iter().filter(|l| l.kind == 'C').count();
+    poll_until(&mut tracer, &mut out, "every row", |o| {
+        o.nccl_calls.iter().filter(|r| r.pid == pid).count() >= want
+            && (!mounted || o.process_events.iter().any(|e| e.pid == pid && e.kind == "exit"))
+    });
+    check_nccl(&f, pid, &log, &out.nccl_calls);
+    check_cuda(pid, &log, &out.cuda_sync_calls);
+    let kinds: Vec<&str> = events_of(&out, pid).iter().map(|e| e.kind.as_str()).collect();
+    assert_eq!(kinds, if mounted { vec!["exec", "exit"] } else { vec!["running"] });
+}
+
+/// The scenarios above, run again by this binary in a private mount namespace.
+const SCENARIOS: [&str; 5] = [
+    "captures_every_call_of_known_processes",
+    "stripped_library_in_a_private_mount_is_found_after_exec",
+    "a_full_ring_buffer_counts_every_lost_record",
+    "uprobes_work_with_process_hooks_off",
+    "classic_tracepoints_need_tracefs_and_the_proc_scan_stands_in",
+];
+
+/// Runs [`SCENARIOS`] in a child of this test binary that first enters a
+/// private mount namespace (its mounts do not reach the host) and then
+/// mounts tracefs (`with_tracefs`) or unmounts tracefs and debugfs.
+fn run_in_mount_namespace(with_tracefs: bool) {
+    use std::os::unix::process::CommandExt;
+    require_root();
+    if std::env::var_os(MOUNTS_ENV).is_some() {
+        return; // already inside one
+    }
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let mut cmd = std::process::Command::new(std::env::current_exe().expect("test binary"));
+    cmd.args(["--exact", "--test-threads=1"]).args(SCENARIOS);
+    cmd.env(MOUNTS_ENV, if with_tracefs { "tracefs" } else { "none" });
+    // SAFETY: only system calls between fork and exec; no allocation.
+    unsafe {
+        cmd.pre_exec(move || {
+            let c = |s: &[u8]| s.as_ptr().cast::<libc::c_char>();
+            if libc::unshare(libc::CLONE_NEWNS) != 0
+                || libc::mount(
+                    std::ptr::null(),
+                    c(b"/\0"),
+                    std::ptr::null(),
+                    libc::MS_REC | libc::MS_PRIVATE,
+                    std::ptr::null(),
+                ) != 0
+            {
+                return Err(std::io::Error::last_os_error());
+            }
+            if with_tracefs {
+                if libc::mount(c(b"nodev\0"), c(b"/sys/kernel/tracing\0"), c(b"tracefs\0"), 0, std::ptr::null()) != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+            } else {
+                // Stacked mounts come off one at a time; EINVAL: nothing (more) mounted there.
+                for path in [&b"/sys/kernel/debug/tracing\0"[..], b"/sys/kernel/tracing\0", b"/sys/kernel/debug\0"] {
+                    while libc::umount2(c(path), libc::MNT_DETACH) == 0 {}
+                }
+            }
+            Ok(())
+        });
+    }
+    let out = cmd.output().expect("running the test binary again");
+    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(out.status.success(), "scenarios failed in the namespace:\n{text}");
+    for name in SCENARIOS {
+        assert!(text.contains(&format!("test {name} ... ok")), "{name} did not run:\n{text}");
+    }
+}
+
+#[test]
+fn in_a_mount_namespace_with_tracefs() {
+    run_in_mount_namespace(true);
+}
+
+#[test]
+fn in_a_mount_namespace_without_tracefs_or_debugfs() {
+    run_in_mount_namespace(false);
 }

@@ -18,8 +18,12 @@ use strand_inject::wire::{self, Activity, Connection, FrameBuilder, Header};
 struct Names;
 impl Resolve for Names {
     fn c_string(&self, ptr: u64) -> Option<&[u8]> {
-        const N: [&[u8]; 4] =
-            [b"_Z19sm90_xmma_gemm_bf16PKvS0_Pv", b"ncclDevKernel_AllReduce_Sum_bf16_RING_LL", b"elementwise_kernel", b"reduce_kernel"];
+        const N: [&[u8]; 4] = [
+            b"_Z19sm90_xmma_gemm_bf16PKvS0_Pv",
+            b"ncclDevKernel_AllReduce_Sum_bf16_RING_LL",
+            b"elementwise_kernel",
+            b"reduce_kernel",
+        ];
         Some(N[(ptr % 4) as usize])
     }
     fn api_name(&self, _: u8, _: u32) -> Option<Vec<u8>> {
@@ -131,18 +135,33 @@ fn main() {
         }
         (n, t.elapsed())
     });
-    let s = Sender::start(SenderConfig { queue_records: 1 << 22, ..SenderConfig::new(path.clone(), std::process::id(), 130001) }, None)
-        .unwrap();
+    let s = Sender::start(
+        SenderConfig { queue_records: 1 << 22, ..SenderConfig::new(path.clone(), std::process::id(), 130001) },
+        None,
+    )
+    .unwrap();
     let t = Instant::now();
     for (i, chunk) in acts.chunks(8192).enumerate() {
-        let names = if i == 0 { (1..=4u32).map(|id| (id, Names.c_string(id as u64 - 1).unwrap().into())).collect() } else { vec![] };
+        let names = if i == 0 {
+            (1..=4u32).map(|id| (id, Names.c_string(id as u64 - 1).unwrap().into())).collect()
+        } else {
+            vec![]
+        };
         s.submit(Batch { activities: chunk.to_vec(), names });
     }
     let submit = t.elapsed();
     let (n, elapsed) = rx.join().unwrap();
     let st = s.stats();
-    println!("submit (producer side, per 8192 batch):    {:.2} us per batch", submit.as_secs_f64() * 1e6 / (N as f64 / 8192.0));
-    println!("sender -> socket -> decode:                {} ({} delivered, {} dropped)", rate(n, elapsed), n, st.dropped_records);
+    println!(
+        "submit (producer side, per 8192 batch):    {:.2} us per batch",
+        submit.as_secs_f64() * 1e6 / (N as f64 / 8192.0)
+    );
+    println!(
+        "sender -> socket -> decode:                {} ({} delivered, {} dropped)",
+        rate(n, elapsed),
+        n,
+        st.dropped_records
+    );
     s.shutdown(Duration::from_secs(1));
     let _ = std::fs::remove_dir_all(&dir);
 }

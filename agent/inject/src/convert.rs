@@ -29,7 +29,11 @@ pub struct ConvertError {
 
 impl fmt::Display for ConvertError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "activity record of kind {} needs {} bytes but only {} remain in the buffer", self.kind, self.need, self.have)
+        write!(
+            f,
+            "activity record of kind {} needs {} bytes but only {} remain in the buffer",
+            self.kind, self.need, self.have
+        )
     }
 }
 
@@ -355,7 +359,16 @@ mod tests {
     }
 
     fn api(kind: u32, cbid: u32, corr: u32) -> Api {
-        Api { kind, cbid, start: 900_000, end: 950_000, process_id: 4000, thread_id: 4001, correlation_id: corr, return_value: 0 }
+        Api {
+            kind,
+            cbid,
+            start: 900_000,
+            end: 950_000,
+            process_id: 4000,
+            thread_id: 4001,
+            correlation_id: corr,
+            return_value: 0,
+        }
     }
 
     /// One buffer of every kind with `layout`'s structs, converted and checked

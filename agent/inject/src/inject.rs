@@ -198,9 +198,11 @@ fn start() -> Result<String, String> {
     }
     // SAFETY: only probes candidate library names with dlopen.
     if !unsafe { cudarc::cupti::sys::is_culib_present() } {
-        return Err("libcupti not found on the library path (cudarc's names: libcupti.so, libcupti.so.13, libcupti.so.12, …); \
+        return Err(
+            "libcupti not found on the library path (cudarc's names: libcupti.so, libcupti.so.13, libcupti.so.12, …); \
              set STRAND_CUPTI_LIB to its full path or add its directory to LD_LIBRARY_PATH"
-            .into());
+                .into(),
+        );
     }
     let cupti = Cupti::load()?;
     let mut version = 0u32;
@@ -213,7 +215,10 @@ fn start() -> Result<String, String> {
     // SAFETY: `monotonic_ns` is a valid callback for the process lifetime.
     cupti.check(unsafe { (cupti.register_timestamp)(monotonic_ns) }, "cuptiActivityRegisterTimestampCallback")?;
     // SAFETY: both callbacks are valid for the process lifetime.
-    cupti.check(unsafe { (cupti.register_callbacks)(buffer_requested, buffer_completed) }, "cuptiActivityRegisterCallbacks")?;
+    cupti.check(
+        unsafe { (cupti.register_callbacks)(buffer_requested, buffer_completed) },
+        "cuptiActivityRegisterCallbacks",
+    )?;
     // System thread ids (gettid) join eBPF's; without them API records would mislead.
     let system_tids = match cupti.set_thread_id_type {
         // SAFETY: plain call with an enum value.
@@ -239,7 +244,9 @@ fn start() -> Result<String, String> {
     }
 
     // SAFETY: plain enable calls with activity kind values.
-    if let Err(e) = cupti.check(unsafe { (cupti.enable)(kind::CONCURRENT_KERNEL) }, "cuptiActivityEnable(CONCURRENT_KERNEL)") {
+    if let Err(e) =
+        cupti.check(unsafe { (cupti.enable)(kind::CONCURRENT_KERNEL) }, "cuptiActivityEnable(CONCURRENT_KERNEL)")
+    {
         // Without kernel records there is nothing to do: stop the sender thread too.
         if let Some(a) = ACTIVE.get() {
             a.sender.shutdown(Duration::ZERO);
@@ -274,7 +281,12 @@ fn start() -> Result<String, String> {
         libc::atexit(at_exit);
         libc::pthread_atfork(None, None, Some(atfork_child));
     }
-    Ok(format!("CUPTI {version} (layouts of CUDA {}) from {}, {api}, sending to {}", layout.release, loaded_from(&cupti), socket.display()))
+    Ok(format!(
+        "CUPTI {version} (layouts of CUDA {}) from {}, {api}, sending to {}",
+        layout.release,
+        loaded_from(&cupti),
+        socket.display()
+    ))
 }
 
 /// Loads `path` first, so that cudarc's search by soname finds this copy.
@@ -286,7 +298,11 @@ fn preload(path: &std::path::Path) -> Result<(), String> {
     if h.is_null() {
         // SAFETY: dlerror returns a thread-local string or null.
         let why = unsafe { libc::dlerror() };
-        let why = if why.is_null() { "unknown".into() } else { unsafe { CStr::from_ptr(why) }.to_string_lossy().into_owned() };
+        let why = if why.is_null() {
+            "unknown".into()
+        } else {
+            unsafe { CStr::from_ptr(why) }.to_string_lossy().into_owned()
+        };
         return Err(format!("STRAND_CUPTI_LIB {}: {why}", path.display()));
     }
     Ok(())
@@ -333,7 +349,9 @@ fn enable_api_records(c: &Cupti) -> String {
         return "no API records (needs CUPTI 12.5+)".into();
     };
     let mut enabled = [0usize; 2];
-    for (i, (domain, enable)) in [(wire::domain::DRIVER as u32, drv), (wire::domain::RUNTIME as u32, rt)].into_iter().enumerate() {
+    for (i, (domain, enable)) in
+        [(wire::domain::DRIVER as u32, drv), (wire::domain::RUNTIME as u32, rt)].into_iter().enumerate()
+    {
         // Callback ids are small and dense; 4096 is well past the last one of CUDA 13.
         for cbid in 1..4096u32 {
             let mut p: *const c_char = std::ptr::null();
@@ -474,7 +492,11 @@ unsafe fn process(a: &Active, buffer: *mut u8, valid: usize) {
     a.sender.submit(Batch { activities: batch, names: conv.names.take_new() });
     a.sender.add_dropped(unreadable);
     if conv.names.overflow > 0 {
-        log_once(Level::Error, "names", format_args!("more than {} distinct names; later ones are sent without a name", wire::MAX_NAMES));
+        log_once(
+            Level::Error,
+            "names",
+            format_args!("more than {} distinct names; later ones are sent without a name", wire::MAX_NAMES),
+        );
     }
     drop(conv);
     let mut dropped = 0usize;

@@ -149,7 +149,7 @@ macro_rules! memcpy_struct {
 }
 
 memcpy_struct!(
-    /// `CUpti_ActivityMemcpy5` (CUDA 12.0–12.7).
+    /// `CUpti_ActivityMemcpy5` (CUDA 12.0–12.6).
     Memcpy5 { pad2: u32 }
 );
 memcpy_struct!(
@@ -202,7 +202,7 @@ memset_struct!(
     Memset5 { is_device_launched: u8, pad2: [u8; 3], source_graph_id: u32, pad3: u32, source_graph_node_id: u64 }
 );
 
-/// `CUpti_ActivitySynchronization` (CUDA 12.0–12.7).
+/// `CUpti_ActivitySynchronization` (CUDA 12.0–12.6).
 #[repr(C, align(8))]
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Synchronization {
@@ -534,27 +534,35 @@ pub const CUDA_12_0: Layout = Layout {
     device: device_fields!(Device4),
 };
 
-/// CUDA 12.2–12.7 (API versions 20–25).
-pub const CUDA_12_2: Layout = Layout { release: "12.2–12.7", device: device_fields!(Device5), ..CUDA_12_0 };
+/// CUDA 12.2–12.6 (API versions 20–24; there was no 12.7).
+pub const CUDA_12_2: Layout = Layout { release: "12.2–12.6", device: device_fields!(Device5), ..CUDA_12_0 };
 
 /// CUDA 12.8–12.9 (API versions 26–28).
-pub const CUDA_12_8: Layout =
-    Layout { release: "12.8–12.9", memcpy: memcpy_fields!(Memcpy6V12, "CUpti_ActivityMemcpy6"), sync: SYNC2, ..CUDA_12_2 };
+pub const CUDA_12_8: Layout = Layout {
+    release: "12.8–12.9",
+    memcpy: memcpy_fields!(Memcpy6V12, "CUpti_ActivityMemcpy6"),
+    sync: SYNC2,
+    ..CUDA_12_2
+};
 
-/// CUDA 13.0 (API versions 1300xx).
-pub const CUDA_13_0: Layout =
-    Layout { release: "13.0", kernel: kernel_fields!(Kernel10), memcpy: memcpy_fields!(Memcpy6, "CUpti_ActivityMemcpy6"), ..CUDA_12_8 };
+/// CUDA 13.0 (API versions 130000–130001).
+pub const CUDA_13_0: Layout = Layout {
+    release: "13.0",
+    kernel: kernel_fields!(Kernel10),
+    memcpy: memcpy_fields!(Memcpy6, "CUpti_ActivityMemcpy6"),
+    ..CUDA_12_8
+};
 
-/// CUDA 13.1 (API versions 1301xx).
+/// CUDA 13.1 (API versions 130100–130101).
 pub const CUDA_13_1: Layout = Layout { release: "13.1", kernel: kernel_fields!(Kernel11), ..CUDA_13_0 };
 
-/// CUDA 13.2 (API versions 1302xx).
+/// CUDA 13.2 (API versions 130200–130202).
 pub const CUDA_13_2: Layout = Layout { release: "13.2", device: device_fields!(Device6), ..CUDA_13_1 };
 
-/// CUDA 13.3 (API versions 1303xx).
+/// CUDA 13.3 (API versions 130300–130301).
 pub const CUDA_13_3: Layout = Layout { release: "13.3", kernel: kernel_fields!(Kernel12), ..CUDA_13_2 };
 
-/// CUDA 13.4 (API versions 1304xx).
+/// CUDA 13.4 (API versions 130400–130401).
 pub const CUDA_13_4: Layout = Layout {
     release: "13.4",
     kernel: kernel_fields!(Kernel13),
@@ -564,23 +572,28 @@ pub const CUDA_13_4: Layout = Layout {
 };
 
 /// Every supported layout, oldest first.
-pub const ALL: [&Layout; 8] = [&CUDA_12_0, &CUDA_12_2, &CUDA_12_8, &CUDA_13_0, &CUDA_13_1, &CUDA_13_2, &CUDA_13_3, &CUDA_13_4];
+pub const ALL: [&Layout; 8] =
+    [&CUDA_12_0, &CUDA_12_2, &CUDA_12_8, &CUDA_13_0, &CUDA_13_1, &CUDA_13_2, &CUDA_13_3, &CUDA_13_4];
 
 /// Which CUPTI releases this library reads, for error messages and docs.
-pub const SUPPORTED: &str = "CUDA 12.0–12.9 (CUPTI API versions 18–28) and 13.0–13.4 (130000–130499)";
+pub const SUPPORTED: &str = "CUDA 12.0–12.9 and 13.0–13.4 (CUPTI API versions 18, 20–24, 26–28, 130000–130001, \
+                             130100–130101, 130200–130202, 130300–130301, 130400–130401)";
 
 /// The layout for the CUPTI API version `cuptiGetVersion` returned, or
 /// `None` for a release whose record layouts this library does not know.
+/// Exactly the versions whose headers `tests/cupti_headers.rs` checks (every
+/// CUPTI wheel on PyPI of these releases): a patch release with a new API
+/// version is refused until its header is checked.
 pub fn for_version(api_version: u32) -> Option<&'static Layout> {
     match api_version {
-        18..=19 => Some(&CUDA_12_0),
-        20..=25 => Some(&CUDA_12_2),
-        26..=29 => Some(&CUDA_12_8),
-        130_000..=130_099 => Some(&CUDA_13_0),
-        130_100..=130_199 => Some(&CUDA_13_1),
-        130_200..=130_299 => Some(&CUDA_13_2),
-        130_300..=130_399 => Some(&CUDA_13_3),
-        130_400..=130_499 => Some(&CUDA_13_4),
+        18 => Some(&CUDA_12_0),
+        20..=24 => Some(&CUDA_12_2),
+        26..=28 => Some(&CUDA_12_8),
+        130_000..=130_001 => Some(&CUDA_13_0),
+        130_100..=130_101 => Some(&CUDA_13_1),
+        130_200..=130_202 => Some(&CUDA_13_2),
+        130_300..=130_301 => Some(&CUDA_13_3),
+        130_400..=130_401 => Some(&CUDA_13_4),
         _ => None,
     }
 }
@@ -633,7 +646,12 @@ mod tests {
     #[test]
     fn kernel_offsets_match_the_header() {
         for k in ALL.iter().map(|l| l.kernel) {
-            assert_eq!((k.start, k.end, k.device_id, k.context_id, k.stream_id), (16, 24, 40, 44, 48), "{}", k.struct_name);
+            assert_eq!(
+                (k.start, k.end, k.device_id, k.context_id, k.stream_id),
+                (16, 24, 40, 44, 48),
+                "{}",
+                k.struct_name
+            );
             assert_eq!((k.grid, k.block), ([52, 56, 60], [64, 68, 72]), "{}", k.struct_name);
             assert_eq!((k.correlation_id, k.name, k.need), (92, 104, 112), "{}", k.struct_name);
         }
@@ -651,7 +669,10 @@ mod tests {
         for l in ALL {
             let m = l.memcpy;
             assert_eq!((m.copy_kind, m.src_kind, m.dst_kind, m.flags, m.bytes), (4, 5, 6, 7, 8));
-            assert_eq!((m.start, m.end, m.device_id, m.context_id, m.stream_id, m.correlation_id), (16, 24, 32, 36, 40, 44));
+            assert_eq!(
+                (m.start, m.end, m.device_id, m.context_id, m.stream_id, m.correlation_id),
+                (16, 24, 32, 36, 40, 44)
+            );
             let s = l.memset;
             assert_eq!((s.value, s.bytes, s.start, s.end), (4, 8, 16, 24));
             assert_eq!((s.device_id, s.context_id, s.stream_id, s.correlation_id, s.memory_kind), (32, 36, 40, 44, 50));
@@ -668,7 +689,10 @@ mod tests {
             let d = l.device;
             assert_eq!((d.id, d.uuid, d.name), (112, 120, 136));
         }
-        assert_eq!((size_of::<Memcpy5>(), size_of::<Memcpy6V12>(), size_of::<Memcpy6>(), size_of::<Memcpy7>()), (88, 96, 96, 112));
+        assert_eq!(
+            (size_of::<Memcpy5>(), size_of::<Memcpy6V12>(), size_of::<Memcpy6>(), size_of::<Memcpy7>()),
+            (88, 96, 96, 112)
+        );
         assert_eq!((size_of::<Memset4>(), size_of::<Memset5>()), (88, 104));
         assert_eq!((size_of::<Synchronization>(), size_of::<Synchronization2>()), (40, 56));
         assert_eq!(offset_of!(Synchronization2, return_value), 48);
@@ -756,7 +780,12 @@ mod tests {
             stream_id = streamId,
             cuda_event_id = cudaEventId
         );
-        same!(Synchronization2, cu::CUpti_ActivitySynchronization2, cuda_event_sync_id = cudaEventSyncId, return_value = returnValue);
+        same!(
+            Synchronization2,
+            cu::CUpti_ActivitySynchronization2,
+            cuda_event_sync_id = cudaEventSyncId,
+            return_value = returnValue
+        );
         same!(
             Api,
             cu::CUpti_ActivityAPI,
@@ -790,7 +819,7 @@ mod tests {
             for_version(130401).map(|l| (l.kernel.struct_name, l.memset.struct_name)),
             Some(("CUpti_ActivityKernel13", "CUpti_ActivityMemset5"))
         );
-        for unsupported in [0, 14, 17, 30, 120000, 130500, 140001] {
+        for unsupported in [0, 14, 17, 19, 25, 29, 30, 120000, 130002, 130099, 130402, 130500, 140001] {
             assert!(for_version(unsupported).is_none(), "{unsupported}");
         }
     }

@@ -134,7 +134,9 @@ impl Sender {
             tick,
         });
         let s = shared.clone();
-        let thread = with_signals_blocked(|| std::thread::Builder::new().name("strand-inject".into()).spawn(move || Worker::new(s).run()))?;
+        let thread = with_signals_blocked(|| {
+            std::thread::Builder::new().name("strand-inject".into()).spawn(move || Worker::new(s).run())
+        })?;
         Ok(Sender { shared, thread: Mutex::new(Some(thread)) })
     }
 
@@ -408,11 +410,12 @@ impl Worker {
     /// Adds `a`, preceded by its name when this connection has not had it.
     fn add(&mut self, a: &Activity) -> bool {
         let id = a.name_id();
-        let name = if id != 0 && !self.sent.get(id as usize).copied().unwrap_or(false) && !self.frame_names.contains(&id) {
-            self.names.get(id as usize - 1).and_then(|n| n.as_deref())
-        } else {
-            None
-        };
+        let name =
+            if id != 0 && !self.sent.get(id as usize).copied().unwrap_or(false) && !self.frame_names.contains(&id) {
+                self.names.get(id as usize - 1).and_then(|n| n.as_deref())
+            } else {
+                None
+            };
         let name_len = name.map_or(0, |n| RECORD_OVERHEAD + 4 + n.len().min(crate::wire::MAX_NAME_LEN));
         if !self.frame.fits(name_len + a.encoded_len()) {
             return false;
@@ -488,7 +491,13 @@ mod tests {
     use std::os::fd::AsRawFd;
 
     fn kernel(corr: u32, name: u32) -> Activity {
-        Activity::Kernel(wire::Kernel { start: corr as u64, end: corr as u64 + 10, correlation_id: corr, name, ..Default::default() })
+        Activity::Kernel(wire::Kernel {
+            start: corr as u64,
+            end: corr as u64 + 10,
+            correlation_id: corr,
+            name,
+            ..Default::default()
+        })
     }
 
     fn cfg(dir: &std::path::Path) -> SenderConfig {
@@ -539,7 +548,11 @@ mod tests {
         for b in 0..50u32 {
             let acts: Vec<Activity> = (0..400).map(|i| kernel(b * 400 + i, 1 + (i % 3))).collect();
             sent.extend(acts.iter().copied());
-            let names = if b == 0 { vec![(1, b"k1"[..].into()), (2, b"k2"[..].into()), (3, vec![b'x'; 3000].into())] } else { vec![] };
+            let names = if b == 0 {
+                vec![(1, b"k1"[..].into()), (2, b"k2"[..].into()), (3, vec![b'x'; 3000].into())]
+            } else {
+                vec![]
+            };
             assert!(s.submit(Batch { activities: acts, names }));
         }
         let (got, conn, _) = receive(&listener, sent.len());

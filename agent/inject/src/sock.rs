@@ -19,7 +19,10 @@ fn address(path: &Path) -> io::Result<(libc::sockaddr_un, libc::socklen_t)> {
     addr.sun_family = libc::AF_UNIX as libc::sa_family_t;
     let bytes = path.as_os_str().as_bytes();
     if bytes.contains(&0) {
-        return Err(io::Error::new(io::ErrorKind::InvalidInput, format!("socket path {} contains a NUL byte", path.display())));
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("socket path {} contains a NUL byte", path.display()),
+        ));
     }
     if bytes.len() >= addr.sun_path.len() {
         return Err(io::Error::new(
@@ -41,7 +44,9 @@ fn address(path: &Path) -> io::Result<(libc::sockaddr_un, libc::socklen_t)> {
 
 fn socket() -> io::Result<OwnedFd> {
     // SAFETY: plain syscall; the returned fd is owned by us.
-    let fd = cvt(unsafe { libc::socket(libc::AF_UNIX, libc::SOCK_SEQPACKET | libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC, 0) })?;
+    let fd = cvt(unsafe {
+        libc::socket(libc::AF_UNIX, libc::SOCK_SEQPACKET | libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC, 0)
+    })?;
     // SAFETY: `fd` was just returned by socket() and is not owned elsewhere.
     Ok(unsafe { OwnedFd::from_raw_fd(fd) })
 }
@@ -70,7 +75,9 @@ pub fn listen(path: &Path, backlog: i32) -> io::Result<OwnedFd> {
 /// Accepts one pending connection (`WouldBlock` when none is pending).
 pub fn accept(listener: RawFd) -> io::Result<OwnedFd> {
     // SAFETY: null address pointers are allowed by accept4.
-    let fd = cvt(unsafe { libc::accept4(listener, std::ptr::null_mut(), std::ptr::null_mut(), libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC) })?;
+    let fd = cvt(unsafe {
+        libc::accept4(listener, std::ptr::null_mut(), std::ptr::null_mut(), libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC)
+    })?;
     // SAFETY: a fresh fd from accept4, owned by nobody else.
     Ok(unsafe { OwnedFd::from_raw_fd(fd) })
 }
@@ -129,7 +136,9 @@ pub fn peer_cred(fd: RawFd) -> io::Result<PeerCred> {
     let mut cred = libc::ucred { pid: 0, uid: 0, gid: 0 };
     let mut len = std::mem::size_of::<libc::ucred>() as libc::socklen_t;
     // SAFETY: `cred` and `len` are valid out-pointers of the sizes given.
-    cvt(unsafe { libc::getsockopt(fd, libc::SOL_SOCKET, libc::SO_PEERCRED, (&mut cred as *mut libc::ucred).cast(), &mut len) })?;
+    cvt(unsafe {
+        libc::getsockopt(fd, libc::SOL_SOCKET, libc::SO_PEERCRED, (&mut cred as *mut libc::ucred).cast(), &mut len)
+    })?;
     Ok(PeerCred { pid: cred.pid, uid: cred.uid, gid: cred.gid })
 }
 

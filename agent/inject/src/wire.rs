@@ -247,11 +247,16 @@ pub enum WireError {
 impl fmt::Display for WireError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            WireError::TooShort { len } => write!(f, "frame of {len} bytes is shorter than the {HEADER_LEN}-byte header"),
+            WireError::TooShort { len } => {
+                write!(f, "frame of {len} bytes is shorter than the {HEADER_LEN}-byte header")
+            }
             WireError::TooLong { len } => write!(f, "frame of {len} bytes exceeds the {MAX_FRAME}-byte limit"),
             WireError::BadMagic(m) => write!(f, "bad magic {m:02x?}, expected \"STRN\" (not a strand-inject client?)"),
             WireError::UnsupportedVersion(v) => {
-                write!(f, "wire version {v} is not supported (this agent reads version {VERSION}); upgrade the agent or the library")
+                write!(
+                    f,
+                    "wire version {v} is not supported (this agent reads version {VERSION}); upgrade the agent or the library"
+                )
             }
             WireError::BadHeaderLen { header_len, frame_len } => {
                 write!(f, "header_len {header_len} is below {HEADER_LEN} or beyond the {frame_len}-byte frame")
@@ -260,7 +265,10 @@ impl fmt::Display for WireError {
                 write!(f, "record at byte {at} needs {need} bytes but the frame has {have} left")
             }
             WireError::ShortPayload { at, tag, len, need } => {
-                write!(f, "record at byte {at} (tag {tag}) has a {len}-byte payload, shorter than the {need} bytes of its fields")
+                write!(
+                    f,
+                    "record at byte {at} (tag {tag}) has a {len}-byte payload, shorter than the {need} bytes of its fields"
+                )
             }
             WireError::CountMismatch { header, found } => {
                 write!(f, "header announces {header} records but the body holds {found}")
@@ -269,7 +277,10 @@ impl fmt::Display for WireError {
             WireError::NameTooLong { id, len } => write!(f, "name {id} is {len} bytes, longer than {MAX_NAME_LEN}"),
             WireError::NameRedefined { id } => write!(f, "name {id} redefined with different bytes"),
             WireError::TooManyNames { names, bytes } => {
-                write!(f, "connection defines more than {MAX_NAMES} names or {MAX_NAME_BYTES} name bytes ({names} names, {bytes} bytes)")
+                write!(
+                    f,
+                    "connection defines more than {MAX_NAMES} names or {MAX_NAME_BYTES} name bytes ({names} names, {bytes} bytes)"
+                )
             }
             WireError::PidChanged { from, to } => write!(f, "pid changed from {from} to {to} on one connection"),
             WireError::SeqWentBack { last, seq } => write!(f, "frame sequence went back from {last} to {seq}"),
@@ -678,7 +689,8 @@ impl Connection {
             return Err(WireError::SeqWentBack { last, seq: header.seq });
         }
         // Bounded by the frame: every record takes at least RECORD_OVERHEAD bytes.
-        let mut activities = Vec::with_capacity(header.record_count.min((frame.len() / RECORD_OVERHEAD) as u32) as usize);
+        let mut activities =
+            Vec::with_capacity(header.record_count.min((frame.len() / RECORD_OVERHEAD) as u32) as usize);
         let mut new_names: Vec<(u32, &[u8])> = Vec::new();
         let mut unknown_records = 0;
         let (mut names, mut bytes) = (self.names.len(), self.name_bytes);
@@ -814,18 +826,31 @@ mod tests {
         for a in acts {
             assert!(b.push(a));
         }
-        b.finish(Header { pid: 99, cupti_version: 24, seq, dropped: 5, cupti_dropped: 2, record_count: 0, flags: 0 }).to_vec()
+        b.finish(Header { pid: 99, cupti_version: 24, seq, dropped: 5, cupti_dropped: 2, record_count: 0, flags: 0 })
+            .to_vec()
     }
 
     #[test]
     fn every_record_kind_round_trips_with_its_names() {
         let acts = sample();
         let f = frame(&[(1, b"_Z6kernelPf"), (2, b"cudaLaunchKernel_v7000"), (3, b"NVIDIA H100")], &acts, 0);
-        assert_eq!(f.len(), HEADER_LEN + acts.iter().map(Activity::encoded_len).sum::<usize>() + 3 * RECORD_OVERHEAD + 12 + 11 + 22 + 11);
+        assert_eq!(
+            f.len(),
+            HEADER_LEN
+                + acts.iter().map(Activity::encoded_len).sum::<usize>()
+                + 3 * RECORD_OVERHEAD
+                + 12
+                + 11
+                + 22
+                + 11
+        );
         let mut c = Connection::new();
         let got = c.decode(&f).unwrap();
         assert_eq!(got.activities, acts);
-        assert_eq!(got.header, Header { pid: 99, cupti_version: 24, seq: 0, dropped: 5, cupti_dropped: 2, record_count: 10, flags: 0 });
+        assert_eq!(
+            got.header,
+            Header { pid: 99, cupti_version: 24, seq: 0, dropped: 5, cupti_dropped: 2, record_count: 10, flags: 0 }
+        );
         assert_eq!(c.name(1).map(|n| &**n), Some("_Z6kernelPf"));
         assert_eq!(c.name(2).map(|n| &**n), Some("cudaLaunchKernel_v7000"));
         assert_eq!(c.name(0), None);

@@ -17,8 +17,11 @@ fn library() -> PathBuf {
 /// `nm -D --defined-only`: (type, name) of each exported symbol.
 fn exported() -> Vec<(String, String)> {
     let lib = library();
-    let out =
-        Command::new("nm").args(["-D", "--defined-only"]).arg(&lib).output().expect("running nm (binutils, installed with the linker)");
+    let out = Command::new("nm")
+        .args(["-D", "--defined-only"])
+        .arg(&lib)
+        .output()
+        .expect("running nm (binutils, installed with the linker)");
     assert!(out.status.success(), "nm failed on {}: {}", lib.display(), String::from_utf8_lossy(&out.stderr));
     String::from_utf8(out.stdout)
         .unwrap()
@@ -35,7 +38,10 @@ fn exported() -> Vec<(String, String)> {
 #[test]
 fn only_initialize_injection_is_exported() {
     let syms = exported();
-    assert!(syms.iter().any(|(k, n)| k == "T" && n == "InitializeInjection"), "InitializeInjection is not exported: {syms:?}");
+    assert!(
+        syms.iter().any(|(k, n)| k == "T" && n == "InitializeInjection"),
+        "InitializeInjection is not exported: {syms:?}"
+    );
     let others: Vec<_> = syms.iter().filter(|(_, n)| n != "InitializeInjection" && !n.starts_with("strand_")).collect();
     assert!(others.is_empty(), "symbols that could clash with the host program: {others:?}");
 }

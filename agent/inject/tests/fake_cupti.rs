@@ -124,7 +124,7 @@ fn buffer_for(version: u32) -> SyntheticBuffer {
     };
     match layout::for_version(version).map(|l| l.release) {
         Some("12.0–12.1") => records!(Kernel9, Memcpy5, Memset4, Device4, sync1),
-        Some("12.2–12.7") => records!(Kernel9, Memcpy5, Memset4, Device5, sync1),
+        Some("12.2–12.6") => records!(Kernel9, Memcpy5, Memset4, Device5, sync1),
         Some("12.8–12.9") => records!(Kernel9, Memcpy6V12, Memset4, Device5, sync2),
         Some("13.0") => records!(Kernel10, Memcpy6, Memset4, Device5, sync2),
         Some("13.1") => records!(Kernel11, Memcpy6, Memset4, Device5, sync2),
@@ -240,7 +240,10 @@ fn fake_cupti(dir: &Path) -> PathBuf {
     let out = dir.join("libcupti.so");
     let cc = std::env::var("CC").unwrap_or_else(|_| "cc".into());
     let st = Command::new(&cc).args(["-shared", "-fPIC", "-O1", "-o"]).arg(&out).arg(&src).arg("-lpthread").status();
-    assert!(st.is_ok_and(|s| s.success()), "compiling the fake CUPTI with {cc} failed (a C compiler is needed, as for linking Rust)");
+    assert!(
+        st.is_ok_and(|s| s.success()),
+        "compiling the fake CUPTI with {cc} failed (a C compiler is needed, as for linking Rust)"
+    );
     out
 }
 
@@ -339,11 +342,20 @@ fn the_library_streams_every_record_kind_for_every_supported_cupti() {
         ] {
             pos(call);
         }
-        assert!(!log.contains("runtime-api:1 ") && !log.contains("driver-api:5 "), "untraced API functions stay off: {log}");
+        assert!(
+            !log.contains("runtime-api:1 ") && !log.contains("driver-api:5 "),
+            "untraced API functions stay off: {log}"
+        );
 
         // CUPTI's clock is CLOCK_MONOTONIC.
-        let clocks: Vec<u64> =
-            r.stdout().lines().find_map(|l| l.strip_prefix("CLOCKS: ")).unwrap().split(' ').map(|v| v.parse().unwrap()).collect();
+        let clocks: Vec<u64> = r
+            .stdout()
+            .lines()
+            .find_map(|l| l.strip_prefix("CLOCKS: "))
+            .unwrap()
+            .split(' ')
+            .map(|v| v.parse().unwrap())
+            .collect();
         assert!(clocks[0] > 0 && clocks[0] <= clocks[1] && clocks[1] - clocks[0] < 1_000_000_000, "{clocks:?}");
 
         // What arrived: every record, names once, the child's pid and version, CUPTI's drops.
@@ -359,11 +371,19 @@ fn the_library_streams_every_record_kind_for_every_supported_cupti() {
         for a in &acts {
             match a {
                 Activity::Kernel(k) => {
-                    assert_eq!((k.device_id, k.context_id, k.stream_id, k.grid, k.block), (0, 1, 7, [64, 1, 1], [256, 1, 1]));
-                    assert_eq!((k.start, k.end), (1_000_000 + k.correlation_id as u64, 2_000_000 + k.correlation_id as u64));
+                    assert_eq!(
+                        (k.device_id, k.context_id, k.stream_id, k.grid, k.block),
+                        (0, 1, 7, [64, 1, 1], [256, 1, 1])
+                    );
+                    assert_eq!(
+                        (k.start, k.end),
+                        (1_000_000 + k.correlation_id as u64, 2_000_000 + k.correlation_id as u64)
+                    );
                     kernels.push((k.correlation_id, name(k.name)));
                 }
-                Activity::Device(d) => assert_eq!((d.id, d.uuid, name(d.name).as_str()), (0, UUID, "NVIDIA H100 80GB HBM3")),
+                Activity::Device(d) => {
+                    assert_eq!((d.id, d.uuid, name(d.name).as_str()), (0, UUID, "NVIDIA H100 80GB HBM3"))
+                }
                 Activity::Api(a) if a.correlation_id == 40 => {
                     assert_eq!(
                         (a.domain, a.cbid, a.thread_id, name(a.name).as_str()),
@@ -371,10 +391,16 @@ fn the_library_streams_every_record_kind_for_every_supported_cupti() {
                     )
                 }
                 Activity::Api(a) => {
-                    assert_eq!((a.domain, a.cbid, a.thread_id, name(a.name).as_str()), (wire::domain::DRIVER, 307, 78, "cuLaunchKernel"))
+                    assert_eq!(
+                        (a.domain, a.cbid, a.thread_id, name(a.name).as_str()),
+                        (wire::domain::DRIVER, 307, 78, "cuLaunchKernel")
+                    )
                 }
                 Activity::Memcpy(m) => {
-                    assert_eq!((m.bytes, m.copy_kind, m.start, m.end, m.correlation_id), (1 << 20, 1, 3_000_000, 3_100_000, 42))
+                    assert_eq!(
+                        (m.bytes, m.copy_kind, m.start, m.end, m.correlation_id),
+                        (1 << 20, 1, 3_000_000, 3_100_000, 42)
+                    )
                 }
                 Activity::Memset(m) => assert_eq!((m.bytes, m.memory_kind, m.correlation_id), (4096, 3, 43)),
                 Activity::Sync(s) => {
@@ -396,7 +422,11 @@ fn anything_missing_or_unknown_turns_the_library_off_quietly() {
     // A CUPTI release whose layouts the library does not know.
     let r = run(Some(dir.path()), &socket, true, &[("FAKE_CUPTI_VERSION", "140001")]);
     assert!(r.out.status.success());
-    assert!(r.stderr().contains("CUPTI API version 140001 is not supported") && r.stderr().contains("13.0–13.4"), "{}", r.stderr());
+    assert!(
+        r.stderr().contains("CUPTI API version 140001 is not supported") && r.stderr().contains("13.0–13.4"),
+        "{}",
+        r.stderr()
+    );
     assert_eq!(r.stderr().matches("strand-inject[").count(), 1, "one line: {}", r.stderr());
     assert!(!r.log().contains("callbacks") && !r.log().contains("enable"), "nothing registered: {}", r.log());
     assert_eq!(r.connections, 0);
@@ -407,8 +437,17 @@ fn anything_missing_or_unknown_turns_the_library_off_quietly() {
     assert!(r.stdout().contains("CUPTI-LOADED: false"));
 
     // A STRAND_CUPTI_LIB that does not load.
-    let r = run(Some(dir.path()), &socket, true, &[("FAKE_CUPTI_VERSION", "24"), ("STRAND_CUPTI_LIB", "/nonexistent/libcupti.so.12")]);
-    assert!(r.out.status.success() && r.stderr().contains("STRAND_CUPTI_LIB /nonexistent/libcupti.so.12"), "{}", r.stderr());
+    let r = run(
+        Some(dir.path()),
+        &socket,
+        true,
+        &[("FAKE_CUPTI_VERSION", "24"), ("STRAND_CUPTI_LIB", "/nonexistent/libcupti.so.12")],
+    );
+    assert!(
+        r.out.status.success() && r.stderr().contains("STRAND_CUPTI_LIB /nonexistent/libcupti.so.12"),
+        "{}",
+        r.stderr()
+    );
 
     // No libcupti at all (only checkable where the system has none).
     // SAFETY: probes library names with dlopen.
@@ -422,13 +461,18 @@ fn anything_missing_or_unknown_turns_the_library_off_quietly() {
     let r = run(Some(dir.path()), &socket, true, &[("FAKE_CUPTI_VERSION", "24"), ("FAKE_CUPTI_FAIL_ENABLE", "10")]);
     assert!(r.out.status.success(), "{}", r.stderr());
     assert!(
-        r.stderr().contains("inactive") && r.stderr().contains("cuptiActivityEnable(CONCURRENT_KERNEL) failed: fake CUPTI error (1)"),
+        r.stderr().contains("inactive")
+            && r.stderr().contains("cuptiActivityEnable(CONCURRENT_KERNEL) failed: fake CUPTI error (1)"),
         "{}",
         r.stderr()
     );
     assert!(!r.log().contains("flush-forced"), "no at-exit work when off: {}", r.log());
     let r = run(Some(dir.path()), &socket, true, &[("FAKE_CUPTI_VERSION", "24"), ("FAKE_CUPTI_FAIL_ENABLE", "2")]);
-    assert!(r.out.status.success() && r.stderr().contains("some activity kinds are off: MEMSET failed"), "{}", r.stderr());
+    assert!(
+        r.out.status.success() && r.stderr().contains("some activity kinds are off: MEMSET failed"),
+        "{}",
+        r.stderr()
+    );
     assert_eq!(r.activities().len(), 8, "the rest still flows");
 
     // No agent: the process runs and exits normally, without waiting long.
@@ -453,7 +497,11 @@ fn a_forked_child_sends_nothing_and_does_not_disturb_the_parent() {
     assert_eq!(pids.len(), 1);
     assert_eq!(r.activities().len(), 8);
     assert_eq!(r.log().matches("flush-forced").count(), 1, "the parent flushes at exit: {}", r.log());
-    let forked =
-        r.stdout().lines().find_map(|l| l.strip_prefix("FORKED-LOG: ")).map(str::to_string).expect("the forked child printed its log");
+    let forked = r
+        .stdout()
+        .lines()
+        .find_map(|l| l.strip_prefix("FORKED-LOG: "))
+        .map(str::to_string)
+        .expect("the forked child printed its log");
     assert!(!forked.contains("flush-forced"), "the forked child's exit does not flush: {forked}");
 }

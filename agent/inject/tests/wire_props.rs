@@ -9,24 +9,23 @@ fn activity() -> impl Strategy<Value = Activity> {
     let ts = (any::<u64>(), any::<u64>());
     let ids = (any::<u32>(), any::<u32>(), any::<u32>(), any::<u32>());
     prop_oneof![
-        (ts, ids, 0u32..5, any::<[i32; 3]>(), any::<[i32; 3]>()).prop_map(|((start, end), (c, d, x, s), name, grid, block)| {
-            Activity::Kernel(wire::Kernel { start, end, correlation_id: c, device_id: d, context_id: x, stream_id: s, name, grid, block })
-        }),
-        (ts, ids, any::<u64>(), any::<[u8; 4]>()).prop_map(|((start, end), (c, d, x, s), bytes, k)| Activity::Memcpy(wire::Memcpy {
-            start,
-            end,
-            correlation_id: c,
-            device_id: d,
-            context_id: x,
-            stream_id: s,
-            bytes,
-            copy_kind: k[0],
-            src_kind: k[1],
-            dst_kind: k[2],
-            flags: k[3]
-        })),
-        (ts, ids, any::<u64>(), any::<u32>(), any::<u16>()).prop_map(|((start, end), (c, d, x, s), bytes, value, memory_kind)| {
-            Activity::Memset(wire::Memset {
+        (ts, ids, 0u32..5, any::<[i32; 3]>(), any::<[i32; 3]>()).prop_map(
+            |((start, end), (c, d, x, s), name, grid, block)| {
+                Activity::Kernel(wire::Kernel {
+                    start,
+                    end,
+                    correlation_id: c,
+                    device_id: d,
+                    context_id: x,
+                    stream_id: s,
+                    name,
+                    grid,
+                    block,
+                })
+            }
+        ),
+        (ts, ids, any::<u64>(), any::<[u8; 4]>()).prop_map(|((start, end), (c, d, x, s), bytes, k)| Activity::Memcpy(
+            wire::Memcpy {
                 start,
                 end,
                 correlation_id: c,
@@ -34,24 +33,47 @@ fn activity() -> impl Strategy<Value = Activity> {
                 context_id: x,
                 stream_id: s,
                 bytes,
-                value,
-                memory_kind,
-            })
-        }),
-        (ts, ids, any::<u32>(), proptest::option::of(0u32..1000)).prop_map(|((start, end), (c, x, s, ty), event_id, ret)| Activity::Sync(
-            wire::Sync { start, end, correlation_id: c, context_id: x, stream_id: s, sync_type: ty, event_id, ret }
+                copy_kind: k[0],
+                src_kind: k[1],
+                dst_kind: k[2],
+                flags: k[3]
+            }
         )),
-        (ts, ids, any::<u8>(), 0u32..5).prop_map(|((start, end), (c, t, cbid, ret), domain, name)| Activity::Api(wire::Api {
-            start,
-            end,
-            correlation_id: c,
-            thread_id: t,
-            domain,
-            cbid,
-            name,
-            ret
+        (ts, ids, any::<u64>(), any::<u32>(), any::<u16>()).prop_map(
+            |((start, end), (c, d, x, s), bytes, value, memory_kind)| {
+                Activity::Memset(wire::Memset {
+                    start,
+                    end,
+                    correlation_id: c,
+                    device_id: d,
+                    context_id: x,
+                    stream_id: s,
+                    bytes,
+                    value,
+                    memory_kind,
+                })
+            }
+        ),
+        (ts, ids, any::<u32>(), proptest::option::of(0u32..1000)).prop_map(
+            |((start, end), (c, x, s, ty), event_id, ret)| Activity::Sync(wire::Sync {
+                start,
+                end,
+                correlation_id: c,
+                context_id: x,
+                stream_id: s,
+                sync_type: ty,
+                event_id,
+                ret
+            })
+        ),
+        (ts, ids, any::<u8>(), 0u32..5).prop_map(|((start, end), (c, t, cbid, ret), domain, name)| Activity::Api(
+            wire::Api { start, end, correlation_id: c, thread_id: t, domain, cbid, name, ret }
+        )),
+        (any::<u32>(), any::<[u8; 16]>(), 0u32..5).prop_map(|(id, uuid, name)| Activity::Device(wire::Device {
+            id,
+            uuid,
+            name
         })),
-        (any::<u32>(), any::<[u8; 16]>(), 0u32..5).prop_map(|(id, uuid, name)| Activity::Device(wire::Device { id, uuid, name })),
     ]
 }
 

@@ -65,16 +65,32 @@ impl CuptiMetrics {
     /// - `strand_cupti_frames_lost_total`: gaps in the clients' frame sequence numbers.
     pub fn register(registry: &mut Registry) -> Self {
         let m = Self::default();
-        registry.register("strand_cupti_records", "CUPTI activity records received from injection clients", m.records.clone());
-        registry.register("strand_cupti_records_dropped", "CUPTI activity records lost before becoming rows, by reason", m.dropped.clone());
+        registry.register(
+            "strand_cupti_records",
+            "CUPTI activity records received from injection clients",
+            m.records.clone(),
+        );
+        registry.register(
+            "strand_cupti_records_dropped",
+            "CUPTI activity records lost before becoming rows, by reason",
+            m.dropped.clone(),
+        );
         registry.register("strand_cupti_clients_connected", "Injection clients connected", m.clients.clone());
         registry.register(
             "strand_cupti_connections",
             "Injection client connections, by result of the peer uid check",
             m.connections.clone(),
         );
-        registry.register("strand_cupti_decode_errors", "Malformed frames from injection clients", m.decode_errors.clone());
-        registry.register("strand_cupti_frames_lost", "Frames missing from injection clients' sequence numbers", m.frames_lost.clone());
+        registry.register(
+            "strand_cupti_decode_errors",
+            "Malformed frames from injection clients",
+            m.decode_errors.clone(),
+        );
+        registry.register(
+            "strand_cupti_frames_lost",
+            "Frames missing from injection clients' sequence numbers",
+            m.frames_lost.clone(),
+        );
         m
     }
 

@@ -52,10 +52,8 @@ struct Proc {
 }
 
 /// Accepts injection clients on `socket` and writes their records to
-/// `kernels` and `syncs` until `shutdown`. Fails at start when the socket
-/// cannot be created (the error names the path); once running it only
-/// returns at shutdown, after removing the socket file. Returns at once when
-/// `cfg.enabled` is false.
+/// `kernels` and `syncs` until `shutdown`: [`bind`], then [`serve_bound`].
+#[cfg(test)]
 pub async fn serve(
     cfg: &CuptiConfig,
     socket: PathBuf,
@@ -65,12 +63,16 @@ pub async fn serve(
     metrics: CuptiMetrics,
     shutdown: Shutdown,
 ) -> anyhow::Result<()> {
-    serve_with_proc(cfg, socket, ctx, kernels, syncs, metrics, shutdown, PathBuf::from("/proc")).await
+    let listener = bind(&socket)?;
+    serve_bound(cfg, listener, socket, ctx, kernels, syncs, metrics, shutdown, PathBuf::from("/proc")).await
 }
 
+/// Serves injection clients on a socket [`bind`] made, writing their records
+/// to `kernels` and `syncs` until `shutdown`, then removes the socket file.
 #[allow(clippy::too_many_arguments)]
-pub(crate) async fn serve_with_proc(
+pub(crate) async fn serve_bound(
     cfg: &CuptiConfig,
+    listener: OwnedFd,
     socket: PathBuf,
     ctx: Arc<SourceContext>,
     kernels: RowSink<KernelEvent>,
@@ -79,11 +81,6 @@ pub(crate) async fn serve_with_proc(
     mut shutdown: Shutdown,
     proc_root: PathBuf,
 ) -> anyhow::Result<()> {
-    if !cfg.enabled {
-        tracing::info!("CUPTI source disabled (cupti.enabled = false)");
-        return Ok(());
-    }
-    let listener = bind(&socket)?;
     let ino = std::fs::metadata(&socket).map(|m| m.ino()).ok();
     let listener = register(listener).context("registering the CUPTI socket with tokio")?;
     // SAFETY: trivial getter.
@@ -131,14 +128,15 @@ pub(crate) async fn serve_with_proc(
 
 /// Creates the listening socket. A leftover socket file nobody listens on (an
 /// agent killed earlier) is replaced; a live one is an error.
-fn bind(path: &Path) -> anyhow::Result<OwnedFd> {
+pub(crate) fn bind(path: &Path) -> anyhow::Result<OwnedFd> {
     if let Ok(meta) = std::fs::symlink_metadata(path) {
         if !meta.file_type().is_socket() {
             anyhow::bail!("CUPTI socket {}: a file that is not a socket is in the way", path.display());
         }
         match sock::connect(path) {
             Ok(_) => anyhow::bail!("CUPTI socket {}: another agent is listening on it", path.display()),
-            Err(_) => std::fs::remove_file(path).with_context(|| format!("removing the stale CUPTI socket {}", path.display()))?,
+            Err(_) => std::fs::remove_file(path)
+                .with_context(|| format!("removing the stale CUPTI socket {}", path.display()))?,
         }
     }
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
@@ -156,7 +154,13 @@ fn register(fd: OwnedFd) -> io::Result<AsyncFd<OwnedFd>> {
     Ok(unsafe { AsyncFd::register_with_interest(fd, Interest::READABLE) }?)
 }
 
-fn admit(fd: OwnedFd, allowed: &HashSet<u32>, shared: &Arc<Shared>, shutdown: &Shutdown, tasks: &mut tokio::task::JoinSet<()>) {
+fn admit(
+    fd: OwnedFd,
+    allowed: &HashSet<u32>,
+    shared: &Arc<Shared>,
+    shutdown: &Shutdown,
+    tasks: &mut tokio::task::JoinSet<()>,
+) {
     let cred = match sock::peer_cred(fd.as_raw_fd()) {
         Ok(c) => c,
         Err(e) => {
@@ -186,8 +190,9 @@ fn admit(fd: OwnedFd, allowed: &HashSet<u32>, shared: &Arc<Shared>, shutdown: &S
 
 async fn connection(fd: AsyncFd<OwnedFd>, cred: PeerCred, shared: Arc<Shared>, mut shutdown: Shutdown) {
     let pid = cred.pid;
-    let comm =
-        std::fs::read_to_string(shared.proc_root.join(pid.to_string()).join("comm")).map(|c| c.trim().to_string()).unwrap_or_default();
+    let comm = std::fs::read_to_string(shared.proc_root.join(pid.to_string()).join("comm"))
+        .map(|c| c.trim().to_string())
+        .unwrap_or_default();
     {
         let mut procs = shared.procs.lock().unwrap_or_else(|p| p.into_inner());
         let p = procs.entry(pid).or_insert_with(|| Proc {

@@ -83,7 +83,9 @@ pub(crate) fn ns_tids(proc_root: &Path, pid: i32) -> HashMap<u32, i32> {
         let Ok(status) = std::fs::read_to_string(task.path().join("status")) else { continue };
         if let Some(line) = status.lines().find_map(|l| l.strip_prefix("NSpid:")) {
             let ids: Vec<&str> = line.split_whitespace().collect();
-            if let (Some(host), Some(inner)) = (ids.first().and_then(|v| v.parse().ok()), ids.last().and_then(|v| v.parse().ok())) {
+            if let (Some(host), Some(inner)) =
+                (ids.first().and_then(|v| v.parse().ok()), ids.last().and_then(|v| v.parse().ok()))
+            {
                 map.insert(inner, host);
             }
         }
@@ -286,7 +288,10 @@ impl Session {
                 self.launches.remove(&old);
             }
         }
-        self.launches.insert(api.correlation_id, Launch { start: api.start, tid: api.thread_id, name: api.name, ret: api.ret, runtime });
+        self.launches.insert(
+            api.correlation_id,
+            Launch { start: api.start, tid: api.thread_id, name: api.name, ret: api.ret, runtime },
+        );
     }
 
     fn name(&self, id: u32) -> Arc<str> {
@@ -379,13 +384,18 @@ impl Session {
     fn copy_name(&mut self, copy_kind: u8, src: u8, dst: u8) -> Arc<str> {
         self.copy_names
             .entry((0, copy_kind, src, dst))
-            .or_insert_with(|| Arc::from(format!("Memcpy {} ({} -> {})", copy_label(copy_kind), memory_label(src), memory_label(dst))))
+            .or_insert_with(|| {
+                Arc::from(format!("Memcpy {} ({} -> {})", copy_label(copy_kind), memory_label(src), memory_label(dst)))
+            })
             .clone()
     }
 
     fn set_name(&mut self, memory_kind: u16) -> Arc<str> {
         let k = memory_kind.min(255) as u8;
-        self.copy_names.entry((1, k, 0, 0)).or_insert_with(|| Arc::from(format!("Memset ({})", memory_label(k)))).clone()
+        self.copy_names
+            .entry((1, k, 0, 0))
+            .or_insert_with(|| Arc::from(format!("Memset ({})", memory_label(k))))
+            .clone()
     }
 }
 
@@ -480,7 +490,9 @@ pub(crate) fn nccl_collective(name: &str) -> Option<String> {
     let rest = ["ncclDevKernel_", "ncclKernel_"].iter().find_map(|m| name.find(m).map(|i| &name[i + m.len()..]))?;
     let op: String = rest.chars().take_while(|c| c.is_ascii_alphanumeric()).collect();
     match op.as_str() {
-        "AllReduce" | "AllGather" | "ReduceScatter" | "Broadcast" | "Reduce" | "SendRecv" | "AllToAll" => Some(op.to_ascii_lowercase()),
+        "AllReduce" | "AllGather" | "ReduceScatter" | "Broadcast" | "Reduce" | "SendRecv" | "AllToAll" => {
+            Some(op.to_ascii_lowercase())
+        }
         _ => None,
     }
 }

@@ -38,7 +38,8 @@ fn encode(f: FrameOf, pid: u32, seq: u64) -> Vec<u8> {
     for a in &f.acts {
         assert!(b.push(a));
     }
-    b.finish(Header { pid, cupti_version: 130001, seq, dropped: 3, cupti_dropped: 1, record_count: 0, flags: 0 }).to_vec()
+    b.finish(Header { pid, cupti_version: 130001, seq, dropped: 3, cupti_dropped: 1, record_count: 0, flags: 0 })
+        .to_vec()
 }
 
 fn kernel(corr: u32, name: u32, start: u64) -> Activity {
@@ -56,7 +57,16 @@ fn kernel(corr: u32, name: u32, start: u64) -> Activity {
 }
 
 fn api(corr: u32, tid: u32, name: u32, dom: u8, start: u64) -> Activity {
-    Activity::Api(wire::Api { start, end: start + 2_000, correlation_id: corr, thread_id: tid, domain: dom, cbid: 211, name, ret: 0 })
+    Activity::Api(wire::Api {
+        start,
+        end: start + 2_000,
+        correlation_id: corr,
+        thread_id: tid,
+        domain: dom,
+        cbid: 211,
+        name,
+        ret: 0,
+    })
 }
 
 /// A fake /proc with the client's job and (for the namespace case) its threads.
@@ -141,20 +151,35 @@ fn frames_become_kernel_event_rows_with_every_column() {
     assert_eq!(k.end_ns - k.start_ns, 5_000, "durations are exact");
     assert_eq!((k.context_id, k.stream_id, k.correlation_id), (2, 7, 40));
     assert_eq!((k.kind.as_str(), k.category.as_str(), &*k.name), ("kernel", "compute", GEMM));
-    assert_eq!((k.grid_x, k.grid_y, k.grid_z, k.block_x, k.block_y, k.block_z), (Some(132), Some(2), Some(1), Some(384), Some(1), Some(1)));
-    assert_eq!((k.bytes, k.copy_kind.as_deref(), k.collective.as_deref(), k.source.as_str()), (None, None, None, "cupti"));
+    assert_eq!(
+        (k.grid_x, k.grid_y, k.grid_z, k.block_x, k.block_y, k.block_z),
+        (Some(132), Some(2), Some(1), Some(384), Some(1), Some(1))
+    );
+    assert_eq!(
+        (k.bytes, k.copy_kind.as_deref(), k.collective.as_deref(), k.source.as_str()),
+        (None, None, None, "cupti")
+    );
     assert_eq!(k.launch_ns.map(|l| k.start_ns - l), Some(10_000), "launch time from the runtime API record");
     assert_eq!(k.launch_tid, Some(pid + 1));
 
     let n = &rows.kernels[1];
-    assert_eq!((n.category.as_str(), n.collective.as_deref(), n.launch_tid), ("communication", Some("allgather"), Some(pid)));
+    assert_eq!(
+        (n.category.as_str(), n.collective.as_deref(), n.launch_tid),
+        ("communication", Some("allgather"), Some(pid))
+    );
     assert_eq!(n.start_ns - n.launch_ns.unwrap(), 10_000);
 
     let c = &rows.kernels[2];
-    assert_eq!((c.kind.as_str(), c.category.as_str(), &*c.name), ("memcpy", "copy", "Memcpy HtoD (Pageable -> Device)"));
+    assert_eq!(
+        (c.kind.as_str(), c.category.as_str(), &*c.name),
+        ("memcpy", "copy", "Memcpy HtoD (Pageable -> Device)")
+    );
     assert_eq!((c.bytes, c.copy_kind.as_deref(), c.grid_x, c.launch_ns), (Some(64 << 20), Some("HtoD"), None, None));
     let m = &rows.kernels[3];
-    assert_eq!((m.kind.as_str(), m.category.as_str(), &*m.name, m.bytes), ("memset", "copy", "Memset (Device)", Some(4096)));
+    assert_eq!(
+        (m.kind.as_str(), m.category.as_str(), &*m.name, m.bytes),
+        ("memset", "copy", "Memset (Device)", Some(4096))
+    );
     assert_eq!((m.device_id, m.gpu_uuid.as_deref(), m.gpu_index), (0, None, None), "device 0 sent no device record");
 
     // Names persist across frames of the connection.
@@ -205,8 +230,11 @@ fn several_gpus_and_contexts_keep_their_own_uuid() {
         0,
     );
     let rows = s.frame(&f).unwrap();
-    let got: Vec<_> =
-        rows.kernels.iter().map(|k| (k.device_id, k.context_id, k.gpu_uuid.as_deref().map(str::to_string), k.gpu_index)).collect();
+    let got: Vec<_> = rows
+        .kernels
+        .iter()
+        .map(|k| (k.device_id, k.context_id, k.gpu_uuid.as_deref().map(str::to_string), k.gpu_index))
+        .collect();
     assert_eq!(
         got,
         [
@@ -260,12 +288,19 @@ fn sync_records_become_cuda_sync_calls_with_their_thread() {
         (c.pid, c.tid, c.api.as_str(), c.ret, c.gpu_index, c.source.as_str()),
         (pid, 4242, "cudaStreamSynchronize", Some(0), Some(5), "cupti")
     );
-    assert_eq!((c.blocked_ns, c.exit_ns - c.enter_ns, c.handle, c.job_id.as_deref()), (750_000, 750_000, None, Some("llama-70b")));
+    assert_eq!(
+        (c.blocked_ns, c.exit_ns - c.enter_ns, c.handle, c.job_id.as_deref()),
+        (750_000, 750_000, None, Some("llama-70b"))
+    );
     let rows = s.frame(&encode(FrameOf { names: vec![], acts: vec![] }, pid as u32, 1)).unwrap();
     assert!(rows.syncs.is_empty());
     let late = api(12, 4243, 3, domain::DRIVER, 1_000_000);
-    let rows = s.frame(&encode(FrameOf { names: vec![(3, "cuCtxSynchronize")], acts: vec![late] }, pid as u32, 2)).unwrap();
-    assert_eq!(rows.syncs.iter().map(|c| (c.tid, c.api.as_str(), c.ret)).collect::<Vec<_>>(), [(4243, "cuCtxSynchronize", Some(0))]);
+    let rows =
+        s.frame(&encode(FrameOf { names: vec![(3, "cuCtxSynchronize")], acts: vec![late] }, pid as u32, 2)).unwrap();
+    assert_eq!(
+        rows.syncs.iter().map(|c| (c.tid, c.api.as_str(), c.ret)).collect::<Vec<_>>(),
+        [(4243, "cuCtxSynchronize", Some(0))]
+    );
     // One that never gets its thread is counted after the wait.
     s.frame(&encode(FrameOf { names: vec![], acts: vec![sync(13, 3, None)] }, pid as u32, 3)).unwrap();
     s.frame(&encode(FrameOf { names: vec![], acts: vec![] }, pid as u32, 4)).unwrap();
@@ -284,13 +319,21 @@ fn threads_of_a_containerised_client_map_to_host_tids() {
     let f = encode(
         FrameOf {
             names: vec![(1, "k")],
-            acts: vec![api(5, 12, 0, domain::RUNTIME, 100), kernel(5, 1, 200), api(6, 99, 0, domain::RUNTIME, 100), kernel(6, 1, 300)],
+            acts: vec![
+                api(5, 12, 0, domain::RUNTIME, 100),
+                kernel(5, 1, 200),
+                api(6, 99, 0, domain::RUNTIME, 100),
+                kernel(6, 1, 300),
+            ],
         },
         7,
         0,
     );
     let rows = s.frame(&f).unwrap();
-    assert_eq!(rows.kernels.iter().map(|k| (k.pid, k.launch_tid)).collect::<Vec<_>>(), [(4242, Some(4250)), (4242, None)]);
+    assert_eq!(
+        rows.kernels.iter().map(|k| (k.pid, k.launch_tid)).collect::<Vec<_>>(),
+        [(4242, Some(4250)), (4242, None)]
+    );
 }
 
 #[test]
@@ -301,13 +344,26 @@ fn naming_rules() {
     assert_eq!(api_name("cuMemcpyHtoDAsync_v2"), "cuMemcpyHtoDAsync");
     assert_eq!(api_name("cuCtxSynchronize"), "cuCtxSynchronize");
     assert_eq!(api_name("cuGraphLaunch_ptsz"), "cuGraphLaunch");
-    assert_eq!(nccl_collective("ncclDevKernel_AllReduce_Sum_bf16_RING_LL(ncclDevKernelArgsStorage<4096ul>)").as_deref(), Some("allreduce"));
+    assert_eq!(
+        nccl_collective("ncclDevKernel_AllReduce_Sum_bf16_RING_LL(ncclDevKernelArgsStorage<4096ul>)").as_deref(),
+        Some("allreduce")
+    );
     assert_eq!(nccl_collective("ncclKernel_ReduceScatter_RING_LL_Sum_float").as_deref(), Some("reducescatter"));
     assert_eq!(nccl_collective("_Z24ncclDevKernel_Generic_124ncclDevKernelArgsStorageILm4096EE"), None);
     assert_eq!(nccl_collective(GEMM), None);
     assert_eq!(
         [1, 2, 3, 4, 5, 8, 9, 10, 0].map(copy_direction),
-        [Some("HtoD"), Some("DtoH"), Some("HtoD"), Some("DtoH"), Some("DtoD"), Some("DtoD"), Some("HtoH"), Some("PtoP"), None]
+        [
+            Some("HtoD"),
+            Some("DtoH"),
+            Some("HtoD"),
+            Some("DtoH"),
+            Some("DtoD"),
+            Some("DtoD"),
+            Some("HtoH"),
+            Some("PtoP"),
+            None
+        ]
     );
     let cfg = CuptiConfig::default();
     assert_eq!(socket_path(&cfg, Path::new("/var/lib/strand")), Path::new("/var/lib/strand/cupti.sock"));
@@ -417,7 +473,8 @@ fn an_agent_killed_and_restarted_loses_little_and_learns_the_drops() {
     let st = sender.stats();
     wait_for("rows after the restart", Duration::from_secs(10), || {
         drain(&mut rx, &mut got);
-        got.len() as u64 >= st.sent_records.saturating_sub(5_000) && dropped(&second, reason::CLIENT) == st.dropped_records
+        got.len() as u64 >= st.sent_records.saturating_sub(5_000)
+            && dropped(&second, reason::CLIENT) == st.dropped_records
     });
     drain(&mut rx, &mut got);
 
@@ -438,8 +495,14 @@ fn an_agent_killed_and_restarted_loses_little_and_learns_the_drops() {
     );
     assert!(in_flight <= 8_000, "{in_flight}");
     assert!(st.connects >= 2);
-    let recorded = second.records.get_or_create(&ProcKind { pid: std::process::id() as i32, comm: my_comm(), kind: "kernel" }).get()
-        + first.records.get_or_create(&ProcKind { pid: std::process::id() as i32, comm: my_comm(), kind: "kernel" }).get();
+    let recorded = second
+        .records
+        .get_or_create(&ProcKind { pid: std::process::id() as i32, comm: my_comm(), kind: "kernel" })
+        .get()
+        + first
+            .records
+            .get_or_create(&ProcKind { pid: std::process::id() as i32, comm: my_comm(), kind: "kernel" })
+            .get();
     assert!(recorded >= got.len() as u64);
 
     // Shutdown removes the socket.

@@ -20,7 +20,6 @@ pub enum Reading<T> {
     Failed(String),
 }
 
-
 /// A GPU as enumerated at start.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct DeviceInfo {

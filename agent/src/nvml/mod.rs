@@ -37,6 +37,85 @@ pub struct NvmlSinks {
     pub events: RowSink<GpuEvent>,
 }
 
+/// The NVML source: per-GPU counters and GPU events. One part, `counters`
+/// (GPM support is a property of the GPU, said in the detail, not a failure).
+pub struct NvmlSource;
+
+const PARTS: &[&str] = &["counters"];
+
+impl crate::source::Source for NvmlSource {
+    fn name(&self) -> &'static str {
+        "nvml"
+    }
+
+    fn parts(&self) -> &'static [&'static str] {
+        PARTS
+    }
+
+    fn enabled(&self, cfg: &crate::config::Config) -> (bool, &'static str) {
+        (cfg.nvml.enabled, "nvml.enabled")
+    }
+
+    fn check(&self, _cfg: &crate::config::Config) -> Vec<crate::source::Report> {
+        use crate::source::{Report, State};
+        let report = match real::NvmlLayer::open() {
+            Ok(mut layer) => {
+                let devices = layer.devices();
+                let gpm: Vec<String> =
+                    devices.iter().filter(|d| layer.gpm_supported(d.index)).map(|d| d.index.to_string()).collect();
+                let gpm = if gpm.is_empty() {
+                    "no GPU supports GPM (Hopper or newer): SM/tensor/DRAM activity null".to_string()
+                } else {
+                    format!("GPM on GPU(s) {}", gpm.join(","))
+                };
+                let state = if devices.is_empty() { State::Down } else { State::Up };
+                Report::new("nvml", "counters", state, format!("{}; {} GPU(s); {gpm}", layer.describe(), devices.len()))
+            }
+            Err(e) => {
+                Report::new("nvml", "counters", State::Down, format!("{e}: no GPU counters, GPM metrics or XID events"))
+            }
+        };
+        vec![report]
+    }
+
+    fn start(self: Box<Self>, cx: &mut crate::source::StartContext) -> anyhow::Result<Vec<crate::source::Running>> {
+        use crate::source::{Report, Running, State};
+        let (mut layer, how): (Box<dyn GpuLayer>, String) = if let Some(n) = cx.opts.simulate_gpus {
+            (Box::new(recorded::RecordedLayer::synthetic(n)), format!("{n} simulated GPU(s)"))
+        } else if let Some(path) = &cx.opts.nvml_replay {
+            (
+                Box::new(recorded::RecordedLayer::from_file(path).map_err(anyhow::Error::msg)?),
+                format!("replaying {}", path.display()),
+            )
+        } else {
+            match real::NvmlLayer::open() {
+                Ok(l) => (Box::new(l), String::new()),
+                Err(e) => {
+                    cx.health.report(Report::new(
+                        "nvml",
+                        "counters",
+                        State::Down,
+                        format!(
+                            "{e}: GPU counters, GPM metrics and XID events are off; the other sources keep running"
+                        ),
+                    ));
+                    return Ok(Vec::new());
+                }
+            }
+        };
+        // Enumerate before readiness, so a broken driver shows at start.
+        let devices = layer.devices();
+        cx.gpu_count = devices.len();
+        let detail = if how.is_empty() { format!("{}; {} GPU(s)", layer.describe(), devices.len()) } else { how };
+        let state = if devices.is_empty() { State::Down } else { State::Up };
+        cx.health.report(Report::new("nvml", "counters", state, detail));
+        let sinks = NvmlSinks { samples: cx.sinks.gpu_samples.clone(), events: cx.sinks.gpu_events.clone() };
+        let h =
+            spawn(layer, devices, cx.cfg.nvml.period, cx.ctx.clone(), sinks, cx.metrics.clone(), cx.shutdown.clone())?;
+        Ok(vec![Running::Thread(h)])
+    }
+}
+
 /// Runs the sampling loop over `devices` (from `layer.devices()`) on a
 /// dedicated thread until shutdown.
 pub fn spawn(

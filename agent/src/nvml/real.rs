@@ -138,12 +138,28 @@ impl NvmlLayer {
             Ok(s) => s,
             Err(e) => {
                 let f = Reading::Failed(format!("gpm_sample: {e}"));
-                return GpmReadings { sm_util: f.clone(), sm_occupancy: f.clone(), any_tensor_util: f.clone(), dram_bw_util: f.clone(), fp16_util: f.clone(), fp32_util: f.clone(), fp64_util: f };
+                return GpmReadings {
+                    sm_util: f.clone(),
+                    sm_occupancy: f.clone(),
+                    any_tensor_util: f.clone(),
+                    dram_bw_util: f.clone(),
+                    fp16_util: f.clone(),
+                    fp32_util: f.clone(),
+                    fp64_util: f,
+                };
             }
         };
         let Some(prev) = self.gpm_prev.insert(index, now) else {
             let n = Reading::NotYet;
-            return GpmReadings { sm_util: n.clone(), sm_occupancy: n.clone(), any_tensor_util: n.clone(), dram_bw_util: n.clone(), fp16_util: n.clone(), fp32_util: n.clone(), fp64_util: n };
+            return GpmReadings {
+                sm_util: n.clone(),
+                sm_occupancy: n.clone(),
+                any_tensor_util: n.clone(),
+                dram_bw_util: n.clone(),
+                fp16_util: n.clone(),
+                fp32_util: n.clone(),
+                fp64_util: n,
+            };
         };
         let ids = [
             GpmMetricId::SmUtil,

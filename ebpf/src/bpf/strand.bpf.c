@@ -1,17 +1,19 @@
 // SPDX-License-Identifier: (BSD-2-Clause OR GPL-2.0)
 /*
- * strand's BPF side: uprobes on NCCL and on CUDA synchronize calls, and the
- * sched exec/exit tracepoints. See docs/ebpf.md.
+ * strand's BPF side: uprobes on NCCL and on CUDA synchronize calls, and
+ * programs on process exec/exit. See docs/ebpf.md.
  *
  * Each probed call is one record, written at return (or at thread exit when
  * the call never returned) into one of three ring buffers. Records are
  * submitted without wake-up: user space drains the buffers on a timer.
  *
- * Arguments follow the x86-64 System V ABI: integer arguments 1-6 in rdi, rsi,
- * rdx, rcx, r8, r9, the 7th and 8th on the stack at sp+8 and sp+16 at function
- * entry (sp points at the return address). A struct larger than 16 bytes is
- * passed by value on the stack and takes no register, so the 128-byte
- * ncclUniqueId of ncclCommInitRank lies at sp+8 and `rank` comes in rdx.
+ * Exec and exit are followed by BTF-enabled raw tracepoints (tp_btf/...,
+ * attached by BTF id: no tracefs needed) or, where those cannot load, by the
+ * classic sched tracepoints (attached through tracefs). User space loads and
+ * attaches each one on its own and uses the first that works.
+ *
+ * Arguments are read per the calling convention of the target (see ARG7,
+ * ARG8, UID_ADDR and INIT_RANK below, and docs/ebpf.md).
  */
 #include <linux/types.h>
 #include <linux/bpf.h>
@@ -22,8 +24,33 @@
 
 #include "strand.h"
 
-#if !defined(__TARGET_ARCH_x86)
-#error "strand's uprobes read x86-64 argument registers and stack slots; other architectures are not supported yet"
+#if defined(__TARGET_ARCH_x86)
+/* System V AMD64: integer arguments 1-6 in rdi, rsi, rdx, rcx, r8, r9; the
+ * 7th and 8th on the stack at sp+8 and sp+16 at function entry (sp points at
+ * the return address). A struct larger than 16 bytes is passed by value on
+ * the stack and takes no register: the 128-byte ncclUniqueId of
+ * ncclCommInitRank lies at sp+8 and `rank` comes in rdx, the third register. */
+static __always_inline __u64 stack_arg(struct pt_regs *ctx, int n)
+{
+	__u64 v = 0;
+	/* n = 0 is the 7th argument. */
+	bpf_probe_read_user(&v, sizeof(v), (void *)(PT_REGS_SP(ctx) + 8 + 8 * n));
+	return v;
+}
+#define ARG7(ctx) stack_arg(ctx, 0)
+#define ARG8(ctx) stack_arg(ctx, 1)
+#define UID_ADDR(ctx) (PT_REGS_SP(ctx) + 8)
+#define INIT_RANK(ctx) PT_REGS_PARM3(ctx)
+#elif defined(__TARGET_ARCH_arm64)
+/* AAPCS64: integer arguments 1-8 in x0-x7. A struct larger than 16 bytes is
+ * copied by the caller and passed by reference in the next register: the
+ * ncclUniqueId's address is in x2 and `rank` in x3. */
+#define ARG7(ctx) PT_REGS_PARM7(ctx)
+#define ARG8(ctx) PT_REGS_PARM8(ctx)
+#define UID_ADDR(ctx) PT_REGS_PARM3(ctx)
+#define INIT_RANK(ctx) PT_REGS_PARM4(ctx)
+#else
+#error "strand's uprobes know the argument passing of x86-64 and arm64 only"
 #endif
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";
@@ -51,6 +78,15 @@ struct {
 	__type(key, __u32);
 	__type(value, __u64);
 } lost SEC(".maps");
+
+/* Entries into each probed function, by CALL_* index (nested calls too):
+ * shows that a probe fires even when the call makes no record. */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, NR_CALLS);
+	__type(key, __u32);
+	__type(value, __u64);
+} calls SEC(".maps");
 
 /* A call in flight on a thread. depth counts nested probed calls
  * (ncclBcast calls ncclBroadcast, ncclCommInitAll calls ncclGetUniqueId and
@@ -183,6 +219,13 @@ static __always_inline void count(__u32 idx)
 		*v += 1; /* per-CPU slot: no atomic needed */
 }
 
+static __always_inline void count_call(__u32 idx)
+{
+	__u64 *v = bpf_map_lookup_elem(&calls, &idx);
+	if (v)
+		*v += 1;
+}
+
 static __always_inline void track(__u32 tgid)
 {
 	__u32 one = 1;
@@ -190,14 +233,6 @@ static __always_inline void track(__u32 tgid)
 		return;
 	if (bpf_map_update_elem(&tracked, &tgid, &one, BPF_NOEXIST) == -7 /* E2BIG */)
 		count(SRC_TRACKED);
-}
-
-static __always_inline __u64 stack_arg(struct pt_regs *ctx, int n)
-{
-	__u64 v = 0;
-	/* n = 0 is the 7th argument. */
-	bpf_probe_read_user(&v, sizeof(v), (void *)(PT_REGS_SP(ctx) + 8 + 8 * n));
-	return v;
 }
 
 static __always_inline struct comm_state *comm_lookup(__u32 tgid, __u64 comm)
@@ -236,19 +271,19 @@ static __always_inline void read_args(struct pt_regs *ctx, struct nccl_state *s,
 	case OP_ALLREDUCE: /* (send, recv, count, dtype, op, comm, stream) */
 	case OP_REDUCESCATTER: /* (send, recv, recvcount, dtype, op, comm, stream) */
 		c->count = a3, c->datatype = a4, c->redop = a5, c->comm = a6;
-		c->stream = stack_arg(ctx, 0);
+		c->stream = ARG7(ctx);
 		break;
 	case OP_BROADCAST: /* (send, recv, count, dtype, root, comm, stream) */
 		c->count = a3, c->datatype = a4, c->root_peer = a5, c->comm = a6;
-		c->stream = stack_arg(ctx, 0);
+		c->stream = ARG7(ctx);
 		break;
 	case OP_BCAST: /* (buff, count, dtype, root, comm, stream) */
 		c->count = a2, c->datatype = a3, c->root_peer = a4, c->comm = a5, c->stream = a6;
 		break;
 	case OP_REDUCE: /* (send, recv, count, dtype, op, root, comm, stream) */
 		c->count = a3, c->datatype = a4, c->redop = a5, c->root_peer = a6;
-		c->comm = stack_arg(ctx, 0);
-		c->stream = stack_arg(ctx, 1);
+		c->comm = ARG7(ctx);
+		c->stream = ARG8(ctx);
 		break;
 	case OP_ALLGATHER: /* (send, recv, sendcount, dtype, comm, stream) */
 	case OP_ALLTOALL:  /* (send, recv, count, dtype, comm, stream) */
@@ -258,12 +293,12 @@ static __always_inline void read_args(struct pt_regs *ctx, struct nccl_state *s,
 	case OP_RECV: /* (recv, count, dtype, peer, comm, stream) */
 		c->count = a2, c->datatype = a3, c->root_peer = a4, c->comm = a5, c->stream = a6;
 		break;
-	case OP_INIT_RANK: /* (comm*, nranks, ncclUniqueId by value on the stack, rank) */
+	case OP_INIT_RANK: /* (comm*, nranks, ncclUniqueId by value, rank) */
 	case OP_INIT_RANK_CONFIG: /* (comm*, nranks, ncclUniqueId, rank, config*) */
 		s->out = a1;
 		s->ndev = a2;
-		c->root_peer = a3; /* rank */
-		if (bpf_probe_read_user(s->uid, UID_BYTES, (void *)(PT_REGS_SP(ctx) + 8)) == 0)
+		c->root_peer = INIT_RANK(ctx);
+		if (bpf_probe_read_user(s->uid, UID_BYTES, (void *)UID_ADDR(ctx)) == 0)
 			s->uid_ok = 1;
 		break;
 	case OP_INIT_ALL: /* (comm* array, ndev, devlist) */
@@ -295,6 +330,7 @@ static __always_inline int nccl_enter(struct pt_regs *ctx, __u32 op)
 
 	if (tgid == ignore_tgid)
 		return 0;
+	count_call(op);
 	track(tgid);
 	s = bpf_map_lookup_elem(&nccl_inflight, &tid);
 	if (s && s->depth > 0) {
@@ -494,6 +530,7 @@ static __always_inline int cuda_enter(struct pt_regs *ctx, __u32 api, int has_ha
 
 	if (id >> 32 == ignore_tgid)
 		return 0;
+	count_call(CALL_CUDA + api);
 	track(id >> 32);
 	s = bpf_map_lookup_elem(&cuda_inflight, &tid);
 	if (s && s->depth > 0) {
@@ -607,17 +644,13 @@ struct task_struct {
 	struct signal_struct *signal;
 } __attribute__((preserve_access_index));
 
-/* Layout from /sys/kernel/tracing/events/sched/sched_process_exec/format,
- * stable since the tracepoint was added (3.4). */
-struct exec_args {
-	__u64 common;
-	__u32 filename_loc; /* __data_loc: offset in the low 16 bits */
-	__s32 pid;
-	__s32 old_pid;
-};
+struct linux_binprm {
+	const char *filename;
+} __attribute__((preserve_access_index));
 
-SEC("tracepoint/sched/sched_process_exec")
-int on_exec(struct exec_args *ctx)
+/* A process image was replaced: one exec record. `filename` is a kernel
+ * string (the path given to execve). */
+static __always_inline void handle_exec(const char *filename)
 {
 	struct task_struct *task = (struct task_struct *)bpf_get_current_task();
 	__u32 tgid = bpf_get_current_pid_tgid() >> 32;
@@ -628,7 +661,7 @@ int on_exec(struct exec_args *ctx)
 	e = bpf_ringbuf_reserve(&proc_rb, sizeof(*e), 0);
 	if (!e) {
 		count(SRC_PROC);
-		return 0;
+		return;
 	}
 	e->kind = EV_EXEC;
 	e->pid = tgid;
@@ -636,16 +669,13 @@ int on_exec(struct exec_args *ctx)
 	e->pad = 0;
 	e->ts_ns = bpf_ktime_get_ns();
 	bpf_get_current_comm(e->comm, sizeof(e->comm));
-	bpf_probe_read_kernel_str(e->filename, sizeof(e->filename),
-				  (void *)ctx + (ctx->filename_loc & 0xFFFF));
+	bpf_probe_read_kernel_str(e->filename, sizeof(e->filename), filename);
 	bpf_ringbuf_submit(e, BPF_RB_NO_WAKEUP);
-	return 0;
 }
 
 /* Runs for every exiting thread: flushes its unfinished calls, and on the
  * last thread of a tracked process reports the exit status. */
-SEC("tracepoint/sched/sched_process_exit")
-int on_exit(void *ctx)
+static __always_inline void handle_exit(void)
 {
 	__u64 now = bpf_ktime_get_ns();
 	__u64 id = bpf_get_current_pid_tgid();
@@ -671,14 +701,14 @@ int on_exit(void *ctx)
 
 	/* do_exit() decrements signal->live before this tracepoint. */
 	if (BPF_CORE_READ(task, signal, live.counter) != 0)
-		return 0;
+		return;
 	if (!bpf_map_lookup_elem(&tracked, &tgid))
-		return 0;
+		return;
 	bpf_map_delete_elem(&tracked, &tgid);
 	e = bpf_ringbuf_reserve(&proc_rb, sizeof(*e), 0);
 	if (!e) {
 		count(SRC_PROC);
-		return 0;
+		return;
 	}
 	e->kind = EV_EXIT;
 	e->pid = tgid;
@@ -687,5 +717,44 @@ int on_exit(void *ctx)
 	e->ts_ns = now;
 	bpf_get_current_comm(e->comm, sizeof(e->comm));
 	bpf_ringbuf_submit(e, BPF_RB_NO_WAKEUP);
+}
+
+/* BTF-enabled raw tracepoints: attached by BTF id, without tracefs (5.5+).
+ * Arguments as in include/trace/events/sched.h. */
+SEC("tp_btf/sched_process_exec")
+int BPF_PROG(on_exec_btf, struct task_struct *p, int old_pid, struct linux_binprm *bprm)
+{
+	handle_exec(BPF_CORE_READ(bprm, filename));
+	return 0;
+}
+
+SEC("tp_btf/sched_process_exit")
+int BPF_PROG(on_exit_btf, struct task_struct *p)
+{
+	handle_exit();
+	return 0;
+}
+
+/* Classic tracepoints: attached through tracefs (its events/.../id file).
+ * Layout from /sys/kernel/tracing/events/sched/sched_process_exec/format,
+ * stable since the tracepoint was added (3.4). */
+struct exec_args {
+	__u64 common;
+	__u32 filename_loc; /* __data_loc: offset in the low 16 bits */
+	__s32 pid;
+	__s32 old_pid;
+};
+
+SEC("tracepoint/sched/sched_process_exec")
+int on_exec_tp(struct exec_args *ctx)
+{
+	handle_exec((const char *)ctx + (ctx->filename_loc & 0xFFFF));
+	return 0;
+}
+
+SEC("tracepoint/sched/sched_process_exit")
+int on_exit_tp(void *ctx)
+{
+	handle_exit();
 	return 0;
 }

@@ -70,6 +70,11 @@ enum source {
 	NR_COUNTERS = 6,
 };
 
+/* Index of a probed function in the `calls` map: its enum nccl_op value for
+ * NCCL, CALL_CUDA + its enum cuda_api value for CUDA. */
+#define CALL_CUDA 32
+#define NR_CALLS 40
+
 /* nccl_call.flags / nccl_init.flags / cuda_sync.flags */
 #define F_COMM_KNOWN 1   /* the communicator was created while traced: seq is valid */
 #define F_SPLIT_COUNT 2  /* split_count is valid (parent known and not grown) */

@@ -1,0 +1,1 @@
+/* nccl.h includes it; strand's drivers use no half type. */

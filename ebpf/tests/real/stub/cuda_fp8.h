@@ -1,0 +1,1 @@
+/* nccl.h includes it from C++ only; strand's drivers use no fp8 type. */
