@@ -63,7 +63,7 @@ for line in sys.stdin:
   T=$(cargo metadata --format-version 1 --no-deps | python3 -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])')/release
   if [ "$WITH_STRAND" = 1 ]; then
     # shellcheck disable=SC2086  # the arguments are meant to split
-    cargo build --release ${STRAND_CARGO_ARGS:--p strand-collector --bin strand}
+    cargo build --release ${STRAND_CARGO_ARGS:--p strand-cli --bin strand}
   fi
   declare -A SRC=(
     [strand-agent]=$T/strand-agent
@@ -91,7 +91,7 @@ for name in strand-agent libstrand_inject.so strand kernels_bench gpu_equals_cpu
 done
 for name in "${missing[@]}"; do
   case "$name" in
-    strand) echo "pack.sh: strand is not built: it comes from \`cargo build --release ${STRAND_CARGO_ARGS:--p strand-collector --bin strand}\` (pack.sh --with-strand; once the offline commands have their own small binary, set STRAND_CARGO_ARGS to build that). validate.sh skips its two cross-checks without it." ;;
+    strand) echo "pack.sh: strand is not built: it comes from \`cargo build --release ${STRAND_CARGO_ARGS:--p strand-cli --bin strand}\` (pack.sh --with-strand). validate.sh skips its two cross-checks without it." ;;
     *) echo "pack.sh: $name is missing (expected at ${SRC[$name]:-?})" >&2; exit 1 ;;
   esac
 done

@@ -30,7 +30,7 @@ fn run(cmd: &mut Command, what: &str) -> String {
 /// A small simulated fleet with one fault of each kind, and its report.
 fn fleet(dir: &Path) -> std::path::PathBuf {
     let data = dir.join("fleet");
-    run(Command::new(bin("strand-sim")).args(["--nodes", "2", "--faults", "--out"]).arg(&data), "strand-sim");
+    run(Command::new(bin("strand-sim")).args(["--nodes", "4", "--faults", "--out"]).arg(&data), "strand-sim");
     data
 }
 
