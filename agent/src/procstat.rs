@@ -272,7 +272,7 @@ impl crate::source::Source for PerfSource {
                     .get_or_create(&crate::metrics::SourceLabels { source: "perf".into() })
                     .inc_by(rows.len() as u64);
                 sink.send(rows);
-                std::thread::sleep(period);
+                sd.sleep(period);
             }
         })?;
         Ok(vec![crate::source::Running::Thread(h)])

@@ -26,6 +26,23 @@ impl Shutdown {
         *self.0.borrow()
     }
 
+    /// Sleeps `d` on a plain thread, waking early (within 100 ms) when
+    /// shutdown is triggered; true if it was. A long sampling period must
+    /// never hold up a stop.
+    pub fn sleep(&self, d: std::time::Duration) -> bool {
+        let until = std::time::Instant::now() + d;
+        loop {
+            if self.is_triggered() {
+                return true;
+            }
+            let now = std::time::Instant::now();
+            if now >= until {
+                return false;
+            }
+            std::thread::sleep((until - now).min(std::time::Duration::from_millis(100)));
+        }
+    }
+
     /// Resolves once shutdown has been triggered (or the trigger is gone).
     pub async fn wait(&mut self) {
         let _ = self.0.wait_for(|v| *v).await;

@@ -40,7 +40,8 @@ if [ -n "$LINK_FROM" ]; then
   T=$(cd "$LINK_FROM" && pwd)
   declare -A SRC=(
     [strand-agent]=$T/strand-agent
-    [libstrand_inject.so]=$T/libstrand_inject.so
+    # `cargo test` builds the injection library as a dependency: it stays in deps/.
+    [libstrand_inject.so]=$( [ -f "$T/libstrand_inject.so" ] && echo "$T/libstrand_inject.so" || echo "$T/deps/libstrand_inject.so")
     [strand]=$T/strand
     [kernels_bench]=$T/examples/kernels_bench
     [gpu_equals_cpu]=$(newest "$T"/deps/gpu_equals_cpu-*)
@@ -67,7 +68,8 @@ for line in sys.stdin:
   fi
   declare -A SRC=(
     [strand-agent]=$T/strand-agent
-    [libstrand_inject.so]=$T/libstrand_inject.so
+    # `cargo test` builds the injection library as a dependency: it stays in deps/.
+    [libstrand_inject.so]=$( [ -f "$T/libstrand_inject.so" ] && echo "$T/libstrand_inject.so" || echo "$T/deps/libstrand_inject.so")
     [strand]=$T/strand
     [kernels_bench]=$T/examples/kernels_bench
   )

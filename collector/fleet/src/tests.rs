@@ -329,3 +329,28 @@ async fn a_slow_node_is_named_even_though_no_single_rank_stands_out() {
     // The 16 ranks of the other two nodes wait for it at every allreduce.
     close(fig(f, "caused_stall_gpu_s"), instances * 16.0 * delay as f64 * 1e-9, 0.02, "stall caused on the other nodes");
 }
+
+#[tokio::test]
+async fn the_default_deployment_nvml_only_shows_what_it_can_see_and_no_ettr_finding() {
+    // NVML on every node, no CUPTI, no markers: no kernel records and no step source.
+    let mut cfg = fleet(3);
+    cfg.jobs.push(cfg.job("a", vec![0, 1], false));
+    cfg.jobs.push(cfg.job("b", vec![2], false));
+    cfg.nvml_only = vec![0, 1, 2];
+    let (_dir, r) = report_of(&cfg, false).await;
+    let t = &r.totals;
+    close(t.powered_gpu_h, 24.0, 1e-9, "powered");
+    close(t.nvml_only_gpu_h, 24.0, 1e-9, "all of it split by NVML");
+    assert_eq!(t.kernel_records_gpu_h, 0.0);
+    // Reported busy splits into hollow busy (reported − SM active) and the rest; the
+    // startup and checkpoint windows (utilization 0) are idle.
+    assert!(t.leaf(Leaf::BusyUnclassified) > 0.0 && t.leaf(Leaf::HollowBusy) > 0.0, "{:?}", t.leaves_gpu_h);
+    close(t.leaf(Leaf::HollowBusy) / (t.leaf(Leaf::HollowBusy) + t.leaf(Leaf::BusyUnclassified)), (0.93 - 0.85) / 0.93, 1e-6, "hollow share of busy");
+    assert!(t.idle_gpu_h > 0.0 && t.stranded_gpu_h > t.leaf(Leaf::HollowBusy), "idle of held GPUs is stranded too");
+    assert_eq!(t.compute_gpu_h, 0.0, "compute is unknown, shown as none, never guessed");
+    // No step source: ETTR unknown, and no goodput finding from missing data.
+    assert!(r.jobs.iter().all(|j| j.goodput.is_none() && j.step_source.is_none()), "{:#?}", r.jobs);
+    assert!(!kinds(&r).iter().any(|k| k == "goodput"), "{:?}", kinds(&r));
+    let md = crate::report::markdown_for_tests(&r);
+    assert!(md.contains("unknown (no step source)"), "{md}");
+}

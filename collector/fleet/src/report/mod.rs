@@ -57,6 +57,11 @@ pub fn write(report: &Report, out: &Path, top: usize) -> anyhow::Result<()> {
     Ok(())
 }
 
+#[cfg(test)]
+pub fn markdown_for_tests(r: &Report) -> String {
+    markdown::render(r, 20)
+}
+
 /// GPU-hours of one slice of the fleet: the accounting's figures in hours,
 /// and the unallocatable GPUs the fleet adds.
 #[derive(Debug, Clone, Default, Serialize, PartialEq)]
