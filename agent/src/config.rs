@@ -284,7 +284,8 @@ impl Config {
                 ),
             ));
         }
-        strand_analysis::mfu::PeakTable::new(self.windows.peak_flops.clone()).map_err(|m| key("windows.peak_flops", m.to_string()))?;
+        strand_analysis::mfu::PeakTable::new(self.windows.peak_flops.clone())
+            .map_err(|m| key("windows.peak_flops", m.to_string()))?;
         if self.output.rotate_interval < Duration::from_secs(1) {
             return Err(key("output.rotate_interval", format!("{:?} is shorter than 1s", self.output.rotate_interval)));
         }

@@ -197,7 +197,12 @@ impl Live {
         for leaf in LEAVES {
             let ns = t.leaf(leaf);
             if ns > 0 {
-                let l = CategoryLabels { gpu: gpu.gpu.clone(), uuid: gpu.uuid.clone(), node: gpu.node.clone(), category: leaf.name().into() };
+                let l = CategoryLabels {
+                    gpu: gpu.gpu.clone(),
+                    uuid: gpu.uuid.clone(),
+                    node: gpu.node.clone(),
+                    category: leaf.name().into(),
+                };
                 self.metrics.seconds.get_or_create(&l).inc_by(ns as f64 * 1e-9);
             }
         }

@@ -95,7 +95,13 @@ fn main() {
                     let mut c = t + 2 * MS;
                     for i in 0..300 {
                         let d = 900 * US + (i % 7) * 30 * US;
-                        kernels.push(k(c, d, 7, if i % 3 == 0 { "sm90_xmma_gemm_bf16bf16_bf16f32" } else { "flash_fwd_kernel" }, c - 50 * US));
+                        kernels.push(k(
+                            c,
+                            d,
+                            7,
+                            if i % 3 == 0 { "sm90_xmma_gemm_bf16bf16_bf16f32" } else { "flash_fwd_kernel" },
+                            c - 50 * US,
+                        ));
                         c += d + 4 * US;
                     }
                     // Four bucket allreduces on stream 13 during the last third; rank 3 is late.
@@ -103,7 +109,13 @@ fn main() {
                         let base = t + 200 * MS + b * 30 * MS;
                         let start = if g % 8 == 3 { base + 2 * MS } else { base };
                         let kend = base + 2 * MS + 8 * MS;
-                        kernels.push(k(start, kend - start, 13, "ncclDevKernel_AllReduce_Sum_bf16_RING_LL", start - 100 * US));
+                        kernels.push(k(
+                            start,
+                            kend - start,
+                            13,
+                            "ncclDevKernel_AllReduce_Sum_bf16_RING_LL",
+                            start - 100 * US,
+                        ));
                         let mut call = NcclCall::example(0);
                         call.cluster = Arc::from("synth");
                         call.node = node_a.clone();

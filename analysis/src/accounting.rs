@@ -133,7 +133,9 @@ impl Leaf {
     pub fn group(self) -> Group {
         match self {
             Leaf::SyncStall | Leaf::HollowBusy | Leaf::WastedProgress => Group::Ghost,
-            Leaf::IdleHostBound | Leaf::IdleLaunchGap | Leaf::IdleIoBlocked | Leaf::IdleNoProcess | Leaf::IdleOther => Group::Idle,
+            Leaf::IdleHostBound | Leaf::IdleLaunchGap | Leaf::IdleIoBlocked | Leaf::IdleNoProcess | Leaf::IdleOther => {
+                Group::Idle
+            }
             Leaf::Unmeasured => Group::Unmeasured,
             _ => Group::Busy,
         }
@@ -251,7 +253,12 @@ pub const STATE: &[Column] = &[
         sql: "CASE WHEN w.split_source = 'nvml' THEN w.end_ns - w.start_ns ELSE 0 END",
         eval: |w, _| Value::Int(if is_source(w, "nvml") { len(w) } else { 0 }),
     },
-    Column { name: "compute_ns", kind: Kind::Int, sql: "COALESCE(w.compute_ns, 0)", eval: |w, _| Value::Int(z(w.compute_ns)) },
+    Column {
+        name: "compute_ns",
+        kind: Kind::Int,
+        sql: "COALESCE(w.compute_ns, 0)",
+        eval: |w, _| Value::Int(z(w.compute_ns)),
+    },
     Column {
         name: "productive_compute_ns",
         kind: Kind::Int,
@@ -265,7 +272,12 @@ pub const STATE: &[Column] = &[
         sql: "COALESCE(w.comm_overlapped_ns, 0)",
         eval: |w, _| Value::Int(z(w.comm_overlapped_ns)),
     },
-    Column { name: "comm_exposed_ns", kind: Kind::Int, sql: "COALESCE(w.comm_exposed_ns, 0)", eval: |w, _| Value::Int(z(w.comm_exposed_ns)) },
+    Column {
+        name: "comm_exposed_ns",
+        kind: Kind::Int,
+        sql: "COALESCE(w.comm_exposed_ns, 0)",
+        eval: |w, _| Value::Int(z(w.comm_exposed_ns)),
+    },
     Column {
         name: "sync_stall_ns",
         kind: Kind::Int,
@@ -281,12 +293,24 @@ pub const STATE: &[Column] = &[
             " THEN 0 ",
             "WHEN w.sync_stall_estimated THEN COALESCE(w.sync_stall_ns, 0) ELSE 0 END"
         ),
-        eval: |w, e| Value::Int(if !exact_applies(w, e) && w.sync_stall_estimated == Some(true) { z(w.sync_stall_ns) } else { 0 }),
+        eval: |w, e| {
+            Value::Int(if !exact_applies(w, e) && w.sync_stall_estimated == Some(true) {
+                z(w.sync_stall_ns)
+            } else {
+                0
+            })
+        },
     },
     Column {
         name: "comm_transfer_ns",
         kind: Kind::Int,
-        sql: concat!("CASE WHEN (", stall_sql!(), ") IS NULL THEN 0 ELSE COALESCE(w.comm_exposed_ns, 0) - (", stall_sql!(), ") END"),
+        sql: concat!(
+            "CASE WHEN (",
+            stall_sql!(),
+            ") IS NULL THEN 0 ELSE COALESCE(w.comm_exposed_ns, 0) - (",
+            stall_sql!(),
+            ") END"
+        ),
         eval: |w, e| Value::Int(sync_stall(w, e).map_or(0, |s| z(w.comm_exposed_ns) - s)),
     },
     Column {
@@ -338,7 +362,12 @@ pub const STATE: &[Column] = &[
         sql: "COALESCE(w.idle_no_process_ns, 0)",
         eval: |w, _| Value::Int(z(w.idle_no_process_ns)),
     },
-    Column { name: "idle_other_ns", kind: Kind::Int, sql: "COALESCE(w.idle_other_ns, 0)", eval: |w, _| Value::Int(z(w.idle_other_ns)) },
+    Column {
+        name: "idle_other_ns",
+        kind: Kind::Int,
+        sql: "COALESCE(w.idle_other_ns, 0)",
+        eval: |w, _| Value::Int(z(w.idle_other_ns)),
+    },
     Column {
         name: "unmeasured_ns",
         kind: Kind::Int,
@@ -371,25 +400,34 @@ pub const STATE: &[Column] = &[
         sql: "COALESCE(w.host_sync_blocked_ns, 0)",
         eval: |w, _| Value::Int(z(w.host_sync_blocked_ns)),
     },
-    Column { name: "kernel_count", kind: Kind::Int, sql: "COALESCE(w.kernel_count, 0)", eval: |w, _| Value::Int(z(w.kernel_count)) },
+    Column {
+        name: "kernel_count",
+        kind: Kind::Int,
+        sql: "COALESCE(w.kernel_count, 0)",
+        eval: |w, _| Value::Int(z(w.kernel_count)),
+    },
     Column {
         name: "model_flops",
         kind: Kind::Float,
         sql: "CASE WHEN w.model_flops IS NOT NULL AND w.peak_flops_per_s IS NOT NULL THEN w.model_flops ELSE 0.0 END",
-        eval: |w, _| Value::Float(match (w.model_flops, w.peak_flops_per_s) {
-            (Some(f), Some(_)) => f,
-            _ => 0.0,
-        }),
+        eval: |w, _| {
+            Value::Float(match (w.model_flops, w.peak_flops_per_s) {
+                (Some(f), Some(_)) => f,
+                _ => 0.0,
+            })
+        },
     },
     Column {
         name: "peak_flop_budget",
         kind: Kind::Float,
         sql: "CASE WHEN w.model_flops IS NOT NULL AND w.peak_flops_per_s IS NOT NULL \
               THEN w.peak_flops_per_s * CAST(w.end_ns - w.start_ns AS DOUBLE) * 1e-9 ELSE 0.0 END",
-        eval: |w, _| Value::Float(match (w.model_flops, w.peak_flops_per_s) {
-            (Some(_), Some(p)) => p * len(w) as f64 * 1e-9,
-            _ => 0.0,
-        }),
+        eval: |w, _| {
+            Value::Float(match (w.model_flops, w.peak_flops_per_s) {
+                (Some(_), Some(p)) => p * len(w) as f64 * 1e-9,
+                _ => 0.0,
+            })
+        },
     },
     Column {
         name: "tensor_estimate_weighted",
@@ -597,7 +635,10 @@ impl GpuTime {
     /// or set ran (what reported utilization should equal, DESIGN §4).
     pub fn busy_ratio(&self) -> Option<f64> {
         let k = self.int("kernels_ns");
-        (k > 0).then(|| self.int("compute_ns") as f64 / k as f64 + (self.int("comm_exposed_ns") + self.int("memcpy_exposed_ns")) as f64 / k as f64)
+        (k > 0).then(|| {
+            self.int("compute_ns") as f64 / k as f64
+                + (self.int("comm_exposed_ns") + self.int("memcpy_exposed_ns")) as f64 / k as f64
+        })
     }
 
     /// `ns` as a share of the powered time.
@@ -814,13 +855,15 @@ mod tests {
     fn the_leaves_add_up_to_the_window_whatever_measured_it() {
         // Kernel records: compute 5000 (hollow 300 of it), comm_exposed 2000 (stall 500), memcpy 1000, idle 2000.
         let mut k = window(Some("kernels"));
-        (k.compute_ns, k.comm_exposed_ns, k.memcpy_exposed_ns, k.idle_ns) = (Some(5000), Some(2000), Some(1000), Some(2000));
+        (k.compute_ns, k.comm_exposed_ns, k.memcpy_exposed_ns, k.idle_ns) =
+            (Some(5000), Some(2000), Some(1000), Some(2000));
         (k.sync_stall_ns, k.sync_stall_estimated, k.hollow_busy_ns) = (Some(500), Some(false), Some(300));
         (k.idle_host_bound_ns, k.idle_launch_gap_ns, k.idle_io_blocked_ns, k.idle_no_process_ns, k.idle_other_ns) =
             (Some(500), Some(500), Some(0), Some(0), Some(1000));
         // NVML only: 60 % busy over 8 of 10 µs sampled, hollow 1000, 1200 ns idle without a process.
         let mut n = window(Some("nvml"));
-        (n.reported_busy_ns, n.idle_ns, n.hollow_busy_ns, n.idle_no_process_ns, n.idle_other_ns) = (Some(4800), Some(3200), Some(1000), Some(1200), Some(2000));
+        (n.reported_busy_ns, n.idle_ns, n.hollow_busy_ns, n.idle_no_process_ns, n.idle_other_ns) =
+            (Some(4800), Some(3200), Some(1000), Some(1200), Some(2000));
         // Nothing measured.
         let none = window(None);
         for (w, busy) in [(&k, 8000), (&n, 4800), (&none, 0)] {
@@ -834,7 +877,10 @@ mod tests {
         assert_eq!((g.leaf(Leaf::ProductiveCompute), g.leaf(Leaf::CommTransfer), g.ghost_ns()), (4700, 1500, 800));
         // Wasted progress moves from productive compute, never below zero.
         g.add_wasted(1000);
-        assert_eq!((g.leaf(Leaf::ProductiveCompute), g.leaf(Leaf::WastedProgress), sum_of_leaves(&g)), (3700, 1000, 10_000));
+        assert_eq!(
+            (g.leaf(Leaf::ProductiveCompute), g.leaf(Leaf::WastedProgress), sum_of_leaves(&g)),
+            (3700, 1000, 10_000)
+        );
         g.add_wasted(1_000_000);
         assert_eq!((g.leaf(Leaf::ProductiveCompute), sum_of_leaves(&g)), (0, 10_000));
         // Stranded: ghost + idle of a held GPU.
@@ -847,7 +893,8 @@ mod tests {
     #[test]
     fn an_estimated_stall_gives_way_to_the_exact_one_capped_by_exposed_comm() {
         let mut w = window(Some("kernels"));
-        (w.compute_ns, w.comm_exposed_ns, w.idle_ns, w.idle_other_ns) = (Some(6000), Some(3000), Some(1000), Some(1000));
+        (w.compute_ns, w.comm_exposed_ns, w.idle_ns, w.idle_other_ns) =
+            (Some(6000), Some(3000), Some(1000), Some(1000));
         (w.memcpy_exposed_ns, w.sync_stall_ns, w.sync_stall_estimated) = (Some(0), Some(2000), Some(true));
         let run = |w: &Window, exact| {
             let mut g = GpuTime::new();
@@ -870,9 +917,11 @@ mod tests {
     #[test]
     fn merging_equals_updating_with_everything() {
         let mut a = window(Some("kernels"));
-        (a.compute_ns, a.idle_ns, a.idle_other_ns, a.model_flops, a.peak_flops_per_s) = (Some(4000), Some(6000), Some(6000), Some(2e9), Some(1e15));
+        (a.compute_ns, a.idle_ns, a.idle_other_ns, a.model_flops, a.peak_flops_per_s) =
+            (Some(4000), Some(6000), Some(6000), Some(2e9), Some(1e15));
         let mut b = window(Some("nvml"));
-        (b.reported_busy_ns, b.idle_ns, b.idle_other_ns, b.gpu_uuid) = (Some(5000), Some(5000), Some(5000), Arc::from("x"));
+        (b.reported_busy_ns, b.idle_ns, b.idle_other_ns, b.gpu_uuid) =
+            (Some(5000), Some(5000), Some(5000), Arc::from("x"));
         let mut all = GpuTime::new();
         all.update(&a, None);
         all.update(&b, None);
@@ -893,7 +942,8 @@ mod tests {
     fn the_sql_names_every_state_column_once() {
         let sql = gpu_time_sql();
         for c in STATE {
-            let n = sql.matches(&format!(") AS {},", c.name)).count() + sql.matches(&format!(") AS {}\n", c.name)).count();
+            let n =
+                sql.matches(&format!(") AS {},", c.name)).count() + sql.matches(&format!(") AS {}\n", c.name)).count();
             assert_eq!(n, 1, "{}", c.name);
         }
         assert!(!sql.contains(" / "), "DuckDB's `/` divides floats, DataFusion's integers: never divide");

@@ -139,7 +139,8 @@ impl CollectiveRecord {
 
     /// The instance this record belongs to, when it can be matched at all.
     pub fn instance_key(&self) -> Option<(CommId, i64)> {
-        let ok = self.seq.is_some() && self.rank.is_some() && self.nranks.is_some_and(|n| n >= 1) && is_collective(&self.op);
+        let ok =
+            self.seq.is_some() && self.rank.is_some() && self.nranks.is_some_and(|n| n >= 1) && is_collective(&self.op);
         Some((self.comm.clone().filter(|_| ok)?, self.seq?))
     }
 
@@ -320,7 +321,9 @@ pub fn resolve(
 }
 
 /// Groups records by instance (records that can never match are returned apart).
-pub fn group(records: impl IntoIterator<Item = CollectiveRecord>) -> (Vec<Vec<CollectiveRecord>>, Vec<CollectiveRecord>) {
+pub fn group(
+    records: impl IntoIterator<Item = CollectiveRecord>,
+) -> (Vec<Vec<CollectiveRecord>>, Vec<CollectiveRecord>) {
     let mut by: HashMap<(CommId, i64), Vec<CollectiveRecord>> = HashMap::new();
     let mut lone = Vec::new();
     for r in records {
@@ -336,7 +339,11 @@ pub fn group(records: impl IntoIterator<Item = CollectiveRecord>) -> (Vec<Vec<Co
 
 /// Matches every collective of a whole run at once (the postmortem): its
 /// `collective_stalls` rows, in (communicator, seq, rank) order.
-pub fn match_all(reducer: &Reducer, calls: &[NcclCall], stats: &mut MatchStats) -> Result<Vec<CollectiveStall>, KernelsError> {
+pub fn match_all(
+    reducer: &Reducer,
+    calls: &[NcclCall],
+    stats: &mut MatchStats,
+) -> Result<Vec<CollectiveStall>, KernelsError> {
     let (groups, _) = group(calls.iter().filter_map(CollectiveRecord::from_call));
     Ok(resolve(reducer, groups, stats)?.0)
 }
@@ -443,7 +450,12 @@ impl StallMatcher {
             return;
         };
         let n = r.nranks.unwrap_or(1).max(1) as usize;
-        let p = self.pending.entry(key).or_insert_with(|| Pending { nranks: n, ranks: Vec::new(), members: Vec::new(), earliest: start });
+        let p = self.pending.entry(key).or_insert_with(|| Pending {
+            nranks: n,
+            ranks: Vec::new(),
+            members: Vec::new(),
+            earliest: start,
+        });
         if let Some(rank) = r.rank
             && !p.ranks.contains(&rank)
         {
@@ -456,16 +468,24 @@ impl StallMatcher {
     /// Resolves every complete instance exactly, and every incomplete one
     /// whose earliest kernel started before `deadline` by estimate.
     pub fn resolve(&mut self, reducer: &Reducer, deadline: i64) -> Result<Vec<StallInterval>, KernelsError> {
-        let keys: Vec<_> =
-            self.pending.iter().filter(|(_, p)| p.ranks.len() >= p.nranks || p.earliest < deadline).map(|(k, _)| k.clone()).collect();
-        let groups: Vec<Vec<CollectiveRecord>> = keys.into_iter().filter_map(|k| self.pending.remove(&k)).map(|p| p.members).collect();
+        let keys: Vec<_> = self
+            .pending
+            .iter()
+            .filter(|(_, p)| p.ranks.len() >= p.nranks || p.earliest < deadline)
+            .map(|(k, _)| k.clone())
+            .collect();
+        let groups: Vec<Vec<CollectiveRecord>> =
+            keys.into_iter().filter_map(|k| self.pending.remove(&k)).map(|p| p.members).collect();
         let (rows, unmatched) = resolve(reducer, groups, &mut self.stats)?;
         let mut out = Vec::with_capacity(rows.len() + unmatched.len());
         for r in &rows {
             if let (Some(gi), Some(t), Some(b)) = (r.gpu_index, r.transfer_ns, r.bytes) {
                 // The rest of the kernel after the wait is pure transfer.
                 let comm = Some(if r.comm_name.is_some() {
-                    CommId::Name { job: r.job_id.as_deref().map(Arc::from), name: Arc::from(r.comm_name.as_deref().unwrap_or("")) }
+                    CommId::Name {
+                        job: r.job_id.as_deref().map(Arc::from),
+                        name: Arc::from(r.comm_name.as_deref().unwrap_or("")),
+                    }
                 } else {
                     CommId::Hash(r.comm_hash)
                 });
@@ -490,7 +510,13 @@ impl StallMatcher {
         for r in unmatched.into_iter().chain(now) {
             let (Some(gpu), Some((s, e))) = (r.gpu(), r.kernel) else { continue };
             self.stats.estimated_records += 1;
-            out.push(StallInterval { gpu, kernel_start: s, kernel_end: e, stall_ns: self.baseline.estimate(&r), estimated: true });
+            out.push(StallInterval {
+                gpu,
+                kernel_start: s,
+                kernel_end: e,
+                stall_ns: self.baseline.estimate(&r),
+                estimated: true,
+            });
         }
         Ok(out)
     }
@@ -554,7 +580,10 @@ mod tests {
         m.push(rec(1, 1100, 900, 1));
         let mut out = m.resolve(&r, 2000).unwrap();
         out.sort_by_key(|s| s.gpu.gpu_index);
-        assert_eq!(out.iter().map(|s| (s.stall_ns, s.estimated)).collect::<Vec<_>>(), vec![(Some(750), true), (Some(650), true)]);
+        assert_eq!(
+            out.iter().map(|s| (s.stall_ns, s.estimated)).collect::<Vec<_>>(),
+            vec![(Some(750), true), (Some(650), true)]
+        );
         assert_eq!(m.stats.instances_incomplete, 1);
         // Without bytes there is nothing to estimate from.
         let mut x = rec(0, 5000, 100, 2);
@@ -574,7 +603,15 @@ mod tests {
         let mut host: Vec<_> = (0..4).map(|k| rec(k, 1000 + 100 * k as i64, 1000, 4)).collect();
         host[1].kernel = None;
         let (rows, unmatched) = resolve(&r, vec![disagree, dup, host], &mut stats).unwrap();
-        assert_eq!((stats.instances_inconsistent, stats.instances_incomplete, stats.duplicate_rows, stats.instances_host_timed), (1, 1, 1, 1));
+        assert_eq!(
+            (
+                stats.instances_inconsistent,
+                stats.instances_incomplete,
+                stats.duplicate_rows,
+                stats.instances_host_timed
+            ),
+            (1, 1, 1, 1)
+        );
         assert_eq!(unmatched.len(), 5);
         assert!(rows.iter().all(|s| s.time_source == "host"));
         assert_eq!(rows.iter().map(|s| s.stall_ns).collect::<Vec<_>>(), [300, 200, 100, 0]);

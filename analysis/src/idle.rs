@@ -160,7 +160,10 @@ pub fn classify_idle(input: &IdleInput) -> IdleClasses {
             // A gap ends at a.start; the earliest-launched kernel starting then decides.
             let mut next = a;
             for b in activities[i + 1..].iter().take_while(|b| b.start == a.start) {
-                if b.end > b.start && b.launch_ns.is_some() && (next.launch_ns.is_none() || b.launch_ns < next.launch_ns) {
+                if b.end > b.start
+                    && b.launch_ns.is_some()
+                    && (next.launch_ns.is_none() || b.launch_ns < next.launch_ns)
+                {
                     next = *b;
                 }
             }
@@ -307,7 +310,13 @@ mod tests {
         Activity { start, end, launch_ns: launch, pid: 1, launch_tid: Some(7) }
     }
 
-    fn run(acts: &[Activity], prev: Option<i64>, np: &[(i64, i64)], io: &[(i64, i64)], blocked: &BlockedThreads) -> IdleClasses {
+    fn run(
+        acts: &[Activity],
+        prev: Option<i64>,
+        np: &[(i64, i64)],
+        io: &[(i64, i64)],
+        blocked: &BlockedThreads,
+    ) -> IdleClasses {
         classify_idle(&IdleInput {
             t0: 0,
             t1: 1000,

@@ -27,8 +27,8 @@ pub mod mfu;
 pub mod steps;
 pub mod window;
 
-pub use decompose::{DecomposeBatch, Decomposition};
 pub use accounting::{GpuTime, LEAVES, Leaf};
+pub use decompose::{DecomposeBatch, Decomposition};
 pub use window::{BuilderStats, WindowBuilder, WindowConfig};
 
 /// Why an analysis could not run.

@@ -140,28 +140,42 @@ impl MarkerTracker {
     /// Parses one datagram.
     pub fn parse(msg: &[u8]) -> Result<Marker, MarkerError> {
         if msg.len() > MAX_MESSAGE_BYTES {
-            return Err(MarkerError::Json(format!("message of {} bytes is larger than {MAX_MESSAGE_BYTES}", msg.len())));
+            return Err(MarkerError::Json(format!(
+                "message of {} bytes is larger than {MAX_MESSAGE_BYTES}",
+                msg.len()
+            )));
         }
         let m: Marker = serde_json::from_slice(msg).map_err(|e| MarkerError::Json(e.to_string()))?;
         if m.v > MARKERS_VERSION {
             return Err(MarkerError::Version(m.v));
         }
         if let Some(f) = m.flops
-            && !(f.is_finite() && f >= 0.0) {
-                return Err(MarkerError::Flops(f.to_string()));
-            }
+            && !(f.is_finite() && f >= 0.0)
+        {
+            return Err(MarkerError::Flops(f.to_string()));
+        }
         Ok(m)
     }
 
     /// Handles one datagram received at `received_ns`; returns the finished
     /// row when the message ends a phase. `stamp` resolves a process's
     /// cluster, node, job and GPU.
-    pub fn handle(&mut self, msg: &[u8], received_ns: i64, stamp: impl Fn(&Marker) -> Stamp) -> Result<Option<Step>, MarkerError> {
+    pub fn handle(
+        &mut self,
+        msg: &[u8],
+        received_ns: i64,
+        stamp: impl Fn(&Marker) -> Stamp,
+    ) -> Result<Option<Step>, MarkerError> {
         let m = Self::parse(msg)?;
         self.handle_marker(m, received_ns, stamp)
     }
 
-    pub fn handle_marker(&mut self, m: Marker, received_ns: i64, stamp: impl Fn(&Marker) -> Stamp) -> Result<Option<Step>, MarkerError> {
+    pub fn handle_marker(
+        &mut self,
+        m: Marker,
+        received_ns: i64,
+        stamp: impl Fn(&Marker) -> Stamp,
+    ) -> Result<Option<Step>, MarkerError> {
         let pid = m.pid.ok_or_else(|| MarkerError::NoPid(m.event.clone()))?;
         let ts = m.ts_ns.unwrap_or(received_ns);
         let checkpoint_phase = |m: &Marker| match m.kind.as_deref() {
@@ -196,18 +210,27 @@ impl MarkerTracker {
     }
 
     fn begin(&mut self, pid: i32, phase: Phase, m: Marker, ts: i64) {
-        if self.open.len() >= self.max_open && !self.open.contains_key(&(pid, phase))
-            && let Some(oldest) = self.open.iter().min_by_key(|(_, o)| o.seq).map(|(k, _)| *k) {
-                self.open.remove(&oldest);
-                self.abandoned += 1;
-            }
+        if self.open.len() >= self.max_open
+            && !self.open.contains_key(&(pid, phase))
+            && let Some(oldest) = self.open.iter().min_by_key(|(_, o)| o.seq).map(|(k, _)| *k)
+        {
+            self.open.remove(&oldest);
+            self.abandoned += 1;
+        }
         self.seq += 1;
         if self.open.insert((pid, phase), Open { marker: m, start_ns: ts, seq: self.seq }).is_some() {
             self.abandoned += 1;
         }
     }
 
-    fn end(&mut self, pid: i32, phase: Phase, m: Marker, ts: i64, stamp: &impl Fn(&Marker) -> Stamp) -> Result<Step, MarkerError> {
+    fn end(
+        &mut self,
+        pid: i32,
+        phase: Phase,
+        m: Marker,
+        ts: i64,
+        stamp: &impl Fn(&Marker) -> Stamp,
+    ) -> Result<Step, MarkerError> {
         let open = self.open.remove(&(pid, phase)).ok_or_else(|| MarkerError::Unmatched(m.event.clone(), pid))?;
         // Fields given on the end message win over those of the begin.
         let b = &open.marker;
@@ -251,7 +274,10 @@ fn row(phase: Phase, m: &Marker, start_ns: i64, end_ns: i64, s: &Stamp) -> Step 
         end_ns,
         model_flops: if phase == Phase::Step { m.flops } else { None },
         tokens: m.tokens,
-        dtype: m.dtype.as_deref().map(|d| crate::mfu::normalize_dtype(d).map(str::to_string).unwrap_or_else(|| d.to_string())),
+        dtype: m
+            .dtype
+            .as_deref()
+            .map(|d| crate::mfu::normalize_dtype(d).map(str::to_string).unwrap_or_else(|| d.to_string())),
         source: "marker".into(),
     }
 }
@@ -267,14 +293,20 @@ mod tests {
     #[test]
     fn begin_and_end_make_one_step_row_with_the_flops() {
         let mut t = MarkerTracker::default();
-        assert_eq!(t.handle(br#"{"v":1,"event":"step_begin","step":12,"pid":42,"rank":5,"ts_ns":1000}"#, 0, stamp), Ok(None));
+        assert_eq!(
+            t.handle(br#"{"v":1,"event":"step_begin","step":12,"pid":42,"rank":5,"ts_ns":1000}"#, 0, stamp),
+            Ok(None)
+        );
         let row = t
             .handle(br#"{"event":"step_end","step":12,"pid":42,"flops":3.5e15,"tokens":8192,"dtype":"bfloat16","ts_ns":5000,"future_field":true}"#, 0, stamp)
             .unwrap()
             .unwrap();
         assert_eq!((row.start_ns, row.end_ns, row.step, row.rank), (1000, 5000, Some(12), Some(5)));
         assert_eq!((row.model_flops, row.tokens, row.dtype.as_deref()), (Some(3.5e15), Some(8192), Some("bf16")));
-        assert_eq!((row.phase.as_str(), row.source.as_str(), row.gpu_index, row.job_id.as_deref()), ("step", "marker", Some(3), Some("j")));
+        assert_eq!(
+            (row.phase.as_str(), row.source.as_str(), row.gpu_index, row.job_id.as_deref()),
+            ("step", "marker", Some(3), Some("j"))
+        );
         assert_eq!(t.open_phases(), 0);
     }
 
@@ -283,8 +315,14 @@ mod tests {
         let mut t = MarkerTracker::default();
         t.handle(br#"{"event":"checkpoint_begin","kind":"restore","step":100,"pid":1}"#, 10, stamp).unwrap();
         let r = t.handle(br#"{"event":"checkpoint_end","kind":"restore","pid":1}"#, 90, stamp).unwrap().unwrap();
-        assert_eq!((r.phase.as_str(), r.step, r.start_ns, r.end_ns, r.model_flops), ("checkpoint_restore", Some(100), 10, 90, None));
-        let r = t.handle(br#"{"event":"step","pid":1,"step":7,"start_ns":5,"end_ns":9,"flops":1e12}"#, 0, stamp).unwrap().unwrap();
+        assert_eq!(
+            (r.phase.as_str(), r.step, r.start_ns, r.end_ns, r.model_flops),
+            ("checkpoint_restore", Some(100), 10, 90, None)
+        );
+        let r = t
+            .handle(br#"{"event":"step","pid":1,"step":7,"start_ns":5,"end_ns":9,"flops":1e12}"#, 0, stamp)
+            .unwrap()
+            .unwrap();
         assert_eq!((r.start_ns, r.end_ns, r.model_flops), (5, 9, Some(1e12)));
     }
 
@@ -293,12 +331,18 @@ mod tests {
         let mut t = MarkerTracker::default();
         let err = |t: &mut MarkerTracker, m: &[u8]| t.handle(m, 0, stamp).unwrap_err().to_string();
         assert!(err(&mut t, b"{not json").starts_with("not a JSON marker object"));
-        assert_eq!(err(&mut t, br#"{"v":2,"event":"step_begin","pid":1}"#), "marker version 2 is newer than version 1 that this agent reads");
+        assert_eq!(
+            err(&mut t, br#"{"v":2,"event":"step_begin","pid":1}"#),
+            "marker version 2 is newer than version 1 that this agent reads"
+        );
         assert!(err(&mut t, br#"{"event":"epoch","pid":1}"#).starts_with("unknown marker event \"epoch\""));
         assert_eq!(err(&mut t, br#"{"event":"step_begin"}"#), "marker \"step_begin\" has no `pid`");
         assert_eq!(err(&mut t, br#"{"event":"step_end","pid":9}"#), "step_end for pid 9 without a matching begin");
         assert!(err(&mut t, br#"{"event":"checkpoint_begin","kind":"upload","pid":9}"#).contains("upload"));
-        assert_eq!(err(&mut t, br#"{"event":"step","pid":9,"start_ns":5,"end_ns":1}"#), "marker `step` needs `start_ns` and `end_ns` with start ≤ end");
+        assert_eq!(
+            err(&mut t, br#"{"event":"step","pid":9,"start_ns":5,"end_ns":1}"#),
+            "marker `step` needs `start_ns` and `end_ns` with start ≤ end"
+        );
         assert!(err(&mut t, br#"{"event":"step_end","pid":9,"flops":-1}"#).starts_with("`flops` must be"));
     }
 

@@ -33,20 +33,128 @@ const T: f64 = 1e12;
 /// figures are half the "with sparsity" ones; fp32/fp64 are the tensor-core
 /// or, where higher, the SIMT rate).
 pub const PEAK_DENSE_FLOPS: &[PeakRow] = &[
-    PeakRow { model: "H100 PCIe", matches: &["H100", "PCIE"], fp8: Some(1513.0 * T), bf16: Some(756.5 * T), fp16: Some(756.5 * T), tf32: Some(378.0 * T), fp32: Some(51.2 * T), fp64: Some(51.2 * T) },
-    PeakRow { model: "H100 NVL", matches: &["H100", "NVL"], fp8: Some(1670.5 * T), bf16: Some(835.5 * T), fp16: Some(835.5 * T), tf32: Some(417.5 * T), fp32: Some(60.0 * T), fp64: Some(60.0 * T) },
-    PeakRow { model: "H200 NVL", matches: &["H200", "NVL"], fp8: Some(1670.5 * T), bf16: Some(835.5 * T), fp16: Some(835.5 * T), tf32: Some(417.5 * T), fp32: Some(60.0 * T), fp64: Some(60.0 * T) },
-    PeakRow { model: "GH200", matches: &["GH200"], fp8: Some(1979.0 * T), bf16: Some(989.5 * T), fp16: Some(989.5 * T), tf32: Some(494.5 * T), fp32: Some(67.0 * T), fp64: Some(67.0 * T) },
-    PeakRow { model: "H200 SXM", matches: &["H200"], fp8: Some(1979.0 * T), bf16: Some(989.5 * T), fp16: Some(989.5 * T), tf32: Some(494.5 * T), fp32: Some(67.0 * T), fp64: Some(67.0 * T) },
+    PeakRow {
+        model: "H100 PCIe",
+        matches: &["H100", "PCIE"],
+        fp8: Some(1513.0 * T),
+        bf16: Some(756.5 * T),
+        fp16: Some(756.5 * T),
+        tf32: Some(378.0 * T),
+        fp32: Some(51.2 * T),
+        fp64: Some(51.2 * T),
+    },
+    PeakRow {
+        model: "H100 NVL",
+        matches: &["H100", "NVL"],
+        fp8: Some(1670.5 * T),
+        bf16: Some(835.5 * T),
+        fp16: Some(835.5 * T),
+        tf32: Some(417.5 * T),
+        fp32: Some(60.0 * T),
+        fp64: Some(60.0 * T),
+    },
+    PeakRow {
+        model: "H200 NVL",
+        matches: &["H200", "NVL"],
+        fp8: Some(1670.5 * T),
+        bf16: Some(835.5 * T),
+        fp16: Some(835.5 * T),
+        tf32: Some(417.5 * T),
+        fp32: Some(60.0 * T),
+        fp64: Some(60.0 * T),
+    },
+    PeakRow {
+        model: "GH200",
+        matches: &["GH200"],
+        fp8: Some(1979.0 * T),
+        bf16: Some(989.5 * T),
+        fp16: Some(989.5 * T),
+        tf32: Some(494.5 * T),
+        fp32: Some(67.0 * T),
+        fp64: Some(67.0 * T),
+    },
+    PeakRow {
+        model: "H200 SXM",
+        matches: &["H200"],
+        fp8: Some(1979.0 * T),
+        bf16: Some(989.5 * T),
+        fp16: Some(989.5 * T),
+        tf32: Some(494.5 * T),
+        fp32: Some(67.0 * T),
+        fp64: Some(67.0 * T),
+    },
     // "NVIDIA H100 80GB HBM3" and "H100 SXM5": the SXM part.
-    PeakRow { model: "H100 SXM", matches: &["H100"], fp8: Some(1979.0 * T), bf16: Some(989.5 * T), fp16: Some(989.5 * T), tf32: Some(494.5 * T), fp32: Some(67.0 * T), fp64: Some(67.0 * T) },
-    PeakRow { model: "H800", matches: &["H800"], fp8: Some(1979.0 * T), bf16: Some(989.5 * T), fp16: Some(989.5 * T), tf32: Some(494.5 * T), fp32: Some(67.0 * T), fp64: Some(1.0 * T) },
-    PeakRow { model: "B200", matches: &["B200"], fp8: Some(4500.0 * T), bf16: Some(2250.0 * T), fp16: Some(2250.0 * T), tf32: Some(1100.0 * T), fp32: Some(75.0 * T), fp64: Some(37.0 * T) },
+    PeakRow {
+        model: "H100 SXM",
+        matches: &["H100"],
+        fp8: Some(1979.0 * T),
+        bf16: Some(989.5 * T),
+        fp16: Some(989.5 * T),
+        tf32: Some(494.5 * T),
+        fp32: Some(67.0 * T),
+        fp64: Some(67.0 * T),
+    },
+    PeakRow {
+        model: "H800",
+        matches: &["H800"],
+        fp8: Some(1979.0 * T),
+        bf16: Some(989.5 * T),
+        fp16: Some(989.5 * T),
+        tf32: Some(494.5 * T),
+        fp32: Some(67.0 * T),
+        fp64: Some(1.0 * T),
+    },
+    PeakRow {
+        model: "B200",
+        matches: &["B200"],
+        fp8: Some(4500.0 * T),
+        bf16: Some(2250.0 * T),
+        fp16: Some(2250.0 * T),
+        tf32: Some(1100.0 * T),
+        fp32: Some(75.0 * T),
+        fp64: Some(37.0 * T),
+    },
     // SXM4 and PCIe A100 have the same tensor-core peaks; A800 too.
-    PeakRow { model: "A100", matches: &["A100"], fp8: None, bf16: Some(312.0 * T), fp16: Some(312.0 * T), tf32: Some(156.0 * T), fp32: Some(19.5 * T), fp64: Some(19.5 * T) },
-    PeakRow { model: "A800", matches: &["A800"], fp8: None, bf16: Some(312.0 * T), fp16: Some(312.0 * T), tf32: Some(156.0 * T), fp32: Some(19.5 * T), fp64: Some(19.5 * T) },
-    PeakRow { model: "L40S", matches: &["L40S"], fp8: Some(733.0 * T), bf16: Some(362.05 * T), fp16: Some(362.05 * T), tf32: Some(183.0 * T), fp32: Some(91.6 * T), fp64: None },
-    PeakRow { model: "L4", matches: &["L4"], fp8: Some(242.5 * T), bf16: Some(121.0 * T), fp16: Some(121.0 * T), tf32: Some(60.0 * T), fp32: Some(30.3 * T), fp64: None },
+    PeakRow {
+        model: "A100",
+        matches: &["A100"],
+        fp8: None,
+        bf16: Some(312.0 * T),
+        fp16: Some(312.0 * T),
+        tf32: Some(156.0 * T),
+        fp32: Some(19.5 * T),
+        fp64: Some(19.5 * T),
+    },
+    PeakRow {
+        model: "A800",
+        matches: &["A800"],
+        fp8: None,
+        bf16: Some(312.0 * T),
+        fp16: Some(312.0 * T),
+        tf32: Some(156.0 * T),
+        fp32: Some(19.5 * T),
+        fp64: Some(19.5 * T),
+    },
+    PeakRow {
+        model: "L40S",
+        matches: &["L40S"],
+        fp8: Some(733.0 * T),
+        bf16: Some(362.05 * T),
+        fp16: Some(362.05 * T),
+        tf32: Some(183.0 * T),
+        fp32: Some(91.6 * T),
+        fp64: None,
+    },
+    PeakRow {
+        model: "L4",
+        matches: &["L4"],
+        fp8: Some(242.5 * T),
+        bf16: Some(121.0 * T),
+        fp16: Some(121.0 * T),
+        tf32: Some(60.0 * T),
+        fp32: Some(30.3 * T),
+        fp64: None,
+    },
 ];
 
 impl PeakRow {
@@ -107,10 +215,18 @@ impl PeakTable {
     pub fn new(overrides: Vec<PeakOverride>) -> Result<Self, crate::AnalysisError> {
         for o in &overrides {
             if normalize_dtype(&o.dtype).is_none() {
-                return Err(crate::AnalysisError::PeakOverride(format!("for {:?}: unknown dtype {:?} (expected one of {})", o.gpu, o.dtype, DTYPES.join(", "))));
+                return Err(crate::AnalysisError::PeakOverride(format!(
+                    "for {:?}: unknown dtype {:?} (expected one of {})",
+                    o.gpu,
+                    o.dtype,
+                    DTYPES.join(", ")
+                )));
             }
             if !(o.flops_per_s.is_finite() && o.flops_per_s > 0.0) {
-                return Err(crate::AnalysisError::PeakOverride(format!("for {:?}: flops_per_s must be positive, got {}", o.gpu, o.flops_per_s)));
+                return Err(crate::AnalysisError::PeakOverride(format!(
+                    "for {:?}: flops_per_s must be positive, got {}",
+                    o.gpu, o.flops_per_s
+                )));
             }
         }
         Ok(Self { overrides })
@@ -146,7 +262,11 @@ pub fn mfu(model_flops: Option<f64>, window_ns: i64, peak_flops_per_s: Option<f6
 /// Tensor-pipe estimate: tensor active × SM clock ÷ max SM clock. GPM's tensor
 /// activity is measured at the current clock; scaling by the clock ratio
 /// turns it into a share of the peak. An estimate, never MFU.
-pub fn tensor_estimate(tensor_active: Option<f64>, sm_clock_mhz: Option<i32>, sm_clock_max_mhz: Option<i32>) -> Option<f64> {
+pub fn tensor_estimate(
+    tensor_active: Option<f64>,
+    sm_clock_mhz: Option<i32>,
+    sm_clock_max_mhz: Option<i32>,
+) -> Option<f64> {
     let t = tensor_active?;
     match (sm_clock_mhz, sm_clock_max_mhz) {
         (Some(c), Some(m)) if m > 0 && c >= 0 => Some(t * c as f64 / m as f64),
@@ -185,10 +305,12 @@ mod tests {
 
     #[test]
     fn overrides_win_and_bad_overrides_are_refused() {
-        let t = PeakTable::new(vec![PeakOverride { gpu: "h100".into(), dtype: "bf16".into(), flops_per_s: 900e12 }]).unwrap();
+        let t = PeakTable::new(vec![PeakOverride { gpu: "h100".into(), dtype: "bf16".into(), flops_per_s: 900e12 }])
+            .unwrap();
         assert_eq!(t.peak("NVIDIA H100 80GB HBM3", "bf16"), Some(900e12));
         assert_eq!(t.peak("NVIDIA H100 80GB HBM3", "fp8"), Some(1979e12));
-        let e = PeakTable::new(vec![PeakOverride { gpu: "x".into(), dtype: "int4".into(), flops_per_s: 1.0 }]).unwrap_err();
+        let e =
+            PeakTable::new(vec![PeakOverride { gpu: "x".into(), dtype: "int4".into(), flops_per_s: 1.0 }]).unwrap_err();
         assert!(e.to_string().contains("unknown dtype \"int4\""), "{e}");
     }
 

@@ -89,7 +89,8 @@ pub fn boundaries(points: &[CallPoint], period: Period) -> Vec<usize> {
     let template: Vec<u64> = points[period.phase..period.phase + l].iter().map(|p| p.signature).collect();
     let fits = |i: usize| {
         i + l <= points.len()
-            && (points[i..i + l].iter().zip(&template).filter(|(a, b)| a.signature == **b).count() as f64) >= MIN_MATCH * l as f64
+            && (points[i..i + l].iter().zip(&template).filter(|(a, b)| a.signature == **b).count() as f64)
+                >= MIN_MATCH * l as f64
             && points[i].signature == template[0]
     };
     let mut out = Vec::new();
@@ -104,9 +105,11 @@ pub fn boundaries(points: &[CallPoint], period: Period) -> Vec<usize> {
     }
     // The last boundary closes the last step only if a next period begins.
     if let Some(&last) = out.last()
-        && last + l < points.len() && points[last + l].signature == template[0] {
-            out.push(last + l);
-        }
+        && last + l < points.len()
+        && points[last + l].signature == template[0]
+    {
+        out.push(last + l);
+    }
     out
 }
 
@@ -132,7 +135,8 @@ pub fn infer_steps(calls: &[NcclCall]) -> Vec<Step> {
     for key in keys {
         let mut v = by_proc.remove(&key).unwrap_or_default();
         v.sort_by_key(|c| c.enter_ns);
-        let points: Vec<CallPoint> = v.iter().map(|c| CallPoint { time: c.enter_ns, signature: signature(c) }).collect();
+        let points: Vec<CallPoint> =
+            v.iter().map(|c| CallPoint { time: c.enter_ns, signature: signature(c) }).collect();
         let Some(period) = find_period(&points) else { continue };
         let b = boundaries(&points, period);
         let first = v[0];

@@ -32,11 +32,11 @@ use strand_kernels::{KernelsError, Reducer};
 use strand_schemas::category::Category;
 use strand_schemas::{CudaSyncCall, GpuSample, KernelEvent, NcclCall, ProcessEvent, Step, Window};
 
-use crate::{AnalysisError, GpuKey};
+use crate::collective::{BandwidthBaseline, CollectiveRecord, StallMatcher};
 use crate::decompose::{DecomposeBatch, Segmented};
 use crate::idle::{Activity, BlockedThreads, IdleClasses, IdleInput, StreamIdle, classify_idle, merge_in_place};
 use crate::mfu::{PeakTable, mfu, tensor_estimate};
-use crate::collective::{BandwidthBaseline, CollectiveRecord, StallMatcher};
+use crate::{AnalysisError, GpuKey};
 
 /// How windows are cut and judged.
 #[derive(Debug, Clone)]
@@ -86,10 +86,15 @@ impl Default for WindowConfig {
 impl WindowConfig {
     pub fn validate(&self) -> Result<(), AnalysisError> {
         if self.period_ns <= 0 {
-            return Err(AnalysisError::WindowConfig(format!("window period must be positive, got {} ns", self.period_ns)));
+            return Err(AnalysisError::WindowConfig(format!(
+                "window period must be positive, got {} ns",
+                self.period_ns
+            )));
         }
         if self.lateness_ns < 0 || self.launch_gap_ns < 0 || self.sample_period_ns <= 0 {
-            return Err(AnalysisError::WindowConfig("lateness and launch gap must be ≥ 0 and the sample period > 0".into()));
+            return Err(AnalysisError::WindowConfig(
+                "lateness and launch gap must be ≥ 0 and the sample period > 0".into(),
+            ));
         }
         Ok(())
     }
@@ -118,7 +123,8 @@ const CUPTI: u8 = 4;
 const EBPF: u8 = 8;
 const MARKERS: u8 = 16;
 const KINETO: u8 = 32;
-const SOURCE_NAMES: [(u8, &str); 6] = [(NVML, "nvml"), (GPM, "gpm"), (CUPTI, "cupti"), (EBPF, "ebpf"), (MARKERS, "markers"), (KINETO, "kineto")];
+const SOURCE_NAMES: [(u8, &str); 6] =
+    [(NVML, "nvml"), (GPM, "gpm"), (CUPTI, "cupti"), (EBPF, "ebpf"), (MARKERS, "markers"), (KINETO, "kineto")];
 
 fn source_bit(s: &str) -> u8 {
     match s {
@@ -324,7 +330,9 @@ impl WindowBuilder {
     /// first window was emitted (offline tools learn the run's span first).
     pub fn set_timing(&mut self, period_ns: i64, lateness_ns: i64) -> Result<(), AnalysisError> {
         if self.stats.windows > 0 || self.gpus.values().any(|g| g.next_start.is_some()) {
-            return Err(AnalysisError::WindowConfig("the window length cannot change after windows were emitted".into()));
+            return Err(AnalysisError::WindowConfig(
+                "the window length cannot change after windows were emitted".into(),
+            ));
         }
         let cfg = WindowConfig { period_ns, lateness_ns, ..self.cfg.clone() };
         cfg.validate()?;
@@ -411,7 +419,8 @@ impl WindowBuilder {
                 self.stats.late_rows += 1;
                 continue;
             }
-            let cat = Category::parse(&k.category).unwrap_or_else(|| strand_schemas::category::classify(&k.kind, &k.name));
+            let cat =
+                Category::parse(&k.category).unwrap_or_else(|| strand_schemas::category::classify(&k.kind, &k.name));
             let key = GpuKey { node: k.node.clone(), gpu_index: gi };
             self.remember_pid(&k.node, k.pid, gi);
             let g = self.gpu(&key);
@@ -515,7 +524,17 @@ impl WindowBuilder {
                 self.stats.late_rows += 1;
                 continue;
             }
-            self.syncs.push((s.node.clone(), SyncLite { pid: s.pid, tid: s.tid, gpu_index: s.gpu_index, start: s.enter_ns, end: s.exit_ns, src: source_bit(&s.source) }));
+            self.syncs.push((
+                s.node.clone(),
+                SyncLite {
+                    pid: s.pid,
+                    tid: s.tid,
+                    gpu_index: s.gpu_index,
+                    start: s.enter_ns,
+                    end: s.exit_ns,
+                    src: source_bit(&s.source),
+                },
+            ));
         }
     }
 
@@ -642,10 +661,19 @@ impl WindowBuilder {
 
     fn close(&mut self, watermark: i64, flushing: bool) -> Result<Vec<Window>, KernelsError> {
         // 1. Resolve collectives whose windows are closing.
-        let stalls = if flushing { self.matcher.flush(&self.reducer)? } else { self.matcher.resolve(&self.reducer, watermark)? };
+        let stalls = if flushing {
+            self.matcher.flush(&self.reducer)?
+        } else {
+            self.matcher.resolve(&self.reducer, watermark)?
+        };
         for s in stalls {
             let g = self.gpu(&s.gpu);
-            g.stalls.push(Stall { start: s.kernel_start, end: s.kernel_end, stall_ns: s.stall_ns, estimated: s.estimated });
+            g.stalls.push(Stall {
+                start: s.kernel_start,
+                end: s.kernel_end,
+                stall_ns: s.stall_ns,
+                estimated: s.estimated,
+            });
         }
 
         // 2. Shared inputs: blocked host threads, checkpoints, steps.
@@ -707,7 +735,8 @@ impl WindowBuilder {
             merge_in_place(&mut io);
             let syncs: Vec<SyncLite> =
                 syncs_by_gpu.get(&key).map(|v| v.iter().map(|&i| self.syncs[i].1).collect()).unwrap_or_default();
-            let exits: Vec<(i32, i64)> = self.exits.iter().filter(|(n, _, _)| *n == key.node).map(|(_, p, t)| (*p, *t)).collect();
+            let exits: Vec<(i32, i64)> =
+                self.exits.iter().filter(|(n, _, _)| *n == key.node).map(|(_, p, t)| (*p, *t)).collect();
 
             let cfg = &self.cfg;
             let g = self.gpus.get_mut(&key).expect("key from the map");
@@ -742,10 +771,22 @@ impl WindowBuilder {
                     }
                     coverage |= a.src;
                     batch.add(a.cat, a.start, a.end);
-                    activities.push(Activity { start: a.start, end: a.end, launch_ns: a.launch, pid: a.pid, launch_tid: a.tid });
+                    activities.push(Activity {
+                        start: a.start,
+                        end: a.end,
+                        launch_ns: a.launch,
+                        pid: a.pid,
+                        launch_tid: a.tid,
+                    });
                 }
                 if let Some(next) = g.acts[p..].iter().find(|a| a.end > a.start) {
-                    activities.push(Activity { start: next.start, end: next.end, launch_ns: next.launch, pid: next.pid, launch_tid: next.tid });
+                    activities.push(Activity {
+                        start: next.start,
+                        end: next.end,
+                        launch_ns: next.launch,
+                        pid: next.pid,
+                        launch_tid: next.tid,
+                    });
                 }
                 // Sync stalls of collectives overlapping the window.
                 let (mut stall_known, mut stall_est) = (false, false);
@@ -834,7 +875,13 @@ impl WindowBuilder {
                 for st in &steps {
                     let ov = overlap(st.start, st.end, t0, t1);
                     if let Some(f) = st.flops {
-                        let share = if st.end > st.start { ov as f64 / (st.end - st.start) as f64 } else if st.start >= t0 && st.start < t1 { 1.0 } else { 0.0 };
+                        let share = if st.end > st.start {
+                            ov as f64 / (st.end - st.start) as f64
+                        } else if st.start >= t0 && st.start < t1 {
+                            1.0
+                        } else {
+                            0.0
+                        };
                         if share > 0.0 {
                             *flops.get_or_insert(0.0) += f * share;
                             if dtype.is_none() {
@@ -923,7 +970,11 @@ impl WindowBuilder {
             let known = w.categories_known;
             let opt = |v: i64| known.then_some(v);
             let hollow = (!w.hollow_segments.is_empty()).then(|| {
-                w.hollow_segments.clone().map(|i| hollow_w[i] * (hollow_len[i] - hollow_i[i]) as f64).sum::<f64>().round() as i64
+                w.hollow_segments
+                    .clone()
+                    .map(|i| hollow_w[i] * (hollow_len[i] - hollow_i[i]) as f64)
+                    .sum::<f64>()
+                    .round() as i64
             });
             let (sync_stall, transfer, estimated) = if !known {
                 (None, None, None)
@@ -1039,9 +1090,14 @@ fn no_process_intervals(samples: &[Sample], exits: &[(i32, i64)], sp: i64) -> Ve
         if s.pids.is_empty() {
             let mut start = s.ts - sp;
             if let Some(p) = prev.filter(|p| !p.pids.is_empty())
-                && let Some(t) = exits.iter().filter(|(pid, t)| p.pids.contains(pid) && *t > p.ts && *t <= s.ts).map(|(_, t)| *t).max() {
-                    start = t;
-                }
+                && let Some(t) = exits
+                    .iter()
+                    .filter(|(pid, t)| p.pids.contains(pid) && *t > p.ts && *t <= s.ts)
+                    .map(|(_, t)| *t)
+                    .max()
+            {
+                start = t;
+            }
             out.push((start, s.ts));
         }
         prev = Some(s);

@@ -20,7 +20,8 @@ fn cat(i: u8) -> Category {
 
 /// (category, start, end) with small integer times; some empty or inverted.
 fn intervals() -> impl Strategy<Value = Vec<(u8, i64, i64)>> {
-    prop::collection::vec((0u8..3, -20i64..220, 0i64..60), 0..40).prop_map(|v| v.into_iter().map(|(c, s, len)| (c, s, s + len - 5)).collect())
+    prop::collection::vec((0u8..3, -20i64..220, 0i64..60), 0..40)
+        .prop_map(|v| v.into_iter().map(|(c, s, len)| (c, s, s + len - 5)).collect())
 }
 
 proptest! {

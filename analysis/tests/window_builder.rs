@@ -28,7 +28,8 @@ fn kernel(gpu: i32, stream: i64, start: i64, end: i64, name: &str, launch: Optio
 }
 
 fn builder(period: i64, lateness: i64) -> WindowBuilder {
-    let cfg = WindowConfig { period_ns: period, lateness_ns: lateness, launch_gap_ns: 50_000, ..WindowConfig::default() };
+    let cfg =
+        WindowConfig { period_ns: period, lateness_ns: lateness, launch_gap_ns: 50_000, ..WindowConfig::default() };
     WindowBuilder::new(cfg, Arc::new(Reducer::cpu())).unwrap()
 }
 
@@ -44,10 +45,12 @@ fn out_of_order_records_across_windows_give_exact_categories() {
     //   comm    [120,170) — overlapped by compute on [120,130)
     //   copy    [165,180) — exposed on [170,180)
     // pushed in reverse order, in two batches.
-    let mut rows = [kernel(0, 1, 10 * MS, 60 * MS, "gemm", Some(5 * MS)),
+    let mut rows = [
+        kernel(0, 1, 10 * MS, 60 * MS, "gemm", Some(5 * MS)),
         kernel(0, 2, 40 * MS, 130 * MS, "attn", Some(5 * MS)),
         kernel(0, 3, 120 * MS, 170 * MS, "ncclDevKernel_AllReduce_Sum_bf16_RING_LL", Some(110 * MS)),
-        kernel(0, 1, 165 * MS, 180 * MS, "Memcpy DtoH", Some(100 * MS))];
+        kernel(0, 1, 165 * MS, 180 * MS, "Memcpy DtoH", Some(100 * MS)),
+    ];
     rows.reverse();
     b.push_kernels(&rows[..2]);
     assert!(b.close_until(120 * MS).unwrap().is_empty(), "window [0,100) is still within the lateness allowance");
@@ -188,12 +191,16 @@ fn sample(gpu: i32, ts: i64, rep: f64, sm: Option<f64>, pids: Vec<i32>) -> GpuSa
 
 #[test]
 fn samples_give_reported_busy_hollow_busy_and_the_tensor_estimate() {
-    let cfg = WindowConfig { period_ns: 1000 * MS, lateness_ns: 0, sample_period_ns: 500 * MS, ..WindowConfig::default() };
+    let cfg =
+        WindowConfig { period_ns: 1000 * MS, lateness_ns: 0, sample_period_ns: 500 * MS, ..WindowConfig::default() };
     let mut b = WindowBuilder::new(cfg, Arc::new(Reducer::cpu())).unwrap();
     // Two samples cover [0,500) and [500,1000): reported 1.0 and 0.6, SM active 0.4 and 0.6.
     b.push_samples(&[sample(0, 500 * MS, 1.0, Some(0.4), vec![100]), sample(0, 1000 * MS, 0.6, Some(0.6), vec![100])]);
     // A communication kernel [100,300) is not hollow: hollow = 0.6 × (500 − 200) + 0 = 180 ms.
-    b.push_kernels(&[kernel(0, 9, 100 * MS, 300 * MS, "ncclKernel_AllReduce", None), kernel(0, 1, 300 * MS, 900 * MS, "gemm", None)]);
+    b.push_kernels(&[
+        kernel(0, 9, 100 * MS, 300 * MS, "ncclKernel_AllReduce", None),
+        kernel(0, 1, 300 * MS, 900 * MS, "gemm", None),
+    ]);
     let w = b.close_until(1000 * MS).unwrap();
     assert_eq!(w.len(), 1);
     let w = &w[0];
@@ -237,7 +244,8 @@ fn mfu_from_marker_steps_prorated_over_windows() {
 
 #[test]
 fn idle_without_a_process_and_during_checkpoints() {
-    let cfg = WindowConfig { period_ns: 1000 * MS, lateness_ns: 0, sample_period_ns: 250 * MS, ..WindowConfig::default() };
+    let cfg =
+        WindowConfig { period_ns: 1000 * MS, lateness_ns: 0, sample_period_ns: 250 * MS, ..WindowConfig::default() };
     let mut b = WindowBuilder::new(cfg, Arc::new(Reducer::cpu())).unwrap();
     b.push_samples(&[
         sample(0, 250 * MS, 0.5, None, vec![100]),
@@ -270,7 +278,10 @@ fn idle_without_a_process_and_during_checkpoints() {
     assert_eq!(w.idle_other_ns, Some(250 * MS));
     assert_eq!(w.idle_host_bound_ns, None, "no kernel ends a gap: launch times unknown");
     assert_eq!(
-        w.idle_launch_gap_ns.unwrap() + w.idle_io_blocked_ns.unwrap() + w.idle_no_process_ns.unwrap() + w.idle_other_ns.unwrap(),
+        w.idle_launch_gap_ns.unwrap()
+            + w.idle_io_blocked_ns.unwrap()
+            + w.idle_no_process_ns.unwrap()
+            + w.idle_other_ns.unwrap(),
         w.idle_ns.unwrap()
     );
 }
@@ -280,17 +291,29 @@ fn without_kernel_records_nvml_splits_the_window_into_reported_busy_and_idle() {
     let mut b = builder(1000 * MS, 0);
     b.push_samples(&[sample(0, 1000 * MS, 0.0, None, vec![])]);
     let w = b.close_until(1000 * MS).unwrap();
-    assert_eq!((w[0].idle_ns, w[0].idle_no_process_ns, w[0].split_source.as_deref()), (Some(1000 * MS), Some(1000 * MS), Some("nvml")));
+    assert_eq!(
+        (w[0].idle_ns, w[0].idle_no_process_ns, w[0].split_source.as_deref()),
+        (Some(1000 * MS), Some(1000 * MS), Some("nvml"))
+    );
     // Busy per NVML but no kernel records: the kernel categories are not
     // measured, the split into reported busy and idle is, and says so.
     let mut b = builder(1000 * MS, 0);
     b.push_samples(&[sample(0, 1000 * MS, 0.7, None, vec![1])]);
     let w = &b.close_until(1000 * MS).unwrap()[0];
-    assert_eq!((w.compute_ns, w.reported_busy_ns, w.idle_ns, w.idle_other_ns), (None, Some(700 * MS), Some(300 * MS), Some(300 * MS)));
-    assert_eq!((w.idle_host_bound_ns, w.idle_launch_gap_ns, w.coverage.as_str(), w.split_source.as_deref()), (None, None, "nvml", Some("nvml")));
+    assert_eq!(
+        (w.compute_ns, w.reported_busy_ns, w.idle_ns, w.idle_other_ns),
+        (None, Some(700 * MS), Some(300 * MS), Some(300 * MS))
+    );
+    assert_eq!(
+        (w.idle_host_bound_ns, w.idle_launch_gap_ns, w.coverage.as_str(), w.split_source.as_deref()),
+        (None, None, "nvml", Some("nvml"))
+    );
     let mut t = strand_analysis::GpuTime::new();
     t.update(w, None);
-    assert_eq!((t.leaf(strand_analysis::Leaf::BusyUnclassified), t.leaf(strand_analysis::Leaf::IdleOther)), (700 * MS, 300 * MS));
+    assert_eq!(
+        (t.leaf(strand_analysis::Leaf::BusyUnclassified), t.leaf(strand_analysis::Leaf::IdleOther)),
+        (700 * MS, 300 * MS)
+    );
 }
 
 #[test]

@@ -101,13 +101,22 @@ async fn run(args: Args) -> anyhow::Result<()> {
     let bodies: Vec<Arc<Vec<u8>>> =
         (0..args.uploaders).map(|u| body(&args.table, &node(u), args.rows).map(Arc::new)).collect::<Result<_, _>>()?;
     let batch_bytes = bodies[0].len();
-    eprintln!("{} batch bodies of {} rows, {} bytes each, made in {:?}", bodies.len(), args.rows, batch_bytes, started.elapsed());
+    eprintln!(
+        "{} batch bodies of {} rows, {} bytes each, made in {:?}",
+        bodies.len(),
+        args.rows,
+        batch_bytes,
+        started.elapsed()
+    );
 
     let config = tmp.path().join("collector.toml");
     let mut text = format!("listen = \"127.0.0.1:0\"\n[storage]\nroot = {data:?}\n");
     for u in 0..args.uploaders {
-        let hash: String =
-            ring::digest::digest(&ring::digest::SHA256, token(u).as_bytes()).as_ref().iter().map(|b| format!("{b:02x}")).collect();
+        let hash: String = ring::digest::digest(&ring::digest::SHA256, token(u).as_bytes())
+            .as_ref()
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
         text.push_str(&format!("[[nodes]]\ncluster = \"bench\"\nnode = \"{}\"\ntoken_sha256 = \"{hash}\"\n", node(u)));
     }
     std::fs::write(&config, text)?;
@@ -166,13 +175,21 @@ async fn run(args: Args) -> anyhow::Result<()> {
     let mb = (total * batch_bytes) as f64 / 1e6;
     let cpu = std::fs::read_to_string("/proc/cpuinfo")
         .ok()
-        .and_then(|s| s.lines().find(|l| l.starts_with("model name")).map(|l| l.split(':').nth(1).unwrap_or("").trim().to_string()))
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("model name"))
+                .map(|l| l.split(':').nth(1).unwrap_or("").trim().to_string())
+        })
         .unwrap_or_default();
     println!("machine:     {} CPU(s), {cpu}", std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0));
     println!("uploaders:   {} (one node and token each), {} batches each", args.uploaders, args.batches);
     println!("batch:       {} rows of {}, {batch_bytes} bytes", args.rows, args.table);
     println!("total:       {total} batches, {mb:.1} MB in {:.2} s", elapsed.as_secs_f64());
-    println!("throughput:  {:.1} MB/s, {:.0} batches/s", mb / elapsed.as_secs_f64(), total as f64 / elapsed.as_secs_f64());
+    println!(
+        "throughput:  {:.1} MB/s, {:.0} batches/s",
+        mb / elapsed.as_secs_f64(),
+        total as f64 / elapsed.as_secs_f64()
+    );
     println!("latency:     p50 {:?}, p99 {:?}, max {:?}", pct(0.5), pct(0.99), latencies[latencies.len() - 1]);
     println!("retries:     {retries} (429/503 answers honoured)");
     println!("stored:      {stored} files (expected {total})");
@@ -231,11 +248,7 @@ fn count_parquet(dir: &Path) -> usize {
         .flatten()
         .map(|e| {
             let p = e.path();
-            if p.is_dir() {
-                count_parquet(&p)
-            } else {
-                usize::from(p.extension().is_some_and(|x| x == "parquet"))
-            }
+            if p.is_dir() { count_parquet(&p) } else { usize::from(p.extension().is_some_and(|x| x == "parquet")) }
         })
         .sum()
 }

@@ -90,8 +90,7 @@ fn bearer_token(value: &[u8]) -> Option<&[u8]> {
         return None;
     }
     let token = rest.trim_ascii();
-    let ok = !token.is_empty()
-        && token.iter().all(|&b| b.is_ascii_alphanumeric() || b"-._~+/=".contains(&b));
+    let ok = !token.is_empty() && token.iter().all(|&b| b.is_ascii_alphanumeric() || b"-._~+/=".contains(&b));
     ok.then_some(token)
 }
 
@@ -100,12 +99,17 @@ mod tests {
     use super::*;
 
     fn sha(token: &str) -> String {
-        ring::digest::digest(&ring::digest::SHA256, token.as_bytes()).as_ref().iter().map(|b| format!("{b:02x}")).collect()
+        ring::digest::digest(&ring::digest::SHA256, token.as_bytes())
+            .as_ref()
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect()
     }
 
     fn tokens() -> Tokens {
         let entry = |c: &str, n: &str, t: &str| NodeEntry { cluster: c.into(), node: n.into(), token_sha256: sha(t) };
-        Tokens::new(&[entry("c1", "n1", "token-n1"), entry("c1", "n2", "token-n2"), entry("c2", "*", "token-c2")]).unwrap()
+        Tokens::new(&[entry("c1", "n1", "token-n1"), entry("c1", "n2", "token-n2"), entry("c2", "*", "token-c2")])
+            .unwrap()
     }
 
     fn auth(t: &Tokens, h: &str) -> Result<Vec<(String, String)>, AuthError> {

@@ -135,7 +135,10 @@ impl Config {
             return Err(key("storage.root", "must name a directory or s3://bucket/prefix".into()));
         }
         if self.storage.root.contains("://") && !self.storage.root.starts_with("s3://") {
-            return Err(key("storage.root", format!("{:?}: only directories and s3:// URLs are supported", self.storage.root)));
+            return Err(key(
+                "storage.root",
+                format!("{:?}: only directories and s3:// URLs are supported", self.storage.root),
+            ));
         }
         if self.nodes.is_empty() {
             return Err(key("nodes", "no [[nodes]] entry: every upload would be refused; add one per node".into()));

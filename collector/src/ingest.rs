@@ -167,7 +167,12 @@ fn rejection_response(r: &Rejection, retry_after_secs: u32) -> Response {
     response
 }
 
-async fn ingest(app: &App, headers: &HeaderMap, body: &mut Option<Body>, seen: &mut Seen) -> Result<Accepted, Rejection> {
+async fn ingest(
+    app: &App,
+    headers: &HeaderMap,
+    body: &mut Option<Body>,
+    seen: &mut Seen,
+) -> Result<Accepted, Rejection> {
     // 1. Who is this?
     let grant = app
         .tokens
@@ -239,9 +244,12 @@ async fn ingest(app: &App, headers: &HeaderMap, body: &mut Option<Body>, seen: &
     // 7. Is it what it says?
     let (table_c, cluster_c, node_c, id_c, data_c) =
         (table, cluster.to_string(), node.to_string(), batch_id.to_string(), data.clone());
-    let checked = tokio::task::spawn_blocking(move || check_batch(data_c, table_c, &cluster_c, &node_c, &id_c, rows_header))
-        .await
-        .map_err(|e| Rejection::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", format!("check failed: {e}")))??;
+    let checked =
+        tokio::task::spawn_blocking(move || check_batch(data_c, table_c, &cluster_c, &node_c, &id_c, rows_header))
+            .await
+            .map_err(|e| {
+                Rejection::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", format!("check failed: {e}"))
+            })??;
 
     // 8. Store once.
     let key = batch_path(table.name, &checked.date, cluster, node, batch_id);
@@ -304,7 +312,10 @@ async fn read_body(
         Err(_) => Err(Rejection::new(
             StatusCode::REQUEST_TIMEOUT,
             "body_timeout",
-            format!("the body did not arrive within {} (collector key body_timeout)", humantime::format_duration(timeout)),
+            format!(
+                "the body did not arrive within {} (collector key body_timeout)",
+                humantime::format_duration(timeout)
+            ),
         )),
         Ok(r) => r.map(|()| buf.freeze()),
     }
@@ -356,8 +367,13 @@ fn check_batch(
         .and_then(|b| b.with_batch_size(8192).build())
         .map_err(|e| decode(&e))?;
     let schema = (table.schema)();
-    let time = time_column(&schema)
-        .ok_or_else(|| Rejection::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", format!("table {} has no time column", table.name)))?;
+    let time = time_column(&schema).ok_or_else(|| {
+        Rejection::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal",
+            format!("table {} has no time column", table.name),
+        )
+    })?;
     let mut min_ts: Option<i64> = None;
     let mut row0 = 0usize;
     for batch in reader {
@@ -366,8 +382,9 @@ fn check_batch(
             [("cluster", cluster, protocol::HEADER_CLUSTER), ("node", node, protocol::HEADER_NODE)]
         {
             let nullable = schema.field_with_name(column).map(|f| f.is_nullable()).unwrap_or(true);
-            check_identity(&batch, column, expected, nullable, row0)
-                .map_err(|m| Rejection::bad("identity_mismatch", format!("{name}: {m}, but header {header} says {expected:?}")))?;
+            check_identity(&batch, column, expected, nullable, row0).map_err(|m| {
+                Rejection::bad("identity_mismatch", format!("{name}: {m}, but header {header} says {expected:?}"))
+            })?;
         }
         // inspect_bytes checked the column is int64.
         let ts = batch.column_by_name(time).and_then(|c| c.as_any().downcast_ref::<Int64Array>());
@@ -381,7 +398,13 @@ fn check_batch(
 }
 
 /// Every value of `column` equals `expected` (or is null, where the table allows).
-fn check_identity(batch: &RecordBatch, column: &str, expected: &str, nullable: bool, row0: usize) -> Result<(), String> {
+fn check_identity(
+    batch: &RecordBatch,
+    column: &str,
+    expected: &str,
+    nullable: bool,
+    row0: usize,
+) -> Result<(), String> {
     let Some(array) = batch.column_by_name(column) else {
         return if nullable { Ok(()) } else { Err(format!("column `{column}` is missing")) };
     };

@@ -55,10 +55,14 @@ pub async fn run(args: ServeOptions) -> anyhow::Result<()> {
     let store = store::Store::open(&cfg.storage).with_context(|| name.clone())?;
     let removed = store.remove_stale_staging();
     if removed > 0 {
-        tracing::warn!("removed {removed} partial batch file(s) left by an interrupted write under {}", store.describe());
+        tracing::warn!(
+            "removed {removed} partial batch file(s) left by an interrupted write under {}",
+            store.describe()
+        );
     }
     let tokens = auth::Tokens::new(&cfg.nodes).map_err(|m| anyhow::anyhow!("{name}: {m}"))?;
-    let inflight_kib = usize::try_from(cfg.max_inflight_bytes.div_ceil(1024)).unwrap_or(usize::MAX).min(Semaphore::MAX_PERMITS);
+    let inflight_kib =
+        usize::try_from(cfg.max_inflight_bytes.div_ceil(1024)).unwrap_or(usize::MAX).min(Semaphore::MAX_PERMITS);
     let app = Arc::new(App {
         tokens,
         store,
@@ -112,7 +116,11 @@ async fn healthz(State(app): State<Arc<App>>) -> impl IntoResponse {
 }
 
 async fn metrics_text(State(app): State<Arc<App>>) -> impl IntoResponse {
-    (StatusCode::OK, [(CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")], app.metrics.encode())
+    (
+        StatusCode::OK,
+        [(CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")],
+        app.metrics.encode(),
+    )
 }
 
 /// SIGTERM or SIGINT: stop accepting, give requests in flight `grace` to finish.

@@ -49,7 +49,11 @@ impl Store {
             let store = b.build().map_err(|e| anyhow::anyhow!("key `storage.root`: {}: {e}", cfg.root))?;
             // s3://bucket/a/b → prefix a/b inside the bucket.
             let prefix = cfg.root["s3://".len()..].split_once('/').map(|(_, p)| p).unwrap_or("");
-            return Ok(Store::Object { store: Arc::new(store), prefix: ObjectPath::from(prefix), url: cfg.root.clone() });
+            return Ok(Store::Object {
+                store: Arc::new(store),
+                prefix: ObjectPath::from(prefix),
+                url: cfg.root.clone(),
+            });
         }
         let root = PathBuf::from(&cfg.root);
         std::fs::create_dir_all(&root)
@@ -109,9 +113,8 @@ impl Store {
 
 /// `<key>#<digits>`: the staging name of a write in progress.
 pub fn is_staging_name(name: &str) -> bool {
-    name.rsplit_once('#').is_some_and(|(base, n)| {
-        base.ends_with(".parquet") && !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit())
-    })
+    name.rsplit_once('#')
+        .is_some_and(|(base, n)| base.ends_with(".parquet") && !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
 }
 
 fn put_local(dest: &Path, data: &[u8]) -> anyhow::Result<PutOutcome> {
@@ -217,7 +220,8 @@ mod tests {
         let dest = dir.path().join(key);
         assert_eq!(std::fs::read(&dest).unwrap().len(), 1000);
         // Nothing but the batch is left in its directory.
-        let names: Vec<_> = std::fs::read_dir(dest.parent().unwrap()).unwrap().map(|e| e.unwrap().file_name()).collect();
+        let names: Vec<_> =
+            std::fs::read_dir(dest.parent().unwrap()).unwrap().map(|e| e.unwrap().file_name()).collect();
         assert_eq!(names, ["batch-0001.parquet"]);
         assert_eq!(store.put_once(key, Bytes::from_static(b"other")).await.unwrap(), PutOutcome::Duplicate);
         assert_eq!(std::fs::read(&dest).unwrap().len(), 1000, "a duplicate must not overwrite");

@@ -119,9 +119,9 @@ fn run_op(r: &Reducer, op: &str, d: &Data) {
         "stats" => r.stats(v).map(|x| x.len()),
         "histogram" => r.histogram(v, LogBuckets::DEFAULT).map(|h| h.segments),
         "union" => r.union_length(iv).map(|x| x.len()),
-        "intersection" => {
-            r.intersection_length(iv, Intervals { offsets: &d.offsets, start: &d.b_start, end: &d.b_end }).map(|x| x.len())
-        }
+        "intersection" => r
+            .intersection_length(iv, Intervals { offsets: &d.offsets, start: &d.b_start, end: &d.b_end })
+            .map(|x| x.len()),
         "max_per_group" => r.max_per_group(&d.group, &d.start, d.groups).map(|x| x.len()),
         _ => r.sync_stall(&d.group, &d.start, &d.dur, d.groups).map(|x| x.len()),
     };

@@ -150,7 +150,11 @@ fn no_nulls(name: &str, a: &dyn Array) -> Result<(), KernelsError> {
 impl<'a> Intervals<'a> {
     /// Borrows Arrow columns of i64 nanoseconds (`Int64`, `Timestamp(ns)` or
     /// `Duration(ns)` arrays) without copying; refuses nulls and bad shapes.
-    pub fn from_arrow<S, E>(offsets: &'a [usize], start: &'a PrimitiveArray<S>, end: &'a PrimitiveArray<E>) -> Result<Self, KernelsError>
+    pub fn from_arrow<S, E>(
+        offsets: &'a [usize],
+        start: &'a PrimitiveArray<S>,
+        end: &'a PrimitiveArray<E>,
+    ) -> Result<Self, KernelsError>
     where
         S: ArrowPrimitiveType<Native = i64>,
         E: ArrowPrimitiveType<Native = i64>,
@@ -166,7 +170,10 @@ impl<'a> Intervals<'a> {
 impl<'a> Values<'a> {
     /// Borrows an Arrow column of i64 values (`Int64`, `Timestamp(ns)`,
     /// `Duration(ns)`) without copying; refuses nulls and bad shapes.
-    pub fn from_arrow<T: ArrowPrimitiveType<Native = i64>>(offsets: &'a [usize], values: &'a PrimitiveArray<T>) -> Result<Self, KernelsError> {
+    pub fn from_arrow<T: ArrowPrimitiveType<Native = i64>>(
+        offsets: &'a [usize],
+        values: &'a PrimitiveArray<T>,
+    ) -> Result<Self, KernelsError> {
         no_nulls("values", values)?;
         let v = Values { offsets, values: values.values() };
         v.validate()?;
@@ -329,7 +336,13 @@ pub struct Reducer {
 impl Reducer {
     /// A reducer that always runs on the CPU.
     pub fn cpu() -> Self {
-        Self { requested: Backend::Cpu, gpu: std::sync::OnceLock::from(None), budget: None, min_gpu_rows: usize::MAX, cpu_threads: 1 }
+        Self {
+            requested: Backend::Cpu,
+            gpu: std::sync::OnceLock::from(None),
+            budget: None,
+            min_gpu_rows: usize::MAX,
+            cpu_threads: 1,
+        }
     }
 
     /// `Gpu` fails when no GPU is usable; `Auto` falls back to the CPU (at
@@ -340,7 +353,13 @@ impl Reducer {
             Backend::Gpu => {
                 let g = gpu::Gpu::open()?;
                 tracing::info!("kernels: GPU backend on {}", g.description());
-                Ok(Self { requested: backend, gpu: std::sync::OnceLock::from(Some(g)), budget: None, min_gpu_rows: 0, cpu_threads: 1 })
+                Ok(Self {
+                    requested: backend,
+                    gpu: std::sync::OnceLock::from(Some(g)),
+                    budget: None,
+                    min_gpu_rows: 0,
+                    cpu_threads: 1,
+                })
             }
             Backend::Auto => Ok(Self {
                 requested: backend,
@@ -361,7 +380,11 @@ impl Reducer {
                         Some(b) => g.with_budget(b),
                         None => g,
                     };
-                    tracing::info!("kernels: GPU backend on {} for batches of at least {} rows, CPU below", g.description(), self.min_gpu_rows);
+                    tracing::info!(
+                        "kernels: GPU backend on {} for batches of at least {} rows, CPU below",
+                        g.description(),
+                        self.min_gpu_rows
+                    );
                     Some(g)
                 }
                 Err(e) => {
@@ -466,16 +489,26 @@ impl Reducer {
     pub fn stats(&self, v: Values) -> Result<Vec<Stats>, KernelsError> {
         v.validate()?;
         let t = self.cpu_threads;
-        self.run(v.values.len(), |g| g.stats(v), || cpu::by_segments(v.offsets, t, |r| cpu::stats(Values { offsets: &v.offsets[r.start..=r.end], ..v })))
+        self.run(
+            v.values.len(),
+            |g| g.stats(v),
+            || cpu::by_segments(v.offsets, t, |r| cpu::stats(Values { offsets: &v.offsets[r.start..=r.end], ..v })),
+        )
     }
 
     /// Length of the union of each segment's intervals.
     pub fn union_length(&self, iv: Intervals) -> Result<Vec<i64>, KernelsError> {
         iv.validate()?;
         let t = self.cpu_threads;
-        self.run(iv.start.len(), |g| g.union_length(iv), || {
-            cpu::by_segments(iv.offsets, t, |r| cpu::union_length(Intervals { offsets: &iv.offsets[r.start..=r.end], ..iv }))
-        })
+        self.run(
+            iv.start.len(),
+            |g| g.union_length(iv),
+            || {
+                cpu::by_segments(iv.offsets, t, |r| {
+                    cpu::union_length(Intervals { offsets: &iv.offsets[r.start..=r.end], ..iv })
+                })
+            },
+        )
     }
 
     /// Length of `(∪a) ∩ (∪b)` per segment; `a` and `b` have the same segments.
@@ -487,7 +520,8 @@ impl Reducer {
         let t = self.cpu_threads;
         let on_cpu = || {
             // Balance threads by the rows of both sides.
-            let both: Vec<usize> = if t > 1 { a.offsets.iter().zip(b.offsets).map(|(x, y)| x + y).collect() } else { vec![0; na + 1] };
+            let both: Vec<usize> =
+                if t > 1 { a.offsets.iter().zip(b.offsets).map(|(x, y)| x + y).collect() } else { vec![0; na + 1] };
             cpu::by_segments(&both, t, |r| {
                 let (ao, bo) = (&a.offsets[r.start..=r.end], &b.offsets[r.start..=r.end]);
                 cpu::intersection_length(Intervals { offsets: ao, ..a }, Intervals { offsets: bo, ..b })
@@ -505,23 +539,40 @@ impl Reducer {
             || Histogram {
                 buckets,
                 segments: v.offsets.len() - 1,
-                counts: cpu::by_segments(v.offsets, t, |r| cpu::histogram(Values { offsets: &v.offsets[r.start..=r.end], ..v }, buckets).counts),
+                counts: cpu::by_segments(v.offsets, t, |r| {
+                    cpu::histogram(Values { offsets: &v.offsets[r.start..=r.end], ..v }, buckets).counts
+                }),
             },
         )
     }
 
     /// Maximum of `values` per group (`group[i] < groups`): the latest start of
     /// each collective instance across its ranks. `None` for an empty group.
-    pub fn max_per_group(&self, group: &[u32], values: &[i64], groups: usize) -> Result<Vec<Option<i64>>, KernelsError> {
+    pub fn max_per_group(
+        &self,
+        group: &[u32],
+        values: &[i64],
+        groups: usize,
+    ) -> Result<Vec<Option<i64>>, KernelsError> {
         check_groups(group, values.len(), groups)?;
         self.run(values.len(), |g| g.max_per_group(group, values, groups), || cpu::max_per_group(group, values, groups))
     }
 
     /// DESIGN §4 sync stall of every row: `min(duration, max start of its group − start)`.
-    pub fn sync_stall(&self, group: &[u32], start: &[i64], duration: &[i64], groups: usize) -> Result<Vec<i64>, KernelsError> {
+    pub fn sync_stall(
+        &self,
+        group: &[u32],
+        start: &[i64],
+        duration: &[i64],
+        groups: usize,
+    ) -> Result<Vec<i64>, KernelsError> {
         check_groups(group, start.len(), groups)?;
         if duration.len() != start.len() {
-            return Err(KernelsError::Input(format!("start has {} rows but duration has {}", start.len(), duration.len())));
+            return Err(KernelsError::Input(format!(
+                "start has {} rows but duration has {}",
+                start.len(),
+                duration.len()
+            )));
         }
         self.run(
             start.len(),

@@ -16,32 +16,17 @@
 use strand_kernels::{Backend, Intervals, LogBuckets, Reducer, Values};
 
 fn max_rows() -> usize {
-    std::env::var("STRAND_GPU_TESTS_MAX_ROWS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(100_000_000)
+    std::env::var("STRAND_GPU_TESTS_MAX_ROWS").ok().and_then(|v| v.parse().ok()).unwrap_or(100_000_000)
 }
 
 fn rng() -> fastrand::Rng {
-    let seed = std::env::var("STRAND_GPU_TESTS_SEED")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or_else(|| fastrand::u64(..));
+    let seed =
+        std::env::var("STRAND_GPU_TESTS_SEED").ok().and_then(|v| v.parse().ok()).unwrap_or_else(|| fastrand::u64(..));
     eprintln!("seed {seed}");
     fastrand::Rng::with_seed(seed)
 }
 
-const SIZES: [usize; 9] = [
-    1,
-    2,
-    33,
-    1000,
-    10_007,
-    100_000,
-    1_000_000,
-    10_000_000,
-    100_000_000,
-];
+const SIZES: [usize; 9] = [1, 2, 33, 1000, 10_007, 100_000, 1_000_000, 10_000_000, 100_000_000];
 
 /// Segment sizes summing to `rows`: tiny (warp path), medium (block path),
 /// large (split path) or one segment, with empty segments mixed in.
@@ -103,15 +88,8 @@ fn every_operation_matches_the_cpu_backend() {
             let o = offsets(&mut rng, rows, shape);
             let kind = shape % 3;
             let (s, e) = intervals(&mut rng, rows, kind);
-            let iv = Intervals {
-                offsets: &o,
-                start: &s,
-                end: &e,
-            };
-            let v = Values {
-                offsets: &o,
-                values: &s,
-            };
+            let iv = Intervals { offsets: &o, start: &s, end: &e };
+            let v = Values { offsets: &o, values: &s };
             let t = std::time::Instant::now();
             for (name, r) in [("default budget", &g), ("8 MiB budget", &small)] {
                 if name != "default budget" && rows > 10_000_000 {
@@ -120,24 +98,12 @@ fn every_operation_matches_the_cpu_backend() {
                 let ctx = format!("{rows} rows, shape {shape}, {name}");
                 assert_eq!(r.stats(v).unwrap(), c.stats(v).unwrap(), "stats, {ctx}");
                 for b in [LogBuckets::DEFAULT, LogBuckets::new(8).unwrap()] {
-                    assert_eq!(
-                        r.histogram(v, b).unwrap(),
-                        c.histogram(v, b).unwrap(),
-                        "histogram {b:?}, {ctx}"
-                    );
+                    assert_eq!(r.histogram(v, b).unwrap(), c.histogram(v, b).unwrap(), "histogram {b:?}, {ctx}");
                 }
-                assert_eq!(
-                    r.union_length(iv).unwrap(),
-                    c.union_length(iv).unwrap(),
-                    "union, {ctx}"
-                );
+                assert_eq!(r.union_length(iv).unwrap(), c.union_length(iv).unwrap(), "union, {ctx}");
                 // B: the same segments with other intervals.
                 let (bs, be) = intervals(&mut rng, rows, kind);
-                let b = Intervals {
-                    offsets: &o,
-                    start: &bs,
-                    end: &be,
-                };
+                let b = Intervals { offsets: &o, start: &bs, end: &be };
                 assert_eq!(
                     r.intersection_length(iv, b).unwrap(),
                     c.intersection_length(iv, b).unwrap(),
@@ -157,10 +123,7 @@ fn every_operation_matches_the_cpu_backend() {
                     "sync_stall, {ctx}"
                 );
             }
-            eprintln!(
-                "{rows:>11} rows, shape {shape}: all operations equal ({:.1} s)",
-                t.elapsed().as_secs_f64()
-            );
+            eprintln!("{rows:>11} rows, shape {shape}: all operations equal ({:.1} s)", t.elapsed().as_secs_f64());
         }
     }
 }

@@ -34,7 +34,12 @@ fn auto_without_a_gpu_is_a_cpu_reducer_and_gpu_is_refused_with_a_reason() {
 
 #[test]
 fn config_overrides_apply_only_with_a_gpu() {
-    let cfg = ReducerConfig { backend: Backend::Auto, min_gpu_rows: Some(10), device_budget_bytes: Some(1 << 24), cpu_threads: Some(0) };
+    let cfg = ReducerConfig {
+        backend: Backend::Auto,
+        min_gpu_rows: Some(10),
+        device_budget_bytes: Some(1 << 24),
+        cpu_threads: Some(0),
+    };
     let r = Reducer::from_config(&cfg).unwrap();
     assert_eq!(r.uses_gpu(10), r.gpu_description().is_some());
     let cpu = Reducer::from_config(&ReducerConfig { backend: Backend::Cpu, ..cfg }).unwrap();

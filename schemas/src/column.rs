@@ -7,8 +7,8 @@
 use std::sync::Arc;
 
 use arrow::array::{
-    Array, ArrayBuilder, ArrayRef, AsArray, BooleanBuilder, Float64Builder, Int32Builder,
-    Int64Builder, ListBuilder, StringBuilder,
+    Array, ArrayBuilder, ArrayRef, AsArray, BooleanBuilder, Float64Builder, Int32Builder, Int64Builder, ListBuilder,
+    StringBuilder,
 };
 use arrow::datatypes::{DataType, Field, Float64Type, Int32Type, Int64Type};
 
@@ -88,9 +88,7 @@ macro_rules! scalar_column {
             }
             fn read_all($a: &dyn Array) -> Result<Vec<Self>, String> {
                 let $r = $reader;
-                Ok((0..$a.len())
-                    .map(|$i| if $a.is_null($i) { None } else { Some($get) })
-                    .collect())
+                Ok((0..$a.len()).map(|$i| if $a.is_null($i) { None } else { Some($get) }).collect())
             }
             fn missing(rows: usize) -> Option<Vec<Self>> {
                 Some(vec![None; rows])
@@ -102,30 +100,72 @@ macro_rules! scalar_column {
     };
 }
 
-scalar_column!(i32, Int32Builder, DataType::Int32, "int32",
+scalar_column!(
+    i32,
+    Int32Builder,
+    DataType::Int32,
+    "int32",
     |s| (s as i32).wrapping_mul(7919),
     |c| Int32Builder::with_capacity(c),
-    |b, v| b.append_value(*v), |a| a.as_primitive::<Int32Type>(), |r, i| r.value(i));
-scalar_column!(i64, Int64Builder, DataType::Int64, "int64",
+    |b, v| b.append_value(*v),
+    |a| a.as_primitive::<Int32Type>(),
+    |r, i| r.value(i)
+);
+scalar_column!(
+    i64,
+    Int64Builder,
+    DataType::Int64,
+    "int64",
     |s| (s as i64).wrapping_mul(1_000_000_007),
     |c| Int64Builder::with_capacity(c),
-    |b, v| b.append_value(*v), |a| a.as_primitive::<Int64Type>(), |r, i| r.value(i));
-scalar_column!(f64, Float64Builder, DataType::Float64, "float64",
+    |b, v| b.append_value(*v),
+    |a| a.as_primitive::<Int64Type>(),
+    |r, i| r.value(i)
+);
+scalar_column!(
+    f64,
+    Float64Builder,
+    DataType::Float64,
+    "float64",
     |s| s as f64 * 0.25,
     |c| Float64Builder::with_capacity(c),
-    |b, v| b.append_value(*v), |a| a.as_primitive::<Float64Type>(), |r, i| r.value(i));
-scalar_column!(bool, BooleanBuilder, DataType::Boolean, "bool",
+    |b, v| b.append_value(*v),
+    |a| a.as_primitive::<Float64Type>(),
+    |r, i| r.value(i)
+);
+scalar_column!(
+    bool,
+    BooleanBuilder,
+    DataType::Boolean,
+    "bool",
     |s| s % 2 == 1,
     |c| BooleanBuilder::with_capacity(c),
-    |b, v| b.append_value(*v), |a| a.as_boolean(), |r, i| r.value(i));
-scalar_column!(String, StringBuilder, DataType::Utf8, "string",
+    |b, v| b.append_value(*v),
+    |a| a.as_boolean(),
+    |r, i| r.value(i)
+);
+scalar_column!(
+    String,
+    StringBuilder,
+    DataType::Utf8,
+    "string",
     |s| format!("s{s}"),
     |c| StringBuilder::with_capacity(c, c * 16),
-    |b, v| b.append_value(v), |a| a.as_string::<i32>(), |r, i| r.value(i).to_string());
-scalar_column!(Arc<str>, StringBuilder, DataType::Utf8, "string",
+    |b, v| b.append_value(v),
+    |a| a.as_string::<i32>(),
+    |r, i| r.value(i).to_string()
+);
+scalar_column!(
+    Arc<str>,
+    StringBuilder,
+    DataType::Utf8,
+    "string",
     |s| Arc::from(format!("a{}", s % 4).as_str()),
     |c| StringBuilder::with_capacity(c, c * 16),
-    |b, v| b.append_value(v), |a| a.as_string::<i32>(), |r, i| Arc::from(r.value(i)));
+    |b, v| b.append_value(v),
+    |a| a.as_string::<i32>(),
+    |r, i| Arc::from(r.value(i))
+);
 
 macro_rules! list_column {
     ($item:ty, $ib:ty, $idt:expr, $at:ty, $name:literal) => {
@@ -139,8 +179,7 @@ macro_rules! list_column {
                 $name
             }
             fn builder(capacity: usize) -> Self::Builder {
-                ListBuilder::with_capacity(<$ib>::new(), capacity)
-                    .with_field(Field::new("item", $idt, false))
+                ListBuilder::with_capacity(<$ib>::new(), capacity).with_field(Field::new("item", $idt, false))
             }
             fn append(builder: &mut Self::Builder, value: &Self) {
                 builder.values().append_slice(value);
@@ -188,11 +227,7 @@ macro_rules! list_column {
                 let list = a.as_list::<i32>();
                 Ok((0..a.len())
                     .map(|i| {
-                        if list.is_null(i) {
-                            None
-                        } else {
-                            Some(list.value(i).as_primitive::<$at>().values().to_vec())
-                        }
+                        if list.is_null(i) { None } else { Some(list.value(i).as_primitive::<$at>().values().to_vec()) }
                     })
                     .collect())
             }

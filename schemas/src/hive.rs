@@ -13,9 +13,9 @@ use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
 
 use crate::clock::utc_date;
+use crate::parquet_io::TableWriter;
 use crate::protocol::batch_path;
 use crate::table::Table;
-use crate::parquet_io::TableWriter;
 
 /// Why a file could not be written; names the file.
 #[derive(Debug, thiserror::Error)]
@@ -44,7 +44,10 @@ pub fn escape(s: &str) -> String {
 }
 
 /// Writes `path` atomically with `write`, which gets the open staging file.
-pub fn write_atomic(path: &Path, write: impl FnOnce(&mut BufWriter<File>) -> Result<(), WriteError>) -> Result<(), WriteError> {
+pub fn write_atomic(
+    path: &Path,
+    write: impl FnOnce(&mut BufWriter<File>) -> Result<(), WriteError>,
+) -> Result<(), WriteError> {
     let io = |source| WriteError::Io { path: path.to_path_buf(), source };
     let dir = path.parent().unwrap_or(Path::new("."));
     fs::create_dir_all(dir).map_err(io)?;
@@ -85,7 +88,14 @@ pub fn write_file<T: Table>(path: &Path, rows: &[T]) -> Result<u64, WriteError> 
 /// Writes rows of one (cluster, node) under `root`, one file per UTC date
 /// of the rows' time (`time`), named `<batch>.parquet`: the same batch id
 /// rewrites the same files.
-pub fn write_partitioned<T: Table>(root: &Path, cluster: &str, node: &str, batch: &str, rows: &[T], time: impl Fn(&T) -> i64) -> Result<Vec<PathBuf>, WriteError> {
+pub fn write_partitioned<T: Table>(
+    root: &Path,
+    cluster: &str,
+    node: &str,
+    batch: &str,
+    rows: &[T],
+    time: impl Fn(&T) -> i64,
+) -> Result<Vec<PathBuf>, WriteError> {
     let mut by_date: BTreeMap<String, Vec<T>> = BTreeMap::new();
     for r in rows {
         by_date.entry(utc_date(time(r))).or_default().push(r.clone());
@@ -119,7 +129,9 @@ mod tests {
         assert_eq!(paths, [dir.path().join("steps/date=1970-01-01/cluster=c/node=n%2F1/b-1.parquet")]);
         assert_eq!(crate::read_file::<Step>(&paths[0]).unwrap(), rows);
         let bad = dir.path().join("x.parquet");
-        let err = write_atomic(&bad, |_| Err(WriteError::Io { path: bad.clone(), source: std::io::Error::other("boom") })).unwrap_err();
+        let err =
+            write_atomic(&bad, |_| Err(WriteError::Io { path: bad.clone(), source: std::io::Error::other("boom") }))
+                .unwrap_err();
         assert!(err.to_string().contains("boom"));
         let left: Vec<_> = fs::read_dir(dir.path()).unwrap().flatten().map(|e| e.file_name()).collect();
         assert!(!left.iter().any(|n| n.to_string_lossy().contains("x.parquet")), "{left:?}");

@@ -123,13 +123,14 @@ fn file_info(name: &str, meta: &ParquetMetaData) -> Result<FileInfo, ReadError> 
 /// `expected` is the table the caller wants, or any known table when `None`.
 pub fn check_info(name: &str, info: &FileInfo, expected: Option<&str>) -> Result<&'static TableInfo, ReadError> {
     if let Some(expected) = expected
-        && info.table != expected {
-            return Err(ReadError::WrongTable {
-                file: name.to_string(),
-                expected: expected.to_string(),
-                found: info.table.clone(),
-            });
-        }
+        && info.table != expected
+    {
+        return Err(ReadError::WrongTable {
+            file: name.to_string(),
+            expected: expected.to_string(),
+            found: info.table.clone(),
+        });
+    }
     let known = table_info(&info.table)
         .ok_or_else(|| ReadError::UnknownTable { file: name.to_string(), table: info.table.clone() })?;
     if info.version.major > known.version.major {
@@ -205,10 +206,8 @@ pub fn open_file(path: &Path, expected: &str) -> Result<(FileInfo, ParquetRecord
     let info = file_info(&name, builder.metadata())?;
     let table = check_info(&name, &info, Some(expected))?;
     check_schema(&name, table, builder.schema())?;
-    let reader = builder
-        .with_batch_size(8192)
-        .build()
-        .map_err(|source| ReadError::Parquet { file: name.clone(), source })?;
+    let reader =
+        builder.with_batch_size(8192).build().map_err(|source| ReadError::Parquet { file: name.clone(), source })?;
     Ok((info, reader))
 }
 

@@ -39,8 +39,8 @@ pub fn batch_date<'a>(batches: impl IntoIterator<Item = &'a RecordBatch>) -> Res
     let mut min: Option<i64> = None;
     for batch in batches {
         let schema = batch.schema();
-        let name = time_column(&schema)
-            .ok_or_else(|| format!("no time column (one of {})", TIME_COLUMNS.join(", ")))?;
+        let name =
+            time_column(&schema).ok_or_else(|| format!("no time column (one of {})", TIME_COLUMNS.join(", ")))?;
         let column = batch.column_by_name(name).ok_or_else(|| format!("no column `{name}`"))?;
         let values = column
             .as_any()

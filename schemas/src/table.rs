@@ -132,11 +132,7 @@ pub fn read_column<T: Column>(batch: &RecordBatch, name: &str) -> Result<Vec<T>,
                 array.clone()
             } else {
                 cast(array, &T::data_type()).map_err(|e| {
-                    format!(
-                        "column `{name}` has type {}, expected {}: {e}",
-                        array.data_type(),
-                        T::type_name()
-                    )
+                    format!("column `{name}` has type {}, expected {}: {e}", array.data_type(), T::type_name())
                 })?
             };
             T::read_all(array.as_ref()).map_err(|e| format!("column `{name}`: {e}"))

@@ -159,11 +159,13 @@ fn strings_written_by_other_engines_are_read() {
 fn an_older_file_without_a_nullable_column_reads_it_as_null() {
     let rows: Vec<Step> = (1..4).map(Step::example).collect();
     let full = Step::to_batch(&rows);
-    let keep: Vec<usize> = full.schema().fields().iter().enumerate().filter(|(_, f)| f.name() != "tokens").map(|(i, _)| i).collect();
+    let keep: Vec<usize> =
+        full.schema().fields().iter().enumerate().filter(|(_, f)| f.name() != "tokens").map(|(i, _)| i).collect();
     let older = full.project(&keep).unwrap();
     let back = Step::from_batch(&older).unwrap();
     assert!(back.iter().all(|s| s.tokens.is_none()));
-    let keep: Vec<usize> = full.schema().fields().iter().enumerate().filter(|(_, f)| f.name() != "phase").map(|(i, _)| i).collect();
+    let keep: Vec<usize> =
+        full.schema().fields().iter().enumerate().filter(|(_, f)| f.name() != "phase").map(|(i, _)| i).collect();
     let err = Step::from_batch(&full.project(&keep).unwrap()).unwrap_err();
     assert_eq!(err, "missing column `phase`");
 }

@@ -33,10 +33,7 @@ pub struct Proc {
 
 impl Proc {
     pub fn spawn(cmd: &mut Command, name: &str) -> Self {
-        let child = cmd
-            .stdin(Stdio::null())
-            .spawn()
-            .unwrap_or_else(|e| panic!("cannot start {name}: {e}"));
+        let child = cmd.stdin(Stdio::null()).spawn().unwrap_or_else(|e| panic!("cannot start {name}: {e}"));
         Self { child, name: name.to_string() }
     }
 

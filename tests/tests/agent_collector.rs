@@ -58,7 +58,11 @@ impl Setup {
 
     fn collector(&self) -> Proc {
         let p = Proc::spawn(
-            Command::new(bin("strand")).arg("serve").arg("--config").arg(self.path("collector.toml")).env("STRAND_LOG", "warn"),
+            Command::new(bin("strand"))
+                .arg("serve")
+                .arg("--config")
+                .arg(self.path("collector.toml"))
+                .env("STRAND_LOG", "warn"),
             "strand serve",
         );
         let port = self.port;
@@ -90,9 +94,16 @@ impl Setup {
         for log in logs {
             let text = std::fs::read_to_string(self.path(log)).unwrap_or_default();
             for line in text.lines().filter(|l| l.contains("batch committed")) {
-                let field = |k: &str| line.split_whitespace().find_map(|w| w.strip_prefix(k)).map(|v| v.trim_matches('"').to_string());
-                let (Some(table), Some(batch), Some(rows)) = (field("table="), field("batch="), field("rows=")) else { continue };
-                assert!(out.insert((table, batch.clone()), rows.parse::<i64>().unwrap()).is_none(), "batch {batch} committed twice");
+                let field = |k: &str| {
+                    line.split_whitespace().find_map(|w| w.strip_prefix(k)).map(|v| v.trim_matches('"').to_string())
+                };
+                let (Some(table), Some(batch), Some(rows)) = (field("table="), field("batch="), field("rows=")) else {
+                    continue;
+                };
+                assert!(
+                    out.insert((table, batch.clone()), rows.parse::<i64>().unwrap()).is_none(),
+                    "batch {batch} committed twice"
+                );
             }
         }
         out
@@ -107,7 +118,8 @@ impl Setup {
             let rel = f.strip_prefix(&root).unwrap().to_string_lossy().to_string();
             let table = rel.split('/').next().unwrap().to_string();
             assert!(rel.contains("/cluster=e2e/node=node-a/"), "{rel}");
-            let (info, reader) = strand_schemas::open_file(&f, &table).unwrap_or_else(|e| panic!("stored file unreadable: {e}"));
+            let (info, reader) =
+                strand_schemas::open_file(&f, &table).unwrap_or_else(|e| panic!("stored file unreadable: {e}"));
             let rows: usize = reader.map(|b| b.expect("every page decodes").num_rows()).sum();
             assert_eq!(rows as i64, info.rows);
             let id = f.file_stem().unwrap().to_string_lossy().to_string();
@@ -122,7 +134,10 @@ impl Setup {
     }
 
     fn spool_files(&self) -> Vec<PathBuf> {
-        files(&self.path("spool"), ".parquet").into_iter().filter(|p| !p.to_string_lossy().contains(".rejected")).collect()
+        files(&self.path("spool"), ".parquet")
+            .into_iter()
+            .filter(|p| !p.to_string_lossy().contains(".rejected"))
+            .collect()
     }
 
     /// Rows as `strand query` counts them over the collector's dataset.

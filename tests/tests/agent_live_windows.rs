@@ -35,7 +35,12 @@ fn a_known_kernel_timeline_is_decomposed_exactly_in_the_live_windows() {
     let data = dir.path().join("data");
     let cfg = agent_config(dir.path(), &data, "[ebpf]\nenabled = false\n");
     let mut agent = Proc::spawn(
-        Command::new(bin("strand-agent")).arg("--config").arg(&cfg).arg("--simulate-gpus").arg("1").env("STRAND_LOG", "warn"),
+        Command::new(bin("strand-agent"))
+            .arg("--config")
+            .arg(&cfg)
+            .arg("--simulate-gpus")
+            .arg("1")
+            .env("STRAND_LOG", "warn"),
         "strand-agent",
     );
     let socket = data.join("cupti.sock");
@@ -69,11 +74,14 @@ fn a_known_kernel_timeline_is_decomposed_exactly_in_the_live_windows() {
     agent.signal(SIGTERM);
     assert!(agent.wait(Duration::from_secs(30)).success());
 
-    let windows: Vec<Window> = files(&data.join("windows"), ".parquet").iter().flat_map(|f| read_file::<Window>(f).unwrap()).collect();
-    let w = windows
-        .iter()
-        .find(|w| w.start_ns == t0 && w.gpu_index == 0)
-        .unwrap_or_else(|| panic!("no window at {t0} for GPU 0 in {:?}", windows.iter().map(|w| (w.gpu_index, w.start_ns)).collect::<Vec<_>>()));
+    let windows: Vec<Window> =
+        files(&data.join("windows"), ".parquet").iter().flat_map(|f| read_file::<Window>(f).unwrap()).collect();
+    let w = windows.iter().find(|w| w.start_ns == t0 && w.gpu_index == 0).unwrap_or_else(|| {
+        panic!(
+            "no window at {t0} for GPU 0 in {:?}",
+            windows.iter().map(|w| (w.gpu_index, w.start_ns)).collect::<Vec<_>>()
+        )
+    });
     assert_eq!(w.end_ns, t0 + period);
     assert!(w.coverage.contains("cupti") && w.coverage.contains("nvml"), "{}", w.coverage);
     assert_eq!(w.compute_ns, Some(500 * MS));

@@ -39,7 +39,10 @@ fn sigterm_flushes_every_batch_and_files_are_readable_by_pyarrow() {
     assert!(files(&data, ".tmp").is_empty(), "no temporary files remain");
     // One batch per table with rows: the samples, and the windows flushed at stop.
     let parquet = files(&data, ".parquet");
-    let tables: Vec<String> = parquet.iter().map(|p| p.strip_prefix(&data).unwrap().to_string_lossy().split('/').next().unwrap().to_string()).collect();
+    let tables: Vec<String> = parquet
+        .iter()
+        .map(|p| p.strip_prefix(&data).unwrap().to_string_lossy().split('/').next().unwrap().to_string())
+        .collect();
     assert_eq!(tables, ["gpu_samples", "windows"], "{parquet:?}");
     let rel = parquet[0].strip_prefix(&data).unwrap().to_string_lossy().to_string();
     assert!(rel.starts_with("gpu_samples/date="), "{rel}");
@@ -60,14 +63,18 @@ fn sigterm_flushes_every_batch_and_files_are_readable_by_pyarrow() {
     gpus.sort_unstable();
     gpus.dedup();
     assert_eq!(gpus, [0, 1, 2], "a run may straddle a window boundary: one or two windows per GPU");
-    assert!(windows.iter().all(|w| w.coverage == "nvml,gpm" && w.compute_ns.is_none()), "no kernel records: categories unmeasured, not zero");
+    assert!(
+        windows.iter().all(|w| w.coverage == "nvml,gpm" && w.compute_ns.is_none()),
+        "no kernel records: categories unmeasured, not zero"
+    );
 }
 
 #[test]
 fn a_bad_config_fails_at_start_naming_file_key_and_reason() {
     let dir = tempfile::tempdir().unwrap();
     let cfg = dir.path().join("agent.toml");
-    std::fs::write(&cfg, "[windows]\nperiod = \"10s\"\nlaunch_gap = \"50us\"\n[output]\nrotate_interval = \"soon\"\n").unwrap();
+    std::fs::write(&cfg, "[windows]\nperiod = \"10s\"\nlaunch_gap = \"50us\"\n[output]\nrotate_interval = \"soon\"\n")
+        .unwrap();
     let out = Command::new(bin("strand-agent")).arg("--config").arg(&cfg).output().unwrap();
     assert_eq!(out.status.code(), Some(2));
     let err = String::from_utf8_lossy(&out.stderr);
@@ -82,7 +89,8 @@ fn a_bad_config_fails_at_start_naming_file_key_and_reason() {
 #[test]
 fn the_systemd_unit_verifies() {
     let dir = tempfile::tempdir().unwrap();
-    let unit = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../systemd/strand-agent.service")).unwrap();
+    let unit =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../systemd/strand-agent.service")).unwrap();
     // systemd-analyze checks that ExecStart exists: point it at the built binary.
     let unit = unit.replace("/usr/local/bin/strand-agent", &bin("strand-agent").display().to_string());
     let path = dir.path().join("strand-agent.service");

@@ -30,18 +30,12 @@ fn run(cmd: &mut Command, name: &str, dir: &Path, timeout: Duration) -> (bool, S
     let err = file.try_clone().expect("log file");
     let mut p = Proc::spawn(cmd.stdout(Stdio::from(file)).stderr(Stdio::from(err)), name);
     let status = p.wait(timeout);
-    (
-        status.success(),
-        std::fs::read_to_string(&log).unwrap_or_default(),
-    )
+    (status.success(), std::fs::read_to_string(&log).unwrap_or_default())
 }
 
 /// The folder of binaries, linked from where cargo put this test's siblings.
 fn pack(dir: &Path) -> PathBuf {
-    let profile_dir = bin("strand-agent")
-        .parent()
-        .expect("profile dir")
-        .to_path_buf();
+    let profile_dir = bin("strand-agent").parent().expect("profile dir").to_path_buf();
     let pack = dir.join("pack");
     let (ok, out) = run(
         Command::new("bash")
@@ -62,13 +56,7 @@ fn pack(dir: &Path) -> PathBuf {
     pack
 }
 
-fn validate(
-    pack: &Path,
-    dir: &Path,
-    name: &str,
-    args: &[&str],
-    env: &[(&str, &str)],
-) -> (bool, String) {
+fn validate(pack: &Path, dir: &Path, name: &str, args: &[&str], env: &[(&str, &str)]) -> (bool, String) {
     let mut cmd = Command::new("bash");
     cmd.arg(root().join("bench/gpu/validate.sh"))
         .arg("--dry-run")
@@ -97,86 +85,41 @@ fn the_dry_run_sets_up_every_check_and_says_what_each_needs() {
             .lines()
             .find(|l| l.starts_with(&format!("{c}: dry run: ")))
             .unwrap_or_else(|| panic!("no line for {c}:\n{out}"));
-        assert!(
-            line.contains("setup ok; needs ") && line.contains("GPU"),
-            "{line}"
-        );
+        assert!(line.contains("setup ok; needs ") && line.contains("GPU"), "{line}");
     }
     // The size of what travels, and the binaries it found.
-    let carry = out
-        .lines()
-        .find(|l| l.starts_with("carry: "))
-        .unwrap_or_else(|| panic!("no carry line:\n{out}"));
-    assert!(
-        carry.contains("working tree") && carry.ends_with("fits"),
-        "{carry}"
-    );
-    assert!(
-        out.contains("binary strand-agent: ") && out.contains("binary gpu_equals_cpu: "),
-        "{out}"
-    );
+    let carry = out.lines().find(|l| l.starts_with("carry: ")).unwrap_or_else(|| panic!("no carry line:\n{out}"));
+    assert!(carry.contains("working tree") && carry.ends_with("fits"), "{carry}");
+    assert!(out.contains("binary strand-agent: ") && out.contains("binary gpu_equals_cpu: "), "{out}");
     // Each setup's own log: the hash checker agrees with NCCL's known answers;
     // the GPU test is reported ignored with its reason; wrap points at the pack.
-    let log = |c: &str| {
-        std::fs::read_to_string(dir.path().join(format!("dry-work/dry-{c}.log")))
-            .unwrap_or_default()
-    };
-    assert!(
-        log("nccl").contains("check_nccl self-test: ok"),
-        "{}",
-        log("nccl")
-    );
-    assert!(
-        log("reductions").contains("ignored, needs a GPU"),
-        "{}",
-        log("reductions")
-    );
-    assert!(
-        log("cupti").contains("InitializeInjection exported"),
-        "{}",
-        log("cupti")
-    );
+    let log = |c: &str| std::fs::read_to_string(dir.path().join(format!("dry-work/dry-{c}.log"))).unwrap_or_default();
+    assert!(log("nccl").contains("check_nccl self-test: ok"), "{}", log("nccl"));
+    assert!(log("reductions").contains("ignored, needs a GPU"), "{}", log("reductions"));
+    assert!(log("cupti").contains("InitializeInjection exported"), "{}", log("cupti"));
 
     // The report has every check, none claiming a GPU result; the MFU analysis ran
     // whole against an agent simulating its GPU, and passed.
-    let doc: serde_json::Value = serde_json::from_str(
-        &std::fs::read_to_string(dir.path().join("dry-out/results.json")).unwrap(),
-    )
-    .unwrap();
+    let doc: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.path().join("dry-out/results.json")).unwrap()).unwrap();
     let checks = doc["checks"].as_array().unwrap();
     assert_eq!(checks.len(), CHECKS.len());
     for c in checks {
-        let want = if c["check"] == "mfu" {
-            "dry run: pass against a simulated GPU"
-        } else {
-            "not run (dry run)"
-        };
+        let want = if c["check"] == "mfu" { "dry run: pass against a simulated GPU" } else { "not run (dry run)" };
         assert_eq!(c["status"], want, "{c}");
     }
     let md = std::fs::read_to_string(dir.path().join("dry-out/results.md")).unwrap();
-    assert!(
-        md.contains("## Dry run") && md.contains("not run (dry run)"),
-        "{md}"
-    );
+    assert!(md.contains("## Dry run") && md.contains("not run (dry run)"), "{md}");
 }
 
 #[test]
 fn the_dry_run_fails_when_the_carry_would_not_fit_or_a_binary_is_missing() {
     let dir = tempfile::tempdir().unwrap();
     let pack = pack(dir.path());
-    let (ok, out) = validate(
-        &pack,
-        dir.path(),
-        "small",
-        &["--only", "nccl"],
-        &[("STRAND_CARRY_LIMIT_BYTES", "1000000")],
-    );
+    let (ok, out) =
+        validate(&pack, dir.path(), "small", &["--only", "nccl"], &[("STRAND_CARRY_LIMIT_BYTES", "1000000")]);
     assert!(!ok, "a 1 MB carry limit must fail the dry run:\n{out}");
-    assert!(
-        out.lines()
-            .any(|l| l.starts_with("carry: ") && l.ends_with("TOO LARGE")),
-        "{out}"
-    );
+    assert!(out.lines().any(|l| l.starts_with("carry: ") && l.ends_with("TOO LARGE")), "{out}");
 
     std::fs::remove_file(pack.join("gpu_probe")).unwrap();
     let (ok, out) = validate(&pack, dir.path(), "missing", &["--only", "nccl"], &[]);

@@ -29,7 +29,12 @@ fn step_markers_with_flops_give_the_window_its_mfu() {
     let data = dir.path().join("data");
     let cfg = agent_config(dir.path(), &data, "[ebpf]\nenabled = false\n[cupti]\nenabled = false\n");
     let mut agent = Proc::spawn(
-        Command::new(bin("strand-agent")).arg("--config").arg(&cfg).arg("--simulate-gpus").arg("1").env("STRAND_LOG", "warn"),
+        Command::new(bin("strand-agent"))
+            .arg("--config")
+            .arg(&cfg)
+            .arg("--simulate-gpus")
+            .arg("1")
+            .env("STRAND_LOG", "warn"),
         "strand-agent",
     );
     let socket = data.join("markers.sock");
@@ -66,7 +71,8 @@ print(m.sent)
     agent.signal(SIGTERM);
     assert!(agent.wait(Duration::from_secs(30)).success());
 
-    let steps: Vec<Step> = files(&data.join("steps"), ".parquet").iter().flat_map(|f| read_file::<Step>(f).unwrap()).collect();
+    let steps: Vec<Step> =
+        files(&data.join("steps"), ".parquet").iter().flat_map(|f| read_file::<Step>(f).unwrap()).collect();
     let marked: Vec<&Step> = steps.iter().filter(|s| s.phase == "step" && s.source == "marker").collect();
     assert_eq!(marked.len(), 3, "{steps:?}");
     for (i, s) in marked.iter().enumerate() {
@@ -77,7 +83,8 @@ print(m.sent)
     }
     assert_eq!(steps.iter().filter(|s| s.phase == "checkpoint_save").count(), 1);
 
-    let windows: Vec<Window> = files(&data.join("windows"), ".parquet").iter().flat_map(|f| read_file::<Window>(f).unwrap()).collect();
+    let windows: Vec<Window> =
+        files(&data.join("windows"), ".parquet").iter().flat_map(|f| read_file::<Window>(f).unwrap()).collect();
     let w = windows.iter().find(|w| w.start_ns == t0 && w.gpu_index == 0).expect("the window of the steps");
     assert!(w.coverage.contains("markers"), "{}", w.coverage);
     assert!(close(w.model_flops, 3.0 * flops), "{:?}", w.model_flops);
@@ -88,6 +95,11 @@ print(m.sent)
 
 #[test]
 fn the_python_client_unit_tests_pass() {
-    let out = Command::new("python3").args(["-m", "unittest", "discover", "-s"]).arg(python_dir()).arg("-v").output().unwrap();
+    let out = Command::new("python3")
+        .args(["-m", "unittest", "discover", "-s"])
+        .arg(python_dir())
+        .arg("-v")
+        .output()
+        .unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
 }

@@ -43,7 +43,17 @@ fn leaves(v: &Value) -> BTreeMap<String, i64> {
 fn report(data: &Path, out: &Path, from: i64, to: i64, window: &str) -> Value {
     run(
         Command::new(bin("strand"))
-            .args(["report", "stranded", "--window", window, "--from", &from.to_string(), "--to", &to.to_string(), "--data"])
+            .args([
+                "report",
+                "stranded",
+                "--window",
+                window,
+                "--from",
+                &from.to_string(),
+                "--to",
+                &to.to_string(),
+                "--data",
+            ])
             .arg(data)
             .arg("--out")
             .arg(out),
@@ -69,7 +79,15 @@ fn named(findings: &Value, kinds: &[&str]) -> Vec<(String, Value, Value, Value, 
         .unwrap()
         .iter()
         .filter(|f| kinds.contains(&f["kind"].as_str().unwrap()))
-        .map(|f| (f["kind"].as_str().unwrap().to_string(), f["node"].clone(), f["rank"].clone(), f["comm_hash"].clone(), f["start_ns"].as_i64().unwrap()))
+        .map(|f| {
+            (
+                f["kind"].as_str().unwrap().to_string(),
+                f["node"].clone(),
+                f["rank"].clone(),
+                f["comm_hash"].clone(),
+                f["start_ns"].as_i64().unwrap(),
+            )
+        })
         .collect();
     v.sort_by(|a, b| format!("{a:?}").cmp(&format!("{b:?}")));
     v
@@ -83,11 +101,14 @@ fn a_simulated_fleet_gives_the_same_answer_through_every_door() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("fleet");
     run(
-        Command::new(bin("strand-sim")).args(["--nodes", "8", "--faults", "--nvml-only", "2", "--nvml-only", "3", "--out"]).arg(&data),
+        Command::new(bin("strand-sim"))
+            .args(["--nodes", "8", "--faults", "--nvml-only", "2", "--nvml-only", "3", "--out"])
+            .arg(&data),
         "strand-sim",
     );
     let r = report(&data, &dir.path().join("report"), T0, T0 + HOUR, "10s");
-    let by_job: BTreeMap<String, &Value> = r["by_job"].as_array().unwrap().iter().map(|s| (s["key"].as_str().unwrap().to_string(), s)).collect();
+    let by_job: BTreeMap<String, &Value> =
+        r["by_job"].as_array().unwrap().iter().map(|s| (s["key"].as_str().unwrap().to_string(), s)).collect();
     assert_eq!(by_job.keys().collect::<Vec<_>>(), ["sim/job-0000", "sim/job-0001", "sim/job-0002", "sim/job-0003"]);
     let mut fleet_named = named(&r["findings"], &["straggler", "restart"]);
     assert!(!fleet_named.is_empty());
@@ -97,7 +118,11 @@ fn a_simulated_fleet_gives_the_same_answer_through_every_door() {
         let pm = postmortem(std::slice::from_ref(&data), Some(job), &dir.path().join(format!("pm-{job}")));
         assert_eq!(pm["windows_source"], json!("recorded"), "the postmortem reads the agents' windows");
         // Every category, to the nanosecond.
-        assert_eq!(leaves(&pm["run"]["leaves_ns"]), leaves(&slice["leaves_ns"]), "{job}: postmortem and fleet report disagree");
+        assert_eq!(
+            leaves(&pm["run"]["leaves_ns"]),
+            leaves(&slice["leaves_ns"]),
+            "{job}: postmortem and fleet report disagree"
+        );
         postmortems_named.extend(named(&pm["findings"], &["straggler", "restart"]));
     }
     // The same straggler (rank 3 of job 0; node 7's ranks of job 3) and the same restart.
@@ -106,8 +131,14 @@ fn a_simulated_fleet_gives_the_same_answer_through_every_door() {
     assert_eq!(postmortems_named, fleet_named);
     let kinds: Vec<&str> = fleet_named.iter().map(|f| f.0.as_str()).collect();
     assert_eq!(kinds.iter().filter(|k| **k == "restart").count(), 1, "{fleet_named:?}");
-    assert!(fleet_named.iter().any(|f| f.0 == "straggler" && f.2 == json!(3)), "rank 3 of job 0 is named: {fleet_named:?}");
-    assert!(fleet_named.iter().any(|f| f.0 == "straggler" && f.1 == json!("node-0007") && f.2.is_null()), "the slow node is named: {fleet_named:?}");
+    assert!(
+        fleet_named.iter().any(|f| f.0 == "straggler" && f.2 == json!(3)),
+        "rank 3 of job 0 is named: {fleet_named:?}"
+    );
+    assert!(
+        fleet_named.iter().any(|f| f.0 == "straggler" && f.1 == json!("node-0007") && f.2.is_null()),
+        "the slow node is named: {fleet_named:?}"
+    );
     // The NVML-only job is measured by NVML: busy (unclassified), hollow busy, idle.
     let nvml = leaves(&by_job["sim/job-0001"]["leaves_ns"]);
     assert!(nvml["busy_unclassified"] > 0 && nvml["hollow_busy"] > 0 && nvml["productive_compute"] == 0, "{nvml:?}");
@@ -151,7 +182,10 @@ fn imported_kineto_traces_name_the_late_rank_in_the_fleet_report_as_in_the_postm
         })
         .collect();
     let data = dir.path().join("ds");
-    let out = run(Command::new(bin("strand")).args(["import", "kineto", "--job", "j1", "--out"]).arg(&data).args(&traces), "strand import kineto");
+    let out = run(
+        Command::new(bin("strand")).args(["import", "kineto", "--job", "j1", "--out"]).arg(&data).args(&traces),
+        "strand import kineto",
+    );
     assert!(out.lines().count() == 4 && out.contains("windows"), "{out}");
     let day = T0 + 3 * HOUR - HOUR;
     let r = report(&data, &dir.path().join("report"), day, day + 3 * HOUR, "10s");
@@ -187,7 +221,9 @@ fn live_totals(metrics: &str, gpu: &str) -> BTreeMap<String, f64> {
     let mut out = BTreeMap::new();
     for line in metrics.lines().filter(|l| l.starts_with("strand_gpu_time_seconds_total{")) {
         let (labels, value) = line.rsplit_once(' ').unwrap();
-        let get = |k: &str| labels.split(&format!("{k}=\"")).nth(1).and_then(|r| r.split('"').next()).unwrap_or("").to_string();
+        let get = |k: &str| {
+            labels.split(&format!("{k}=\"")).nth(1).and_then(|r| r.split('"').next()).unwrap_or("").to_string()
+        };
         if get("gpu") == gpu {
             out.insert(get("category"), value.parse().unwrap());
         }
@@ -216,7 +252,12 @@ fn the_agents_live_totals_are_the_accounting_of_its_windows() {
     )
     .unwrap();
     let mut agent = Proc::spawn(
-        Command::new(bin("strand-agent")).arg("--config").arg(&cfg).arg("--simulate-gpus").arg("1").env("STRAND_LOG", "warn"),
+        Command::new(bin("strand-agent"))
+            .arg("--config")
+            .arg(&cfg)
+            .arg("--simulate-gpus")
+            .arg("1")
+            .env("STRAND_LOG", "warn"),
         "strand-agent",
     );
     let socket = data.join("cupti.sock");
@@ -238,7 +279,11 @@ fn the_agents_live_totals_are_the_accounting_of_its_windows() {
         })
     };
     let acts = vec![
-        Activity::Device(Device { id: 0, uuid: [0x51, 0x73, 0xa1, 0xd0, 0, 0, 0x40, 0, 0x80, 0, 0, 0, 0, 0, 0, 0], name: 3 }),
+        Activity::Device(Device {
+            id: 0,
+            uuid: [0x51, 0x73, 0xa1, 0xd0, 0, 0, 0x40, 0, 0x80, 0, 0, 0, 0, 0, 0, 0],
+            name: 3,
+        }),
         k(1, 1, 7, t0 + 100 * MS, t0 + 400 * MS),
         k(2, 2, 9, t0 + 300 * MS, t0 + 900 * MS),
     ];
@@ -252,7 +297,9 @@ fn the_agents_live_totals_are_the_accounting_of_its_windows() {
     assert!(sender.flush(Duration::from_secs(10)), "the agent took the records");
     sender.shutdown(Duration::from_secs(2));
     // Wait until the kernels' window has closed and been counted.
-    let closed = eventually(Duration::from_secs(30), || live_totals(&scrape(port), "0").get("comm_split_unknown").is_some_and(|v| *v > 0.0));
+    let closed = eventually(Duration::from_secs(30), || {
+        live_totals(&scrape(port), "0").get("comm_split_unknown").is_some_and(|v| *v > 0.0)
+    });
     assert!(closed, "the kernels' window closes:\n{}", scrape(port));
     let live = live_totals(&scrape(port), "0");
     agent.signal(SIGTERM);
@@ -269,7 +316,11 @@ fn the_agents_live_totals_are_the_accounting_of_its_windows() {
         let live_s = live.get(leaf).copied().unwrap_or(0.0);
         assert!((live_s - *ns as f64 * 1e-9).abs() < 1e-9, "{leaf}: live {live_s} s, postmortem {ns} ns\n{live:?}");
     }
-    assert_eq!(pm_leaves["comm_split_unknown"], 500 * MS, "the all-reduce's part not under the GEMM, split unknown (no NCCL calls)");
+    assert_eq!(
+        pm_leaves["comm_split_unknown"],
+        500 * MS,
+        "the all-reduce's part not under the GEMM, split unknown (no NCCL calls)"
+    );
     let gpus: i64 = r["by_node"].as_array().unwrap().iter().map(|s| s["gpus"].as_i64().unwrap()).sum();
     assert_eq!(gpus, 1);
     assert_eq!(leaves(&r["totals"]["leaves_ns"]), pm_leaves, "the fleet report of the agent's data");

@@ -12,8 +12,8 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use strand_kernels::{Backend, Reducer};
-use strand_schemas::hive::write_partitioned;
 use strand_schemas::Window;
+use strand_schemas::hive::write_partitioned;
 
 use crate::kineto::{KinetoOptions, KinetoTrace};
 use crate::run::{self, RunOptions};
@@ -82,7 +82,12 @@ pub fn import_kineto(opts: &ImportOptions) -> anyhow::Result<Vec<ImportSummary>>
         launch_gap_ns: opts.launch_gap_ns,
         lateness_ns: None,
         sample_period_ns: 1_000_000_000,
-        kineto: KinetoOptions { cluster: opts.cluster.clone(), node: opts.node.clone(), job_id: opts.job.clone(), hta_scope: opts.hta_scope },
+        kineto: KinetoOptions {
+            cluster: opts.cluster.clone(),
+            node: opts.node.clone(),
+            job_id: opts.job.clone(),
+            hta_scope: opts.hta_scope,
+        },
         flops_per_step: None,
         dtype: None,
         gpu_name: None,
@@ -97,7 +102,12 @@ pub fn import_kineto(opts: &ImportOptions) -> anyhow::Result<Vec<ImportSummary>>
             node: t.node.clone(),
             rank: t.rank,
             world_size: t.world_size,
-            gpu_names: t.gpu_names.iter().filter(|(d, _)| t.devices.contains(d)).map(|(d, n)| (*d, n.clone())).collect(),
+            gpu_names: t
+                .gpu_names
+                .iter()
+                .filter(|(d, _)| t.devices.contains(d))
+                .map(|(d, n)| (*d, n.clone()))
+                .collect(),
             kernels: t.kernel_count(),
             nccl: t.nccl.len(),
             syncs: t.syncs.len(),
@@ -141,14 +151,21 @@ mod tests {
     fn kineto_import_writes_readable_hive_partitions_with_windows_and_reimport_replaces() {
         let data = crate::tests_support::kineto_dir();
         let tmp = tempfile::tempdir().unwrap();
-        let opts = options(vec![data.join("alexnet_single_gpu.json.gz"), data.join("nccl_2rank_a100_rank0.json.gz")], tmp.path().to_path_buf());
+        let opts = options(
+            vec![data.join("alexnet_single_gpu.json.gz"), data.join("nccl_2rank_a100_rank0.json.gz")],
+            tmp.path().to_path_buf(),
+        );
         let s = import_kineto(&opts).unwrap();
         let s2 = import_kineto(&opts).unwrap();
         assert_eq!(s.iter().map(|x| x.kernels).collect::<Vec<_>>(), s2.iter().map(|x| x.kernels).collect::<Vec<_>>());
-        let f = tmp.path().join("kernel_events/date=2023-09-27/cluster=lab%2Fa/node=alexnet_single_gpu/kineto-alexnet_single_gpu.parquet");
+        let f = tmp.path().join(
+            "kernel_events/date=2023-09-27/cluster=lab%2Fa/node=alexnet_single_gpu/kineto-alexnet_single_gpu.parquet",
+        );
         let rows = strand_schemas::read_file::<strand_schemas::KernelEvent>(&f).unwrap();
         assert_eq!(rows.len(), s[0].kernels, "re-importing replaced the file instead of adding one");
-        assert!(rows.iter().all(|k| k.job_id.as_deref() == Some("j1") && &*k.cluster == "lab/a" && k.source == "kineto"));
+        assert!(
+            rows.iter().all(|k| k.job_id.as_deref() == Some("j1") && &*k.cluster == "lab/a" && k.source == "kineto")
+        );
         assert_eq!(s[1].gpu_names.get(&0).map(|n| n.as_str()), Some("NVIDIA A100-PG509-200"));
         let calls = strand_schemas::read_file::<strand_schemas::NcclCall>(
             &tmp.path().join("nccl_calls/date=2024-05-23/cluster=lab%2Fa/node=nccl_2rank_a100_rank0/kineto-nccl_2rank_a100_rank0.parquet"),
@@ -156,13 +173,18 @@ mod tests {
         .unwrap();
         assert_eq!(calls.len(), s[1].nccl);
         // Windows, on the 10 s grid, split by the trace's kernel records and adding up.
-        let w = strand_schemas::read_file::<Window>(&tmp.path().join("windows/date=2023-09-27/cluster=lab%2Fa/node=alexnet_single_gpu/kineto-alexnet_single_gpu.parquet")).unwrap();
+        let w =
+            strand_schemas::read_file::<Window>(&tmp.path().join(
+                "windows/date=2023-09-27/cluster=lab%2Fa/node=alexnet_single_gpu/kineto-alexnet_single_gpu.parquet",
+            ))
+            .unwrap();
         assert_eq!(w.len(), s[0].windows);
         assert!(!w.is_empty());
         for x in &w {
             assert_eq!(x.split_source.as_deref(), Some("kernels"));
             assert_eq!(x.start_ns / 10_000_000_000, (x.end_ns - 1) / 10_000_000_000, "a window lies in one grid cell");
-            let sum = x.compute_ns.unwrap() + x.comm_exposed_ns.unwrap() + x.memcpy_exposed_ns.unwrap() + x.idle_ns.unwrap();
+            let sum =
+                x.compute_ns.unwrap() + x.comm_exposed_ns.unwrap() + x.memcpy_exposed_ns.unwrap() + x.idle_ns.unwrap();
             assert_eq!(sum, x.end_ns - x.start_ns);
         }
     }
@@ -174,7 +196,10 @@ mod tests {
         let copy = tmp.path().join("other");
         std::fs::create_dir_all(&copy).unwrap();
         std::fs::copy(data.join("alexnet_single_gpu.json.gz"), copy.join("alexnet_single_gpu.json.gz")).unwrap();
-        let opts = options(vec![data.join("alexnet_single_gpu.json.gz"), copy.join("alexnet_single_gpu.json.gz")], tmp.path().join("out"));
+        let opts = options(
+            vec![data.join("alexnet_single_gpu.json.gz"), copy.join("alexnet_single_gpu.json.gz")],
+            tmp.path().join("out"),
+        );
         let err = format!("{:#}", import_kineto(&opts).unwrap_err());
         assert!(err.contains("would both be node \"alexnet_single_gpu\""), "{err}");
         assert!(!tmp.path().join("out").exists(), "nothing written before the refusal");

@@ -29,7 +29,8 @@ use strand_kernels::{Reducer, Values};
 use strand_schemas::parquet_io::{check_info, check_schema};
 use strand_schemas::table::{META_TABLE, META_VERSION};
 use strand_schemas::{
-    CudaSyncCall, FileInfo, GpuEvent, GpuSample, KernelEvent, NcclCall, ProcessEvent, ProcessSample, SchemaVersion, Step, Table, Window,
+    CudaSyncCall, FileInfo, GpuEvent, GpuSample, KernelEvent, NcclCall, ProcessEvent, ProcessSample, SchemaVersion,
+    Step, Table, Window,
 };
 
 use crate::kineto::{self, KinetoOptions, KinetoTrace};
@@ -103,11 +104,14 @@ struct Part {
 fn scan_file(path: &Path) -> anyhow::Result<Vec<Part>> {
     let name = path.display().to_string();
     let file = File::open(path).with_context(|| format!("{name}: cannot open"))?;
-    let builder = ParquetRecordBatchReaderBuilder::try_new(file).with_context(|| format!("{name}: not a readable Parquet file"))?;
+    let builder = ParquetRecordBatchReaderBuilder::try_new(file)
+        .with_context(|| format!("{name}: not a readable Parquet file"))?;
     let meta = builder.metadata().clone();
     let kv = meta.file_metadata().key_value_metadata().map(|v| v.as_slice()).unwrap_or(&[]);
     let get = |k: &str| kv.iter().find(|e| e.key == k).and_then(|e| e.value.clone());
-    let Some(table) = get(META_TABLE) else { bail!("{name}: not a strand file (no `{META_TABLE}` in the Parquet metadata)") };
+    let Some(table) = get(META_TABLE) else {
+        bail!("{name}: not a strand file (no `{META_TABLE}` in the Parquet metadata)")
+    };
     let raw = get(META_VERSION).unwrap_or_default();
     let version = SchemaVersion::parse(&raw).with_context(|| format!("{name}: bad schema version {raw:?}"))?;
     let info = FileInfo { table: table.clone(), version, rows: meta.file_metadata().num_rows(), writer: None };
@@ -221,8 +225,10 @@ impl Files {
         if depth > 64 {
             bail!("{}: directories nested deeper than 64 levels", dir.display());
         }
-        let mut entries: Vec<_> =
-            fs::read_dir(dir).with_context(|| format!("{}: cannot list", dir.display()))?.filter_map(|e| e.ok().map(|e| e.path())).collect();
+        let mut entries: Vec<_> = fs::read_dir(dir)
+            .with_context(|| format!("{}: cannot list", dir.display()))?
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .collect();
         entries.sort();
         for p in entries {
             if p.file_name().is_some_and(|n| n.to_string_lossy().starts_with('.')) {
@@ -254,7 +260,11 @@ pub fn auto_window(span_ns: i64, target: i64) -> i64 {
 }
 
 /// Sums kernel durations by name, batch by batch, through the reducer.
-fn aggregate_kernels(reducer: &Reducer, rows: &[KernelEvent], agg: &mut HashMap<Arc<str>, KernelAgg>) -> anyhow::Result<()> {
+fn aggregate_kernels(
+    reducer: &Reducer,
+    rows: &[KernelEvent],
+    agg: &mut HashMap<Arc<str>, KernelAgg>,
+) -> anyhow::Result<()> {
     if rows.is_empty() {
         return Ok(());
     }
@@ -284,7 +294,11 @@ fn aggregate_kernels(reducer: &Reducer, rows: &[KernelEvent], agg: &mut HashMap<
     }
     let stats = reducer.stats(Values { offsets: &offsets, values: &values })?;
     for (k, s) in names.iter().zip(stats) {
-        let e = agg.entry(k.name.clone()).or_insert_with(|| KernelAgg { category: k.category.clone(), min: i64::MAX, ..Default::default() });
+        let e = agg.entry(k.name.clone()).or_insert_with(|| KernelAgg {
+            category: k.category.clone(),
+            min: i64::MAX,
+            ..Default::default()
+        });
         e.count += s.count;
         e.total += s.sum;
         e.min = e.min.min(s.min.unwrap_or(i64::MAX));
@@ -307,7 +321,11 @@ fn common_length(windows: &[Window]) -> Option<i64> {
 
 /// Reads a run. `on_trace` sees every Kineto trace once, as it is parsed
 /// (import writes its rows then; the trace is dropped right after).
-pub fn read(opts: &RunOptions, reducer: &Arc<Reducer>, mut on_trace: impl FnMut(&KinetoTrace) -> anyhow::Result<()>) -> anyhow::Result<Run> {
+pub fn read(
+    opts: &RunOptions,
+    reducer: &Arc<Reducer>,
+    mut on_trace: impl FnMut(&KinetoTrace) -> anyhow::Result<()>,
+) -> anyhow::Result<Run> {
     let mut files = Files::default();
     for input in &opts.inputs {
         if input.is_dir() {
@@ -321,7 +339,10 @@ pub fn read(opts: &RunOptions, reducer: &Arc<Reducer>, mut on_trace: impl FnMut(
         }
     }
     if files.parquet.is_empty() && files.traces.is_empty() {
-        bail!("no strand Parquet files or Kineto traces in {}", opts.inputs.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(", "));
+        bail!(
+            "no strand Parquet files or Kineto traces in {}",
+            opts.inputs.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(", ")
+        );
     }
     // Two traces that would be one node would merge into one GPU: refuse.
     if opts.kineto.node.is_none() {
@@ -337,7 +358,10 @@ pub fn read(opts: &RunOptions, reducer: &Arc<Reducer>, mut on_trace: impl FnMut(
             }
         }
     } else if files.traces.len() > 1 {
-        bail!("a node name for every trace merges {} traces into one node: give no node name, so each trace is its own", files.traces.len());
+        bail!(
+            "a node name for every trace merges {} traces into one node: give no node name, so each trace is its own",
+            files.traces.len()
+        );
     }
     let mut parts = Vec::new();
     for f in &files.parquet {
@@ -360,7 +384,10 @@ pub fn read(opts: &RunOptions, reducer: &Arc<Reducer>, mut on_trace: impl FnMut(
     let kernel_parts: Vec<&Part> = parts.iter().filter(|p| p.table == KernelEvent::NAME).collect();
     if !recorded.is_empty() && files.traces.is_empty() {
         run.window_ns = common_length(&recorded).unwrap_or(1);
-        run.span = Some((recorded.iter().map(|w| w.start_ns).min().unwrap_or(0), recorded.iter().map(|w| w.end_ns).max().unwrap_or(0)));
+        run.span = Some((
+            recorded.iter().map(|w| w.start_ns).min().unwrap_or(0),
+            recorded.iter().map(|w| w.end_ns).max().unwrap_or(0),
+        ));
         run.windows = recorded;
         run.recorded_windows = true;
         for p in &kernel_parts {
@@ -437,7 +464,10 @@ pub fn read(opts: &RunOptions, reducer: &Arc<Reducer>, mut on_trace: impl FnMut(
     finish_steps(opts, &mut run);
 
     // The run's span and the window length.
-    let big: Vec<&Part> = parts.iter().filter(|p| matches!(p.table, "kernel_events" | "gpu_samples" | "nccl_calls" | "cuda_sync_calls")).collect();
+    let big: Vec<&Part> = parts
+        .iter()
+        .filter(|p| matches!(p.table, "kernel_events" | "gpu_samples" | "nccl_calls" | "cuda_sync_calls"))
+        .collect();
     for p in big.iter().filter(|p| matches!(p.table, "kernel_events" | "gpu_samples")) {
         if p.min_ts != i64::MIN && p.max_ts != i64::MAX {
             widen(&mut run.span, p.min_ts, p.max_ts);
@@ -515,11 +545,16 @@ fn finish_steps(opts: &RunOptions, run: &mut Run) {
             run.ranks.entry(GpuKey { node: c.node.clone(), gpu_index: g }).or_insert(r);
         }
     }
-    let has_steps: HashSet<(Arc<str>, Option<i32>)> = run.steps.iter().filter(|s| s.phase == "step").map(|s| (s.node.clone(), s.pid)).collect();
-    let without: Vec<NcclCall> = run.calls.iter().filter(|c| !has_steps.contains(&(c.node.clone(), Some(c.pid)))).cloned().collect();
+    let has_steps: HashSet<(Arc<str>, Option<i32>)> =
+        run.steps.iter().filter(|s| s.phase == "step").map(|s| (s.node.clone(), s.pid)).collect();
+    let without: Vec<NcclCall> =
+        run.calls.iter().filter(|c| !has_steps.contains(&(c.node.clone(), Some(c.pid)))).cloned().collect();
     let inferred = strand_analysis::steps::infer_steps(&without);
     if !inferred.is_empty() {
-        run.notes.push(format!("{} steps inferred from the period of NCCL calls (no step markers for those ranks)", inferred.len()));
+        run.notes.push(format!(
+            "{} steps inferred from the period of NCCL calls (no step markers for those ranks)",
+            inferred.len()
+        ));
     }
     run.steps.extend(inferred);
     for s in &run.steps {

@@ -62,7 +62,10 @@ pub fn mfu_below_estimate(jobs: &[JobTime], th: &Thresholds) -> Vec<Draft> {
     let mut out = Vec::new();
     for j in jobs {
         let (Some(mfu), Some(est)) = (j.time.mfu(), j.time.tensor_estimate()) else { continue };
-        if j.time.powered_ns() as f64 * 1e-9 < th.min_job_gpu_seconds || est <= 0.0 || mfu >= th.mfu_estimate_ratio * est {
+        if j.time.powered_ns() as f64 * 1e-9 < th.min_job_gpu_seconds
+            || est <= 0.0
+            || mfu >= th.mfu_estimate_ratio * est
+        {
             continue;
         }
         out.push(Draft {

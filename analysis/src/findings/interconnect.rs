@@ -100,23 +100,24 @@ impl Stragglers {
     pub fn update(&mut self, c: &CollectiveStall) {
         let job: Option<Arc<str>> = c.job_id.as_deref().map(Arc::from);
         let name: Option<Arc<str>> = c.comm_name.as_deref().map(Arc::from);
-        let r = self.ranks.entry((c.cluster.clone(), c.comm_hash, c.rank, c.node.clone())).or_insert_with(|| RankStat {
-            cluster: c.cluster.clone(),
-            comm_hash: c.comm_hash,
-            comm_name: name.clone(),
-            rank: c.rank,
-            node: c.node.clone(),
-            gpu_index: c.gpu_index,
-            job_id: job.clone(),
-            nranks: c.nranks,
-            instances: 0,
-            times_last: 0,
-            lateness_sum_ns: 0,
-            caused_stall_ns: 0,
-            suffered_stall_ns: 0,
-            first_ns: c.start_ns,
-            last_ns: c.end_ns,
-        });
+        let r =
+            self.ranks.entry((c.cluster.clone(), c.comm_hash, c.rank, c.node.clone())).or_insert_with(|| RankStat {
+                cluster: c.cluster.clone(),
+                comm_hash: c.comm_hash,
+                comm_name: name.clone(),
+                rank: c.rank,
+                node: c.node.clone(),
+                gpu_index: c.gpu_index,
+                job_id: job.clone(),
+                nranks: c.nranks,
+                instances: 0,
+                times_last: 0,
+                lateness_sum_ns: 0,
+                caused_stall_ns: 0,
+                suffered_stall_ns: 0,
+                first_ns: c.start_ns,
+                last_ns: c.end_ns,
+            });
         r.gpu_index = r.gpu_index.max(c.gpu_index);
         r.job_id = r.job_id.clone().max(job.clone());
         r.nranks = r.nranks.max(c.nranks);
@@ -127,27 +128,28 @@ impl Stragglers {
         r.suffered_stall_ns += c.stall_ns;
         r.first_ns = r.first_ns.min(c.start_ns);
         r.last_ns = r.last_ns.max(c.end_ns);
-        let (n, ranks, rows) = self.nodes.entry((c.cluster.clone(), c.comm_hash, c.node.clone())).or_insert_with(|| {
-            (
-                NodeStat {
-                    cluster: c.cluster.clone(),
-                    comm_hash: c.comm_hash,
-                    comm_name: name,
-                    node: c.node.clone(),
-                    job_id: job.clone(),
-                    nranks: c.nranks,
-                    ranks: 0,
-                    instances: 0,
-                    times_last: 0,
-                    lateness_sum_ns: 0,
-                    caused_stall_ns: 0,
-                    first_ns: c.start_ns,
-                    last_ns: c.end_ns,
-                },
-                BTreeSet::new(),
-                0,
-            )
-        });
+        let (n, ranks, rows) =
+            self.nodes.entry((c.cluster.clone(), c.comm_hash, c.node.clone())).or_insert_with(|| {
+                (
+                    NodeStat {
+                        cluster: c.cluster.clone(),
+                        comm_hash: c.comm_hash,
+                        comm_name: name,
+                        node: c.node.clone(),
+                        job_id: job.clone(),
+                        nranks: c.nranks,
+                        ranks: 0,
+                        instances: 0,
+                        times_last: 0,
+                        lateness_sum_ns: 0,
+                        caused_stall_ns: 0,
+                        first_ns: c.start_ns,
+                        last_ns: c.end_ns,
+                    },
+                    BTreeSet::new(),
+                    0,
+                )
+            });
         ranks.insert(c.rank);
         *rows += 1;
         n.job_id = n.job_id.clone().max(job);
@@ -193,7 +195,11 @@ fn comm_label(hash: i64, name: &Option<Arc<str>>) -> String {
 /// straggler: a rank that arrives last in a large share of its
 /// communicator's collectives, with its mean lateness and the stall it
 /// caused on its peers (from `collective_stalls`).
-pub fn stragglers(s: &Stragglers, powered: Option<&HashMap<(Arc<str>, Arc<str>, i32), i64>>, th: &Thresholds) -> Vec<Draft> {
+pub fn stragglers(
+    s: &Stragglers,
+    powered: Option<&HashMap<(Arc<str>, Arc<str>, i32), i64>>,
+    th: &Thresholds,
+) -> Vec<Draft> {
     let mut out = Vec::new();
     for r in s.ranks() {
         let n = r.nranks.max(1) as f64;
@@ -205,7 +211,10 @@ pub fn stragglers(s: &Stragglers, powered: Option<&HashMap<(Arc<str>, Arc<str>, 
         let chance = 1.0 / n;
         let sd = (chance * (1.0 - chance) / instances as f64).sqrt();
         let late = r.mean_lateness_ns();
-        if share < th.straggler_min_share || share < chance + th.straggler_z * sd || late < th.straggler_min_lateness_ns as f64 {
+        if share < th.straggler_min_share
+            || share < chance + th.straggler_z * sd
+            || late < th.straggler_min_lateness_ns as f64
+        {
             continue;
         }
         let caused_s = r.caused_stall_ns as f64 * 1e-9;
@@ -217,7 +226,8 @@ pub fn stragglers(s: &Stragglers, powered: Option<&HashMap<(Arc<str>, Arc<str>, 
                 .sum()
         });
         let peer_share = peers_powered.filter(|p| *p > 0).map(|p| r.caused_stall_ns as f64 / p as f64);
-        let severity = if share >= 0.9 && late >= 10.0 * th.straggler_min_lateness_ns as f64 { "critical" } else { "warning" };
+        let severity =
+            if share >= 0.9 && late >= 10.0 * th.straggler_min_lateness_ns as f64 { "critical" } else { "warning" };
         let scope = Scope {
             cluster: r.cluster.clone(),
             node: Some(r.node.clone()),
@@ -284,7 +294,10 @@ pub fn node_stragglers(s: &Stragglers, ranks: &[Draft], th: &Thresholds) -> Vec<
         let chance = n.ranks as f64 / f64::from(n.nranks);
         let sd = (chance * (1.0 - chance) / instances as f64).sqrt();
         let late = n.mean_lateness_ns();
-        if share < th.straggler_min_share || share < chance + th.straggler_z * sd || late < th.straggler_min_lateness_ns as f64 {
+        if share < th.straggler_min_share
+            || share < chance + th.straggler_z * sd
+            || late < th.straggler_min_lateness_ns as f64
+        {
             continue;
         }
         let caused_s = n.caused_stall_ns as f64 * 1e-9;
@@ -388,11 +401,9 @@ pub fn bus_bandwidth(units: &[BusUnit], th: &Thresholds) -> Vec<Draft> {
         if (u.samples.max(0) as u64) < th.bw_min_samples || base <= 0.0 {
             continue;
         }
-        let a = acc.entry((u.cluster.clone(), u.comm_hash, u.op.clone(), u.nranks, u.size_class)).or_insert_with(|| Acc {
-            first: i64::MAX,
-            last: i64::MIN,
-            ..Acc::default()
-        });
+        let a = acc
+            .entry((u.cluster.clone(), u.comm_hash, u.op.clone(), u.nranks, u.size_class))
+            .or_insert_with(|| Acc { first: i64::MAX, last: i64::MIN, ..Acc::default() });
         a.units += 1;
         a.base = base;
         a.class_units = n;
@@ -504,7 +515,8 @@ pub fn link_errors(gpu: &[GpuCounters], nic: &[NicCounters], th: &Thresholds) ->
         let mut counters = serde_json::Map::new();
         let mut total = 0i64;
         let mut critical = false;
-        if let Some(d) = increase(a.pcie_replay_total, b.pcie_replay_total).filter(|d| *d >= th.link_error_min_increase) {
+        if let Some(d) = increase(a.pcie_replay_total, b.pcie_replay_total).filter(|d| *d >= th.link_error_min_increase)
+        {
             counters.insert("pcie_replay".into(), json!(d));
             total += d;
         }
@@ -607,21 +619,35 @@ pub fn link_errors(gpu: &[GpuCounters], nic: &[NicCounters], th: &Thresholds) ->
     out
 }
 
-fn nic_draft(key: &PortId, t0: i64, t1: i64, counters: serde_json::Map<String, serde_json::Value>, total: i64, critical: bool) -> Draft {
+fn nic_draft(
+    key: &PortId,
+    t0: i64,
+    t1: i64,
+    counters: serde_json::Map<String, serde_json::Value>,
+    total: i64,
+    critical: bool,
+) -> Draft {
     let (cluster, node, dev, port) = key;
     let what = counters.keys().cloned().collect::<Vec<_>>().join(", ");
     Draft {
         code: "ai.01",
         kind: "link_errors",
         scope_kind: "node",
-        scope: Scope { cluster: cluster.clone(), node: Some(node.clone()), detail: Some(format!("{dev}/{port}/{what}")), ..Scope::default() },
+        scope: Scope {
+            cluster: cluster.clone(),
+            node: Some(node.clone()),
+            detail: Some(format!("{dev}/{port}/{what}")),
+            ..Scope::default()
+        },
         start_ns: t0,
         end_ns: t1,
         severity: if critical { "critical" } else { "warning" },
         summary: if total > 0 {
             format!("InfiniBand port {dev}/{port} on {node}: error counters rose by {total} ({what}).")
         } else {
-            format!("InfiniBand port {dev}/{port} on {node} waits for credits (port_xmit_wait) far more than the fleet's median port.")
+            format!(
+                "InfiniBand port {dev}/{port} on {node} waits for credits (port_xmit_wait) far more than the fleet's median port."
+            )
         },
         figures: json!({ "device": dev.as_ref(), "port": port, "counters": counters, "total": total }),
         evidence: json!({
@@ -737,7 +763,9 @@ pub fn topology(input: &TopologyInput, th: &Thresholds) -> Topology {
         }
         let stranded = free as f64 * p_larger(free) * alloc_ns as f64 * 1e-9;
         if stranded > 0.0 {
-            *t.per_node.entry((a.cluster.clone(), a.node.clone(), a.bucket_ns - a.bucket_ns.rem_euclid(bucket_ns))).or_default() += stranded;
+            *t.per_node
+                .entry((a.cluster.clone(), a.node.clone(), a.bucket_ns - a.bucket_ns.rem_euclid(bucket_ns)))
+                .or_default() += stranded;
             let s = span.entry(a.cluster.clone()).or_insert((i64::MAX, i64::MIN));
             s.0 = s.0.min(a.bucket_ns);
             s.1 = s.1.max(a.bucket_ns + alloc_ns);
@@ -757,7 +785,8 @@ pub fn topology(input: &TopologyInput, th: &Thresholds) -> Topology {
             continue;
         }
         nodes.sort_by(|a, b| b.1.total_cmp(&a.1));
-        let top: Vec<_> = nodes.iter().take(10).map(|(n, s)| json!({"node": n.as_ref(), "gpu_hours": s / 3600.0})).collect();
+        let top: Vec<_> =
+            nodes.iter().take(10).map(|(n, s)| json!({"node": n.as_ref(), "gpu_hours": s / 3600.0})).collect();
         let (t0, t1) = span[&c];
         t.drafts.push(Draft {
             code: "ai.01",

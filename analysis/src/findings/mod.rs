@@ -193,7 +193,6 @@ impl Draft {
     }
 }
 
-
 /// Severity rank for sorting (critical first).
 pub fn severity_rank(s: &str) -> u8 {
     match s {
@@ -315,7 +314,11 @@ pub fn detect(inputs: &Inputs, th: &Thresholds, created_ns: i64) -> Outcome {
     if let Some(b) = inputs.bus {
         drafts.extend(interconnect::bus_bandwidth(b, th));
     }
-    drafts.extend(interconnect::link_errors(inputs.gpu_counters.unwrap_or(&[]), inputs.nic_counters.unwrap_or(&[]), th));
+    drafts.extend(interconnect::link_errors(
+        inputs.gpu_counters.unwrap_or(&[]),
+        inputs.nic_counters.unwrap_or(&[]),
+        th,
+    ));
     drafts.extend(interconnect::exposed_comm(inputs.jobs, th));
     drafts.extend(efficiency::hollow_busy(inputs.jobs, th));
     drafts.extend(efficiency::mfu_below_estimate(inputs.jobs, th));

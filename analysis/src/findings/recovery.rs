@@ -273,7 +273,8 @@ fn job_figures(cluster: Arc<str>, job_id: &str, d: &mut JobData, w: i64, th: &Th
     // Steps: step phases, else the windows with kernels; without either,
     // productive time is unknown (never 0).
     d.steps.sort_by_key(|s| s.1);
-    let kernel_active: Vec<Iv> = merge(d.windows.iter().filter(|(_, x)| x.kernels > 0 && x.compute > 0).map(|(t, _)| (*t, t + w)).collect());
+    let kernel_active: Vec<Iv> =
+        merge(d.windows.iter().filter(|(_, x)| x.kernels > 0 && x.compute > 0).map(|(t, _)| (*t, t + w)).collect());
     let (steps, step_source): (Vec<Iv>, Option<&'static str>) = if !d.steps.is_empty() {
         (merge(d.steps.iter().map(|s| s.1).collect()), Some("steps"))
     } else if d.windows.values().any(|x| x.kernels > 0) {
@@ -331,7 +332,8 @@ fn job_figures(cluster: Arc<str>, job_id: &str, d: &mut JobData, w: i64, th: &Th
     for (tf, signals) in groups {
         let first_kernel = active.iter().find(|a| a.0 >= tf).map(|a| a.0);
         // Recovery ends at the next step; without a step source, at the next busy window.
-        let next_step = if step_source.is_some() { steps.iter().find(|s| s.0 >= tf).map(|s| s.0) } else { first_kernel };
+        let next_step =
+            if step_source.is_some() { steps.iter().find(|s| s.0 >= tf).map(|s| s.0) } else { first_kernel };
         recovery.push((tf, next_step.unwrap_or(alloc.1)));
         // Resume point: the step the restart resumed from, else the last checkpoint before the failure.
         let restore = restores_step.iter().find(|r| r.1.0 >= tf);
@@ -345,7 +347,9 @@ fn job_figures(cluster: Arc<str>, job_id: &str, d: &mut JobData, w: i64, th: &Th
         };
         let lost = (resume.min(tf), tf);
         wasted.push(lost);
-        let wasted_gpu_s = d.windows.iter().map(|(t, x)| x.compute as f64 * overlap((*t, t + w), lost) as f64 / w as f64).sum::<f64>() * 1e-9;
+        let wasted_gpu_s =
+            d.windows.iter().map(|(t, x)| x.compute as f64 * overlap((*t, t + w), lost) as f64 / w as f64).sum::<f64>()
+                * 1e-9;
         failures.push(Failure {
             ts_ns: tf,
             signals,
@@ -359,7 +363,8 @@ fn job_figures(cluster: Arc<str>, job_id: &str, d: &mut JobData, w: i64, th: &Th
         });
     }
     // Startup lasts until the first step; without a step source it is unknown (left as other).
-    let startup = if step_source.is_some() { vec![(alloc.0, steps.first().map_or(alloc.1, |s| s.0))] } else { Vec::new() };
+    let startup =
+        if step_source.is_some() { vec![(alloc.0, steps.first().map_or(alloc.1, |s| s.0))] } else { Vec::new() };
     let lists = [saves_iv.clone(), restores_iv.clone(), merge(recovery), merge(wasted), merge(startup), steps.clone()];
     // Label every elementary segment of the allocation (docs/goodput.md).
     let mut cuts: Vec<i64> = vec![alloc.0, alloc.1];
@@ -376,12 +381,20 @@ fn job_figures(cluster: Arc<str>, job_id: &str, d: &mut JobData, w: i64, th: &Th
         label_ns[label] += s[1] - s[0];
     }
     let sec = |i: usize| label_ns[i] as f64 * 1e-9;
-    let badput = Badput { checkpoint_save_s: sec(0), checkpoint_restore_s: sec(1), recovery_s: sec(2), wasted_progress_s: sec(3), startup_s: sec(4), other_s: sec(6) };
+    let badput = Badput {
+        checkpoint_save_s: sec(0),
+        checkpoint_restore_s: sec(1),
+        recovery_s: sec(2),
+        wasted_progress_s: sec(3),
+        startup_s: sec(4),
+        other_s: sec(6),
+    };
     let wall_s = (alloc.1 - alloc.0) as f64 * 1e-9;
     let productive_s = sec(5);
     let downtimes: Vec<f64> = failures.iter().filter_map(|f| f.downtime_s).collect();
     let save_durations: Vec<f64> = saves_iv.iter().map(|s| (s.1 - s.0) as f64 * 1e-9).collect();
-    let interval = (saves_iv.len() >= 2).then(|| (saves_iv[saves_iv.len() - 1].0 - saves_iv[0].0) as f64 * 1e-9 / (saves_iv.len() - 1) as f64);
+    let interval = (saves_iv.len() >= 2)
+        .then(|| (saves_iv[saves_iv.len() - 1].0 - saves_iv[0].0) as f64 * 1e-9 / (saves_iv.len() - 1) as f64);
     JobRecovery {
         cluster,
         job_id: job_id.to_string(),
@@ -395,7 +408,8 @@ fn job_figures(cluster: Arc<str>, job_id: &str, d: &mut JobData, w: i64, th: &Th
         step_source,
         checkpoint_source,
         checkpoints: saves_iv.len(),
-        checkpoint_cost_s: (!save_durations.is_empty()).then(|| save_durations.iter().sum::<f64>() / save_durations.len() as f64),
+        checkpoint_cost_s: (!save_durations.is_empty())
+            .then(|| save_durations.iter().sum::<f64>() / save_durations.len() as f64),
         checkpoint_interval_s: interval,
         checkpoint_share: if wall_s > 0.0 { badput.checkpoint_save_s / wall_s } else { 0.0 },
         badput,
@@ -422,7 +436,9 @@ fn drafts(j: &JobRecovery, th: &Thresholds) -> Vec<Draft> {
     if j.checkpoints > 0 {
         let young_off = match (j.checkpoint_interval_s, j.young_interval_s) {
             // A rate from one or two failures is too uncertain to call an interval wrong.
-            (Some(i), Some(y)) if y > 0.0 && j.mtbf_failures >= th.young_min_failures => i / y > th.young_ratio || i / y < 1.0 / th.young_ratio,
+            (Some(i), Some(y)) if y > 0.0 && j.mtbf_failures >= th.young_min_failures => {
+                i / y > th.young_ratio || i / y < 1.0 / th.young_ratio
+            }
             _ => false,
         };
         if judged && (j.checkpoint_share >= th.checkpoint_share || young_off) {
@@ -544,9 +560,14 @@ fn drafts(j: &JobRecovery, th: &Thresholds) -> Vec<Draft> {
         });
     }
     // recovery_collapse
-    let recovery = j.badput.checkpoint_save_s + j.badput.checkpoint_restore_s + j.badput.recovery_s + j.badput.wasted_progress_s;
+    let recovery =
+        j.badput.checkpoint_save_s + j.badput.checkpoint_restore_s + j.badput.recovery_s + j.badput.wasted_progress_s;
     let share = if j.wall_s > 0.0 { recovery / j.wall_s } else { 0.0 };
-    let cascade = j.failures.windows(th.cascade_failures.max(1)).any(|w| w[w.len() - 1].ts_ns - w[0].ts_ns <= th.cascade_window_ns) && j.failures.len() >= th.cascade_failures;
+    let cascade = j
+        .failures
+        .windows(th.cascade_failures.max(1))
+        .any(|w| w[w.len() - 1].ts_ns - w[0].ts_ns <= th.cascade_window_ns)
+        && j.failures.len() >= th.cascade_failures;
     if judged && (share >= th.recovery_collapse_share || cascade) {
         out.push(Draft {
             code: "ai.17",
@@ -644,7 +665,9 @@ pub mod rollup {
         let mut by: BTreeMap<Key, (i64, i64)> = BTreeMap::new();
         for s in steps.iter().filter(|s| s.rank.is_none_or(|r| r == 0)) {
             let Some(job) = s.job_id.as_deref() else { continue };
-            let e = by.entry((s.cluster.clone(), Arc::from(job), s.phase.clone(), s.step, s.source.clone(), s.pid)).or_insert((s.start_ns, s.end_ns));
+            let e = by
+                .entry((s.cluster.clone(), Arc::from(job), s.phase.clone(), s.step, s.source.clone(), s.pid))
+                .or_insert((s.start_ns, s.end_ns));
             e.0 = e.0.min(s.start_ns);
             e.1 = e.1.max(s.end_ns);
         }
@@ -679,7 +702,15 @@ pub mod rollup {
                 && p.kind == "exit"
                 && (p.signal.is_some() || p.exit_code.unwrap_or(0) != 0)
             {
-                out.push(f(&p.cluster, job, &p.node, p.ts_ns, "exit", Some(i64::from(p.exit_code.unwrap_or(0))), p.signal.map(i64::from)));
+                out.push(f(
+                    &p.cluster,
+                    job,
+                    &p.node,
+                    p.ts_ns,
+                    "exit",
+                    Some(i64::from(p.exit_code.unwrap_or(0))),
+                    p.signal.map(i64::from),
+                ));
             }
         }
         for e in gpu_events {
@@ -708,6 +739,8 @@ pub mod rollup {
             e.0 += s.write_bytes.unwrap_or(0);
             e.1 += s.read_bytes.unwrap_or(0);
         }
-        by.into_iter().map(|((cluster, job_id, wstart), (w, r))| JobIo { cluster, job_id, wstart, write_bytes: w, read_bytes: r }).collect()
+        by.into_iter()
+            .map(|((cluster, job_id, wstart), (w, r))| JobIo { cluster, job_id, wstart, write_bytes: w, read_bytes: r })
+            .collect()
     }
 }

@@ -249,7 +249,8 @@ pub fn parse_time(s: &str) -> anyhow::Result<i64> {
     if let Ok(ns) = s.parse::<i64>() {
         return Ok(ns);
     }
-    let t = humantime::parse_rfc3339_weak(s).map_err(|e| anyhow::anyhow!("bad time {s:?} ({e}): use RFC 3339 (2026-01-05T00:00:00Z) or UTC nanoseconds"))?;
+    let t = humantime::parse_rfc3339_weak(s)
+        .map_err(|e| anyhow::anyhow!("bad time {s:?} ({e}): use RFC 3339 (2026-01-05T00:00:00Z) or UTC nanoseconds"))?;
     let d = t.duration_since(std::time::UNIX_EPOCH).map_err(|_| anyhow::anyhow!("bad time {s:?}: before 1970"))?;
     i64::try_from(d.as_nanos()).map_err(|_| anyhow::anyhow!("bad time {s:?}: after 2262"))
 }

@@ -38,7 +38,10 @@ pub fn exec_sibling(name: &str) -> anyhow::Error {
     };
     let err = std::process::Command::new(&path).args(std::env::args_os().skip(1)).exec();
     if err.kind() == std::io::ErrorKind::NotFound {
-        anyhow::anyhow!("this command runs in {name}, which is not installed next to strand (looked for {}): install both from the same build", path.display())
+        anyhow::anyhow!(
+            "this command runs in {name}, which is not installed next to strand (looked for {}): install both from the same build",
+            path.display()
+        )
     } else {
         anyhow::anyhow!("cannot run {}: {err}", path.display())
     }

@@ -19,7 +19,11 @@ pub fn import(cmd: ImportCommand) -> anyhow::Result<()> {
             t.rank.map_or("?".to_string(), |r| r.to_string()),
             t.world_size.map_or("?".to_string(), |r| r.to_string()),
             t.node,
-            if t.gpu_names.is_empty() { String::new() } else { format!(" ({})", t.gpu_names.values().cloned().collect::<Vec<_>>().join(", ")) },
+            if t.gpu_names.is_empty() {
+                String::new()
+            } else {
+                format!(" ({})", t.gpu_names.values().cloned().collect::<Vec<_>>().join(", "))
+            },
             t.kernels,
             t.nccl,
             t.syncs,
@@ -59,7 +63,12 @@ pub fn postmortem_options(a: &PostmortemArgs) -> anyhow::Result<PostmortemOption
             launch_gap_ns: ns(a.launch_gap),
             lateness_ns: a.lateness.map(ns),
             sample_period_ns: ns(a.sample_period).max(1),
-            kineto: KinetoOptions { cluster: "kineto".into(), node: None, job_id: a.job.clone(), hta_scope: a.hta_scope },
+            kineto: KinetoOptions {
+                cluster: "kineto".into(),
+                node: None,
+                job_id: a.job.clone(),
+                hta_scope: a.hta_scope,
+            },
             flops_per_step: a.flops_per_step,
             dtype: a.dtype.clone(),
             gpu_name: a.gpu_name.clone(),

@@ -10,7 +10,9 @@ use strand_schemas::protocol::batch_path;
 
 fn agent_data_dir() -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
-    for (node, id, rows) in [("n1", "0001-gpu_samples", 3), ("n1", "0002-gpu_samples", 2), ("n2", "0001-gpu_samples", 4)] {
+    for (node, id, rows) in
+        [("n1", "0001-gpu_samples", 3), ("n1", "0002-gpu_samples", 2), ("n2", "0001-gpu_samples", 4)]
+    {
         let path = dir.path().join(batch_path("gpu_samples", "2024-03-01", "c1", node, id));
         std::fs::create_dir_all(path.parent().unwrap()).unwrap();
         std::fs::write(path, batch("c1", node, rows, T0)).unwrap();
@@ -27,7 +29,12 @@ fn queries_an_agent_data_directory_in_every_format() {
 
     let run = |format: &str| {
         let out = Command::new(STRAND)
-            .args(["query", "--format", format, "SELECT node, count(*) AS n FROM gpu_samples GROUP BY node ORDER BY node"])
+            .args([
+                "query",
+                "--format",
+                format,
+                "SELECT node, count(*) AS n FROM gpu_samples GROUP BY node ORDER BY node",
+            ])
             .env("STRAND_DATA", dir.path())
             .output()
             .unwrap();
@@ -37,10 +44,7 @@ fn queries_an_agent_data_directory_in_every_format() {
     let json: serde_json::Value = serde_json::from_str(&run("json")).unwrap();
     assert_eq!(json, serde_json::json!([{"node": "n1", "n": 5}, {"node": "n2", "n": 4}]));
     let table = run("table");
-    assert_eq!(
-        table,
-        "+------+---+\n| node | n |\n+------+---+\n| n1   | 5 |\n| n2   | 4 |\n+------+---+\n"
-    );
+    assert_eq!(table, "+------+---+\n| node | n |\n+------+---+\n| n1   | 5 |\n| n2   | 4 |\n+------+---+\n");
 }
 
 #[test]
@@ -66,5 +70,7 @@ fn errors_say_what_is_wrong_and_exit_1() {
     }
     let out = Command::new(STRAND).args(["query", "--data", "/nonexistent/strand-data", "SELECT 1"]).output().unwrap();
     assert_eq!(out.status.code(), Some(1));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("cannot open the dataset directory /nonexistent/strand-data"));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("cannot open the dataset directory /nonexistent/strand-data")
+    );
 }

@@ -183,7 +183,13 @@ fn odd_file(version: SchemaVersion, wrong_type: bool) -> Vec<u8> {
         let fields: Vec<Field> = schema
             .fields()
             .iter()
-            .map(|f| if f.name() == "gpu_index" { Field::new("gpu_index", DataType::Utf8, false) } else { f.as_ref().clone() })
+            .map(|f| {
+                if f.name() == "gpu_index" {
+                    Field::new("gpu_index", DataType::Utf8, false)
+                } else {
+                    f.as_ref().clone()
+                }
+            })
             .collect();
         let mut columns = batch.columns().to_vec();
         let idx = schema.index_of("gpu_index").unwrap();
@@ -208,9 +214,24 @@ async fn bad_files_get_400_naming_the_problem() {
         // Footer intact, pages damaged: found by decoding every page.
         ("gpu_samples", [&good[..20], &good[good.len() / 2..]].concat(), "bad_parquet", "cannot decode"),
         ("windows", good.clone(), "wrong_table", "holds table `gpu_samples`, expected `windows`"),
-        ("gpu_samples", odd_file(SchemaVersion::new(2, 0), false), "newer_version", "schema version 2.0, newer than version 1.0"),
-        ("gpu_samples", odd_file(SchemaVersion::new(1, 0), true), "bad_schema", "column `gpu_index` has type Utf8, expected Int32"),
-        ("gpu_samples", batch("c1", "n2", 3, T0), "identity_mismatch", "row 0 has node \"n2\", but header x-strand-node says \"n1\""),
+        (
+            "gpu_samples",
+            odd_file(SchemaVersion::new(2, 0), false),
+            "newer_version",
+            "schema version 2.0, newer than version 1.0",
+        ),
+        (
+            "gpu_samples",
+            odd_file(SchemaVersion::new(1, 0), true),
+            "bad_schema",
+            "column `gpu_index` has type Utf8, expected Int32",
+        ),
+        (
+            "gpu_samples",
+            batch("c1", "n2", 3, T0),
+            "identity_mismatch",
+            "row 0 has node \"n2\", but header x-strand-node says \"n1\"",
+        ),
         ("kernel_traces", good.clone(), "unknown_table", "unknown table \"kernel_traces\""),
     ];
     for (i, (table, body, reason, message)) in cases.into_iter().enumerate() {
@@ -223,7 +244,8 @@ async fn bad_files_get_400_naming_the_problem() {
     }
     assert!(files_under(&c.data).is_empty(), "{:?}", files_under(&c.data));
     // A minor version this build does not know yet is fine (it only adds nullable columns).
-    let (status, json) = Upload::new("n1", "batch-minor-1").send(&client, &c.url, odd_file(SchemaVersion::new(1, 7), false)).await;
+    let (status, json) =
+        Upload::new("n1", "batch-minor-1").send(&client, &c.url, odd_file(SchemaVersion::new(1, 7), false)).await;
     assert_eq!(status, 201, "{json}");
 }
 
@@ -355,7 +377,8 @@ async fn sigterm_lets_an_upload_in_flight_finish() {
 #[tokio::test]
 async fn a_full_memory_budget_answers_429_with_retry_after() {
     let dir = tempfile::tempdir().unwrap();
-    let c = Collector::start(dir.path(), "max_body_bytes = 1000000\nmax_inflight_bytes = 1500000\nretry_after_secs = 7");
+    let c =
+        Collector::start(dir.path(), "max_body_bytes = 1000000\nmax_inflight_bytes = 1500000\nretry_after_secs = 7");
     // One slow upload holds 1 MB of the 1.5 MB budget...
     let mut slow = TcpStream::connect(&c.addr).await.unwrap();
     slow.write_all(upload_head(&c.addr, "n1", "batch-slow-001", Some(1_000_000)).as_bytes()).await.unwrap();
@@ -405,7 +428,8 @@ async fn metrics_count_every_outcome_and_healthz_answers() {
     Upload::new("n1", "batch-metrics-2").send(&client, &c.url, b"nope".to_vec()).await;
 
     let health: serde_json::Value =
-        serde_json::from_str(&client.get(format!("{}/healthz", c.url)).send().await.unwrap().text().await.unwrap()).unwrap();
+        serde_json::from_str(&client.get(format!("{}/healthz", c.url)).send().await.unwrap().text().await.unwrap())
+            .unwrap();
     assert_eq!(health["status"], "ok");
     assert_eq!(health["max_body_bytes"], 64 << 20);
 
@@ -426,7 +450,8 @@ async fn metrics_count_every_outcome_and_healthz_answers() {
 async fn uploads_over_tls_when_configured() {
     let dir = tempfile::tempdir().unwrap();
     let fixtures = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures");
-    let extra = format!("[tls]\ncert = {:?}\nkey = {:?}\n", fixtures.join("localhost.crt"), fixtures.join("localhost.key"));
+    let extra =
+        format!("[tls]\ncert = {:?}\nkey = {:?}\n", fixtures.join("localhost.crt"), fixtures.join("localhost.key"));
     let c = Collector::start(dir.path(), &extra);
     assert!(c.url.starts_with("https://"), "{}", c.url);
     let port = c.addr.rsplit(':').next().unwrap();

@@ -21,9 +21,9 @@ use datafusion::datasource::listing::ListingTableUrl;
 use datafusion::execution::memory_pool::FairSpillPool;
 use datafusion::execution::runtime_env::RuntimeEnvBuilder;
 use datafusion::prelude::{Expr, SessionConfig, SessionContext, col, lit};
-use strand_analysis::findings::{self, Inputs, JobRecovery, JobTime, Stragglers, Thresholds, Topology};
 use strand_analysis::findings::interconnect::TopologyInput;
 use strand_analysis::findings::recovery::RecoveryInput;
+use strand_analysis::findings::{self, Inputs, JobRecovery, JobTime, Stragglers, Thresholds, Topology};
 use strand_kernels::Reducer;
 use strand_schemas::protocol::{batch_path, utc_date};
 use strand_schemas::{CollectiveStall, Finding, Table};
@@ -73,7 +73,9 @@ pub type Progress<'a> = &'a mut dyn FnMut(&str, u64, u64);
 pub async fn analyze(opts: &Options, reducer: &Reducer, progress: Progress<'_>) -> anyhow::Result<Analysis> {
     let filtered = !(opts.clusters.is_empty() && opts.nodes.is_empty() && opts.jobs.is_empty());
     if opts.store && filtered {
-        bail!("--store computes the whole fleet's stalls and findings; it cannot be combined with --cluster, --node or --job");
+        bail!(
+            "--store computes the whole fleet's stalls and findings; it cannot be combined with --cluster, --node or --job"
+        );
     }
     let mut timings = Vec::new();
 
@@ -93,7 +95,10 @@ pub async fn analyze(opts: &Options, reducer: &Reducer, progress: Progress<'_>) 
     let all = Dataset::open(&opts.data).await?;
     let ctx = session(&all, opts.memory_limit).await?;
     restrict(&ctx, &opts.clusters, &[], &opts.jobs).await?;
-    let stall_stats = stalls::compute(&ctx, reducer, opts.range.start_ns, opts.range.end_ns, &stall_root, &opts.stall, |d, n| progress("exact sync stalls (hours)", d, n))
+    let stall_stats =
+        stalls::compute(&ctx, reducer, opts.range.start_ns, opts.range.end_ns, &stall_root, &opts.stall, |d, n| {
+            progress("exact sync stalls (hours)", d, n)
+        })
         .await
         .context("computing exact sync stalls")?;
     timings.push(("collective_stalls".to_string(), stall_stats.rows_written as usize, t.elapsed().as_secs_f64()));
@@ -103,7 +108,8 @@ pub async fn analyze(opts: &Options, reducer: &Reducer, progress: Progress<'_>) 
     let ds = Dataset::open_range(&opts.data, opts.range).await?;
     let ctx = session(&ds, opts.memory_limit).await?;
     if let Some(dir) = &temp {
-        let tmp = Dataset::open_range(dir.path().to_str().context("temporary directory is not UTF-8")?, opts.range).await?;
+        let tmp =
+            Dataset::open_range(dir.path().to_str().context("temporary directory is not UTF-8")?, opts.range).await?;
         let provider = tmp.context().table_provider(CollectiveStall::NAME).await?;
         ctx.deregister_table(CollectiveStall::NAME)?;
         ctx.register_table(CollectiveStall::NAME, provider)?;
@@ -126,7 +132,8 @@ pub async fn analyze(opts: &Options, reducer: &Reducer, progress: Progress<'_>) 
 
     // 3. The findings engine over the results.
     let gpu_time = inputs::gpu_time(&take("gpu_time")?)?;
-    let mut jobs: std::collections::BTreeMap<(Arc<str>, Arc<str>), (JobTime, std::collections::HashSet<Arc<str>>)> = Default::default();
+    let mut jobs: std::collections::BTreeMap<(Arc<str>, Arc<str>), (JobTime, std::collections::HashSet<Arc<str>>)> =
+        Default::default();
     let mut powered: std::collections::HashMap<Arc<str>, f64> = Default::default();
     let mut gpu_powered: std::collections::HashMap<(Arc<str>, Arc<str>, i32), i64> = Default::default();
     for r in &gpu_time {
@@ -136,7 +143,14 @@ pub async fn analyze(opts: &Options, reducer: &Reducer, progress: Progress<'_>) 
             continue;
         }
         let (j, gpus) = jobs.entry((r.cluster.clone(), r.job_id.clone())).or_insert_with(|| {
-            let j = JobTime { cluster: r.cluster.clone(), job_id: r.job_id.to_string(), gpus: 0, first_ns: i64::MAX, last_ns: i64::MIN, time: Default::default() };
+            let j = JobTime {
+                cluster: r.cluster.clone(),
+                job_id: r.job_id.to_string(),
+                gpus: 0,
+                first_ns: i64::MAX,
+                last_ns: i64::MIN,
+                time: Default::default(),
+            };
             (j, Default::default())
         });
         j.time.merge(&r.time);
@@ -151,9 +165,13 @@ pub async fn analyze(opts: &Options, reducer: &Reducer, progress: Progress<'_>) 
             j
         })
         .collect();
-    let stragglers = Stragglers::from_stats(inputs::rank_stats(&take("stragglers")?)?, inputs::node_stats(&take("node_stragglers")?)?);
+    let stragglers = Stragglers::from_stats(
+        inputs::rank_stats(&take("stragglers")?)?,
+        inputs::node_stats(&take("node_stragglers")?)?,
+    );
     let bus = inputs::bus_units(&take("bus_bandwidth")?)?;
-    let (gpu_counters, nic_counters) = (inputs::gpu_counters(&take("gpu_link_counters")?)?, inputs::nic_counters(&take("nic_counters")?)?);
+    let (gpu_counters, nic_counters) =
+        (inputs::gpu_counters(&take("gpu_link_counters")?)?, inputs::nic_counters(&take("nic_counters")?)?);
     let (alloc, shapes) = (inputs::node_alloc(&take("node_allocation")?)?, inputs::job_shapes(&take("job_shapes")?)?);
     let (windows, io) = (inputs::job_windows(&take("job_timeline")?)?, inputs::job_io(&take("job_io")?)?);
     let (phases, failures) = (inputs::job_phases(&take("job_phases")?)?, inputs::job_failures(&take("job_failures")?)?);
@@ -164,8 +182,20 @@ pub async fn analyze(opts: &Options, reducer: &Reducer, progress: Progress<'_>) 
         bus: Some(&bus),
         gpu_counters: Some(&gpu_counters),
         nic_counters: Some(&nic_counters),
-        topology: Some(TopologyInput { alloc: &alloc, shapes: &shapes, alloc_ns: opts.params.alloc_ns, bucket_ns: opts.params.bucket_ns, powered: &powered }),
-        recovery: Some(RecoveryInput { windows: &windows, io: &io, phases: &phases, failures: &failures, window_ns: opts.params.window_ns }),
+        topology: Some(TopologyInput {
+            alloc: &alloc,
+            shapes: &shapes,
+            alloc_ns: opts.params.alloc_ns,
+            bucket_ns: opts.params.bucket_ns,
+            powered: &powered,
+        }),
+        recovery: Some(RecoveryInput {
+            windows: &windows,
+            io: &io,
+            phases: &phases,
+            failures: &failures,
+            window_ns: opts.params.window_ns,
+        }),
     };
     let outcome = findings::detect(&engine, &opts.thresholds, opts.created_ns);
     let findings = outcome.findings;
@@ -188,13 +218,24 @@ async fn check_window(ctx: &SessionContext, window_ns: i64) -> anyhow::Result<()
     if let Some(&len) = rows.i64_req("len")?.first()
         && len != window_ns
     {
-        bail!("most windows in this range are {} long, but --window is {}: set --window to the agents' windows.period", fmt(len), fmt(window_ns));
+        bail!(
+            "most windows in this range are {} long, but --window is {}: set --window to the agents' windows.period",
+            fmt(len),
+            fmt(window_ns)
+        );
     }
-    let rows = Rows::new("longest window", ctx.sql("SELECT max(end_ns - start_ns) AS len FROM windows").await?.collect().await?);
+    let rows = Rows::new(
+        "longest window",
+        ctx.sql("SELECT max(end_ns - start_ns) AS len FROM windows").await?.collect().await?,
+    );
     if let Some(Some(len)) = rows.i64("len")?.first()
         && *len > window_ns
     {
-        bail!("windows in this range are up to {} long, but --window is {}: set --window to the agents' windows.period", fmt(*len), fmt(window_ns));
+        bail!(
+            "windows in this range are up to {} long, but --window is {}: set --window to the agents' windows.period",
+            fmt(*len),
+            fmt(window_ns)
+        );
     }
     Ok(())
 }
@@ -228,14 +269,22 @@ async fn restrict(ctx: &SessionContext, clusters: &[String], nodes: &[String], j
     let mut job_nodes = Vec::new();
     if !jobs.is_empty() {
         let list = jobs.iter().map(|j| findings::sql_str(j)).collect::<Vec<_>>().join(", ");
-        let rows = Rows::new("job nodes", ctx.sql(&format!("SELECT DISTINCT node FROM windows WHERE job_id IN ({list})")).await?.collect().await?);
+        let rows = Rows::new(
+            "job nodes",
+            ctx.sql(&format!("SELECT DISTINCT node FROM windows WHERE job_id IN ({list})")).await?.collect().await?,
+        );
         job_nodes = rows.str_req("node")?.into_iter().map(|n| n.to_string()).collect();
     }
     for t in strand_schemas::all_tables() {
         let schema = (t.schema)();
         let has = |c: &str| schema.field_with_name(c).is_ok();
         let mut filter: Option<Expr> = None;
-        let mut and = |e: Expr| filter = Some(match filter.take() { Some(f) => f.and(e), None => e });
+        let mut and = |e: Expr| {
+            filter = Some(match filter.take() {
+                Some(f) => f.and(e),
+                None => e,
+            })
+        };
         if !clusters.is_empty() {
             and(in_list("cluster", clusters));
         }
@@ -298,5 +347,3 @@ fn dump(dir: &Path, rows: &Rows) -> anyhow::Result<()> {
     w.finish()?;
     Ok(())
 }
-
-

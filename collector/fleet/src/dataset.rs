@@ -191,7 +191,8 @@ fn range_filter(table: &TableInfo, range: TimeRange) -> Option<Expr> {
 fn root_url(location: &str) -> anyhow::Result<ListingTableUrl> {
     let with_slash = |s: &str| if s.ends_with('/') { s.to_string() } else { format!("{s}/") };
     if location.contains("://") {
-        let url = ListingTableUrl::parse(with_slash(location)).with_context(|| format!("bad dataset URL {location}"))?;
+        let url =
+            ListingTableUrl::parse(with_slash(location)).with_context(|| format!("bad dataset URL {location}"))?;
         match url.scheme() {
             "file" | "s3" => return Ok(url),
             other => bail!("dataset URL {location}: scheme `{other}` is not supported (use a path, file:// or s3://)"),
@@ -264,7 +265,8 @@ mod tests {
         write(dir.path(), "2024-03-01", "c1", "n2", "batch-0002", &samples("c1", "n2", &[T0 + 2]));
         write(dir.path(), "2024-03-02", "c2", "n1", "batch-0003", &samples("c2", "n1", &[T0 + 86_400_000_000_000]));
         // A write in progress (object_store's and our staging name) and a stray file are not read.
-        let mut staging = dir.path().join(batch_path("gpu_samples", "2024-03-01", "c1", "n1", "batch-0004")).into_os_string();
+        let mut staging =
+            dir.path().join(batch_path("gpu_samples", "2024-03-01", "c1", "n1", "batch-0004")).into_os_string();
         staging.push("#1");
         std::fs::write(staging, b"PAR1 half a file").unwrap();
         std::fs::write(dir.path().join("gpu_samples/notes.txt"), b"x").unwrap();
@@ -315,8 +317,10 @@ mod tests {
 
         let ds = Dataset::open_range(dir.path().to_str().unwrap(), TimeRange::new(T0, T0 + 3 * H)).await.unwrap();
         let b = rows(&ds, "SELECT ts_ns FROM gpu_samples ORDER BY ts_ns").await;
-        let ts: Vec<i64> =
-            b.iter().flat_map(|b| b.column(0).as_any().downcast_ref::<Int64Array>().unwrap().values().to_vec()).collect();
+        let ts: Vec<i64> = b
+            .iter()
+            .flat_map(|b| b.column(0).as_any().downcast_ref::<Int64Array>().unwrap().values().to_vec())
+            .collect();
         assert_eq!(ts, [T0 + H, T0 + 2 * H]);
         assert_eq!(int(&rows(&ds, "SELECT count(*) FROM windows").await), 1);
         assert!(Dataset::open_range(dir.path().to_str().unwrap(), TimeRange::new(T0, T0)).await.is_err());

@@ -26,7 +26,8 @@ pub struct GpuTimeRow {
 }
 
 pub fn gpu_time(rows: &Rows) -> anyhow::Result<Vec<GpuTimeRow>> {
-    let (cluster, node, gpu, uuid) = (rows.str_req("cluster")?, rows.str_req("node")?, rows.i64_req("gpu_index")?, rows.str_req("gpu_uuid")?);
+    let (cluster, node, gpu, uuid) =
+        (rows.str_req("cluster")?, rows.str_req("node")?, rows.i64_req("gpu_index")?, rows.str_req("gpu_uuid")?);
     let (name, job, bucket) = (rows.str_req("gpu_name")?, rows.str_req("job_id")?, rows.i64_req("bucket_ns")?);
     let mut ints: Vec<(&'static str, Vec<i64>)> = Vec::new();
     let mut floats: Vec<(&'static str, Vec<Option<f64>>)> = Vec::new();
@@ -58,10 +59,18 @@ pub fn gpu_time(rows: &Rows) -> anyhow::Result<Vec<GpuTimeRow>> {
 }
 
 pub fn rank_stats(rows: &Rows) -> anyhow::Result<Vec<RankStat>> {
-    let (cluster, hash, rank, node) = (rows.str_req("cluster")?, rows.i64_req("comm_hash")?, rows.i64_req("rank")?, rows.str_req("node")?);
-    let (name, gpu, job, nranks) = (rows.str("comm_name")?, rows.i64("gpu_index")?, rows.str("job_id")?, rows.i64_req("nranks")?);
-    let (inst, last, late, caused) = (rows.i64_req("instances")?, rows.i64_req("times_last")?, rows.i64_req("lateness_sum_ns")?, rows.i64_req("caused_stall_ns")?);
-    let (suffered, first, end) = (rows.i64_req("suffered_stall_ns")?, rows.i64_req("first_ns")?, rows.i64_req("last_ns")?);
+    let (cluster, hash, rank, node) =
+        (rows.str_req("cluster")?, rows.i64_req("comm_hash")?, rows.i64_req("rank")?, rows.str_req("node")?);
+    let (name, gpu, job, nranks) =
+        (rows.str("comm_name")?, rows.i64("gpu_index")?, rows.str("job_id")?, rows.i64_req("nranks")?);
+    let (inst, last, late, caused) = (
+        rows.i64_req("instances")?,
+        rows.i64_req("times_last")?,
+        rows.i64_req("lateness_sum_ns")?,
+        rows.i64_req("caused_stall_ns")?,
+    );
+    let (suffered, first, end) =
+        (rows.i64_req("suffered_stall_ns")?, rows.i64_req("first_ns")?, rows.i64_req("last_ns")?);
     Ok((0..rows.len())
         .map(|i| RankStat {
             cluster: cluster[i].clone(),
@@ -84,9 +93,12 @@ pub fn rank_stats(rows: &Rows) -> anyhow::Result<Vec<RankStat>> {
 }
 
 pub fn node_stats(rows: &Rows) -> anyhow::Result<Vec<NodeStat>> {
-    let (cluster, hash, node, name) = (rows.str_req("cluster")?, rows.i64_req("comm_hash")?, rows.str_req("node")?, rows.str("comm_name")?);
-    let (job, nranks, ranks, inst) = (rows.str("job_id")?, rows.i64_req("nranks")?, rows.i64_req("ranks")?, rows.i64_req("instances")?);
-    let (last, late, caused) = (rows.i64_req("times_last")?, rows.i64_req("lateness_sum_ns")?, rows.i64_req("caused_stall_ns")?);
+    let (cluster, hash, node, name) =
+        (rows.str_req("cluster")?, rows.i64_req("comm_hash")?, rows.str_req("node")?, rows.str("comm_name")?);
+    let (job, nranks, ranks, inst) =
+        (rows.str("job_id")?, rows.i64_req("nranks")?, rows.i64_req("ranks")?, rows.i64_req("instances")?);
+    let (last, late, caused) =
+        (rows.i64_req("times_last")?, rows.i64_req("lateness_sum_ns")?, rows.i64_req("caused_stall_ns")?);
     let (first, end) = (rows.i64_req("first_ns")?, rows.i64_req("last_ns")?);
     Ok((0..rows.len())
         .map(|i| NodeStat {
@@ -108,9 +120,11 @@ pub fn node_stats(rows: &Rows) -> anyhow::Result<Vec<NodeStat>> {
 }
 
 pub fn bus_units(rows: &Rows) -> anyhow::Result<Vec<BusUnit>> {
-    let (cluster, hash, op, nranks) = (rows.str_req("cluster")?, rows.i64_req("comm_hash")?, rows.str_req("op")?, rows.i64_req("nranks")?);
+    let (cluster, hash, op, nranks) =
+        (rows.str_req("cluster")?, rows.i64_req("comm_hash")?, rows.str_req("op")?, rows.i64_req("nranks")?);
     let (size, samples, bw) = (rows.i64_req("size_class")?, rows.i64_req("samples")?, rows.f64("median_bus_bw")?);
-    let (job, transfer, first, last) = (rows.str("job_id")?, rows.i64("transfer_ns")?, rows.i64_req("first_ns")?, rows.i64_req("last_ns")?);
+    let (job, transfer, first, last) =
+        (rows.str("job_id")?, rows.i64("transfer_ns")?, rows.i64_req("first_ns")?, rows.i64_req("last_ns")?);
     Ok((0..rows.len())
         .map(|i| BusUnit {
             cluster: cluster[i].clone(),
@@ -129,11 +143,20 @@ pub fn bus_units(rows: &Rows) -> anyhow::Result<Vec<BusUnit>> {
 }
 
 pub fn gpu_counters(rows: &Rows) -> anyhow::Result<Vec<GpuCounters>> {
-    let (cluster, node, uuid, idx, job, ts) =
-        (rows.str_req("cluster")?, rows.str_req("node")?, rows.str_req("gpu_uuid")?, rows.i64("gpu_index")?, rows.str("job_id")?, rows.i64_req("ts_ns")?);
+    let (cluster, node, uuid, idx, job, ts) = (
+        rows.str_req("cluster")?,
+        rows.str_req("node")?,
+        rows.str_req("gpu_uuid")?,
+        rows.i64("gpu_index")?,
+        rows.str("job_id")?,
+        rows.i64_req("ts_ns")?,
+    );
     let pcie = rows.i64("pcie_replay_total")?;
-    let (crc, replay, recovery) =
-        (rows.i64_lists("nvlink_crc_errors_total")?, rows.i64_lists("nvlink_replay_errors_total")?, rows.i64_lists("nvlink_recovery_errors_total")?);
+    let (crc, replay, recovery) = (
+        rows.i64_lists("nvlink_crc_errors_total")?,
+        rows.i64_lists("nvlink_replay_errors_total")?,
+        rows.i64_lists("nvlink_recovery_errors_total")?,
+    );
     Ok((0..rows.len())
         .map(|i| GpuCounters {
             cluster: cluster[i].clone(),
@@ -151,9 +174,17 @@ pub fn gpu_counters(rows: &Rows) -> anyhow::Result<Vec<GpuCounters>> {
 }
 
 pub fn nic_counters(rows: &Rows) -> anyhow::Result<Vec<NicCounters>> {
-    let (cluster, node, dev, port, ts) = (rows.str_req("cluster")?, rows.str_req("node")?, rows.str_req("device")?, rows.i64_req("port")?, rows.i64_req("ts_ns")?);
-    let (sym, down, rec) = (rows.i64("symbol_error_total")?, rows.i64("link_downed_total")?, rows.i64("link_error_recovery_total")?);
-    let (rcv, disc, wait) = (rows.i64("port_rcv_errors_total")?, rows.i64("port_xmit_discards_total")?, rows.i64("port_xmit_wait_total")?);
+    let (cluster, node, dev, port, ts) = (
+        rows.str_req("cluster")?,
+        rows.str_req("node")?,
+        rows.str_req("device")?,
+        rows.i64_req("port")?,
+        rows.i64_req("ts_ns")?,
+    );
+    let (sym, down, rec) =
+        (rows.i64("symbol_error_total")?, rows.i64("link_downed_total")?, rows.i64("link_error_recovery_total")?);
+    let (rcv, disc, wait) =
+        (rows.i64("port_rcv_errors_total")?, rows.i64("port_xmit_discards_total")?, rows.i64("port_xmit_wait_total")?);
     Ok((0..rows.len())
         .map(|i| NicCounters {
             cluster: cluster[i].clone(),
@@ -172,8 +203,22 @@ pub fn nic_counters(rows: &Rows) -> anyhow::Result<Vec<NicCounters>> {
 }
 
 pub fn node_alloc(rows: &Rows) -> anyhow::Result<Vec<NodeAlloc>> {
-    let (cluster, node, bucket, gpus, held) = (rows.str_req("cluster")?, rows.str_req("node")?, rows.i64_req("bucket_ns")?, rows.i64_req("gpus")?, rows.i64_req("held")?);
-    Ok((0..rows.len()).map(|i| NodeAlloc { cluster: cluster[i].clone(), node: node[i].clone(), bucket_ns: bucket[i], gpus: gpus[i], held: held[i] }).collect())
+    let (cluster, node, bucket, gpus, held) = (
+        rows.str_req("cluster")?,
+        rows.str_req("node")?,
+        rows.i64_req("bucket_ns")?,
+        rows.i64_req("gpus")?,
+        rows.i64_req("held")?,
+    );
+    Ok((0..rows.len())
+        .map(|i| NodeAlloc {
+            cluster: cluster[i].clone(),
+            node: node[i].clone(),
+            bucket_ns: bucket[i],
+            gpus: gpus[i],
+            held: held[i],
+        })
+        .collect())
 }
 
 pub fn job_shapes(rows: &Rows) -> anyhow::Result<Vec<i64>> {
@@ -182,7 +227,8 @@ pub fn job_shapes(rows: &Rows) -> anyhow::Result<Vec<i64>> {
 
 pub fn job_windows(rows: &Rows) -> anyhow::Result<Vec<JobWindow>> {
     let (c, j, w) = (rows.str_req("cluster")?, rows.str_req("job_id")?, rows.i64_req("wstart")?);
-    let (g, n, p, k) = (rows.i64_req("gpus")?, rows.i64_req("nodes")?, rows.i64_req("powered_ns")?, rows.i64_req("kernels_ns")?);
+    let (g, n, p, k) =
+        (rows.i64_req("gpus")?, rows.i64_req("nodes")?, rows.i64_req("powered_ns")?, rows.i64_req("kernels_ns")?);
     let (comp, ob, busy) = (rows.i64_req("compute_ns")?, rows.i64_req("other_busy_ns")?, rows.i64_req("busy_ns")?);
     let (idle, np) = (rows.i64_req("idle_ns")?, rows.i64_req("idle_no_process_ns")?);
     Ok((0..rows.len())
@@ -204,13 +250,28 @@ pub fn job_windows(rows: &Rows) -> anyhow::Result<Vec<JobWindow>> {
 }
 
 pub fn job_io(rows: &Rows) -> anyhow::Result<Vec<JobIo>> {
-    let (c, j, w, wb, rb) = (rows.str_req("cluster")?, rows.str_req("job_id")?, rows.i64_req("wstart")?, rows.i64_req("write_bytes")?, rows.i64_req("read_bytes")?);
-    Ok((0..rows.len()).map(|i| JobIo { cluster: c[i].clone(), job_id: j[i].clone(), wstart: w[i], write_bytes: wb[i], read_bytes: rb[i] }).collect())
+    let (c, j, w, wb, rb) = (
+        rows.str_req("cluster")?,
+        rows.str_req("job_id")?,
+        rows.i64_req("wstart")?,
+        rows.i64_req("write_bytes")?,
+        rows.i64_req("read_bytes")?,
+    );
+    Ok((0..rows.len())
+        .map(|i| JobIo {
+            cluster: c[i].clone(),
+            job_id: j[i].clone(),
+            wstart: w[i],
+            write_bytes: wb[i],
+            read_bytes: rb[i],
+        })
+        .collect())
 }
 
 pub fn job_phases(rows: &Rows) -> anyhow::Result<Vec<JobPhase>> {
     let (c, j, ph, st) = (rows.str_req("cluster")?, rows.str_req("job_id")?, rows.str_req("phase")?, rows.i64("step")?);
-    let (src, pid, s, e) = (rows.str_req("source")?, rows.i64("pid")?, rows.i64_req("start_ns")?, rows.i64_req("end_ns")?);
+    let (src, pid, s, e) =
+        (rows.str_req("source")?, rows.i64("pid")?, rows.i64_req("start_ns")?, rows.i64_req("end_ns")?);
     Ok((0..rows.len())
         .map(|i| JobPhase {
             cluster: c[i].clone(),
@@ -226,9 +287,18 @@ pub fn job_phases(rows: &Rows) -> anyhow::Result<Vec<JobPhase>> {
 }
 
 pub fn job_failures(rows: &Rows) -> anyhow::Result<Vec<JobFailure>> {
-    let (c, j, node, ts) = (rows.str_req("cluster")?, rows.str_req("job_id")?, rows.str_req("node")?, rows.i64_req("ts_ns")?);
+    let (c, j, node, ts) =
+        (rows.str_req("cluster")?, rows.str_req("job_id")?, rows.str_req("node")?, rows.i64_req("ts_ns")?);
     let (kind, code, sig) = (rows.str_req("kind")?, rows.i64("code")?, rows.i64("signal")?);
     Ok((0..rows.len())
-        .map(|i| JobFailure { cluster: c[i].clone(), job_id: j[i].clone(), node: node[i].clone(), ts_ns: ts[i], kind: kind[i].clone(), code: code[i], signal: sig[i] })
+        .map(|i| JobFailure {
+            cluster: c[i].clone(),
+            job_id: j[i].clone(),
+            node: node[i].clone(),
+            ts_ns: ts[i],
+            kind: kind[i].clone(),
+            code: code[i],
+            signal: sig[i],
+        })
         .collect())
 }

@@ -4,11 +4,11 @@
 use std::io::{self, Write};
 use std::sync::Arc;
 
-use datafusion::error::DataFusionError;
-use datafusion::sql::sqlparser::parser::ParserError;
 use arrow::array::{ArrayRef, RecordBatch, StringBuilder};
 use arrow::datatypes::{DataType, Field, Schema};
 use arrow::util::display::{ArrayFormatter, FormatOptions};
+use datafusion::error::DataFusionError;
+use datafusion::sql::sqlparser::parser::ParserError;
 use futures::StreamExt;
 
 use crate::dataset::Dataset;
@@ -45,7 +45,11 @@ pub async fn run(args: QueryOptions) -> anyhow::Result<()> {
     }
 }
 
-async fn write_results<W: Write>(df: datafusion::dataframe::DataFrame, format: Format, mut out: W) -> anyhow::Result<()> {
+async fn write_results<W: Write>(
+    df: datafusion::dataframe::DataFrame,
+    format: Format,
+    mut out: W,
+) -> anyhow::Result<()> {
     match format {
         Format::Table => {
             let batches = df.collect().await.map_err(query_error)?;
@@ -119,8 +123,9 @@ fn query_error(e: DataFusionError) -> anyhow::Error {
 fn is_broken_pipe(e: &anyhow::Error) -> bool {
     e.chain().any(|c| {
         c.downcast_ref::<io::Error>().is_some_and(|e| e.kind() == io::ErrorKind::BrokenPipe)
-            || c.downcast_ref::<arrow::error::ArrowError>()
-                .is_some_and(|e| matches!(e, arrow::error::ArrowError::IoError(_, e) if e.kind() == io::ErrorKind::BrokenPipe))
+            || c.downcast_ref::<arrow::error::ArrowError>().is_some_and(
+                |e| matches!(e, arrow::error::ArrowError::IoError(_, e) if e.kind() == io::ErrorKind::BrokenPipe),
+            )
     })
 }
 
@@ -159,10 +164,13 @@ mod tests {
         assert_eq!(csv, "node,gpu_index,pids\nn1,0,\"[10, 11]\"\nn1,1,\"[10, 11]\"\n");
         let json = output(dir.path(), sql, Format::Json).await;
         let v: serde_json::Value = serde_json::from_str(&json).unwrap();
-        assert_eq!(v, serde_json::json!([
-            {"node": "n1", "gpu_index": 0, "pids": [10, 11]},
-            {"node": "n1", "gpu_index": 1, "pids": [10, 11]}
-        ]));
+        assert_eq!(
+            v,
+            serde_json::json!([
+                {"node": "n1", "gpu_index": 0, "pids": [10, 11]},
+                {"node": "n1", "gpu_index": 1, "pids": [10, 11]}
+            ])
+        );
         let empty = output(dir.path(), "SELECT node FROM gpu_samples WHERE false", Format::Json).await;
         assert_eq!(serde_json::from_str::<serde_json::Value>(&empty).unwrap(), serde_json::json!([]));
     }

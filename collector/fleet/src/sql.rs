@@ -46,13 +46,19 @@ pub struct SqlParams {
 
 impl SqlParams {
     pub fn pairs(&self) -> [(&'static str, i64); 4] {
-        [("window_ns", self.window_ns), ("bucket_ns", self.bucket_ns), ("alloc_ns", self.alloc_ns), ("bw_bucket_ns", self.bw_bucket_ns)]
+        [
+            ("window_ns", self.window_ns),
+            ("bucket_ns", self.bucket_ns),
+            ("alloc_ns", self.alloc_ns),
+            ("bw_bucket_ns", self.bw_bucket_ns),
+        ]
     }
 }
 
 /// The text of query `name` with its parameters substituted.
 pub fn render(name: &str, params: &SqlParams) -> anyhow::Result<String> {
-    let (_, text) = QUERIES.iter().find(|(n, _)| *n == name).with_context(|| format!("no report query named {name}"))?;
+    let (_, text) =
+        QUERIES.iter().find(|(n, _)| *n == name).with_context(|| format!("no report query named {name}"))?;
     let mut sql = text.to_string();
     for (k, v) in params.pairs() {
         sql = sql.replace(&format!("{{{{{k}}}}}"), &v.to_string());
@@ -67,7 +73,8 @@ pub fn render(name: &str, params: &SqlParams) -> anyhow::Result<String> {
 pub async fn run(ctx: &SessionContext, name: &str, params: &SqlParams) -> anyhow::Result<Rows> {
     let sql = render(name, params)?;
     let df = ctx.sql(&sql).await.with_context(|| format!("planning report query {name} (collector/sql/{name}.sql)"))?;
-    let batches = df.collect().await.with_context(|| format!("running report query {name} (collector/sql/{name}.sql)"))?;
+    let batches =
+        df.collect().await.with_context(|| format!("running report query {name} (collector/sql/{name}.sql)"))?;
     Ok(Rows::new(name, batches))
 }
 
@@ -91,7 +98,8 @@ impl Rows {
             .iter()
             .map(|b| {
                 let a = b.column_by_name(name).with_context(|| format!("query {}: no column `{name}`", self.name))?;
-                cast(a, to).with_context(|| format!("query {}: column `{name}` ({}) is not {to}", self.name, a.data_type()))
+                cast(a, to)
+                    .with_context(|| format!("query {}: column `{name}` ({}) is not {to}", self.name, a.data_type()))
             })
             .collect()
     }
@@ -151,7 +159,9 @@ impl Rows {
         let mut out = Vec::with_capacity(self.len());
         for b in &self.batches {
             let a = b.column_by_name(name).with_context(|| format!("query {}: no column `{name}`", self.name))?;
-            let list = a.as_list_opt::<i32>().with_context(|| format!("query {}: column `{name}` is {}, not a list", self.name, a.data_type()))?;
+            let list = a
+                .as_list_opt::<i32>()
+                .with_context(|| format!("query {}: column `{name}` is {}, not a list", self.name, a.data_type()))?;
             for i in 0..list.len() {
                 if list.is_null(i) {
                     out.push(None);

@@ -22,13 +22,12 @@ use datafusion::prelude::SessionContext;
 use futures::StreamExt;
 use strand_analysis::collective::{self, CollectiveRecord, CommId, MatchStats};
 use strand_kernels::Reducer;
-use strand_schemas::protocol::{batch_path, utc_date};
 use strand_schemas::CollectiveStall;
+use strand_schemas::protocol::{batch_path, utc_date};
 
 use super::sql::Rows;
 
 pub const HOUR_NS: i64 = 3_600_000_000_000;
-
 
 #[derive(Debug, Clone)]
 pub struct StallOptions {
@@ -102,7 +101,13 @@ fn add_rows(out: &mut NodeBatches, rows: Vec<CollectiveStall>) {
 }
 
 /// The instances whose first arrival falls in `[c0, c0 + chunk)`.
-async fn chunk(ctx: &SessionContext, reducer: &Reducer, c0: i64, opts: &StallOptions, stats: &mut StallStats) -> anyhow::Result<NodeBatches> {
+async fn chunk(
+    ctx: &SessionContext,
+    reducer: &Reducer,
+    c0: i64,
+    opts: &StallOptions,
+    stats: &mut StallStats,
+) -> anyhow::Result<NodeBatches> {
     let c1 = c0 + opts.chunk_ns;
     let ops = collective::COLLECTIVE_OPS.iter().map(|o| format!("'{o}'")).collect::<Vec<_>>().join(", ");
     let (lo, hi) = (c0 - opts.match_window_ns, c1 + opts.match_window_ns);
@@ -112,7 +117,13 @@ async fn chunk(ctx: &SessionContext, reducer: &Reducer, c0: i64, opts: &StallOpt
          WHERE (comm_hash IS NOT NULL OR comm_name IS NOT NULL) AND seq IS NOT NULL AND rank IS NOT NULL AND nranks IS NOT NULL \
          AND op IN ({ops}) AND enter_ns >= {lo} AND enter_ns < {hi} ORDER BY comm_hash, comm_name, job_id, seq"
     );
-    let mut stream = ctx.sql(&sql).await.context("planning the nccl_calls scan")?.execute_stream().await.context("reading nccl_calls")?;
+    let mut stream = ctx
+        .sql(&sql)
+        .await
+        .context("planning the nccl_calls scan")?
+        .execute_stream()
+        .await
+        .context("reading nccl_calls")?;
     let mut out = NodeBatches::new();
     let mut pending: Vec<Vec<CollectiveRecord>> = Vec::new();
     let mut pending_rows = 0usize;
@@ -148,7 +159,8 @@ async fn chunk(ctx: &SessionContext, reducer: &Reducer, c0: i64, opts: &StallOpt
 fn read_calls(batch: RecordBatch) -> anyhow::Result<Vec<CollectiveRecord>> {
     let r = Rows::new("nccl_calls", vec![batch]);
     let (cluster, node, job) = (r.str_req("cluster")?, r.str_req("node")?, r.str("job_id")?);
-    let (pid, hash, name, seq, op) = (r.i64_req("pid")?, r.i64("comm_hash")?, r.str("comm_name")?, r.i64_req("seq")?, r.str_req("op")?);
+    let (pid, hash, name, seq, op) =
+        (r.i64_req("pid")?, r.i64("comm_hash")?, r.str("comm_name")?, r.i64_req("seq")?, r.str_req("op")?);
     let (nranks, rank, gpu, uuid) = (r.i64_req("nranks")?, r.i64_req("rank")?, r.i64("gpu_index")?, r.str("gpu_uuid")?);
     let (bytes, enter, exit) = (r.i64("bytes")?, r.i64_req("enter_ns")?, r.i64("exit_ns")?);
     let (ks, ke) = (r.i64("kernel_start_ns")?, r.i64("kernel_end_ns")?);
@@ -185,12 +197,21 @@ fn read_calls(batch: RecordBatch) -> anyhow::Result<Vec<CollectiveRecord>> {
 
 /// The instances of `groups` that belong to this chunk (first arrival in
 /// `span`; the others are read in another chunk's margin), matched.
-fn resolve(reducer: &Reducer, groups: Vec<Vec<CollectiveRecord>>, span: (i64, i64), stats: &mut StallStats) -> anyhow::Result<Vec<CollectiveStall>> {
+fn resolve(
+    reducer: &Reducer,
+    groups: Vec<Vec<CollectiveRecord>>,
+    span: (i64, i64),
+    stats: &mut StallStats,
+) -> anyhow::Result<Vec<CollectiveStall>> {
     let mine: Vec<Vec<CollectiveRecord>> = groups
         .into_iter()
         .filter(|recs| {
             let kernel = recs.iter().all(|r| r.kernel.is_some());
-            let first = recs.iter().map(|r| if kernel { r.kernel.map_or(r.enter_ns, |k| k.0) } else { r.enter_ns }).min().unwrap_or(i64::MIN);
+            let first = recs
+                .iter()
+                .map(|r| if kernel { r.kernel.map_or(r.enter_ns, |k| k.0) } else { r.enter_ns })
+                .min()
+                .unwrap_or(i64::MIN);
             (span.0..span.1).contains(&first)
         })
         .collect();
@@ -248,11 +269,21 @@ mod tests {
     const T0: i64 = 1_767_571_200_000_000_000;
 
     #[allow(clippy::too_many_arguments)]
-    fn call(node: &str, hash: Option<i64>, seq: i64, op: &str, rank: i32, nranks: i32, enter: i64, kernel: Option<(i64, i64)>) -> NcclCall {
+    fn call(
+        node: &str,
+        hash: Option<i64>,
+        seq: i64,
+        op: &str,
+        rank: i32,
+        nranks: i32,
+        enter: i64,
+        kernel: Option<(i64, i64)>,
+    ) -> NcclCall {
         let mut c = NcclCall::example(1);
         c.cluster = "c".into();
         c.node = node.into();
-        (c.comm_hash, c.comm_name, c.seq, c.op, c.rank, c.nranks) = (hash, None, Some(seq), op.into(), Some(rank), Some(nranks));
+        (c.comm_hash, c.comm_name, c.seq, c.op, c.rank, c.nranks) =
+            (hash, None, Some(seq), op.into(), Some(rank), Some(nranks));
         (c.enter_ns, c.exit_ns, c.gpu_index, c.bytes) = (T0 + enter, Some(T0 + enter + 10), Some(rank), Some(1 << 20));
         (c.kernel_start_ns, c.kernel_end_ns) = (kernel.map(|k| T0 + k.0), kernel.map(|k| T0 + k.1));
         c
@@ -288,14 +319,28 @@ mod tests {
         }
         let ds = Dataset::open(dir.path().to_str().unwrap()).await.unwrap();
         let out = tempfile::tempdir().unwrap();
-        let stats = compute(ds.context(), &Reducer::cpu(), T0, T0 + HOUR_NS, out.path(), &StallOptions::default(), |_, _| {}).await.unwrap();
+        let stats =
+            compute(ds.context(), &Reducer::cpu(), T0, T0 + HOUR_NS, out.path(), &StallOptions::default(), |_, _| {})
+                .await
+                .unwrap();
         let m = &stats.matched;
-        assert_eq!((m.instances_exact, m.instances_host_timed, m.instances_incomplete, m.instances_inconsistent, m.duplicate_rows), (1, 1, 1, 1, 1));
+        assert_eq!(
+            (
+                m.instances_exact,
+                m.instances_host_timed,
+                m.instances_incomplete,
+                m.instances_inconsistent,
+                m.duplicate_rows
+            ),
+            (1, 1, 1, 1, 1)
+        );
         let got = Dataset::open(out.path().to_str().unwrap()).await.unwrap();
         let b = got.sql("SELECT comm_hash, rank, node, time_source, stall_ns, is_last, lateness_ns, caused_stall_ns, transfer_ns FROM collective_stalls ORDER BY comm_hash, rank").await.unwrap().collect().await.unwrap();
         let r = Rows::new("collective_stalls", b);
-        let (hash, stall, last) = (r.i64_req("comm_hash").unwrap(), r.i64_req("stall_ns").unwrap(), r.i64("lateness_ns").unwrap());
-        let (src, caused, transfer) = (r.str_req("time_source").unwrap(), r.i64("caused_stall_ns").unwrap(), r.i64("transfer_ns").unwrap());
+        let (hash, stall, last) =
+            (r.i64_req("comm_hash").unwrap(), r.i64_req("stall_ns").unwrap(), r.i64("lateness_ns").unwrap());
+        let (src, caused, transfer) =
+            (r.str_req("time_source").unwrap(), r.i64("caused_stall_ns").unwrap(), r.i64("transfer_ns").unwrap());
         assert_eq!(hash, [7, 7, 7, 8, 8]);
         // DESIGN §4: min(duration, last start − own start).
         assert_eq!(stall, [300, 250, 0, 600, 0]);
@@ -306,7 +351,9 @@ mod tests {
         assert_eq!(src.iter().map(|s| &**s).collect::<Vec<_>>(), ["kernel", "kernel", "kernel", "host", "host"]);
         assert_eq!(r.str_req("node").unwrap()[2].as_ref(), "b");
         // Re-running the hour replaces its files.
-        compute(ds.context(), &Reducer::cpu(), T0, T0 + 1, out.path(), &StallOptions::default(), |_, _| {}).await.unwrap();
+        compute(ds.context(), &Reducer::cpu(), T0, T0 + 1, out.path(), &StallOptions::default(), |_, _| {})
+            .await
+            .unwrap();
         let n = got.sql("SELECT count(*) AS n FROM collective_stalls").await.unwrap().collect().await.unwrap();
         assert_eq!(Rows::new("n", n).i64_req("n").unwrap(), [5]);
     }

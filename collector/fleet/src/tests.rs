@@ -59,11 +59,18 @@ fn kinds(r: &Report) -> Vec<String> {
 }
 
 fn fig(f: &crate::report::ReportFinding, name: &str) -> f64 {
-    f.figures.get(name).and_then(|v| v.as_f64()).unwrap_or_else(|| panic!("finding {} has no figure {name}: {}", f.kind, f.figures))
+    f.figures
+        .get(name)
+        .and_then(|v| v.as_f64())
+        .unwrap_or_else(|| panic!("finding {} has no figure {name}: {}", f.kind, f.figures))
 }
 
 fn close(actual: f64, expected: f64, rel: f64, what: &str) {
-    assert!((actual - expected).abs() <= rel * expected.abs(), "{what}: {actual} is not within {:.1}% of {expected}", rel * 100.0);
+    assert!(
+        (actual - expected).abs() <= rel * expected.abs(),
+        "{what}: {actual} is not within {:.1}% of {expected}",
+        rel * 100.0
+    );
 }
 
 #[tokio::test]
@@ -130,7 +137,11 @@ async fn a_rank_made_late_is_named_the_straggler_with_the_stall_it_caused() {
     assert_eq!(count("findings").await, 1);
     let opts = options(dir.path(), true);
     analyze(&opts, &Reducer::cpu(), &mut |_, _, _| {}).await.unwrap();
-    assert_eq!((count("collective_stalls").await, count("findings").await), (stalls, 1), "re-running must not duplicate");
+    assert_eq!(
+        (count("collective_stalls").await, count("findings").await),
+        (stalls, 1),
+        "re-running must not duplicate"
+    );
 }
 
 #[tokio::test]
@@ -140,7 +151,12 @@ async fn rising_link_counters_are_flagged() {
     cfg.faults.push(Fault::NvlinkErrors { node: 1, gpu: 2, link: 7, per_hour: 40, from_ns: T0 + H / 2 });
     cfg.faults.push(Fault::NicErrors { node: 0, device: 3, per_hour: 30, from_ns: T0 });
     let (_dir, r) = report_of(&cfg, false).await;
-    assert_eq!(kinds(&r), ["link_errors", "link_errors"], "{:#?}", r.findings.iter().map(|f| &f.summary).collect::<Vec<_>>());
+    assert_eq!(
+        kinds(&r),
+        ["link_errors", "link_errors"],
+        "{:#?}",
+        r.findings.iter().map(|f| &f.summary).collect::<Vec<_>>()
+    );
     let gpu = r.findings.iter().find(|f| f.scope == "gpu").unwrap();
     assert_eq!((gpu.node.as_deref(), gpu.figures["gpu_index"].as_i64()), (Some("node-0001"), Some(2)));
     // 40 per hour from the half hour to the last sample in the range (T0 + 3590 s).
@@ -162,13 +178,22 @@ async fn a_degraded_bus_bandwidth_is_flagged_against_the_fleets_own_baseline() {
     cfg.faults.push(Fault::SlowBus { job: 2, factor, from_ns: T0 + H / 2 });
     let (_dir, r) = report_of(&cfg, false).await;
     // One finding per message size class the job sends (two), both on job 2's communicator.
-    assert_eq!(kinds(&r), ["bus_bandwidth_collapse", "bus_bandwidth_collapse"], "{:#?}", r.findings.iter().map(|f| &f.summary).collect::<Vec<_>>());
+    assert_eq!(
+        kinds(&r),
+        ["bus_bandwidth_collapse", "bus_bandwidth_collapse"],
+        "{:#?}",
+        r.findings.iter().map(|f| &f.summary).collect::<Vec<_>>()
+    );
     for f in &r.findings {
         assert_eq!((f.comm_hash, f.job_id.as_deref()), (Some(cfg.comm_hash(2, 0)), Some("j2")));
         close(fig(f, "ratio"), factor, 0.02, "bandwidth ratio");
         // The healthy bus bandwidth is the simulator's, recovered from the exact transfer times.
         close(fig(f, "baseline_bus_bw_gbps"), cfg.bus_bw / 1e9, 0.01, "baseline");
-        assert!(f.start_ns >= T0 + H / 2 && f.start_ns < T0 + H / 2 + 10 * S, "starts when the link degraded: {}", f.start_ns - T0);
+        assert!(
+            f.start_ns >= T0 + H / 2 && f.start_ns < T0 + H / 2 + 10 * S,
+            "starts when the link degraded: {}",
+            f.start_ns - T0
+        );
     }
 }
 
@@ -181,7 +206,12 @@ async fn checkpoints_a_crash_and_a_restart_give_the_right_recovery_figures() {
         let mut j = cfg.job(&format!("run{i}"), vec![2 * i, 2 * i + 1], markers);
         j.checkpoint_ns = 30 * S;
         cfg.jobs.push(j);
-        cfg.faults.push(Fault::Crash { job: i, at_ns: T0 + 1500 * S, downtime_ns: 120 * S, xid: (i == 0).then_some(79) });
+        cfg.faults.push(Fault::Crash {
+            job: i,
+            at_ns: T0 + 1500 * S,
+            downtime_ns: 120 * S,
+            xid: (i == 0).then_some(79),
+        });
     }
     let (_dir, r) = report_of(&cfg, false).await;
     // Timeline (s from T0): startup [0,20); steps [20,620); save [620,650) holds the last step;
@@ -284,7 +314,8 @@ async fn costly_checkpoints_and_cascading_restarts_are_flagged() {
     }
     let (_dir, r) = report_of(&cfg, false).await;
     let of = |job: &str| {
-        let mut k: Vec<&str> = r.findings.iter().filter(|f| f.job_id.as_deref() == Some(job)).map(|f| f.kind.as_str()).collect();
+        let mut k: Vec<&str> =
+            r.findings.iter().filter(|f| f.job_id.as_deref() == Some(job)).map(|f| f.kind.as_str()).collect();
         k.sort();
         k
     };
@@ -292,7 +323,20 @@ async fn costly_checkpoints_and_cascading_restarts_are_flagged() {
     let f = r.findings.iter().find(|f| f.kind == "checkpoint_cost" && f.job_id.as_deref() == Some("often")).unwrap();
     close(fig(f, "checkpoint_share"), 25.0 * 20.0 / 3600.0, 1e-9, "checkpoint share");
     // Three failures in 30 minutes: a cascade; Young's interval for MTBF = 1200 s is far below the observed one.
-    assert_eq!(of("flaky"), ["checkpoint_cost", "goodput", "recovery_collapse", "restart", "restart", "restart", "wasted_progress", "wasted_progress", "wasted_progress"]);
+    assert_eq!(
+        of("flaky"),
+        [
+            "checkpoint_cost",
+            "goodput",
+            "recovery_collapse",
+            "restart",
+            "restart",
+            "restart",
+            "wasted_progress",
+            "wasted_progress",
+            "wasted_progress"
+        ]
+    );
     let flaky = r.jobs.iter().find(|j| j.job_id == "flaky").unwrap();
     close(flaky.young_interval_s.unwrap(), (2.0 * 20.0 * 1200.0f64).sqrt(), 1e-9, "Young's interval");
     close(flaky.mttr_s.unwrap(), 60.0 + 30.0, 1e-9, "MTTR (downtime + restore)");
@@ -305,7 +349,12 @@ async fn communication_not_hidden_by_compute_is_flagged_per_job() {
     (cfg.compute_ns, cfg.bus_bw) = (1_200_000_000, 0.15e9);
     cfg.jobs.push(cfg.job("slow", vec![0, 1], true));
     let (_dir, r) = report_of(&cfg, false).await;
-    assert_eq!(kinds(&r), ["exposed_communication"], "{:#?}", r.findings.iter().map(|f| &f.summary).collect::<Vec<_>>());
+    assert_eq!(
+        kinds(&r),
+        ["exposed_communication"],
+        "{:#?}",
+        r.findings.iter().map(|f| &f.summary).collect::<Vec<_>>()
+    );
     let transfer = |bytes: f64| bytes * 2.0 * 15.0 / 16.0 / cfg.bus_bw;
     // 348 windows of two steps (1 h − 20 s startup − 5 saves of 20 s), over the time with
     // kernel records: those 348 windows (startup and saves run no kernel, NVML splits them).
@@ -327,7 +376,12 @@ async fn a_slow_node_is_named_even_though_no_single_rank_stands_out() {
     close(fig(f, "last_share"), 1.0, 1e-9, "share last");
     close(fig(f, "mean_lateness_ms"), delay as f64 / 1e6, 0.02, "lead over the other nodes");
     // The 16 ranks of the other two nodes wait for it at every allreduce.
-    close(fig(f, "caused_stall_gpu_s"), instances * 16.0 * delay as f64 * 1e-9, 0.02, "stall caused on the other nodes");
+    close(
+        fig(f, "caused_stall_gpu_s"),
+        instances * 16.0 * delay as f64 * 1e-9,
+        0.02,
+        "stall caused on the other nodes",
+    );
 }
 
 #[tokio::test]
@@ -345,7 +399,12 @@ async fn the_default_deployment_nvml_only_shows_what_it_can_see_and_no_ettr_find
     // Reported busy splits into hollow busy (reported − SM active) and the rest; the
     // startup and checkpoint windows (utilization 0) are idle.
     assert!(t.leaf(Leaf::BusyUnclassified) > 0.0 && t.leaf(Leaf::HollowBusy) > 0.0, "{:?}", t.leaves_gpu_h);
-    close(t.leaf(Leaf::HollowBusy) / (t.leaf(Leaf::HollowBusy) + t.leaf(Leaf::BusyUnclassified)), (0.93 - 0.85) / 0.93, 1e-6, "hollow share of busy");
+    close(
+        t.leaf(Leaf::HollowBusy) / (t.leaf(Leaf::HollowBusy) + t.leaf(Leaf::BusyUnclassified)),
+        (0.93 - 0.85) / 0.93,
+        1e-6,
+        "hollow share of busy",
+    );
     assert!(t.idle_gpu_h > 0.0 && t.stranded_gpu_h > t.leaf(Leaf::HollowBusy), "idle of held GPUs is stranded too");
     assert_eq!(t.compute_gpu_h, 0.0, "compute is unknown, shown as none, never guessed");
     // No step source: ETTR unknown, and no goodput finding from missing data.

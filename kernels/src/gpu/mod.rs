@@ -87,7 +87,8 @@ fn panic_text(p: &(dyn std::any::Any + Send)) -> String {
 
 /// Runs `f`, turning a panic inside cudarc into an error.
 fn guarded<T>(f: impl FnOnce() -> Result<T, KernelsError>) -> Result<T, KernelsError> {
-    catch_unwind(AssertUnwindSafe(f)).unwrap_or_else(|p| Err(KernelsError::Gpu(format!("CUDA call panicked: {}", panic_text(&*p)))))
+    catch_unwind(AssertUnwindSafe(f))
+        .unwrap_or_else(|p| Err(KernelsError::Gpu(format!("CUDA call panicked: {}", panic_text(&*p)))))
 }
 
 fn probe() -> Result<Device, String> {
@@ -169,7 +170,9 @@ impl Gpu {
     /// The process's GPU, probed once. Never panics.
     pub fn open() -> Result<Self, KernelsError> {
         let dev = DEVICE.get_or_init(|| {
-            catch_unwind(probe).unwrap_or_else(|p| Err(format!("CUDA probe panicked: {}", panic_text(&*p)))).map(Arc::new)
+            catch_unwind(probe)
+                .unwrap_or_else(|p| Err(format!("CUDA probe panicked: {}", panic_text(&*p))))
+                .map(Arc::new)
         });
         match dev {
             Ok(d) => Ok(Gpu { dev: d.clone(), budget: DEFAULT_DEVICE_BUDGET }),
@@ -300,7 +303,12 @@ impl Gpu {
         Ok((mx, present))
     }
 
-    pub fn max_per_group(&self, group: &[u32], values: &[i64], groups: usize) -> Result<Vec<Option<i64>>, KernelsError> {
+    pub fn max_per_group(
+        &self,
+        group: &[u32],
+        values: &[i64],
+        groups: usize,
+    ) -> Result<Vec<Option<i64>>, KernelsError> {
         guarded(|| {
             let half = self.budget / 2;
             let chunks = plan::plain_chunks(values.len(), half / 12);
@@ -315,7 +323,13 @@ impl Gpu {
         })
     }
 
-    pub fn sync_stall(&self, group: &[u32], start: &[i64], duration: &[i64], groups: usize) -> Result<Vec<i64>, KernelsError> {
+    pub fn sync_stall(
+        &self,
+        group: &[u32],
+        start: &[i64],
+        duration: &[i64],
+        groups: usize,
+    ) -> Result<Vec<i64>, KernelsError> {
         guarded(|| {
             let rows = start.len();
             let mut out = vec![0i64; rows];
@@ -360,10 +374,18 @@ impl Gpu {
             let o = iv.offsets;
             let nseg = o.len() - 1;
             let mut out = vec![0i64; nseg];
-            let (chunks, oversized) = plan::whole_segment_chunks(nseg, |s| o[s + 1] - o[s], self.union_rows(), self.union_rows());
+            let (chunks, oversized) =
+                plan::whole_segment_chunks(nseg, |s| o[s + 1] - o[s], self.union_rows(), self.union_rows());
             for s in oversized {
-                tracing::debug!("kernels: segment {s} ({} rows) exceeds the device budget; its union runs on the CPU", o[s + 1] - o[s]);
-                let seg = Intervals { offsets: &[0, o[s + 1] - o[s]], start: &iv.start[o[s]..o[s + 1]], end: &iv.end[o[s]..o[s + 1]] };
+                tracing::debug!(
+                    "kernels: segment {s} ({} rows) exceeds the device budget; its union runs on the CPU",
+                    o[s + 1] - o[s]
+                );
+                let seg = Intervals {
+                    offsets: &[0, o[s + 1] - o[s]],
+                    start: &iv.start[o[s]..o[s + 1]],
+                    end: &iv.end[o[s]..o[s + 1]],
+                };
                 out[s] = cpu::union_length(seg)[0];
             }
             for c in chunks {
@@ -395,9 +417,20 @@ impl Gpu {
             let max_rows = self.union_rows() / 2;
             let (chunks, oversized) = plan::whole_segment_chunks(nseg, rows_of, max_rows, max_rows);
             for s in oversized {
-                tracing::debug!("kernels: segment {s} ({} rows) exceeds the device budget; its intersection runs on the CPU", rows_of(s));
-                let sa = Intervals { offsets: &[0, ao[s + 1] - ao[s]], start: &a.start[ao[s]..ao[s + 1]], end: &a.end[ao[s]..ao[s + 1]] };
-                let sb = Intervals { offsets: &[0, bo[s + 1] - bo[s]], start: &b.start[bo[s]..bo[s + 1]], end: &b.end[bo[s]..bo[s + 1]] };
+                tracing::debug!(
+                    "kernels: segment {s} ({} rows) exceeds the device budget; its intersection runs on the CPU",
+                    rows_of(s)
+                );
+                let sa = Intervals {
+                    offsets: &[0, ao[s + 1] - ao[s]],
+                    start: &a.start[ao[s]..ao[s + 1]],
+                    end: &a.end[ao[s]..ao[s + 1]],
+                };
+                let sb = Intervals {
+                    offsets: &[0, bo[s + 1] - bo[s]],
+                    start: &b.start[bo[s]..bo[s + 1]],
+                    end: &b.end[bo[s]..bo[s + 1]],
+                };
                 out[s] = cpu::intersection_length(sa, sb)[0];
             }
             for c in chunks {
@@ -496,7 +529,13 @@ impl UnionDevice for CudaUnion<'_> {
         Ok(self.gpu.down(&lo)?.into_iter().zip(self.gpu.down(&hi)?).collect())
     }
 
-    fn bucket_stats(&mut self, buf: usize, tiles: &[Tile], splits: &[Split], buckets: usize) -> Result<(Vec<u32>, Vec<i64>), KernelsError> {
+    fn bucket_stats(
+        &mut self,
+        buf: usize,
+        tiles: &[Tile],
+        splits: &[Split],
+        buckets: usize,
+    ) -> Result<(Vec<u32>, Vec<i64>), KernelsError> {
         let (dt, ds) = (self.gpu.up(tiles)?, self.gpu.up(splits)?);
         let count = self.gpu.zeros::<u32>(buckets)?;
         let maxend = self.gpu.up(&vec![i64::MIN; buckets])?;
@@ -516,7 +555,14 @@ impl UnionDevice for CudaUnion<'_> {
         let (dt, ds, dc) = (self.gpu.up(tiles)?, self.gpu.up(splits)?, self.gpu.up(cursors)?);
         let nt = tiles.len() as u32;
         let mut l = self.gpu.stream().launch_builder(&self.gpu.dev.f.scatter);
-        l.arg(&self.start[buf]).arg(&self.end[buf]).arg(&dt).arg(&nt).arg(&ds).arg(&dc).arg(&self.start[buf ^ 1]).arg(&self.end[buf ^ 1]);
+        l.arg(&self.start[buf])
+            .arg(&self.end[buf])
+            .arg(&dt)
+            .arg(&nt)
+            .arg(&ds)
+            .arg(&dc)
+            .arg(&self.start[buf ^ 1])
+            .arg(&self.end[buf ^ 1]);
         // SAFETY: matches union_scatter; cursors stay inside the scattered problems' rows.
         unsafe { l.launch(grid(nt as u64, 1)?) }.map_err(|e| gpu_err("launch union_scatter", e))?;
         Ok(())
@@ -530,7 +576,12 @@ pub mod bench {
 
     /// Median over `reps` of `f` timed with CUDA events on the reducer's stream
     /// (after `warmup` untimed runs), in milliseconds.
-    pub fn time_ms(gpu: &Gpu, warmup: usize, reps: usize, mut f: impl FnMut() -> Result<(), KernelsError>) -> Result<f64, KernelsError> {
+    pub fn time_ms(
+        gpu: &Gpu,
+        warmup: usize,
+        reps: usize,
+        mut f: impl FnMut() -> Result<(), KernelsError>,
+    ) -> Result<f64, KernelsError> {
         guarded(|| {
             for _ in 0..warmup {
                 f()?;
@@ -553,7 +604,8 @@ pub mod bench {
     /// ceiling the reductions are compared with.
     pub fn d2d_copy_gbps(gpu: &Gpu, bytes: usize) -> Result<f64, KernelsError> {
         let n = bytes / 8;
-        let src = gpu.up(&(0..n as i64).map(|i| i.wrapping_mul(0x9E37_79B9_7F4A_7C15u64 as i64) | 1).collect::<Vec<_>>())?;
+        let src =
+            gpu.up(&(0..n as i64).map(|i| i.wrapping_mul(0x9E37_79B9_7F4A_7C15u64 as i64) | 1).collect::<Vec<_>>())?;
         let mut dst = gpu.zeros::<i64>(n)?;
         let ms = time_ms(gpu, 3, 20, || gpu.stream().memcpy_dtod(&src, &mut dst).map_err(|e| gpu_err("copy", e)))?;
         Ok(2.0 * (n * 8) as f64 / (ms * 1e6))
@@ -569,7 +621,12 @@ pub mod bench {
 
     pub fn resident(gpu: &Gpu, v: Values) -> Result<Resident, KernelsError> {
         let off: Vec<u64> = v.offsets.iter().map(|&o| o as u64).collect();
-        Ok(Resident { vals: gpu.up(v.values)?, off: gpu.up(&off)?, rows: v.values.len() as u64, nseg: (off.len() - 1) as u32 })
+        Ok(Resident {
+            vals: gpu.up(v.values)?,
+            off: gpu.up(&off)?,
+            rows: v.values.len() as u64,
+            nseg: (off.len() - 1) as u32,
+        })
     }
 
     /// One stats_kernel launch over resident values (outputs re-initialised).
@@ -657,7 +714,14 @@ mod tests {
         for (major, minor) in [(7, 5), (8, 0), (9, 0)] {
             let ptx = compile(major, minor).unwrap_or_else(|e| panic!("sm_{major}{minor}: {e}"));
             let text = ptx.to_src();
-            for k in ["stats_kernel", "histogram_kernel", "union_solve_warp", "union_solve_block", "union_scatter", "interleave_kernel"] {
+            for k in [
+                "stats_kernel",
+                "histogram_kernel",
+                "union_solve_warp",
+                "union_solve_block",
+                "union_scatter",
+                "interleave_kernel",
+            ] {
                 assert!(text.contains(k), "{k} missing from the PTX for sm_{major}{minor}");
             }
         }

@@ -72,8 +72,13 @@ pub trait UnionDevice {
     /// Smallest and largest start of each of `n` problems covered by `tiles`.
     fn ranges(&mut self, buf: usize, tiles: &[Tile], n: usize) -> Result<Vec<(i64, i64)>, KernelsError>;
     /// Rows and largest end of each of `buckets` buckets.
-    fn bucket_stats(&mut self, buf: usize, tiles: &[Tile], splits: &[Split], buckets: usize)
-    -> Result<(Vec<u32>, Vec<i64>), KernelsError>;
+    fn bucket_stats(
+        &mut self,
+        buf: usize,
+        tiles: &[Tile],
+        splits: &[Split],
+        buckets: usize,
+    ) -> Result<(Vec<u32>, Vec<i64>), KernelsError>;
     /// Moves each row of `buf` to `cursor[bucket]++` of `buf ^ 1`.
     fn scatter(&mut self, buf: usize, tiles: &[Tile], splits: &[Split], cursors: &[u64]) -> Result<(), KernelsError>;
 }
@@ -126,7 +131,11 @@ pub fn run_union<D: UnionDevice>(dev: &mut D, mut problems: Vec<Problem>, small:
 
 /// One split level: buckets every problem of `split` by start value, moves the
 /// rows into bucket order in the other buffer and returns the buckets as problems.
-fn split_level<D: UnionDevice>(dev: &mut D, buf: usize, split: &[(Problem, i64, i64)]) -> Result<Vec<Problem>, KernelsError> {
+fn split_level<D: UnionDevice>(
+    dev: &mut D,
+    buf: usize,
+    split: &[(Problem, i64, i64)],
+) -> Result<Vec<Problem>, KernelsError> {
     if split.is_empty() {
         return Ok(Vec::new());
     }
@@ -162,11 +171,7 @@ fn split_level<D: UnionDevice>(dev: &mut D, buf: usize, split: &[(Problem, i64, 
             m = m.max(maxend[b]);
         }
         if pos != p.off + p.len as u64 {
-            return Err(KernelsError::Gpu(format!(
-                "bucket counts add up to {} rows, expected {}",
-                pos - p.off,
-                p.len
-            )));
+            return Err(KernelsError::Gpu(format!("bucket counts add up to {} rows, expected {}", pos - p.off, p.len)));
         }
     }
     dev.scatter(buf, &tiles, &splits, &cursors)?;
@@ -311,7 +316,11 @@ pub(crate) mod emulated {
             let base = na + nb;
             let seg = |off: &[u64], i: u64| off.partition_point(|&o| o <= i) - 1;
             for r in 0..na + nb {
-                let dst = if r < na { base + b_off[seg(a_off, r)] + r } else { base + a_off[seg(b_off, r - na) + 1] + (r - na) };
+                let dst = if r < na {
+                    base + b_off[seg(a_off, r)] + r
+                } else {
+                    base + a_off[seg(b_off, r - na) + 1] + (r - na)
+                };
                 self.start[0][dst as usize] = self.start[0][r as usize];
                 self.end[0][dst as usize] = self.end[0][r as usize];
             }
@@ -326,7 +335,8 @@ pub(crate) mod emulated {
         fn solve(&mut self, buf: usize, problems: &[Problem]) -> Result<(), KernelsError> {
             for p in problems {
                 let r = p.off as usize..(p.off + p.len as u64) as usize;
-                let mut rows: Vec<(i64, i64)> = self.start[buf][r.clone()].iter().copied().zip(self.end[buf][r].iter().copied()).collect();
+                let mut rows: Vec<(i64, i64)> =
+                    self.start[buf][r.clone()].iter().copied().zip(self.end[buf][r].iter().copied()).collect();
                 if p.flags & CONSTANT != 0 {
                     assert!(rows.iter().all(|x| x.0 == rows[0].0), "CONSTANT problem with different starts");
                 }
@@ -357,7 +367,13 @@ pub(crate) mod emulated {
             Ok(r)
         }
 
-        fn bucket_stats(&mut self, buf: usize, tiles: &[Tile], splits: &[Split], buckets: usize) -> Result<(Vec<u32>, Vec<i64>), KernelsError> {
+        fn bucket_stats(
+            &mut self,
+            buf: usize,
+            tiles: &[Tile],
+            splits: &[Split],
+            buckets: usize,
+        ) -> Result<(Vec<u32>, Vec<i64>), KernelsError> {
             self.levels += 1;
             let (mut c, mut m) = (vec![0u32; buckets], vec![i64::MIN; buckets]);
             for t in tiles {
@@ -370,7 +386,13 @@ pub(crate) mod emulated {
             Ok((c, m))
         }
 
-        fn scatter(&mut self, buf: usize, tiles: &[Tile], splits: &[Split], cursors: &[u64]) -> Result<(), KernelsError> {
+        fn scatter(
+            &mut self,
+            buf: usize,
+            tiles: &[Tile],
+            splits: &[Split],
+            cursors: &[u64],
+        ) -> Result<(), KernelsError> {
             let mut cur = cursors.to_vec();
             // Reverse order: the device gives no order inside a bucket either.
             for t in tiles.iter().rev() {
@@ -403,7 +425,13 @@ mod tests {
         (dev.out.iter().map(|&x| x as i64).collect(), dev.levels)
     }
 
-    fn emulated_intersection(ao: &[usize], a: (&[i64], &[i64]), bo: &[usize], b: (&[i64], &[i64]), small: u32) -> Vec<i64> {
+    fn emulated_intersection(
+        ao: &[usize],
+        a: (&[i64], &[i64]),
+        bo: &[usize],
+        b: (&[i64], &[i64]),
+        small: u32,
+    ) -> Vec<i64> {
         let a_off: Vec<u64> = ao.iter().map(|&o| o as u64).collect();
         let b_off: Vec<u64> = bo.iter().map(|&o| o as u64).collect();
         let (na, nb) = (a.0.len() as u64, b.0.len() as u64);
@@ -422,18 +450,19 @@ mod tests {
     /// Segments of random intervals; `spread` small makes many equal and
     /// nested starts, large makes wide ranges (bucket arithmetic near 2^63).
     fn segments(max_seg: usize, spread: i64) -> impl Strategy<Value = (Vec<usize>, Vec<i64>, Vec<i64>)> {
-        prop::collection::vec(prop::collection::vec((-spread..spread, 0i64..spread.min(1 << 40)), 0..max_seg), 0..6).prop_map(|segs| {
-            let mut offsets = vec![0];
-            let (mut s, mut e) = (Vec::new(), Vec::new());
-            for seg in segs {
-                for (a, len) in seg {
-                    s.push(a);
-                    e.push(a.saturating_add(len));
+        prop::collection::vec(prop::collection::vec((-spread..spread, 0i64..spread.min(1 << 40)), 0..max_seg), 0..6)
+            .prop_map(|segs| {
+                let mut offsets = vec![0];
+                let (mut s, mut e) = (Vec::new(), Vec::new());
+                for seg in segs {
+                    for (a, len) in seg {
+                        s.push(a);
+                        e.push(a.saturating_add(len));
+                    }
+                    offsets.push(s.len());
                 }
-                offsets.push(s.len());
-            }
-            (offsets, s, e)
-        })
+                (offsets, s, e)
+            })
     }
 
     proptest! {

@@ -25,7 +25,9 @@ use std::sync::Arc;
 use anyhow::bail;
 use strand_analysis::{WindowBuilder, WindowConfig};
 use strand_schemas::protocol::{batch_path, utc_date};
-use strand_schemas::{GpuEvent, GpuSample, KernelEvent, NcclCall, NicSample, ProcessEvent, ProcessSample, Step, Table, Window};
+use strand_schemas::{
+    GpuEvent, GpuSample, KernelEvent, NcclCall, NicSample, ProcessEvent, ProcessSample, Step, Table, Window,
+};
 
 /// One training job.
 #[derive(Debug, Clone)]
@@ -168,10 +170,14 @@ impl SimConfig {
     fn validate(&self) -> anyhow::Result<()> {
         let w = self.window_ns;
         if w <= 0 || w % self.step_ns != 0 || self.start_ns % w != 0 || self.duration_ns % w != 0 {
-            bail!("simulator: the window must be a multiple of the step, and start and duration multiples of the window");
+            bail!(
+                "simulator: the window must be a multiple of the step, and start and duration multiples of the window"
+            );
         }
         for j in &self.jobs {
-            for d in [j.start_ns, j.end_ns, j.startup_ns, j.checkpoint_ns, j.restore_ns, j.checkpoint_every_ns.unwrap_or(w)] {
+            for d in
+                [j.start_ns, j.end_ns, j.startup_ns, j.checkpoint_ns, j.restore_ns, j.checkpoint_every_ns.unwrap_or(w)]
+            {
                 if d % w != 0 {
                     bail!("simulator: job {} has a time that is not a multiple of the window", j.id);
                 }
@@ -212,9 +218,16 @@ fn mix(mut z: u64) -> u64 {
 pub enum SegKind {
     Startup,
     /// Steps `first..first + n`; collectives from `seq0`.
-    Steps { first: i64, seq0: i64 },
-    Save { step: i64 },
-    Restore { step: i64 },
+    Steps {
+        first: i64,
+        seq0: i64,
+    },
+    Save {
+        step: i64,
+    },
+    Restore {
+        step: i64,
+    },
     Down,
 }
 
@@ -374,7 +387,15 @@ const PART_ROWS: usize = 1 << 18;
 
 impl<T: Table> Out<T> {
     fn new(root: &Path, cfg: &SimConfig, node: &str) -> Self {
-        Self { dir: root.to_path_buf(), date: utc_date(cfg.start_ns), cluster: cfg.cluster.clone(), node: node.to_string(), buf: Vec::new(), part: 0, rows: 0 }
+        Self {
+            dir: root.to_path_buf(),
+            date: utc_date(cfg.start_ns),
+            cluster: cfg.cluster.clone(),
+            node: node.to_string(),
+            buf: Vec::new(),
+            part: 0,
+            rows: 0,
+        }
     }
     fn push(&mut self, r: T) -> anyhow::Result<()> {
         self.buf.push(r);
@@ -429,20 +450,29 @@ fn node(cfg: &SimConfig, jobs: &[JobRt], n: usize, root: &Path) -> anyhow::Resul
     let uuids: Vec<Arc<str>> = (0..cfg.gpus_per_node).map(uuid).collect();
     let (t0, t1) = (cfg.start_ns, cfg.start_ns + cfg.duration_ns);
     // The agent's live windows, as `strand-agent` builds them on this node.
-    let wcfg = WindowConfig { period_ns: cfg.window_ns, lateness_ns: 0, sample_period_ns: cfg.sample_ns, ..WindowConfig::default() };
+    let wcfg = WindowConfig {
+        period_ns: cfg.window_ns,
+        lateness_ns: 0,
+        sample_period_ns: cfg.sample_ns,
+        ..WindowConfig::default()
+    };
     let mut builder = WindowBuilder::new(wcfg, Arc::new(strand_kernels::Reducer::cpu()))?;
     // Which job holds each GPU of this node.
     let holders: Vec<Option<(usize, &SimJob, &JobRt, i32)>> = (0..cfg.gpus_per_node)
         .map(|g| {
             cfg.jobs.iter().enumerate().find_map(|(i, j)| {
                 let pos = j.nodes.iter().position(|x| *x == n)?;
-                (g >= j.first_gpu && g < j.first_gpu + j.gpus_per_node).then(|| (i, j, &jobs[i], (pos * j.gpus_per_node + g - j.first_gpu) as i32))
+                (g >= j.first_gpu && g < j.first_gpu + j.gpus_per_node)
+                    .then(|| (i, j, &jobs[i], (pos * j.gpus_per_node + g - j.first_gpu) as i32))
             })
         })
         .collect();
     let state_at = |g: usize, t: i64| -> GpuState<'_> {
         match holders[g] {
-            Some((i, j, rt, rank)) if t >= j.start_ns && t < j.end_ns => GpuState { job: Some((i, j, rt, rank)), seg: rt.segs.iter().find(|s| t >= s.start && t < s.end).copied() },
+            Some((i, j, rt, rank)) if t >= j.start_ns && t < j.end_ns => GpuState {
+                job: Some((i, j, rt, rank)),
+                seg: rt.segs.iter().find(|s| t >= s.start && t < s.end).copied(),
+            },
             _ => GpuState { job: None, seg: None },
         }
     };
@@ -450,8 +480,10 @@ fn node(cfg: &SimConfig, jobs: &[JobRt], n: usize, root: &Path) -> anyhow::Resul
     // Per-step figures of one rank: (compute, allreduce kernel start, end, bytes).
     let step_fig = |ji: usize, j: &SimJob, rt: &JobRt, rank: i32, inc: u32, step: i64, seq: i64, t: i64| {
         let delay = |r: i32| {
-            let d = (mix(cfg.seed ^ ((ji as u64) << 48) ^ (u64::from(inc) << 40) ^ ((seq as u64) << 16) ^ r as u64) % cfg.jitter_ns.max(1) as u64) as i64;
-            d + rt.straggler.filter(|s| s.0 == r).map_or(0, |s| s.1) + rt.slow_node.filter(|s| s.0 == r as usize / j.gpus_per_node).map_or(0, |s| s.1)
+            let d = (mix(cfg.seed ^ ((ji as u64) << 48) ^ (u64::from(inc) << 40) ^ ((seq as u64) << 16) ^ r as u64)
+                % cfg.jitter_ns.max(1) as u64) as i64;
+            d + rt.straggler.filter(|s| s.0 == r).map_or(0, |s| s.1)
+                + rt.slow_node.filter(|s| s.0 == r as usize / j.gpus_per_node).map_or(0, |s| s.1)
         };
         let max_d = (0..rt.nranks).map(delay).max().unwrap_or(0);
         let bytes = if step % 2 == 0 { cfg.bytes } else { cfg.bytes / 8 };
@@ -462,35 +494,38 @@ fn node(cfg: &SimConfig, jobs: &[JobRt], n: usize, root: &Path) -> anyhow::Resul
         let last = t + cfg.compute_ns + max_d;
         (cfg.compute_ns + delay(rank), s_r, last + transfer, bytes)
     };
-    let kernel = |g: usize, ji: usize, j: &SimJob, inc: u32, start: i64, end: i64, name: &str, category: &str, corr: i64| KernelEvent {
-        cluster: cluster.clone(),
-        node: node.clone(),
-        pid: pid_of(ji, inc, g),
-        job_id: Some(j.id.clone()),
-        device_id: g as i32,
-        gpu_uuid: Some(uuids[g].clone()),
-        gpu_index: Some(g as i32),
-        start_ns: start,
-        end_ns: end,
-        context_id: 1,
-        stream_id: if category == "communication" { 13 } else { 7 },
-        correlation_id: corr,
-        kind: "kernel".into(),
-        category: category.into(),
-        name: Arc::from(name),
-        grid_x: None,
-        grid_y: None,
-        grid_z: None,
-        block_x: None,
-        block_y: None,
-        block_z: None,
-        bytes: None,
-        copy_kind: None,
-        launch_ns: Some(start - 20_000),
-        launch_tid: Some(pid_of(ji, inc, g)),
-        collective: (category == "communication").then(|| "allreduce".to_string()),
-        source: "cupti".into(),
-    };
+    let kernel =
+        |g: usize, ji: usize, j: &SimJob, inc: u32, start: i64, end: i64, name: &str, category: &str, corr: i64| {
+            KernelEvent {
+                cluster: cluster.clone(),
+                node: node.clone(),
+                pid: pid_of(ji, inc, g),
+                job_id: Some(j.id.clone()),
+                device_id: g as i32,
+                gpu_uuid: Some(uuids[g].clone()),
+                gpu_index: Some(g as i32),
+                start_ns: start,
+                end_ns: end,
+                context_id: 1,
+                stream_id: if category == "communication" { 13 } else { 7 },
+                correlation_id: corr,
+                kind: "kernel".into(),
+                category: category.into(),
+                name: Arc::from(name),
+                grid_x: None,
+                grid_y: None,
+                grid_z: None,
+                block_x: None,
+                block_y: None,
+                block_z: None,
+                bytes: None,
+                copy_kind: None,
+                launch_ns: Some(start - 20_000),
+                launch_tid: Some(pid_of(ji, inc, g)),
+                collective: (category == "communication").then(|| "allreduce".to_string()),
+                source: "cupti".into(),
+            }
+        };
     let mut rows = 0u64;
 
     // Markers of phases, process events, XIDs: known up front, into the builder first.
@@ -503,8 +538,12 @@ fn node(cfg: &SimConfig, jobs: &[JobRt], n: usize, root: &Path) -> anyhow::Resul
             if j.markers && pos == 0 {
                 let pid = pid_of(ji, seg.incarnation, j.first_gpu);
                 match seg.kind {
-                    SegKind::Save { step } => phases.push(step_row(&cluster, &node, j, pid, "checkpoint_save", step, seg.start, seg.end)),
-                    SegKind::Restore { step } => phases.push(step_row(&cluster, &node, j, pid, "checkpoint_restore", step, seg.start, seg.end)),
+                    SegKind::Save { step } => {
+                        phases.push(step_row(&cluster, &node, j, pid, "checkpoint_save", step, seg.start, seg.end))
+                    }
+                    SegKind::Restore { step } => {
+                        phases.push(step_row(&cluster, &node, j, pid, "checkpoint_restore", step, seg.start, seg.end))
+                    }
                     _ => {}
                 }
             }
@@ -525,8 +564,12 @@ fn node(cfg: &SimConfig, jobs: &[JobRt], n: usize, root: &Path) -> anyhow::Resul
                 match end {
                     // The first rank dies with an error, torchrun kills the others.
                     Some(tf) if rank == 0 => exits.push(proc_event(&cluster, &node, j, pid, tf, "exit", Some(1), None)),
-                    Some(tf) => exits.push(proc_event(&cluster, &node, j, pid, tf + 2_000_000_000, "exit", None, Some(15))),
-                    None if j.end_ns < t1 => exits.push(proc_event(&cluster, &node, j, pid, j.end_ns, "exit", Some(0), None)),
+                    Some(tf) => {
+                        exits.push(proc_event(&cluster, &node, j, pid, tf + 2_000_000_000, "exit", None, Some(15)))
+                    }
+                    None if j.end_ns < t1 => {
+                        exits.push(proc_event(&cluster, &node, j, pid, j.end_ns, "exit", Some(0), None))
+                    }
                     None => {}
                 }
             }
@@ -578,11 +621,35 @@ fn node(cfg: &SimConfig, jobs: &[JobRt], n: usize, root: &Path) -> anyhow::Resul
                 if cupti {
                     win_kernels.push(kernel(g, ji, j, seg.incarnation, t, t + c, GEMM_KERNEL, "compute", 2 * seq));
                     if rt.nranks > 1 {
-                        win_kernels.push(kernel(g, ji, j, seg.incarnation, ks, ke, ALLREDUCE_KERNEL, "communication", 2 * seq + 1));
+                        win_kernels.push(kernel(
+                            g,
+                            ji,
+                            j,
+                            seg.incarnation,
+                            ks,
+                            ke,
+                            ALLREDUCE_KERNEL,
+                            "communication",
+                            2 * seq + 1,
+                        ));
                     }
                 }
                 if rt.nranks > 1 {
-                    let mut call = nccl_row(&cluster, &node, j, rank, rt.nranks, g, &uuids[g], pid_of(ji, seg.incarnation, g), cfg.comm_hash(ji, seg.incarnation), seq, bytes, ks, ke);
+                    let mut call = nccl_row(
+                        &cluster,
+                        &node,
+                        j,
+                        rank,
+                        rt.nranks,
+                        g,
+                        &uuids[g],
+                        pid_of(ji, seg.incarnation, g),
+                        cfg.comm_hash(ji, seg.incarnation),
+                        seq,
+                        bytes,
+                        ks,
+                        ke,
+                    );
                     if !cupti {
                         // eBPF alone: the call without its kernel's device times.
                         (call.kernel_start_ns, call.kernel_end_ns) = (None, None);
@@ -590,7 +657,8 @@ fn node(cfg: &SimConfig, jobs: &[JobRt], n: usize, root: &Path) -> anyhow::Resul
                     win_calls.push(call);
                 }
                 if j.markers && rank == 0 {
-                    let st = step_row(&cluster, &node, j, pid_of(ji, seg.incarnation, g), "step", step, t, t + cfg.step_ns);
+                    let st =
+                        step_row(&cluster, &node, j, pid_of(ji, seg.incarnation, g), "step", step, t, t + cfg.step_ns);
                     builder.push_steps(std::slice::from_ref(&st));
                     steps.push(st)?;
                 }
@@ -633,7 +701,9 @@ fn node(cfg: &SimConfig, jobs: &[JobRt], n: usize, root: &Path) -> anyhow::Resul
                 .faults
                 .iter()
                 .find_map(|f| match f {
-                    Fault::NicErrors { node: fnode, device, per_hour, from_ns } if *fnode == n && *device == d && t >= *from_ns => {
+                    Fault::NicErrors { node: fnode, device, per_hour, from_ns }
+                        if *fnode == n && *device == d && t >= *from_ns =>
+                    {
                         Some(((t - from_ns) as i128 * i128::from(*per_hour) / 3_600_000_000_000i128) as i64)
                     }
                     _ => None,
@@ -689,26 +759,44 @@ fn node(cfg: &SimConfig, jobs: &[JobRt], n: usize, root: &Path) -> anyhow::Resul
     for x in builder.flush()? {
         windows.push(x)?;
     }
-    rows += windows.finish()? + samples.finish()? + calls.finish()? + nics.finish()? + psamples.finish()? + kernels.finish()?;
+    rows += windows.finish()?
+        + samples.finish()?
+        + calls.finish()?
+        + nics.finish()?
+        + psamples.finish()?
+        + kernels.finish()?;
     rows += pevents.finish()? + gevents.finish()? + steps.finish()?;
     Ok(rows)
 }
 
 /// One NVML sample of GPU `g` of node `n` at `t`.
 #[allow(clippy::too_many_arguments)]
-fn sample(cfg: &SimConfig, n: usize, g: usize, t: i64, st: &GpuState, cluster: &Arc<str>, node: &Arc<str>, gpu_uuid: &Arc<str>, gpu_name: &Arc<str>, pid_of: &dyn Fn(usize, u32, usize) -> i32) -> GpuSample {
+fn sample(
+    cfg: &SimConfig,
+    n: usize,
+    g: usize,
+    t: i64,
+    st: &GpuState,
+    cluster: &Arc<str>,
+    node: &Arc<str>,
+    gpu_uuid: &Arc<str>,
+    gpu_name: &Arc<str>,
+    pid_of: &dyn Fn(usize, u32, usize) -> i32,
+) -> GpuSample {
     let nvlink_fault = |g: usize, t: i64| -> (usize, i64) {
         cfg.faults
             .iter()
             .find_map(|f| match f {
-                Fault::NvlinkErrors { node: fnode, gpu, link, per_hour, from_ns } if *fnode == n && *gpu == g && t >= *from_ns => {
+                Fault::NvlinkErrors { node: fnode, gpu, link, per_hour, from_ns }
+                    if *fnode == n && *gpu == g && t >= *from_ns =>
+                {
                     Some((*link, (t - from_ns) as i128 * i128::from(*per_hour) / 3_600_000_000_000i128))
                 }
                 _ => None,
             })
             .map_or((usize::MAX, 0), |(l, c)| (l, c as i64))
     };
-            let busy = matches!(st.seg, Some(Seg { kind: SegKind::Steps { .. }, .. }));
+    let busy = matches!(st.seg, Some(Seg { kind: SegKind::Steps { .. }, .. }));
     let has_proc = st.job.is_some() && !matches!(st.seg, Some(Seg { kind: SegKind::Down, .. }));
     let (link, extra) = nvlink_fault(g, t);
     let base = (n * 100 + g) as i64;
@@ -721,7 +809,11 @@ fn sample(cfg: &SimConfig, n: usize, g: usize, t: i64, st: &GpuState, cluster: &
         gpu_uuid: gpu_uuid.clone(),
         gpu_name: gpu_name.clone(),
         job_id: st.job.map(|j| j.1.id.clone()),
-        pids: if has_proc { vec![pid_of(st.job.map_or(0, |j| j.0), st.seg.map_or(0, |s| s.incarnation), g)] } else { Vec::new() },
+        pids: if has_proc {
+            vec![pid_of(st.job.map_or(0, |j| j.0), st.seg.map_or(0, |s| s.incarnation), g)]
+        } else {
+            Vec::new()
+        },
         reported_utilization_ratio: Some(if busy { 0.93 } else { 0.0 }),
         memory_utilization_ratio: None,
         sm_active_ratio: Some(if busy { 0.85 } else { 0.0 }),
@@ -806,7 +898,16 @@ fn nccl_row(
 }
 
 #[allow(clippy::too_many_arguments)]
-fn step_row(cluster: &Arc<str>, node: &Arc<str>, j: &SimJob, pid: i32, phase: &str, step: i64, start: i64, end: i64) -> Step {
+fn step_row(
+    cluster: &Arc<str>,
+    node: &Arc<str>,
+    j: &SimJob,
+    pid: i32,
+    phase: &str,
+    step: i64,
+    start: i64,
+    end: i64,
+) -> Step {
     Step {
         cluster: cluster.clone(),
         node: node.clone(),
@@ -826,7 +927,16 @@ fn step_row(cluster: &Arc<str>, node: &Arc<str>, j: &SimJob, pid: i32, phase: &s
 }
 
 #[allow(clippy::too_many_arguments)]
-fn proc_event(cluster: &Arc<str>, node: &Arc<str>, j: &SimJob, pid: i32, ts: i64, kind: &str, code: Option<i32>, signal: Option<i32>) -> ProcessEvent {
+fn proc_event(
+    cluster: &Arc<str>,
+    node: &Arc<str>,
+    j: &SimJob,
+    pid: i32,
+    ts: i64,
+    kind: &str,
+    code: Option<i32>,
+    signal: Option<i32>,
+) -> ProcessEvent {
     ProcessEvent {
         cluster: cluster.clone(),
         node: node.clone(),
@@ -852,7 +962,12 @@ pub fn with_demo_faults(mut cfg: SimConfig) -> SimConfig {
         cfg.faults.push(Fault::SlowBus { job: 1, factor: 0.3, from_ns: cfg.start_ns + h / 2 });
     }
     if n > 2 {
-        cfg.faults.push(Fault::Crash { job: 2, at_ns: cfg.start_ns + (h / 2 / cfg.window_ns) * cfg.window_ns, downtime_ns: 120_000_000_000, xid: Some(79) });
+        cfg.faults.push(Fault::Crash {
+            job: 2,
+            at_ns: cfg.start_ns + (h / 2 / cfg.window_ns) * cfg.window_ns,
+            downtime_ns: 120_000_000_000,
+            xid: Some(79),
+        });
     }
     if n > 3 && cfg.jobs[3].nodes.len() > 1 {
         cfg.faults.push(Fault::SlowNode { job: 3, node_pos: 1, delay_ns: 5_000_000 });

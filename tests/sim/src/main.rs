@@ -8,7 +8,10 @@ use clap::Parser;
 use strand_sim::{SimConfig, with_demo_faults, write};
 
 #[derive(Parser, Debug)]
-#[command(name = "strand-sim", about = "Write a simulated fleet dataset: raw rows of every table, windows by the agent's WindowBuilder")]
+#[command(
+    name = "strand-sim",
+    about = "Write a simulated fleet dataset: raw rows of every table, windows by the agent's WindowBuilder"
+)]
 struct Args {
     /// Output directory (created).
     #[arg(long)]
@@ -50,10 +53,17 @@ fn run(args: Args) -> anyhow::Result<()> {
     }
     cfg.nvml_only = args.nvml_only;
     cfg.write_kernels = args.kernels;
-    let threads = if args.threads == 0 { std::thread::available_parallelism().map_or(1, |n| n.get()) } else { args.threads };
+    let threads =
+        if args.threads == 0 { std::thread::available_parallelism().map_or(1, |n| n.get()) } else { args.threads };
     std::fs::create_dir_all(&args.out).with_context(|| format!("cannot create {}", args.out.display()))?;
     let t = std::time::Instant::now();
     let rows = write(&cfg, &args.out, threads)?;
-    eprintln!("strand-sim: {} nodes, {} jobs, {rows} rows in {:.1} s under {}", cfg.nodes, cfg.jobs.len(), t.elapsed().as_secs_f64(), args.out.display());
+    eprintln!(
+        "strand-sim: {} nodes, {} jobs, {rows} rows in {:.1} s under {}",
+        cfg.nodes,
+        cfg.jobs.len(),
+        t.elapsed().as_secs_f64(),
+        args.out.display()
+    );
     Ok(())
 }

@@ -29,16 +29,24 @@ fn windows_come_from_raw_rows_and_add_up_on_cupti_and_nvml_only_nodes() {
         .output()
         .unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    let windows: Vec<Window> = files(dir.path(), "windows").iter().flat_map(|f| read_file::<Window>(f).unwrap()).collect();
-    let kernels: Vec<KernelEvent> = files(dir.path(), "kernel_events").iter().flat_map(|f| read_file::<KernelEvent>(f).unwrap()).collect();
-    assert!(!kernels.is_empty() && kernels.iter().all(|k| &*k.node == "node-0000"), "kernel records only from the CUPTI node");
+    let windows: Vec<Window> =
+        files(dir.path(), "windows").iter().flat_map(|f| read_file::<Window>(f).unwrap()).collect();
+    let kernels: Vec<KernelEvent> =
+        files(dir.path(), "kernel_events").iter().flat_map(|f| read_file::<KernelEvent>(f).unwrap()).collect();
+    assert!(
+        !kernels.is_empty() && kernels.iter().all(|k| &*k.node == "node-0000"),
+        "kernel records only from the CUPTI node"
+    );
     // 2 nodes × 8 GPUs × 90 windows of 10 s.
     assert_eq!(windows.len(), 2 * 8 * 90);
     for w in &windows {
         let t = w.end_ns - w.start_ns;
         match (&*w.node, w.split_source.as_deref()) {
             ("node-0000", Some("kernels")) => {
-                let sum = w.compute_ns.unwrap() + w.comm_exposed_ns.unwrap() + w.memcpy_exposed_ns.unwrap() + w.idle_ns.unwrap();
+                let sum = w.compute_ns.unwrap()
+                    + w.comm_exposed_ns.unwrap()
+                    + w.memcpy_exposed_ns.unwrap()
+                    + w.idle_ns.unwrap();
                 assert_eq!(sum, t);
             }
             ("node-0001", Some("nvml")) => {

@@ -96,7 +96,8 @@ impl Scan {
             _ => {
                 // A number, true, false or null: up to the next delimiter.
                 let from = self.rel;
-                match bytes[from..].iter().position(|b| matches!(b, b',' | b'}' | b']' | b' ' | b'\t' | b'\r' | b'\n')) {
+                match bytes[from..].iter().position(|b| matches!(b, b',' | b'}' | b']' | b' ' | b'\t' | b'\r' | b'\n'))
+                {
                     Some(n) => Some(from + n),
                     None if eof => Some(bytes.len()),
                     None => {
@@ -227,7 +228,10 @@ impl<R: Read> Splitter<R> {
                 self.advance(self.pos + 1);
                 Ok(false)
             }
-            Some(c) => Err(SplitError::Syntax(self.here(), format!("expected `,` or `{}`, found `{}`", close as char, c as char))),
+            Some(c) => Err(SplitError::Syntax(
+                self.here(),
+                format!("expected `,` or `{}`, found `{}`", close as char, c as char),
+            )),
             None => Err(SplitError::Truncated(self.here())),
         }
     }
@@ -255,7 +259,9 @@ impl<R: Read> Splitter<R> {
                 let key_pos = self.here();
                 match self.peek()? {
                     Some(b'"') => {}
-                    Some(c) => return Err(SplitError::Syntax(key_pos, format!("expected a key, found `{}`", c as char))),
+                    Some(c) => {
+                        return Err(SplitError::Syntax(key_pos, format!("expected a key, found `{}`", c as char)));
+                    }
                     None => return Err(SplitError::Truncated(key_pos)),
                 }
                 let end = self.value()?;
@@ -264,7 +270,9 @@ impl<R: Read> Splitter<R> {
                 self.advance(end);
                 match self.peek()? {
                     Some(b':') => self.advance(self.pos + 1),
-                    Some(c) => return Err(SplitError::Syntax(self.here(), format!("expected `:`, found `{}`", c as char))),
+                    Some(c) => {
+                        return Err(SplitError::Syntax(self.here(), format!("expected `:`, found `{}`", c as char)));
+                    }
                     None => return Err(SplitError::Truncated(self.here())),
                 }
                 let Some(first) = self.peek()? else { return Err(SplitError::Truncated(self.here())) };
@@ -313,10 +321,16 @@ fn classify(block: &[u8; 64]) -> Masks {
         // bytes inside `block`.
         unsafe {
             let p = block.as_ptr();
-            let l = [_mm_loadu_si128(p.cast()), _mm_loadu_si128(p.add(16).cast()), _mm_loadu_si128(p.add(32).cast()), _mm_loadu_si128(p.add(48).cast())];
+            let l = [
+                _mm_loadu_si128(p.cast()),
+                _mm_loadu_si128(p.add(16).cast()),
+                _mm_loadu_si128(p.add(32).cast()),
+                _mm_loadu_si128(p.add(48).cast()),
+            ];
             // `[` (0x5b) and `{` (0x7b) differ only in bit 0x20, as do `]` and `}`.
             let b20 = _mm_set1_epi8(0x20);
-            let low = [_mm_or_si128(l[0], b20), _mm_or_si128(l[1], b20), _mm_or_si128(l[2], b20), _mm_or_si128(l[3], b20)];
+            let low =
+                [_mm_or_si128(l[0], b20), _mm_or_si128(l[1], b20), _mm_or_si128(l[2], b20), _mm_or_si128(l[3], b20)];
             #[inline(always)]
             fn eq(l: &[__m128i; 4], c: u8) -> u64 {
                 // SAFETY: SSE2 is part of the x86-64 baseline.
@@ -391,7 +405,8 @@ unsafe fn classify_avx2(block: &[u8; 64]) -> Masks {
     macro_rules! eq {
         ($a:expr, $b:expr, $c:expr) => {{
             let c = _mm256_set1_epi8($c as i8);
-            (_mm256_movemask_epi8(_mm256_cmpeq_epi8($a, c)) as u32 as u64) | (_mm256_movemask_epi8(_mm256_cmpeq_epi8($b, c)) as u32 as u64) << 32
+            (_mm256_movemask_epi8(_mm256_cmpeq_epi8($a, c)) as u32 as u64)
+                | (_mm256_movemask_epi8(_mm256_cmpeq_epi8($b, c)) as u32 as u64) << 32
         }};
     }
     Masks {
@@ -476,7 +491,10 @@ impl<R: Read> Splitter<R> {
     /// escapes and brackets become bit masks, strings are masked out by a
     /// prefix XOR, and only the remaining brackets and commas are visited.
     /// Elements are checked for structure here and by `serde_json` when parsed.
-    fn elements<E>(&mut self, on_element: &mut impl FnMut(usize, &[u8], Pos) -> Result<(), E>) -> Result<(), SplitError<E>> {
+    fn elements<E>(
+        &mut self,
+        on_element: &mut impl FnMut(usize, &[u8], Pos) -> Result<(), E>,
+    ) -> Result<(), SplitError<E>> {
         #[cfg(target_arch = "x86_64")]
         if self.avx2 {
             // SAFETY: `avx2` is set only where both features were detected.
@@ -488,12 +506,18 @@ impl<R: Read> Splitter<R> {
     /// [`Self::elements`] compiled for AVX2 and carry-less multiplication.
     #[cfg(target_arch = "x86_64")]
     #[target_feature(enable = "avx2,pclmulqdq")]
-    unsafe fn elements_avx2<E>(&mut self, on_element: &mut impl FnMut(usize, &[u8], Pos) -> Result<(), E>) -> Result<(), SplitError<E>> {
+    unsafe fn elements_avx2<E>(
+        &mut self,
+        on_element: &mut impl FnMut(usize, &[u8], Pos) -> Result<(), E>,
+    ) -> Result<(), SplitError<E>> {
         self.elements_with::<true, E>(on_element)
     }
 
     #[inline(always)]
-    fn elements_with<const AVX2: bool, E>(&mut self, on_element: &mut impl FnMut(usize, &[u8], Pos) -> Result<(), E>) -> Result<(), SplitError<E>> {
+    fn elements_with<const AVX2: bool, E>(
+        &mut self,
+        on_element: &mut impl FnMut(usize, &[u8], Pos) -> Result<(), E>,
+    ) -> Result<(), SplitError<E>> {
         let mut lines = Lines { line: self.line, line_start: self.line_start };
         // Block cursor and the carries between blocks.
         let mut cur = self.pos;
@@ -578,7 +602,10 @@ impl<R: Read> Splitter<R> {
                     if start.is_some_and(|(s, _)| s < i) {
                         self.element(index, from, i, start, closed, lines.at(at, m.newline, k), on_element)?;
                     } else if index > 0 {
-                        return Err(SplitError::Syntax(lines.at(at, m.newline, k), "expected a value, found `]`".into()));
+                        return Err(SplitError::Syntax(
+                            lines.at(at, m.newline, k),
+                            "expected a value, found `]`".into(),
+                        ));
                     }
                     let end = lines.at(at, m.newline, k + 1);
                     self.pos = i + 1;
@@ -698,7 +725,14 @@ mod tests {
         let input = "{\"a\": 1, \"b\\\"q\": {\"x\": [1, \"]}\"]},\n \"events\": [ {\"s\": \"a\\\\\\\"}\"}, [2,3] ,\n4, \"e\"],\"z\":null}\n";
         for trickle in [false, true] {
             let (values, elements) = split(input, trickle).unwrap();
-            assert_eq!(values, vec![("a".into(), "1".into()), ("b\"q".into(), "{\"x\": [1, \"]}\"]}".into()), ("z".into(), "null".into())]);
+            assert_eq!(
+                values,
+                vec![
+                    ("a".into(), "1".into()),
+                    ("b\"q".into(), "{\"x\": [1, \"]}\"]}".into()),
+                    ("z".into(), "null".into())
+                ]
+            );
             let e: Vec<_> = elements.iter().map(|(i, v, _)| (*i, v.as_str())).collect();
             assert_eq!(e, vec![(0, "{\"s\": \"a\\\\\\\"}\"}"), (1, "[2,3]"), (2, "4"), (3, "\"e\"")]);
             assert_eq!(elements[2].2, Pos { line: 3, column: 1 });
@@ -712,7 +746,9 @@ mod tests {
         }
         assert!(matches!(split("[1]", false), Err(SplitError::NotObject(_))));
         match split("{\"a\": 1\n \"b\": 2}", false) {
-            Err(SplitError::Syntax(p, m)) => assert_eq!((p, m.as_str()), (Pos { line: 2, column: 2 }, "expected `,` or `}`, found `\"`")),
+            Err(SplitError::Syntax(p, m)) => {
+                assert_eq!((p, m.as_str()), (Pos { line: 2, column: 2 }, "expected `,` or `}`, found `\"`"))
+            }
             other => panic!("{other:?}"),
         }
         assert!(matches!(split("{} x", false), Err(SplitError::Syntax(..))));

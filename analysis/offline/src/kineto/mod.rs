@@ -31,8 +31,8 @@ use std::sync::Arc;
 
 use std::borrow::Cow;
 
-use serde::de::{Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde::Deserialize;
+use serde::de::{Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use strand_schemas::category::{Category, classify_marked, is_communication_kernel};
 use strand_schemas::{CudaSyncCall, KernelEvent, NcclCall, Step};
 
@@ -123,9 +123,13 @@ impl KinetoTrace {
 pub enum KinetoError {
     #[error("{file}: cannot open: {source}")]
     Open { file: String, source: std::io::Error },
-    #[error("{file}: truncated: the trace ends before the JSON does (line {line}, column {column}); was the file copied while the profiler was still writing it?")]
+    #[error(
+        "{file}: truncated: the trace ends before the JSON does (line {line}, column {column}); was the file copied while the profiler was still writing it?"
+    )]
     Truncated { file: String, line: usize, column: usize },
-    #[error("{file}: truncated: the gzip stream ends early; was the file copied while the profiler was still writing it?")]
+    #[error(
+        "{file}: truncated: the gzip stream ends early; was the file copied while the profiler was still writing it?"
+    )]
     TruncatedGzip { file: String },
     #[error("{file}: cannot decompress: {detail}")]
     Decompress { file: String, detail: String },
@@ -821,19 +825,22 @@ fn worth_parsing(event: &[u8]) -> Wanted {
         // Skip `:` and whitespace to the value's opening quote.
         let rest = &event[at + 5..];
         let Some(q) = rest.iter().position(|b| !matches!(b, b' ' | b'\t' | b'\r' | b'\n' | b':')) else { continue };
-        if rest[q] == b'"' && (rest[q + 1..].starts_with(b"cpu_op\"") || rest[q + 1..].starts_with(b"user_annotation\"")) {
+        if rest[q] == b'"'
+            && (rest[q + 1..].starts_with(b"cpu_op\"") || rest[q + 1..].starts_with(b"user_annotation\""))
+        {
             maybe_step = true;
         }
         if rest[q] == b'"'
-            && let Some(w) = WANTED_CATS.iter().find(|w| rest[q + 1..].starts_with(w)) {
-                let launch = w.starts_with(b"cuda_");
-                wanted = match (wanted, launch) {
-                    (Wanted::No, true) => Wanted::Launch,
-                    (Wanted::No, false) => Wanted::Gpu,
-                    // Two categories: leave it to the full parser.
-                    _ => Wanted::Other,
-                };
-            }
+            && let Some(w) = WANTED_CATS.iter().find(|w| rest[q + 1..].starts_with(w))
+        {
+            let launch = w.starts_with(b"cuda_");
+            wanted = match (wanted, launch) {
+                (Wanted::No, true) => Wanted::Launch,
+                (Wanted::No, false) => Wanted::Gpu,
+                // Two categories: leave it to the full parser.
+                _ => Wanted::Other,
+            };
+        }
     }
     if wanted == Wanted::No && maybe_step {
         // Any `"name"` whose value is a step name (one per event, as a rule);
@@ -986,7 +993,12 @@ const BATCH: usize = 256 * 1024;
 /// Reads a trace from any reader; `file` names it in errors. Two threads: one
 /// reads (and decompresses) and splits the input into events; this one skips
 /// those not needed and parses the rest.
-pub fn read_trace_from(reader: impl Read + Send, file: &str, path: &Path, opts: &KinetoOptions) -> Result<KinetoTrace, KinetoError> {
+pub fn read_trace_from(
+    reader: impl Read + Send,
+    file: &str,
+    path: &Path,
+    opts: &KinetoOptions,
+) -> Result<KinetoTrace, KinetoError> {
     std::thread::scope(|scope| {
         let (tx, rx) = std::sync::mpsc::sync_channel::<Msg>(4);
         // Spent batches come back for reuse: no fresh pages per batch.
@@ -1005,7 +1017,14 @@ pub fn read_trace_from(reader: impl Read + Send, file: &str, path: &Path, opts: 
             let r = Splitter::new(reader).run(
                 "traceEvents",
                 |key, bytes, at| {
-                    if matches!(key, "schemaVersion" | "distributedInfo" | "deviceProperties" | "baseTimeNanoseconds" | "traceEvents") {
+                    if matches!(
+                        key,
+                        "schemaVersion"
+                            | "distributedInfo"
+                            | "deviceProperties"
+                            | "baseTimeNanoseconds"
+                            | "traceEvents"
+                    ) {
                         vtx.send(Msg::Value(key.to_string(), bytes.to_vec(), at)).map_err(|_| ())?;
                     }
                     Ok(())
@@ -1064,7 +1083,10 @@ fn parse_messages(
                     h.base_ns = serde_json::from_slice::<LaxI64>(&bytes).map_err(|e| value_error(file, at, &e))?.0;
                 }
                 "traceEvents" => {
-                    return Err(KinetoError::NotKineto { file: file.to_string(), detail: "`traceEvents` is not an array".into() });
+                    return Err(KinetoError::NotKineto {
+                        file: file.to_string(),
+                        detail: "`traceEvents` is not an array".into(),
+                    });
                 }
                 _ => {}
             },
@@ -1098,11 +1120,18 @@ fn parse_messages(
     match result {
         Some(Ok(found)) => h.saw_events |= found,
         Some(Err(SplitError::Callback(()))) | None => {
-            return Err(KinetoError::Decompress { file: file.to_string(), detail: "the reading thread stopped early".into() });
+            return Err(KinetoError::Decompress {
+                file: file.to_string(),
+                detail: "the reading thread stopped early".into(),
+            });
         }
         Some(Err(SplitError::Io(e))) => return Err(io_error(file, e)),
-        Some(Err(SplitError::Truncated(p))) => return Err(KinetoError::Truncated { file: file.to_string(), line: p.line, column: p.column }),
-        Some(Err(SplitError::Syntax(p, detail))) => return Err(KinetoError::Json { file: file.to_string(), line: p.line, column: p.column, detail }),
+        Some(Err(SplitError::Truncated(p))) => {
+            return Err(KinetoError::Truncated { file: file.to_string(), line: p.line, column: p.column });
+        }
+        Some(Err(SplitError::Syntax(p, detail))) => {
+            return Err(KinetoError::Json { file: file.to_string(), line: p.line, column: p.column, detail });
+        }
         Some(Err(SplitError::NotObject(p))) => {
             return Err(KinetoError::NotKineto {
                 file: file.to_string(),
@@ -1136,7 +1165,13 @@ fn value_error(file: &str, at: Pos, e: &serde_json::Error) -> KinetoError {
     KinetoError::Json { file: file.to_string(), line, column, detail: strip_position(&e.to_string()) }
 }
 
-fn check_and_finish(mut c: Collected, h: Header, file: &str, path: &Path, opts: &KinetoOptions) -> Result<KinetoTrace, KinetoError> {
+fn check_and_finish(
+    mut c: Collected,
+    h: Header,
+    file: &str,
+    path: &Path,
+    opts: &KinetoOptions,
+) -> Result<KinetoTrace, KinetoError> {
     if let Some((index, cat, name, detail)) = c.error.take() {
         return Err(KinetoError::Event { file: file.to_string(), index, cat, name, detail });
     }
@@ -1144,7 +1179,8 @@ fn check_and_finish(mut c: Collected, h: Header, file: &str, path: &Path, opts: 
         return Err(KinetoError::NotKineto { file: file.to_string(), detail: "no `traceEvents` array".into() });
     }
     if let Some(v) = &h.schema_version {
-        let ok = v.as_deref().and_then(|v| v.parse::<i64>().ok()).is_some_and(|v| SUPPORTED_SCHEMA_VERSIONS.contains(&v));
+        let ok =
+            v.as_deref().and_then(|v| v.parse::<i64>().ok()).is_some_and(|v| SUPPORTED_SCHEMA_VERSIONS.contains(&v));
         if !ok {
             return Err(KinetoError::Version {
                 file: file.to_string(),
@@ -1180,7 +1216,8 @@ fn finish(mut c: Collected, h: Header, path: &Path, opts: &KinetoOptions) -> Kin
     let mut step_names: Vec<i64> = c.steps.iter().map(|s| s.step).collect();
     step_names.sort_unstable();
     step_names.dedup();
-    let last_step_end = (step_names.len() >= 2).then(|| c.steps.iter().map(|s| s.launch.ts + s.launch.dur).max().unwrap_or(i64::MIN));
+    let last_step_end =
+        (step_names.len() >= 2).then(|| c.steps.iter().map(|s| s.launch.ts + s.launch.dur).max().unwrap_or(i64::MIN));
     let mut out_of_scope = 0u64;
     // A stable sort keeps repeated ids in trace order; the last one wins.
     if !c.launches.is_sorted_by_key(|(id, _)| *id) {
@@ -1333,7 +1370,12 @@ mod tests {
     use super::*;
 
     fn read(json: &str) -> Result<KinetoTrace, KinetoError> {
-        read_trace_from(json.as_bytes(), "t.json", Path::new("t.json"), &KinetoOptions { cluster: "c".into(), ..Default::default() })
+        read_trace_from(
+            json.as_bytes(),
+            "t.json",
+            Path::new("t.json"),
+            &KinetoOptions { cluster: "c".into(), ..Default::default() },
+        )
     }
 
     #[test]
@@ -1366,15 +1408,30 @@ mod tests {
         let n = &kernels[1];
         assert_eq!((n.category.as_str(), n.collective.as_deref()), ("communication", Some("allreduce")));
         let m = &kernels[2];
-        assert_eq!((m.kind.as_str(), m.copy_kind.as_deref(), m.bytes, m.category.as_str()), ("memcpy", Some("DtoH"), Some(4096), "copy"));
+        assert_eq!(
+            (m.kind.as_str(), m.copy_kind.as_deref(), m.bytes, m.category.as_str()),
+            ("memcpy", Some("DtoH"), Some(4096), "copy")
+        );
         assert_eq!(t.nccl.len(), 1);
         let c = &t.nccl[0];
-        assert_eq!((c.op.as_str(), c.bytes, c.datatype.as_deref(), c.rank, c.nranks, c.seq), ("allreduce", Some(2048), Some("bfloat16"), Some(2), Some(4), Some(17)));
-        assert_eq!((c.kernel_start_ns, c.comm_name.as_deref(), c.gpu_index), (Some(base + 120_000), Some("0"), Some(0)));
+        assert_eq!(
+            (c.op.as_str(), c.bytes, c.datatype.as_deref(), c.rank, c.nranks, c.seq),
+            ("allreduce", Some(2048), Some("bfloat16"), Some(2), Some(4), Some(17))
+        );
+        assert_eq!(
+            (c.kernel_start_ns, c.comm_name.as_deref(), c.gpu_index),
+            (Some(base + 120_000), Some("0"), Some(0))
+        );
         assert_eq!(t.syncs.len(), 1);
-        assert_eq!((t.syncs[0].api.as_str(), t.syncs[0].blocked_ns, t.syncs[0].tid), ("cudaStreamSynchronize", 15_000, 78));
+        assert_eq!(
+            (t.syncs[0].api.as_str(), t.syncs[0].blocked_ns, t.syncs[0].tid),
+            ("cudaStreamSynchronize", 15_000, 78)
+        );
         assert_eq!(t.steps.len(), 1);
-        assert_eq!((t.steps[0].step, t.steps[0].start_ns, t.steps[0].rank, t.steps[0].source.as_str()), (Some(3), base + 90_000, Some(2), "kineto"));
+        assert_eq!(
+            (t.steps[0].step, t.steps[0].start_ns, t.steps[0].rank, t.steps[0].source.as_str()),
+            (Some(3), base + 90_000, Some(2), "kineto")
+        );
     }
 
     #[test]
@@ -1417,7 +1474,9 @@ mod tests {
         assert_eq!(e, "t.json: not a Kineto trace: no `traceEvents` array");
         let e = read(r#"[1, 2]"#).unwrap_err().to_string();
         assert!(e.starts_with("t.json: not a Kineto trace"), "{e}");
-        let e = read(r#"{"traceEvents": [{"ph": "X"}, {"ph": "X", "cat": "kernel", "name": "k", "ts": 1}]}"#).unwrap_err().to_string();
+        let e = read(r#"{"traceEvents": [{"ph": "X"}, {"ph": "X", "cat": "kernel", "name": "k", "ts": 1}]}"#)
+            .unwrap_err()
+            .to_string();
         assert_eq!(e, "t.json: traceEvents[1] (kernel \"k\"): missing or non-numeric `dur`");
     }
 
@@ -1476,16 +1535,25 @@ mod tests {
                             || (matches!(cat, "cpu_op" | "user_annotation") && name.starts_with("ProfilerStep#"));
                         assert!(!used || kind != Wanted::No, "{}: event {i} ({cat} {name}) skipped", path.display());
                         steps += usize::from(used && name.starts_with("ProfilerStep#"));
-                        if kind == Wanted::Gpu && let Some((rec, quick_name)) = quick_gpu(ev) {
+                        if kind == Wanted::Gpu
+                            && let Some((rec, quick_name)) = quick_gpu(ev)
+                        {
                             let full = gpu_of_raw(&raw, GpuKind::of(raw.cat.as_deref().unwrap()).unwrap());
                             let full = full.unwrap().unwrap_or(QuickGpu { dur: rec.dur, ..rec });
                             assert_eq!((rec, quick_name), (full, name), "{}: event {i}", path.display());
                             gpu += 1;
                         }
-                        if kind == Wanted::Launch && let Some((launch, corr, quick_name)) = quick_launch(ev) {
+                        if kind == Wanted::Launch
+                            && let Some((launch, corr, quick_name)) = quick_launch(ev)
+                        {
                             let full = launch_of_raw(&raw).unwrap();
                             let full_corr = raw.args.as_ref().and_then(|a| a.correlation.0);
-                            assert_eq!((launch, corr, quick_name), (full, full_corr, name), "{}: event {i}", path.display());
+                            assert_eq!(
+                                (launch, corr, quick_name),
+                                (full, full_corr, name),
+                                "{}: event {i}",
+                                path.display()
+                            );
                             launches += 1;
                         }
                         Ok(())
@@ -1493,6 +1561,9 @@ mod tests {
                 )
                 .unwrap();
         }
-        assert!(gpu > 1_000 && launches > 1_000 && steps > 0, "too few records compared: {gpu} GPU, {launches} launches, {steps} steps");
+        assert!(
+            gpu > 1_000 && launches > 1_000 && steps > 0,
+            "too few records compared: {gpu} GPU, {launches} launches, {steps} steps"
+        );
     }
 }

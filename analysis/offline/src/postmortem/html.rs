@@ -30,7 +30,12 @@ fn shorten(s: &str, n: usize) -> String {
 
 /// A row label that fits the label column; the full text is its tooltip.
 fn label(o: &mut String, x: f64, y: f64, s: &str) {
-    let _ = write!(o, "<text x=\"{x:.1}\" y=\"{y:.1}\" text-anchor=\"end\"><title>{}</title>{}</text>", esc(s), esc(&shorten(s, 32)));
+    let _ = write!(
+        o,
+        "<text x=\"{x:.1}\" y=\"{y:.1}\" text-anchor=\"end\"><title>{}</title>{}</text>",
+        esc(s),
+        esc(&shorten(s, 32))
+    );
 }
 
 /// The exclusive segments of a total, in the accounting's one order: (label, ns, colour).
@@ -125,7 +130,10 @@ fn chart_timelines(r: &Report) -> String {
         let y0 = 4.0 + i as f64 * rh;
         let hh = rh - 6.0;
         label(&mut o, lw - 8.0, y0 + 15.0, &gpu_label(g));
-        let _ = write!(o, "<rect x=\"{lw}\" y=\"{y0:.1}\" width=\"{bw}\" height=\"{hh}\" fill=\"#fafafa\" stroke=\"#eee\"/>");
+        let _ = write!(
+            o,
+            "<rect x=\"{lw}\" y=\"{y0:.1}\" width=\"{bw}\" height=\"{hh}\" fill=\"#fafafa\" stroke=\"#eee\"/>"
+        );
         for (b, t) in g.timeline.iter().enumerate() {
             let Some(t) = t else { continue };
             if t.measured_ns() == 0 {
@@ -162,17 +170,14 @@ fn chart_lines(r: &Report, series: &[(&str, &str, bool, Vec<Option<f64>>)], titl
     let (lw, bw, h) = (50.0, 820.0, 220.0);
     let n = r.buckets.len().max(1);
     let x = |i: usize| lw + bw * (i as f64 + 0.5) / n as f64;
-    let ymax = series
-        .iter()
-        .flat_map(|s| s.3.iter().flatten())
-        .fold(1.0f64, |m, v| m.max(*v))
-        .min(2.0);
+    let ymax = series.iter().flat_map(|s| s.3.iter().flatten()).fold(1.0f64, |m, v| m.max(*v)).min(2.0);
     let y = |v: f64| 10.0 + (h - 40.0) * (1.0 - v / ymax);
     let mut o = String::new();
     svg_open(&mut o, lw + bw + 20.0, h, title);
     for k in 0..=4 {
         let v = ymax * k as f64 / 4.0;
-        let _ = write!(o, "<line x1=\"{lw}\" x2=\"{}\" y1=\"{:.1}\" y2=\"{:.1}\" stroke=\"#eee\"/>", lw + bw, y(v), y(v));
+        let _ =
+            write!(o, "<line x1=\"{lw}\" x2=\"{}\" y1=\"{:.1}\" y2=\"{:.1}\" stroke=\"#eee\"/>", lw + bw, y(v), y(v));
         text(&mut o, lw - 6.0, y(v) + 4.0, "end", &format!("{:.0}%", v * 100.0));
     }
     for (name, col, dashed, vals) in series {
@@ -189,10 +194,21 @@ fn chart_lines(r: &Report, series: &[(&str, &str, bool, Vec<Option<f64>>)], titl
         }
         if !d.is_empty() {
             let dash = if *dashed { " stroke-dasharray=\"6 4\"" } else { "" };
-            let _ = write!(o, "<path d=\"{d}\" fill=\"none\" stroke=\"{col}\" stroke-width=\"2\"{dash}><title>{}</title></path>", esc(name));
+            let _ = write!(
+                o,
+                "<path d=\"{d}\" fill=\"none\" stroke=\"{col}\" stroke-width=\"2\"{dash}><title>{}</title></path>",
+                esc(name)
+            );
             for (i, val) in vals.iter().enumerate() {
                 if let Some(v) = val {
-                    let _ = write!(o, "<circle cx=\"{:.1}\" cy=\"{:.1}\" r=\"2\" fill=\"{col}\"><title>{}: {:.1}% (bucket {i})</title></circle>", x(i), y(*v), esc(name), v * 100.0);
+                    let _ = write!(
+                        o,
+                        "<circle cx=\"{:.1}\" cy=\"{:.1}\" r=\"2\" fill=\"{col}\"><title>{}: {:.1}% (bucket {i})</title></circle>",
+                        x(i),
+                        y(*v),
+                        esc(name),
+                        v * 100.0
+                    );
                 }
             }
         }
@@ -236,7 +252,14 @@ fn chart_top_kernels(r: &Report) -> String {
     for (i, k) in rows.iter().enumerate() {
         let y = 5.0 + i as f64 * rh;
         let short = shorten(&k.name, 58);
-        let _ = write!(o, "<text x=\"{:.1}\" y=\"{:.1}\" text-anchor=\"end\"><title>{}</title>{}</text>", lw - 8.0, y + 13.0, esc(&k.name), esc(&short));
+        let _ = write!(
+            o,
+            "<text x=\"{:.1}\" y=\"{:.1}\" text-anchor=\"end\"><title>{}</title>{}</text>",
+            lw - 8.0,
+            y + 13.0,
+            esc(&k.name),
+            esc(&short)
+        );
         let w = bw * k.total_ns as f64 / max as f64;
         let col = match k.category.as_str() {
             "communication" => C_COMM,
@@ -252,7 +275,13 @@ fn chart_top_kernels(r: &Report) -> String {
             fmt_duration(k.total_ns),
             k.count
         );
-        text(&mut o, lw + w + 4.0, y + 13.0, "start", &format!("{} ({:.1}%)", fmt_duration(k.total_ns), k.share * 100.0));
+        text(
+            &mut o,
+            lw + w + 4.0,
+            y + 13.0,
+            "start",
+            &format!("{} ({:.1}%)", fmt_duration(k.total_ns), k.share * 100.0),
+        );
     }
     o.push_str("</svg>");
     o
@@ -325,7 +354,8 @@ fn chart_steps(r: &Report) -> Option<String> {
     svg_open(&mut o, lw + bw + 20.0, h, "Step times");
     for k in 0..=4 {
         let d = max_d * k as f64 / 4.0;
-        let _ = write!(o, "<line x1=\"{lw}\" x2=\"{}\" y1=\"{:.1}\" y2=\"{:.1}\" stroke=\"#eee\"/>", lw + bw, y(d), y(d));
+        let _ =
+            write!(o, "<line x1=\"{lw}\" x2=\"{}\" y1=\"{:.1}\" y2=\"{:.1}\" stroke=\"#eee\"/>", lw + bw, y(d), y(d));
         text(&mut o, lw - 6.0, y(d) + 4.0, "end", &fmt_duration(d as i64));
     }
     for (si, s) in series.iter().enumerate() {
@@ -335,7 +365,11 @@ fn chart_steps(r: &Report) -> Option<String> {
             let _ = write!(d, "{}{:.1},{:.1} ", if i == 0 { "M" } else { "L" }, x(i), y(st.2 as f64));
         }
         let label = format!("{} {} ({})", s.rank.map_or("rank ?".into(), |r| format!("rank {r}")), s.node, s.source);
-        let _ = write!(o, "<path d=\"{d}\" fill=\"none\" stroke=\"{col}\" stroke-width=\"1.5\"><title>{}</title></path>", esc(&label));
+        let _ = write!(
+            o,
+            "<path d=\"{d}\" fill=\"none\" stroke=\"{col}\" stroke-width=\"1.5\"><title>{}</title></path>",
+            esc(&label)
+        );
         for (i, st) in s.steps.iter().enumerate() {
             let _ = write!(
                 o,
@@ -355,14 +389,22 @@ fn chart_steps(r: &Report) -> Option<String> {
 }
 
 fn tile(o: &mut String, label: &str, value: &str, note: &str) {
-    let _ = write!(o, "<div class=\"tile\"><div class=\"v\">{}</div><div class=\"l\">{}</div><div class=\"n\">{}</div></div>", esc(value), esc(label), esc(note));
+    let _ = write!(
+        o,
+        "<div class=\"tile\"><div class=\"v\">{}</div><div class=\"l\">{}</div><div class=\"n\">{}</div></div>",
+        esc(value),
+        esc(label),
+        esc(note)
+    );
 }
 
 /// Renders the report as one HTML page.
 pub fn render(r: &Report) -> String {
     let t = &r.run;
     let mut o = String::with_capacity(256 * 1024);
-    o.push_str("<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>strand postmortem</title><style>");
+    o.push_str(
+        "<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>strand postmortem</title><style>",
+    );
     o.push_str(
         "body{font:14px/1.45 system-ui,-apple-system,Segoe UI,Roboto,sans-serif;color:#212121;margin:24px auto;max-width:1000px;padding:0 16px}\
          h1{font-size:22px;margin:0 0 4px}h2{font-size:17px;margin:28px 0 6px;border-bottom:1px solid #e0e0e0;padding-bottom:4px}\
@@ -412,7 +454,12 @@ pub fn render(r: &Report) -> String {
     o.push_str("<div class=\"tiles\">");
     tile(&mut o, "GPU time", &fmt_duration(t.powered_ns()), &format!("split by {}", t.split_source()));
     tile(&mut o, "compute", &pct(t.share(t.int("compute_ns"))), "|∪C|: union of compute kernels");
-    tile(&mut o, "exposed communication", &pct(t.share(t.int("comm_exposed_ns"))), &format!("overlap ratio {}", pct(t.overlap_ratio())));
+    tile(
+        &mut o,
+        "exposed communication",
+        &pct(t.share(t.int("comm_exposed_ns"))),
+        &format!("overlap ratio {}", pct(t.overlap_ratio())),
+    );
     tile(&mut o, "idle", &pct(t.share(t.group(Group::Idle))), "no kernel, copy or set");
     match t.mfu() {
         Some(m) => tile(&mut o, "MFU", &pct(Some(m)), "model FLOP/s ÷ peak dense FLOP/s"),
@@ -425,7 +472,11 @@ pub fn render(r: &Report) -> String {
         Some(u) => tile(&mut o, "reported utilization", &pct(Some(u)), "NVML utilization.gpu"),
         None => tile(&mut o, "kernel busy", &pct(t.busy_ratio()), "|∪C∪M∪X| ÷ T (no NVML samples)"),
     }
-    let note = if t.int("sync_stall_estimated_ns") > 0 { "sync stall (partly estimated) + hollow busy + wasted progress" } else { "sync stall + hollow busy + wasted progress" };
+    let note = if t.int("sync_stall_estimated_ns") > 0 {
+        "sync stall (partly estimated) + hollow busy + wasted progress"
+    } else {
+        "sync stall + hollow busy + wasted progress"
+    };
     tile(&mut o, "ghost compute", &fmt_duration(t.ghost_ns()), note);
     o.push_str("</div>");
 
@@ -438,7 +489,11 @@ pub fn render(r: &Report) -> String {
     o.push_str(&legend(&leg));
     o.push_str(&chart_timelines(r));
     if r.gpus.len() > MAX_ROWS {
-        let _ = write!(o, "<p class=\"note\">Showing {MAX_ROWS} of {} GPUs; report.json has all of them.</p>", r.gpus.len());
+        let _ = write!(
+            o,
+            "<p class=\"note\">Showing {MAX_ROWS} of {} GPUs; report.json has all of them.</p>",
+            r.gpus.len()
+        );
     }
     o.push_str("<table><tr><th class=\"l\">GPU</th><th>compute</th><th>comm exposed</th><th>of which sync stall</th><th>memcpy exposed</th><th>idle</th><th>ghost</th><th>overlap ratio</th><th>MFU</th><th>reported</th></tr>");
     for g in &r.gpus {
@@ -446,7 +501,11 @@ pub fn render(r: &Report) -> String {
         let stall = if gt.int("comm_ns") == 0 {
             "—".to_string()
         } else {
-            format!("{}{}", fmt_duration(gt.leaf(Leaf::SyncStall)), if gt.int("sync_stall_estimated_ns") > 0 { " (est.)" } else { "" })
+            format!(
+                "{}{}",
+                fmt_duration(gt.leaf(Leaf::SyncStall)),
+                if gt.int("sync_stall_estimated_ns") > 0 { " (est.)" } else { "" }
+            )
         };
         let _ = write!(
             o,
@@ -459,7 +518,10 @@ pub fn render(r: &Report) -> String {
             pct(gt.share(gt.group(Group::Idle))),
             pct(gt.share(gt.ghost_ns())),
             pct(gt.overlap_ratio()),
-            gt.mfu().map_or_else(|| gt.tensor_estimate().map_or("—".into(), |e| format!("est. {}", pct(Some(e)))), |m| pct(Some(m))),
+            gt.mfu().map_or_else(
+                || gt.tensor_estimate().map_or("—".into(), |e| format!("est. {}", pct(Some(e)))),
+                |m| pct(Some(m))
+            ),
             pct(gt.reported_utilization())
         );
     }
@@ -517,7 +579,12 @@ pub fn render(r: &Report) -> String {
     o.push_str("</table></details>");
 
     // 4. Top kernels.
-    let _ = write!(o, "<h2>Top kernels by time</h2><p class=\"note\">{} distinct kernels, {} of kernel time in total (overlapping kernels counted each).</p>", r.distinct_kernels, fmt_duration(r.kernels_total_ns));
+    let _ = write!(
+        o,
+        "<h2>Top kernels by time</h2><p class=\"note\">{} distinct kernels, {} of kernel time in total (overlapping kernels counted each).</p>",
+        r.distinct_kernels,
+        fmt_duration(r.kernels_total_ns)
+    );
     o.push_str(&chart_top_kernels(r));
 
     // 5. Sync stall heatmap.

@@ -22,11 +22,21 @@ pub fn render(r: &Report) -> String {
     );
     let _ = writeln!(o, "## Findings\n");
     if r.findings.is_empty() {
-        let _ = writeln!(o, "No finding above the thresholds of docs/findings.md (or not enough data to judge; see Notes).");
+        let _ = writeln!(
+            o,
+            "No finding above the thresholds of docs/findings.md (or not enough data to judge; see Notes)."
+        );
     }
     for f in &r.findings {
         let query = f.evidence.get("query").and_then(|q| q.as_str()).unwrap_or("");
-        let _ = writeln!(o, "- **{} · {}**: {}  \n  evidence: `{}`", f.severity, f.kind, f.summary, query.replace('`', "'"));
+        let _ = writeln!(
+            o,
+            "- **{} · {}**: {}  \n  evidence: `{}`",
+            f.severity,
+            f.kind,
+            f.summary,
+            query.replace('`', "'")
+        );
     }
     let _ = writeln!(o, "\n## Where the GPU time went\n");
     let _ = writeln!(o, "| category | time | share |\n|---|---|---|");
@@ -59,7 +69,10 @@ pub fn render(r: &Report) -> String {
         }
     }
     let _ = writeln!(o, "\n## Per GPU\n");
-    let _ = writeln!(o, "| GPU | compute | comm exposed | sync stall | memcpy exposed | idle | host-bound idle | launch-gap idle | other idle | overlap |");
+    let _ = writeln!(
+        o,
+        "| GPU | compute | comm exposed | sync stall | memcpy exposed | idle | host-bound idle | launch-gap idle | other idle | overlap |"
+    );
     let _ = writeln!(o, "|---|---|---|---|---|---|---|---|---|---|");
     for g in &r.gpus {
         let x = &g.time;
@@ -82,7 +95,14 @@ pub fn render(r: &Report) -> String {
     let _ = writeln!(o, "| kernel | category | calls | time | share |\n|---|---|---|---|---|");
     for k in r.top_kernels.iter().take(10) {
         let name: String = k.name.chars().take(80).collect::<String>().replace('|', "\\|");
-        let _ = writeln!(o, "| `{name}` | {} | {} | {} | {:.1}% |", k.category, k.count, fmt_duration(k.total_ns), k.share * 100.0);
+        let _ = writeln!(
+            o,
+            "| `{name}` | {} | {} | {} | {:.1}% |",
+            k.category,
+            k.count,
+            fmt_duration(k.total_ns),
+            k.share * 100.0
+        );
     }
     if !r.steps.is_empty() {
         let _ = writeln!(o, "\n## Steps\n\n| rank | node | source | steps | median step |\n|---|---|---|---|---|");

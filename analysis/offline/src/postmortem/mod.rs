@@ -50,9 +50,12 @@ pub struct PostmortemOptions {
 pub fn write_outputs(out: &Path, report: &Report) -> anyhow::Result<()> {
     fs::create_dir_all(out).with_context(|| format!("cannot create {}", out.display()))?;
     let json = serde_json::to_string_pretty(report)?;
-    fs::write(out.join("report.json"), json).with_context(|| format!("cannot write {}", out.join("report.json").display()))?;
-    fs::write(out.join("summary.md"), markdown::render(report)).with_context(|| format!("cannot write {}", out.join("summary.md").display()))?;
-    fs::write(out.join("report.html"), html::render(report)).with_context(|| format!("cannot write {}", out.join("report.html").display()))?;
+    fs::write(out.join("report.json"), json)
+        .with_context(|| format!("cannot write {}", out.join("report.json").display()))?;
+    fs::write(out.join("summary.md"), markdown::render(report))
+        .with_context(|| format!("cannot write {}", out.join("summary.md").display()))?;
+    fs::write(out.join("report.html"), html::render(report))
+        .with_context(|| format!("cannot write {}", out.join("report.html").display()))?;
     Ok(())
 }
 
@@ -86,17 +89,26 @@ fn report_of(opts: &PostmortemOptions, run: Run, reducer: &Reducer) -> anyhow::R
     for s in &stalls {
         stragglers.update(s);
         if let Some(g) = s.gpu_index {
-            *exact.entry((s.cluster.clone(), s.node.clone(), g, window_cell(s.start_ns, run.window_ns))).or_default() += s.stall_ns;
+            *exact
+                .entry((s.cluster.clone(), s.node.clone(), g, window_cell(s.start_ns, run.window_ns)))
+                .or_default() += s.stall_ns;
         }
     }
     if collectives.instances_incomplete > 0 {
-        notes.push(format!("{} collective instances lacked a rank (peer data missing): their stalls stay estimates", collectives.instances_incomplete));
+        notes.push(format!(
+            "{} collective instances lacked a rank (peer data missing): their stalls stay estimates",
+            collectives.instances_incomplete
+        ));
     }
 
     // The accounting, per GPU, per bucket, per job.
-    let (start, end) = match (run.windows.iter().map(|w| w.start_ns).min(), run.windows.iter().map(|w| w.end_ns).max()) {
+    let (start, end) = match (run.windows.iter().map(|w| w.start_ns).min(), run.windows.iter().map(|w| w.end_ns).max())
+    {
         (Some(s), Some(e)) => (s, e.max(s + 1)),
-        _ => anyhow::bail!("no windows: the input has no GPU activity or samples{}", opts.run.job.as_deref().map_or(String::new(), |j| format!(" of job {j:?}"))),
+        _ => anyhow::bail!(
+            "no windows: the input has no GPU activity or samples{}",
+            opts.run.job.as_deref().map_or(String::new(), |j| format!(" of job {j:?}"))
+        ),
     };
     let window_ns = run.window_ns.max(1);
     let bucket_ns = window_ns * ((((end - start) / window_ns).max(1) + 299) / 300).max(1);
@@ -105,9 +117,11 @@ fn report_of(opts: &PostmortemOptions, run: Run, reducer: &Reducer) -> anyhow::R
     let bucket = |t: i64| (((t - t0).max(0) / bucket_ns) as usize).min(n_buckets - 1);
     let mut gpus: BTreeMap<GpuKey, GpuAgg> = BTreeMap::new();
     let mut buckets = vec![GpuTime::new(); n_buckets];
-    let mut jobs: BTreeMap<(Arc<str>, String), (GpuTime, std::collections::BTreeSet<GpuKey>, i64, i64)> = BTreeMap::new();
+    let mut jobs: BTreeMap<(Arc<str>, String), (GpuTime, std::collections::BTreeSet<GpuKey>, i64, i64)> =
+        BTreeMap::new();
     for w in &run.windows {
-        let e = exact.get(&(w.cluster.clone(), w.node.clone(), w.gpu_index, window_cell(w.start_ns, window_ns))).copied();
+        let e =
+            exact.get(&(w.cluster.clone(), w.node.clone(), w.gpu_index, window_cell(w.start_ns, window_ns))).copied();
         let key = GpuKey { node: w.node.clone(), gpu_index: w.gpu_index };
         let g = gpus.entry(key.clone()).or_insert_with(|| GpuAgg {
             uuid: w.gpu_uuid.clone(),
@@ -134,7 +148,9 @@ fn report_of(opts: &PostmortemOptions, run: Run, reducer: &Reducer) -> anyhow::R
         g.timeline[bucket(w.start_ns)].get_or_insert_with(GpuTime::new).update(w, e);
         buckets[bucket(w.start_ns)].update(w, e);
         if let Some(j) = &w.job_id {
-            let x = jobs.entry((w.cluster.clone(), j.clone())).or_insert_with(|| (GpuTime::new(), Default::default(), i64::MAX, i64::MIN));
+            let x = jobs
+                .entry((w.cluster.clone(), j.clone()))
+                .or_insert_with(|| (GpuTime::new(), Default::default(), i64::MAX, i64::MIN));
             x.0.update(w, e);
             x.1.insert(key);
             x.2 = x.2.min(w.start_ns);
@@ -145,24 +161,34 @@ fn report_of(opts: &PostmortemOptions, run: Run, reducer: &Reducer) -> anyhow::R
     // The findings engine.
     let job_times: Vec<JobTime> = jobs
         .iter()
-        .map(|((cluster, job_id), (time, g, first, last))| JobTime { cluster: cluster.clone(), job_id: job_id.clone(), gpus: g.len(), first_ns: *first, last_ns: *last, time: time.clone() })
+        .map(|((cluster, job_id), (time, g, first, last))| JobTime {
+            cluster: cluster.clone(),
+            job_id: job_id.clone(),
+            gpus: g.len(),
+            first_ns: *first,
+            last_ns: *last,
+            time: time.clone(),
+        })
         .collect();
     let job_windows = recovery::rollup::job_windows(&run.windows, window_ns);
     let phases = recovery::rollup::job_phases(&run.steps);
     let failures = recovery::rollup::job_failures(&run.processes, &run.gpu_events, &run.calls);
     let io = recovery::rollup::job_io(&run.process_samples, window_ns);
-    let gpu_powered: HashMap<(Arc<str>, Arc<str>, i32), i64> = run
-        .windows
-        .iter()
-        .fold(HashMap::new(), |mut m, w| {
-            *m.entry((w.cluster.clone(), w.node.clone(), w.gpu_index)).or_default() += w.end_ns - w.start_ns;
-            m
-        });
+    let gpu_powered: HashMap<(Arc<str>, Arc<str>, i32), i64> = run.windows.iter().fold(HashMap::new(), |mut m, w| {
+        *m.entry((w.cluster.clone(), w.node.clone(), w.gpu_index)).or_default() += w.end_ns - w.start_ns;
+        m
+    });
     let inputs = Inputs {
         jobs: &job_times,
         stragglers: (!stalls.is_empty()).then_some(&stragglers),
         gpu_powered: Some(&gpu_powered),
-        recovery: (!job_windows.is_empty()).then(|| recovery::RecoveryInput { windows: &job_windows, io: &io, phases: &phases, failures: &failures, window_ns }),
+        recovery: (!job_windows.is_empty()).then(|| recovery::RecoveryInput {
+            windows: &job_windows,
+            io: &io,
+            phases: &phases,
+            failures: &failures,
+            window_ns,
+        }),
         ..Inputs::default()
     };
     let outcome = findings::detect(&inputs, &opts.thresholds, utc_now_ns());
@@ -197,7 +223,13 @@ fn report_of(opts: &PostmortemOptions, run: Run, reducer: &Reducer) -> anyhow::R
             .get(&key)
             .map(|v| {
                 v.iter()
-                    .map(|(s, x)| report::StreamView { stream: *s, host_wait_ns: x.host_wait_ns, kernel_wait_ns: x.kernel_wait_ns, other_ns: x.other_ns, kernels: x.kernels })
+                    .map(|(s, x)| report::StreamView {
+                        stream: *s,
+                        host_wait_ns: x.host_wait_ns,
+                        kernel_wait_ns: x.kernel_wait_ns,
+                        other_ns: x.other_ns,
+                        kernels: x.kernels,
+                    })
                     .collect()
             })
             .unwrap_or_default();
@@ -243,7 +275,11 @@ fn report_of(opts: &PostmortemOptions, run: Run, reducer: &Reducer) -> anyhow::R
         })
         .collect();
     if run.recorded_windows {
-        notes.push(format!("the figures are the input's `windows` rows ({} of them, {} long), as the agent exported them", run.windows.len(), strand_render::fmt_duration(window_ns)));
+        notes.push(format!(
+            "the figures are the input's `windows` rows ({} of them, {} long), as the agent exported them",
+            run.windows.len(),
+            strand_render::fmt_duration(window_ns)
+        ));
     }
     let checkpoints = run
         .steps

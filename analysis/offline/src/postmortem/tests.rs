@@ -86,10 +86,16 @@ fn kernels_of(dir: &Path) -> Vec<KernelEvent> {
 #[test]
 fn figures_on_real_traces_equal_a_direct_recount() {
     let data = kineto_dir();
-    let traces: Vec<PathBuf> = ["nccl_2rank_a100_rank0", "sampled_world128_rank0", "sampled_world128_rank1", "alexnet_single_gpu", "event_sync_multi_stream"]
-        .iter()
-        .map(|n| data.join(format!("{n}.json.gz")))
-        .collect();
+    let traces: Vec<PathBuf> = [
+        "nccl_2rank_a100_rank0",
+        "sampled_world128_rank0",
+        "sampled_world128_rank1",
+        "alexnet_single_gpu",
+        "event_sync_multi_stream",
+    ]
+    .iter()
+    .map(|n| data.join(format!("{n}.json.gz")))
+    .collect();
     let tmp = tempfile::tempdir().unwrap();
     // Import once to recount from the rows; the postmortem imports on its own.
     crate::import::import_kineto(&crate::import::ImportOptions {
@@ -131,7 +137,11 @@ fn figures_on_real_traces_equal_a_direct_recount() {
         assert_eq!(t.int("idle_ns"), t.powered_ns() - len(&all), "{label}");
         assert_eq!(t.int("comm_overlapped_ns"), intersect(&m, &c), "{label}");
         assert_eq!(t.group(Group::Idle), t.int("idle_ns"), "{label}: idle classes add up");
-        assert_eq!(strand_analysis::LEAVES.iter().map(|l| t.leaf(*l)).sum::<i64>(), t.powered_ns(), "{label}: the leaves add up");
+        assert_eq!(
+            strand_analysis::LEAVES.iter().map(|l| t.leaf(*l)).sum::<i64>(),
+            t.powered_ns(),
+            "{label}: the leaves add up"
+        );
         // HTA's per-stream view, recounted: gaps between consecutive records of a stream.
         let mut streams: BTreeMap<i64, Vec<&&KernelEvent>> = BTreeMap::new();
         for k in ks {
@@ -161,7 +171,11 @@ fn figures_on_real_traces_equal_a_direct_recount() {
     assert_eq!(report.run.powered_ns(), report.gpus.iter().map(|g| g.time.powered_ns()).sum::<i64>());
     // Kineto steps became step series; the traces without NCCL metadata have no comm split.
     assert!(report.steps.iter().any(|s| s.source == "kineto" && s.steps.len() == 3));
-    let nccl = report.gpus.iter().find(|g| g.node == "nccl_2rank_a100_rank0" && g.time.int("comm_ns") > 0).expect("the NCCL trace has communication");
+    let nccl = report
+        .gpus
+        .iter()
+        .find(|g| g.node == "nccl_2rank_a100_rank0" && g.time.int("comm_ns") > 0)
+        .expect("the NCCL trace has communication");
     assert!(nccl.time.int("sync_stall_estimated_ns") > 0, "one rank of two: the split is estimated");
 }
 
@@ -180,7 +194,8 @@ fn reports_render_self_contained_and_without_broken_numbers() {
     assert_eq!(html.matches("<svg").count(), html.matches("</svg>").count());
     let md = std::fs::read_to_string(out.join("summary.md")).unwrap();
     assert!(md.contains("| compute (") && md.contains("## Top kernels by time") && md.contains("## Findings"));
-    let json: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(out.join("report.json")).unwrap()).unwrap();
+    let json: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("report.json")).unwrap()).unwrap();
     assert_eq!(json["gpus"][0]["time"]["powered_s"], serde_json::json!(report.gpus[0].time.powered_ns() as f64 * 1e-9));
     assert!(json["buckets"].as_array().unwrap().len() > 10);
 }
@@ -291,7 +306,11 @@ fn exact_sync_stall_across_ranks_from_parquet() {
         strand_schemas::hive::write_partitioned(&ds, "c", &node, "b", &[n], |n| n.enter_ns).unwrap();
     }
     let r = postmortem(&args(vec![ds], &tmp.path().join("pm"))).unwrap();
-    let stall: Vec<_> = r.gpus.iter().map(|g| (g.node.clone(), g.time.leaf(Leaf::SyncStall), g.time.int("sync_stall_estimated_ns"))).collect();
+    let stall: Vec<_> = r
+        .gpus
+        .iter()
+        .map(|g| (g.node.clone(), g.time.leaf(Leaf::SyncStall), g.time.int("sync_stall_estimated_ns")))
+        .collect();
     assert_eq!(stall, vec![("n0".to_string(), 3 * MS, 0), ("n1".to_string(), 0, 0)]);
     assert_eq!(KernelEvent::NAME, "kernel_events");
 }

@@ -7,7 +7,11 @@ fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     strand_cli::init_logging();
     strand_cli::exit(match cli.command {
-        Command::Serve(a) => strand_cli::on_runtime(strand_collector::run(strand_collector::ServeOptions { config: a.config, listen: a.listen, data: a.data })),
+        Command::Serve(a) => strand_cli::on_runtime(strand_collector::run(strand_collector::ServeOptions {
+            config: a.config,
+            listen: a.listen,
+            data: a.data,
+        })),
         other => Err(strand_cli::exec_sibling(other.binary())),
     })
 }

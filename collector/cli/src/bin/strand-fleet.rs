@@ -56,7 +56,10 @@ fn options(a: &StrandedArgs, now_ns: i64) -> anyhow::Result<Options> {
         jobs: a.job.clone(),
         params: SqlParams { window_ns, bucket_ns, alloc_ns: 60_000_000_000, bw_bucket_ns: 300_000_000_000 },
         thresholds: Default::default(),
-        stall: StallOptions { chunk_ns: args::parse_duration("--stall-chunk", &a.stall_chunk)?, ..StallOptions::default() },
+        stall: StallOptions {
+            chunk_ns: args::parse_duration("--stall-chunk", &a.stall_chunk)?,
+            ..StallOptions::default()
+        },
         store: a.store,
         memory_limit: a.memory_limit.as_deref().map(args::parse_bytes).transpose()?,
         dump_dir: a.dump_sql.clone(),
@@ -95,7 +98,9 @@ async fn stranded(a: StrandedArgs) -> anyhow::Result<()> {
 }
 
 fn strand_schemas_now() -> i64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| i64::try_from(d.as_nanos()).unwrap_or(i64::MAX))
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_nanos()).unwrap_or(i64::MAX))
 }
 
 fn progress_bar() -> Option<indicatif::ProgressBar> {

@@ -153,12 +153,7 @@ impl<'a> Upload<'a> {
 
 /// `strand query --format csv`: (exit success, stdout, stderr).
 pub fn query(data: &Path, sql: &str) -> (bool, String, String) {
-    let out = Command::new(STRAND)
-        .args(["query", "--format", "csv", "--data"])
-        .arg(data)
-        .arg(sql)
-        .output()
-        .unwrap();
+    let out = Command::new(STRAND).args(["query", "--format", "csv", "--data"]).arg(data).arg(sql).output().unwrap();
     (out.status.success(), String::from_utf8(out.stdout).unwrap(), String::from_utf8(out.stderr).unwrap())
 }
 

@@ -30,7 +30,11 @@ pub fn categories(h: &Breakdown) -> Vec<(&'static str, &'static str, f64)> {
 
 fn chart(slices: &[Slice], limit: usize) -> String {
     let names: Vec<(&str, &str)> = categories(&Breakdown::default()).iter().map(|c| (c.0, c.1)).collect();
-    let rows: Vec<(String, Vec<f64>)> = slices.iter().take(limit).map(|s| (s.key.clone(), categories(&s.hours).iter().map(|c| c.2).collect())).collect();
+    let rows: Vec<(String, Vec<f64>)> = slices
+        .iter()
+        .take(limit)
+        .map(|s| (s.key.clone(), categories(&s.hours).iter().map(|c| c.2).collect()))
+        .collect();
     stacked_bars(&rows, &names, "GPU-h")
 }
 
@@ -105,10 +109,17 @@ pub fn render(r: &Report, top: usize) -> String {
     }
     o += "<h2>Recoverable capacity</h2><table><tr><th>kind</th><th>GPU-hours</th><th>assumption</th></tr>";
     for x in &r.recoverable {
-        let _ = write!(o, "<tr><td>{}</td><td class=n>{:.2}</td><td>{}</td></tr>", esc(&x.kind), x.gpu_h, esc(&x.assumption));
+        let _ = write!(
+            o,
+            "<tr><td>{}</td><td class=n>{:.2}</td><td>{}</td></tr>",
+            esc(&x.kind),
+            x.gpu_h,
+            esc(&x.assumption)
+        );
     }
     o += "</table><h2>Trend</h2>";
-    let labels: Vec<String> = r.trends.iter().map(|p| p.bucket.get(5..16).unwrap_or(&p.bucket).replace('T', " ")).collect();
+    let labels: Vec<String> =
+        r.trends.iter().map(|p| p.bucket.get(5..16).unwrap_or(&p.bucket).replace('T', " ")).collect();
     let series = vec![
         ("powered", r.trends.iter().map(|p| p.hours.powered_gpu_h).collect()),
         ("productive compute", r.trends.iter().map(|p| p.hours.leaf(Leaf::ProductiveCompute)).collect()),
@@ -131,8 +142,21 @@ pub fn render(r: &Report, top: usize) -> String {
         let _ = write!(
             o,
             "<tr><td>{}/{}</td><td class=n>{:.2}</td><td class=n>{}</td><td class=n>{}</td><td class=n>{:.0}</td><td class=n>{:.0}</td><td class=n>{:.0}</td><td class=n>{:.0}</td><td class=n>{:.0}</td><td class=n>{:.0}</td><td class=n>{}</td><td class=n>{}</td><td class=n>{}</td><td class=n>{}</td></tr>",
-            esc(&j.cluster), esc(&j.job_id), j.wall_s / 3600.0, j.gpus, j.goodput.map_or("unknown (no step source)".into(), |g| format!("{:.1}%", g * 100.0)), b.startup_s, b.checkpoint_save_s, b.checkpoint_restore_s,
-            b.wasted_progress_s, b.recovery_s, b.other_s, j.failures.len(), f0(j.mttr_s), f0(j.checkpoint_interval_s), f0(j.young_interval_s)
+            esc(&j.cluster),
+            esc(&j.job_id),
+            j.wall_s / 3600.0,
+            j.gpus,
+            j.goodput.map_or("unknown (no step source)".into(), |g| format!("{:.1}%", g * 100.0)),
+            b.startup_s,
+            b.checkpoint_save_s,
+            b.checkpoint_restore_s,
+            b.wasted_progress_s,
+            b.recovery_s,
+            b.other_s,
+            j.failures.len(),
+            f0(j.mttr_s),
+            f0(j.checkpoint_interval_s),
+            f0(j.young_interval_s)
         );
     }
     o += "</table><h2>Notes</h2><ul>";
@@ -142,7 +166,11 @@ pub fn render(r: &Report, top: usize) -> String {
     let _ = write!(
         o,
         "<li>Exact sync stalls: {} instances matched across ranks ({} host-timed), {} incomplete, {} inconsistent.</li><li>Definitions: docs/findings.md, docs/goodput.md. Computed in {:.1} s.</li></ul></body></html>",
-        r.stalls.matched.instances_exact, r.stalls.matched.instances_host_timed, r.stalls.matched.instances_incomplete, r.stalls.matched.instances_inconsistent, r.elapsed_s
+        r.stalls.matched.instances_exact,
+        r.stalls.matched.instances_host_timed,
+        r.stalls.matched.instances_incomplete,
+        r.stalls.matched.instances_inconsistent,
+        r.elapsed_s
     );
     o
 }

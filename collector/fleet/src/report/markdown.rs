@@ -21,7 +21,8 @@ pub fn columns() -> Vec<&'static str> {
 
 pub fn cells(gpus: usize, h: &Breakdown) -> Vec<String> {
     let f = |v: f64| format!("{v:.2}");
-    let mut c = vec![gpus.to_string(), f(h.powered_gpu_h), f(h.held_gpu_h), f(h.reported_busy_gpu_h), f(h.compute_gpu_h)];
+    let mut c =
+        vec![gpus.to_string(), f(h.powered_gpu_h), f(h.held_gpu_h), f(h.reported_busy_gpu_h), f(h.compute_gpu_h)];
     c.extend(h.leaves_gpu_h.iter().map(|(_, v)| f(*v)));
     c.extend([f(h.unallocatable_gpu_h), f(h.stranded_gpu_h), pct(h.stranded_gpu_h, h.powered_gpu_h)]);
     c
@@ -73,7 +74,16 @@ pub fn render(r: &Report, top: usize) -> String {
         let _ = writeln!(out, "No findings.");
     }
     for f in r.findings.iter().take(top) {
-        let _ = writeln!(out, "- **{} {} {}** ({}, {}): {}", f.severity, f.code, f.kind, f.scope, rfc3339(f.start_ns), f.summary);
+        let _ = writeln!(
+            out,
+            "- **{} {} {}** ({}, {}): {}",
+            f.severity,
+            f.code,
+            f.kind,
+            f.scope,
+            rfc3339(f.start_ns),
+            f.summary
+        );
         if let Some(q) = f.evidence.get("query").and_then(|q| q.as_str()) {
             let _ = writeln!(out, "  - evidence: `{q}`");
         }
@@ -89,21 +99,49 @@ pub fn render(r: &Report, top: usize) -> String {
     table(&mut out, "By GPU model", "GPU model", &r.by_gpu_model, 50);
     table(&mut out, "By node (most stranded first)", "node", &r.by_node, 25);
     table(&mut out, "By job (most stranded first)", "job", &r.by_job, 25);
-    let _ = writeln!(out, "\n## Jobs: goodput and recovery\n\n| job | wall h | GPUs | goodput | startup s | ckpt save s | restore s | wasted s | recovery s | other s | failures | MTTR s | ckpt interval s | Young s |\n|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
+    let _ = writeln!(
+        out,
+        "\n## Jobs: goodput and recovery\n\n| job | wall h | GPUs | goodput | startup s | ckpt save s | restore s | wasted s | recovery s | other s | failures | MTTR s | ckpt interval s | Young s |\n|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
+    );
     let o = |v: Option<f64>| v.map_or("–".into(), |v| format!("{v:.0}"));
     for j in &r.jobs {
         let b = &j.badput;
         let _ = writeln!(
             out,
             "| {}/{} | {:.2} | {} | {} | {:.0} | {:.0} | {:.0} | {:.0} | {:.0} | {:.0} | {} | {} | {} | {} |",
-            j.cluster, j.job_id, j.wall_s / 3600.0, j.gpus, j.goodput.map_or("unknown (no step source)".into(), |g| format!("{:.1}%", g * 100.0)), b.startup_s, b.checkpoint_save_s, b.checkpoint_restore_s,
-            b.wasted_progress_s, b.recovery_s, b.other_s, j.failures.len(), o(j.mttr_s), o(j.checkpoint_interval_s), o(j.young_interval_s)
+            j.cluster,
+            j.job_id,
+            j.wall_s / 3600.0,
+            j.gpus,
+            j.goodput.map_or("unknown (no step source)".into(), |g| format!("{:.1}%", g * 100.0)),
+            b.startup_s,
+            b.checkpoint_save_s,
+            b.checkpoint_restore_s,
+            b.wasted_progress_s,
+            b.recovery_s,
+            b.other_s,
+            j.failures.len(),
+            o(j.mttr_s),
+            o(j.checkpoint_interval_s),
+            o(j.young_interval_s)
         );
     }
-    let _ = writeln!(out, "\n## Trend\n\n| bucket | powered | productive compute | ghost | stranded | stranded % |\n|---|---:|---:|---:|---:|---:|");
+    let _ = writeln!(
+        out,
+        "\n## Trend\n\n| bucket | powered | productive compute | ghost | stranded | stranded % |\n|---|---:|---:|---:|---:|---:|"
+    );
     for p in &r.trends {
         let h = &p.hours;
-        let _ = writeln!(out, "| {} | {:.2} | {:.2} | {:.2} | {:.2} | {} |", p.bucket, h.powered_gpu_h, h.leaf(Leaf::ProductiveCompute), h.ghost_gpu_h, h.stranded_gpu_h, pct(h.stranded_gpu_h, h.powered_gpu_h));
+        let _ = writeln!(
+            out,
+            "| {} | {:.2} | {:.2} | {:.2} | {:.2} | {} |",
+            p.bucket,
+            h.powered_gpu_h,
+            h.leaf(Leaf::ProductiveCompute),
+            h.ghost_gpu_h,
+            h.stranded_gpu_h,
+            pct(h.stranded_gpu_h, h.powered_gpu_h)
+        );
     }
     let _ = writeln!(out, "\n## Notes\n");
     for n in &r.notes {
@@ -112,7 +150,11 @@ pub fn render(r: &Report, top: usize) -> String {
     let _ = writeln!(
         out,
         "- Exact sync stalls: {} instances matched across ranks ({} host-timed), {} incomplete, {} inconsistent; {:.2} GPU-hours of sync stall kept an agent estimate.",
-        r.stalls.matched.instances_exact, r.stalls.matched.instances_host_timed, r.stalls.matched.instances_incomplete, r.stalls.matched.instances_inconsistent, r.estimated_stall_gpu_h
+        r.stalls.matched.instances_exact,
+        r.stalls.matched.instances_host_timed,
+        r.stalls.matched.instances_incomplete,
+        r.stalls.matched.instances_inconsistent,
+        r.estimated_stall_gpu_h
     );
     let _ = writeln!(out, "- Definitions: docs/findings.md, docs/goodput.md. Computed in {:.1} s.", r.elapsed_s);
     out

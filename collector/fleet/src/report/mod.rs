@@ -177,7 +177,11 @@ struct Row<'a> {
     time: GpuTime,
 }
 
-fn slices<K: Ord + Clone + ToString + std::hash::Hash>(rows: &[Row], key: impl Fn(&GpuTimeRow) -> Option<K>, extra: &HashMap<K, f64>) -> Vec<Slice> {
+fn slices<K: Ord + Clone + ToString + std::hash::Hash>(
+    rows: &[Row],
+    key: impl Fn(&GpuTimeRow) -> Option<K>,
+    extra: &HashMap<K, f64>,
+) -> Vec<Slice> {
     let mut acc: BTreeMap<K, (GpuTime, std::collections::HashSet<Arc<str>>)> = BTreeMap::new();
     for x in rows {
         if let Some(k) = key(x.r) {
@@ -203,7 +207,11 @@ pub fn build(opts: &Options, a: Analysis, elapsed_s: f64) -> anyhow::Result<Repo
     let mut rows: Vec<Row> = a.gpu_time.iter().map(|r| Row { r, time: r.time.clone() }).collect();
     for j in &a.jobs {
         let wasted = (j.wasted_gpu_s * 1e9).round() as i64;
-        let mut parts: Vec<&mut GpuTime> = rows.iter_mut().filter(|x| *x.r.cluster == *j.cluster && *x.r.job_id == *j.job_id).map(|x| &mut x.time).collect();
+        let mut parts: Vec<&mut GpuTime> = rows
+            .iter_mut()
+            .filter(|x| *x.r.cluster == *j.cluster && *x.r.job_id == *j.job_id)
+            .map(|x| &mut x.time)
+            .collect();
         GpuTime::apportion_wasted(&mut parts, wasted);
     }
     // Unallocatable capacity is a node figure: per node, cluster, model (the node's) and bucket.
@@ -233,7 +241,8 @@ pub fn build(opts: &Options, a: Analysis, elapsed_s: f64) -> anyhow::Result<Repo
     let by_cluster = slices(&rows, |r| Some(r.cluster.to_string()), &un_cluster);
     let by_gpu_model = slices(&rows, |r| Some(r.gpu_name.to_string()), &un_model);
     let by_node = slices(&rows, |r| Some(format!("{}/{}", r.cluster, r.node)), &un_node);
-    let by_job = slices(&rows, |r| (!r.job_id.is_empty()).then(|| format!("{}/{}", r.cluster, r.job_id)), &HashMap::new());
+    let by_job =
+        slices(&rows, |r| (!r.job_id.is_empty()).then(|| format!("{}/{}", r.cluster, r.job_id)), &HashMap::new());
     let mut trends: Vec<TrendPoint> = slices(&rows, |r| Some(r.bucket_ns), &un_bucket)
         .into_iter()
         .map(|s| {
@@ -262,7 +271,10 @@ pub fn build(opts: &Options, a: Analysis, elapsed_s: f64) -> anyhow::Result<Repo
         format!("Unallocatable: FGD fragmentation over the job shapes seen in the range (GPUs per job per node): {:?}.", a.topology.shapes),
     ];
     if a.stall_stats.matched.instances_incomplete > 0 {
-        notes.push(format!("{} collective instances lacked a rank (peer data missing); their stalls stay agent estimates.", a.stall_stats.matched.instances_incomplete));
+        notes.push(format!(
+            "{} collective instances lacked a rank (peer data missing); their stalls stay agent estimates.",
+            a.stall_stats.matched.instances_incomplete
+        ));
     }
     if totals.nvml_only_gpu_h > 0.0 {
         notes.push(format!(
@@ -304,11 +316,25 @@ pub fn build(opts: &Options, a: Analysis, elapsed_s: f64) -> anyhow::Result<Repo
 }
 
 /// The recoverable capacity estimate, with its assumption per kind.
-fn recoverable(findings: &[ReportFinding], jobs: &[JobRecovery], totals: &Breakdown, min_failures: usize) -> Vec<Recoverable> {
-    let sum = |kind: &str| findings.iter().filter(|f| f.kind == kind).filter_map(|f| f.gpu_seconds).sum::<f64>() / 3600.0;
+fn recoverable(
+    findings: &[ReportFinding],
+    jobs: &[JobRecovery],
+    totals: &Breakdown,
+    min_failures: usize,
+) -> Vec<Recoverable> {
+    let sum =
+        |kind: &str| findings.iter().filter(|f| f.kind == kind).filter_map(|f| f.gpu_seconds).sum::<f64>() / 3600.0;
     let mut out = vec![
-        Recoverable { kind: "straggler".into(), gpu_h: sum("straggler"), assumption: "fixing the straggling rank removes the stall it alone causes on its peers".into() },
-        Recoverable { kind: "bus_bandwidth_collapse".into(), gpu_h: sum("bus_bandwidth_collapse"), assumption: "restoring the class baseline bandwidth shortens those transfers".into() },
+        Recoverable {
+            kind: "straggler".into(),
+            gpu_h: sum("straggler"),
+            assumption: "fixing the straggling rank removes the stall it alone causes on its peers".into(),
+        },
+        Recoverable {
+            kind: "bus_bandwidth_collapse".into(),
+            gpu_h: sum("bus_bandwidth_collapse"),
+            assumption: "restoring the class baseline bandwidth shortens those transfers".into(),
+        },
         Recoverable {
             kind: "topology_stranded".into(),
             gpu_h: totals.unallocatable_gpu_h,
@@ -324,9 +350,20 @@ fn recoverable(findings: &[ReportFinding], jobs: &[JobRecovery], totals: &Breakd
             (y > i).then(|| j.badput.checkpoint_save_s * (1.0 - i / y) * j.gpus as f64 / 3600.0)
         })
         .sum();
-    out.push(Recoverable { kind: "checkpoint_cost".into(), gpu_h: ckpt, assumption: "checkpointing at Young's interval where it is longer than the observed one (MTBF from enough failures)".into() });
+    out.push(Recoverable {
+        kind: "checkpoint_cost".into(),
+        gpu_h: ckpt,
+        assumption:
+            "checkpointing at Young's interval where it is longer than the observed one (MTBF from enough failures)"
+                .into(),
+    });
     let wasted: f64 = jobs.iter().map(|j| j.wasted_gpu_s).sum::<f64>() / 3600.0 / 2.0;
-    out.push(Recoverable { kind: "wasted_progress".into(), gpu_h: wasted, assumption: "half the work lost to failures, as checkpoints at Young's interval would halve it on average".into() });
+    out.push(Recoverable {
+        kind: "wasted_progress".into(),
+        gpu_h: wasted,
+        assumption: "half the work lost to failures, as checkpoints at Young's interval would halve it on average"
+            .into(),
+    });
     out.retain(|r| r.gpu_h > 0.0);
     out
 }
