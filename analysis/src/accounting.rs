@@ -25,10 +25,10 @@
 //! | unmeasured | | time without NVML samples |
 //!
 //! "compute" is always |∪C| (DESIGN §4); the compute that advanced the
-//! workload is `productive_compute`. Ghost compute = sync stall + hollow busy
-//! + wasted progress. Stranded = ghost + idle of held GPUs (all idle but
-//! `idle_no_process`) + unallocatable GPUs (a fleet figure, added by the
-//! report).
+//! workload is `productive_compute`. Ghost compute = sync stall + hollow
+//! busy + wasted progress. Stranded = ghost + idle of held GPUs (all idle
+//! but `idle_no_process`) + unallocatable GPUs (a fleet figure, added by
+//! the report).
 //!
 //! Exact stalls: a window whose sync stall the agent estimated (or could not
 //! estimate) takes the exact stall of its GPU's collectives that started in

@@ -368,13 +368,14 @@ pub fn read(
         parts.extend(scan_file(f)?);
     }
     let job = &opts.job;
-    let mut run = Run::default();
-
     // The small tables, whole.
-    run.steps = read_all::<Step>(&parts, job)?;
-    run.processes = read_all::<ProcessEvent>(&parts, job)?;
-    run.gpu_events = read_all::<GpuEvent>(&parts, job)?;
-    run.process_samples = read_all::<ProcessSample>(&parts, job)?;
+    let mut run = Run {
+        steps: read_all::<Step>(&parts, job)?,
+        processes: read_all::<ProcessEvent>(&parts, job)?,
+        gpu_events: read_all::<GpuEvent>(&parts, job)?,
+        process_samples: read_all::<ProcessSample>(&parts, job)?,
+        ..Run::default()
+    };
     for p in parts.iter().filter(|p| p.table == NcclCall::NAME) {
         run.calls.extend(keep(job, read_part::<NcclCall>(p)?));
     }

@@ -70,13 +70,16 @@ impl NodeStat {
     }
 }
 
+type NodeAcc = (NodeStat, BTreeSet<i32>, i64);
+
 /// The straggler roll-up of `collective_stalls` rows: [`Stragglers::update`]
 /// one row at a time (postmortem), or the rows an engine computed
 /// ([`Stragglers::from_stats`], fleet report).
 #[derive(Debug, Clone, Default)]
 pub struct Stragglers {
     ranks: BTreeMap<(Arc<str>, i64, i32, Arc<str>), RankStat>,
-    nodes: BTreeMap<(Arc<str>, i64, Arc<str>), (NodeStat, BTreeSet<i32>, i64)>,
+    /// Per (cluster, comm, node): the stat, the node's ranks, its rows.
+    nodes: BTreeMap<(Arc<str>, i64, Arc<str>), NodeAcc>,
 }
 
 impl Stragglers {
@@ -195,11 +198,7 @@ fn comm_label(hash: i64, name: &Option<Arc<str>>) -> String {
 /// straggler: a rank that arrives last in a large share of its
 /// communicator's collectives, with its mean lateness and the stall it
 /// caused on its peers (from `collective_stalls`).
-pub fn stragglers(
-    s: &Stragglers,
-    powered: Option<&HashMap<(Arc<str>, Arc<str>, i32), i64>>,
-    th: &Thresholds,
-) -> Vec<Draft> {
+pub fn stragglers(s: &Stragglers, powered: Option<&HashMap<super::GpuOf, i64>>, th: &Thresholds) -> Vec<Draft> {
     let mut out = Vec::new();
     for r in s.ranks() {
         let n = r.nranks.max(1) as f64;
@@ -520,7 +519,8 @@ pub fn link_errors(gpu: &[GpuCounters], nic: &[NicCounters], th: &Thresholds) ->
             counters.insert("pcie_replay".into(), json!(d));
             total += d;
         }
-        let lists: [(&str, fn(&GpuCounters) -> &Option<Vec<i64>>); 3] = [
+        type PerLink = fn(&GpuCounters) -> &Option<Vec<i64>>;
+        let lists: [(&str, PerLink); 3] = [
             ("nvlink_crc_errors", |g| &g.nvlink_crc_errors_total),
             ("nvlink_replay_errors", |g| &g.nvlink_replay_errors_total),
             ("nvlink_recovery_errors", |g| &g.nvlink_recovery_errors_total),
@@ -570,7 +570,8 @@ pub fn link_errors(gpu: &[GpuCounters], nic: &[NicCounters], th: &Thresholds) ->
     for n in nic {
         by_port.entry((n.cluster.clone(), n.node.clone(), n.device.clone(), n.port)).or_default().push(n);
     }
-    let errs: [(&str, fn(&NicCounters) -> Option<i64>); 5] = [
+    type Counter = fn(&NicCounters) -> Option<i64>;
+    let errs: [(&str, Counter); 5] = [
         ("symbol_error", |n| n.symbol_error_total),
         ("link_downed", |n| n.link_downed_total),
         ("link_error_recovery", |n| n.link_error_recovery_total),

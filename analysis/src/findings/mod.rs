@@ -263,6 +263,9 @@ impl From<&Finding> for FindingView {
     }
 }
 
+/// One GPU: (cluster, node, NVML index).
+pub type GpuOf = (Arc<str>, Arc<str>, i32);
+
 /// GPU time of one job (the accounting over its windows).
 #[derive(Debug, Clone)]
 pub struct JobTime {
@@ -284,7 +287,7 @@ pub struct Inputs<'a> {
     pub stragglers: Option<&'a Stragglers>,
     /// Powered GPU time per (cluster, node, GPU index): what a straggler's
     /// stall on its peers is measured against.
-    pub gpu_powered: Option<&'a std::collections::HashMap<(Arc<str>, Arc<str>, i32), i64>>,
+    pub gpu_powered: Option<&'a std::collections::HashMap<GpuOf, i64>>,
     pub bus: Option<&'a [BusUnit]>,
     pub gpu_counters: Option<&'a [GpuCounters]>,
     pub nic_counters: Option<&'a [NicCounters]>,

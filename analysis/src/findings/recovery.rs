@@ -613,7 +613,8 @@ pub mod rollup {
 
     /// `job_timeline.sql`: every job's GPUs per window cell.
     pub fn job_windows(windows: &[Window], window_ns: i64) -> Vec<JobWindow> {
-        let mut by: BTreeMap<(Arc<str>, Arc<str>, i64), (JobWindow, BTreeSet<Arc<str>>)> = BTreeMap::new();
+        type Acc = (JobWindow, BTreeSet<Arc<str>>);
+        let mut by: BTreeMap<(Arc<str>, Arc<str>, i64), Acc> = BTreeMap::new();
         for w in windows {
             let Some(job) = w.job_id.as_deref() else { continue };
             let job: Arc<str> = Arc::from(job);
@@ -732,7 +733,8 @@ pub mod rollup {
 
     /// `job_io.sql`: storage I/O of every job's processes per window cell.
     pub fn job_io(samples: &[ProcessSample], window_ns: i64) -> Vec<JobIo> {
-        let mut by: BTreeMap<(Arc<str>, Arc<str>, i64), (i64, i64)> = BTreeMap::new();
+        type Key = (Arc<str>, Arc<str>, i64);
+        let mut by: BTreeMap<Key, (i64, i64)> = BTreeMap::new();
         for s in samples {
             let Some(job) = s.job_id.as_deref() else { continue };
             let e = by.entry((s.cluster.clone(), Arc::from(job), cell(s.ts_ns - 1, window_ns))).or_default();

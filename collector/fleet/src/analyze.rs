@@ -132,8 +132,8 @@ pub async fn analyze(opts: &Options, reducer: &Reducer, progress: Progress<'_>) 
 
     // 3. The findings engine over the results.
     let gpu_time = inputs::gpu_time(&take("gpu_time")?)?;
-    let mut jobs: std::collections::BTreeMap<(Arc<str>, Arc<str>), (JobTime, std::collections::HashSet<Arc<str>>)> =
-        Default::default();
+    type JobAcc = (JobTime, std::collections::HashSet<Arc<str>>);
+    let mut jobs: std::collections::BTreeMap<(Arc<str>, Arc<str>), JobAcc> = Default::default();
     let mut powered: std::collections::HashMap<Arc<str>, f64> = Default::default();
     let mut gpu_powered: std::collections::HashMap<(Arc<str>, Arc<str>, i32), i64> = Default::default();
     for r in &gpu_time {

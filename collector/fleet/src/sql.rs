@@ -93,6 +93,10 @@ impl Rows {
         self.batches.iter().map(|b| b.num_rows()).sum()
     }
 
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
     fn column(&self, name: &str, to: &DataType) -> anyhow::Result<Vec<Arc<dyn Array>>> {
         self.batches
             .iter()

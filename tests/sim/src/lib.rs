@@ -609,7 +609,7 @@ fn node(cfg: &SimConfig, jobs: &[JobRt], n: usize, root: &Path) -> anyhow::Resul
     let mut win_kernels: Vec<KernelEvent> = Vec::new();
     let mut win_calls: Vec<NcclCall> = Vec::new();
     while w < t1 {
-        for g in 0..cfg.gpus_per_node {
+        for (g, gpu_uuid) in uuids.iter().enumerate() {
             let st = state_at(g, w);
             let (Some((ji, j, rt, rank)), Some(seg)) = (st.job, st.seg) else { continue };
             let SegKind::Steps { first, seq0 } = seg.kind else { continue };
@@ -642,7 +642,7 @@ fn node(cfg: &SimConfig, jobs: &[JobRt], n: usize, root: &Path) -> anyhow::Resul
                         rank,
                         rt.nranks,
                         g,
-                        &uuids[g],
+                        gpu_uuid,
                         pid_of(ji, seg.incarnation, g),
                         cfg.comm_hash(ji, seg.incarnation),
                         seq,

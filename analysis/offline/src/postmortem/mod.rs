@@ -117,8 +117,8 @@ fn report_of(opts: &PostmortemOptions, run: Run, reducer: &Reducer) -> anyhow::R
     let bucket = |t: i64| (((t - t0).max(0) / bucket_ns) as usize).min(n_buckets - 1);
     let mut gpus: BTreeMap<GpuKey, GpuAgg> = BTreeMap::new();
     let mut buckets = vec![GpuTime::new(); n_buckets];
-    let mut jobs: BTreeMap<(Arc<str>, String), (GpuTime, std::collections::BTreeSet<GpuKey>, i64, i64)> =
-        BTreeMap::new();
+    type JobAcc = (GpuTime, std::collections::BTreeSet<GpuKey>, i64, i64);
+    let mut jobs: BTreeMap<(Arc<str>, String), JobAcc> = BTreeMap::new();
     for w in &run.windows {
         let e =
             exact.get(&(w.cluster.clone(), w.node.clone(), w.gpu_index, window_cell(w.start_ns, window_ns))).copied();
