@@ -92,7 +92,7 @@ fn the_systemd_unit_verifies() {
     let unit =
         std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../systemd/strand-agent.service")).unwrap();
     // systemd-analyze checks that ExecStart exists: point it at the built binary.
-    let unit = unit.replace("/usr/local/bin/strand-agent", &bin("strand-agent").display().to_string());
+    let unit = unit.replace("/usr/bin/strand-agent", &bin("strand-agent").display().to_string());
     let path = dir.path().join("strand-agent.service");
     std::fs::write(&path, unit).unwrap();
     let out = Command::new("systemd-analyze")
