@@ -30,6 +30,7 @@ pub struct Config {
     pub markers: MarkersConfig,
     pub windows: WindowsConfig,
     pub kernels: KernelsConfig,
+    pub kubernetes: crate::kubelet::KubernetesConfig,
 }
 
 impl Default for Config {
@@ -53,6 +54,7 @@ impl Default for Config {
             markers: MarkersConfig::default(),
             windows: WindowsConfig::default(),
             kernels: KernelsConfig::default(),
+            kubernetes: crate::kubelet::KubernetesConfig::default(),
         }
     }
 }
@@ -229,7 +231,7 @@ impl Default for KernelsConfig {
 }
 
 /// Parses `"1s"`, `"250ms"`, `"10m"`.
-fn duration<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+pub(crate) fn duration<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
     let s = String::deserialize(d)?;
     humantime::parse_duration(&s)
         .map_err(|e| serde::de::Error::custom(format!("invalid duration {s:?} ({e}); write e.g. \"1s\" or \"250ms\"")))

@@ -15,6 +15,8 @@ pub struct SourceContext {
     jobs: Mutex<HashMap<i32, (Option<String>, Instant)>>,
     gpus: RwLock<HashMap<String, i32>>,
     gpu_pids: Mutex<HashMap<i32, Instant>>,
+    /// Kubernetes containers holding each GPU (UUID), from the kubelet.
+    pods: RwLock<HashMap<String, crate::gpu_metrics::PodRef>>,
 }
 
 /// A pid's job is looked up again after this long (pids are reused).
@@ -44,6 +46,7 @@ impl SourceContext {
             jobs: Mutex::new(HashMap::new()),
             gpus: RwLock::new(HashMap::new()),
             gpu_pids: Mutex::new(HashMap::new()),
+            pods: RwLock::new(HashMap::new()),
         }
     }
 
@@ -94,8 +97,25 @@ impl SourceContext {
         }
     }
 
+    /// UUIDs of the GPUs NVML found.
+    pub fn gpu_uuids(&self) -> Vec<String> {
+        self.gpus.read().map(|g| g.keys().cloned().collect()).unwrap_or_default()
+    }
+
     pub fn gpu_index_of(&self, uuid: &str) -> Option<i32> {
         self.gpus.read().ok()?.get(uuid).copied()
+    }
+
+    /// Replaces the Kubernetes assignment of GPUs (UUID → container).
+    pub fn set_pods(&self, pods: HashMap<String, crate::gpu_metrics::PodRef>) {
+        if let Ok(mut p) = self.pods.write() {
+            *p = pods;
+        }
+    }
+
+    /// The Kubernetes container holding GPU `uuid`, when the kubelet says.
+    pub fn pod_of(&self, uuid: &str) -> Option<crate::gpu_metrics::PodRef> {
+        self.pods.read().ok()?.get(uuid).cloned()
     }
 
     /// Records processes seen using a GPU (NVML process lists, CUPTI clients).

@@ -7,12 +7,14 @@
 //! The figures themselves are `strand_analysis::WindowBuilder`: the same code
 //! the postmortem runs offline.
 
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
 use strand_analysis::steps::StepInferrer;
 use strand_analysis::{GpuTime, LEAVES, WindowBuilder, WindowConfig};
@@ -20,26 +22,49 @@ use strand_schemas::clock::utc_now_ns;
 use strand_schemas::*;
 use tokio::sync::mpsc;
 
-use crate::metrics::{GpuGauges, GpuLabels, SourceLabels};
+use crate::context::SourceContext;
+use crate::gpu_metrics::{SeriesLabels, Workload};
+use crate::metrics::SourceLabels;
 use crate::nccl_join::NcclJoiner;
 use crate::sink::RowSink;
 
 type FloatCounter = Counter<f64, std::sync::atomic::AtomicU64>;
+type FloatGauge = Gauge<f64, std::sync::atomic::AtomicU64>;
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct CategoryLabels {
+pub struct RankLabels {
     pub gpu: String,
     pub uuid: String,
     pub node: String,
-    pub category: String,
+    pub comm: String,
+    pub rank: String,
+    pub nranks: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct CollectiveLabels {
+    pub gpu: String,
+    pub uuid: String,
+    pub node: String,
+    pub comm: String,
+    pub rank: String,
+    pub op: String,
 }
 
 /// What the live windows export.
 #[derive(Clone, Default)]
 pub struct LiveMetrics {
-    seconds: Family<CategoryLabels, FloatCounter>,
-    mfu: Family<GpuLabels, prometheus_client::metrics::gauge::Gauge<f64, std::sync::atomic::AtomicU64>>,
-    tensor_estimate: Family<GpuLabels, prometheus_client::metrics::gauge::Gauge<f64, std::sync::atomic::AtomicU64>>,
+    seconds: Family<SeriesLabels, FloatCounter>,
+    mfu: Family<SeriesLabels, FloatGauge>,
+    tensor_estimate: Family<SeriesLabels, FloatGauge>,
+    /// The labels of each GPU's MFU and tensor-estimate series, to drop them when the workload changes.
+    window_series: Arc<Mutex<HashMap<String, SeriesLabels>>>,
+    rank: Family<RankLabels, Gauge>,
+    /// Each GPU's rank series: its largest communicator.
+    ranks: Arc<Mutex<HashMap<String, RankLabels>>>,
+    bus_bytes: Family<CollectiveLabels, FloatCounter>,
+    kernel_seconds: Family<CollectiveLabels, FloatCounter>,
+    calls: Family<CollectiveLabels, Counter>,
     windows: Counter,
     unused_rows: Family<SourceLabels, Counter>,
     nccl_join: Family<SourceLabels, Counter>,
@@ -63,6 +88,26 @@ impl LiveMetrics {
             "Tensor-pipe estimate of the last closed window (tensor active × SM clock / max): an estimate, not MFU",
             m.tensor_estimate.clone(),
         );
+        r.register(
+            "strand_gpu_nccl_rank_info",
+            "1 for the GPU's rank in its largest NCCL communicator (labels comm, rank, nranks; join on node, uuid)",
+            m.rank.clone(),
+        );
+        r.register(
+            "strand_nccl_bus_bytes",
+            "Bus bytes of NCCL collectives (nccl-tests' busbw convention: algorithm bytes × bus factor), by GPU, communicator, rank and operation; ÷ strand_nccl_kernel_seconds_total = bus bandwidth",
+            m.bus_bytes.clone(),
+        );
+        r.register(
+            "strand_nccl_kernel_seconds",
+            "Device time of the NCCL kernels of those collectives (CUPTI), sync stall included as in nccl-tests",
+            m.kernel_seconds.clone(),
+        );
+        r.register(
+            "strand_nccl_collectives",
+            "NCCL collectives joined with their kernels, by GPU, communicator, rank and operation",
+            m.calls.clone(),
+        );
         r.register("strand_agent_windows", "Decomposition windows closed", m.windows.clone());
         r.register(
             "strand_agent_window_unused_rows",
@@ -76,6 +121,75 @@ impl LiveMetrics {
         );
         m
     }
+
+    /// Counts the collectives of NCCL calls that were joined with their kernels.
+    pub fn observe_nccl(&self, node: &str, rows: &[NcclCall]) {
+        for c in rows {
+            let (Some(uuid), Some(gpu), Some(hash), Some(rank), Some(nranks), Some(start), Some(end)) =
+                (&c.gpu_uuid, c.gpu_index, c.comm_hash, c.rank, c.nranks, c.kernel_start_ns, c.kernel_end_ns)
+            else {
+                continue;
+            };
+            if !strand_analysis::collective::is_collective(&c.op) || end < start {
+                continue;
+            }
+            let comm = format!("{:016x}", hash as u64);
+            let l = CollectiveLabels {
+                gpu: gpu.to_string(),
+                uuid: uuid.to_string(),
+                node: node.to_string(),
+                comm: comm.clone(),
+                rank: rank.to_string(),
+                op: c.op.clone(),
+            };
+            self.calls.get_or_create(&l).inc();
+            self.kernel_seconds.get_or_create(&l).inc_by((end - start) as f64 * 1e-9);
+            if let Some((factor, alg)) =
+                c.bytes.filter(|b| *b > 0).and_then(|b| strand_analysis::collective::bus_factor(&c.op, nranks, b))
+            {
+                self.bus_bytes.get_or_create(&l).inc_by(alg * factor);
+            }
+            let r = RankLabels {
+                gpu: l.gpu,
+                uuid: l.uuid,
+                node: l.node,
+                comm,
+                rank: rank.to_string(),
+                nranks: nranks.to_string(),
+            };
+            let Ok(mut ranks) = self.ranks.lock() else { continue };
+            let larger = ranks.get(uuid.as_ref()).is_none_or(|old| {
+                old.nranks.parse::<i32>().unwrap_or(0) < nranks || (old.comm == r.comm && old.rank != r.rank)
+            });
+            if larger {
+                if let Some(old) = ranks.insert(uuid.to_string(), r.clone()) {
+                    self.rank.remove(&old);
+                }
+                self.rank.get_or_create(&r).set(1);
+            }
+        }
+    }
+
+    /// Sets a per-GPU window gauge, dropping the GPU's series of an earlier workload.
+    fn set_window_gauges(&self, labels: SeriesLabels, mfu: Option<f64>, tensor_estimate: Option<f64>) {
+        if let Ok(mut m) = self.window_series.lock()
+            && let Some(old) = m.insert(labels.uuid.clone(), labels.clone())
+            && old != labels
+        {
+            self.mfu.remove(&old);
+            self.tensor_estimate.remove(&old);
+        }
+        for (family, v) in [(&self.mfu, mfu), (&self.tensor_estimate, tensor_estimate)] {
+            match v {
+                Some(v) => {
+                    family.get_or_create(&labels).set(v);
+                }
+                None => {
+                    family.remove(&labels);
+                }
+            }
+        }
+    }
 }
 
 /// The live analysis shared by the writers' observers and the window task.
@@ -84,7 +198,7 @@ pub struct Live {
     joiner: Mutex<NcclJoiner>,
     steps: Mutex<StepInferrer>,
     metrics: LiveMetrics,
-    node: String,
+    ctx: Arc<SourceContext>,
 }
 
 /// Moves a counter up to a cumulative value.
@@ -100,7 +214,7 @@ impl Live {
         cfg: WindowConfig,
         reducer: Arc<strand_kernels::Reducer>,
         join_hold: Duration,
-        node: &str,
+        ctx: Arc<SourceContext>,
         metrics: LiveMetrics,
     ) -> Result<Self, String> {
         Ok(Self {
@@ -108,7 +222,7 @@ impl Live {
             joiner: Mutex::new(NcclJoiner::new(join_hold.as_nanos() as i64, 200_000)),
             steps: Mutex::new(StepInferrer::new(4096)),
             metrics,
-            node: node.to_string(),
+            ctx,
         })
     }
 
@@ -132,6 +246,7 @@ impl Live {
 
     /// NCCL calls after the join, on their way to the spool.
     pub fn on_nccl(&self, rows: &[NcclCall]) {
+        self.metrics.observe_nccl(&self.ctx.node, rows);
         if let Ok(mut s) = self.steps.lock() {
             s.push(rows);
         }
@@ -190,24 +305,27 @@ impl Live {
     }
 
     fn export(&self, w: &Window) {
-        let gpu = GpuLabels { gpu: w.gpu_index.to_string(), uuid: w.gpu_uuid.to_string(), node: self.node.clone() };
+        // The window's job, else whoever holds the GPU now; the pod from the kubelet.
+        let pod = self.ctx.pod_of(&w.gpu_uuid);
+        let workload = Workload::new(w.job_id.clone(), pod.as_ref());
+        let series = |extra: Vec<(&'static str, String)>| SeriesLabels {
+            gpu: w.gpu_index.to_string(),
+            uuid: w.gpu_uuid.to_string(),
+            node: self.ctx.node.to_string(),
+            workload: workload.clone(),
+            extra,
+        };
         // The one accounting: the same leaves as every report, adding up to the window.
         let mut t = GpuTime::new();
         t.update(w, None);
         for leaf in LEAVES {
             let ns = t.leaf(leaf);
             if ns > 0 {
-                let l = CategoryLabels {
-                    gpu: gpu.gpu.clone(),
-                    uuid: gpu.uuid.clone(),
-                    node: gpu.node.clone(),
-                    category: leaf.name().into(),
-                };
+                let l = series(vec![("category", leaf.name().into())]);
                 self.metrics.seconds.get_or_create(&l).inc_by(ns as f64 * 1e-9);
             }
         }
-        GpuGauges::set(&self.metrics.mfu, &gpu, w.mfu);
-        GpuGauges::set(&self.metrics.tensor_estimate, &gpu, w.tensor_estimate);
+        self.metrics.set_window_gauges(series(Vec::new()), w.mfu, w.tensor_estimate);
         self.metrics.windows.inc();
     }
 

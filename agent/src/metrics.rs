@@ -1,5 +1,5 @@
-//! Prometheus metrics of the agent: per-GPU gauges (dcgm-exporter style
-//! names, base units) and self-metrics, served on `/metrics`.
+//! Prometheus metrics of the agent: per-GPU metrics (base units, dcgm-exporter
+//! style labels: [`crate::gpu_metrics`]) and self-metrics, served on `/metrics`.
 
 use std::sync::{Arc, Mutex};
 
@@ -9,14 +9,8 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
 
+use crate::gpu_metrics::GpuCollector;
 use crate::shutdown::Shutdown;
-
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct GpuLabels {
-    pub gpu: String,
-    pub uuid: String,
-    pub node: String,
-}
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct TableLabels {
@@ -40,81 +34,10 @@ pub struct ErrorLabels {
     pub kind: String,
 }
 
-type FloatGauge = Gauge<f64, std::sync::atomic::AtomicU64>;
-
-/// Per-GPU gauges. A metric a GPU does not support has no series at all
-/// (never a 0 that looks like a measurement).
-#[derive(Clone, Default)]
-pub struct GpuGauges {
-    pub reported_utilization: Family<GpuLabels, FloatGauge>,
-    pub memory_utilization: Family<GpuLabels, FloatGauge>,
-    pub sm_active: Family<GpuLabels, FloatGauge>,
-    pub sm_occupancy: Family<GpuLabels, FloatGauge>,
-    pub tensor_active: Family<GpuLabels, FloatGauge>,
-    pub dram_active: Family<GpuLabels, FloatGauge>,
-    pub power_watts: Family<GpuLabels, FloatGauge>,
-    pub temperature_celsius: Family<GpuLabels, FloatGauge>,
-    pub sm_clock_hertz: Family<GpuLabels, FloatGauge>,
-    pub memory_used_bytes: Family<GpuLabels, FloatGauge>,
-    pub energy_joules_total: Family<GpuLabels, FloatGauge>,
-    pub throttle_reasons: Family<GpuLabels, FloatGauge>,
-    pub processes: Family<GpuLabels, FloatGauge>,
-}
-
-impl GpuGauges {
-    fn register(&self, r: &mut Registry) {
-        r.register(
-            "strand_gpu_reported_utilization_ratio",
-            "NVML utilization.gpu: share of time at least one kernel ran (0-1)",
-            self.reported_utilization.clone(),
-        );
-        r.register(
-            "strand_gpu_memory_utilization_ratio",
-            "NVML utilization.memory (0-1)",
-            self.memory_utilization.clone(),
-        );
-        r.register(
-            "strand_gpu_sm_active_ratio",
-            "GPM SM_UTIL: SM active (0-1, Hopper and newer)",
-            self.sm_active.clone(),
-        );
-        r.register("strand_gpu_sm_occupancy_ratio", "GPM SM_OCCUPANCY (0-1)", self.sm_occupancy.clone());
-        r.register(
-            "strand_gpu_tensor_active_ratio",
-            "GPM ANY_TENSOR_UTIL: tensor active (0-1)",
-            self.tensor_active.clone(),
-        );
-        r.register("strand_gpu_dram_active_ratio", "GPM DRAM_BW_UTIL: DRAM active (0-1)", self.dram_active.clone());
-        r.register("strand_gpu_power_watts", "Power draw", self.power_watts.clone());
-        r.register("strand_gpu_temperature_celsius", "GPU temperature", self.temperature_celsius.clone());
-        r.register("strand_gpu_sm_clock_hertz", "Current SM clock", self.sm_clock_hertz.clone());
-        r.register("strand_gpu_memory_used_bytes", "Device memory in use", self.memory_used_bytes.clone());
-        r.register("strand_gpu_energy_joules_total", "Energy since driver load", self.energy_joules_total.clone());
-        r.register(
-            "strand_gpu_throttle_reasons",
-            "NVML clock-event reasons bitmask; 0 = not throttled",
-            self.throttle_reasons.clone(),
-        );
-        r.register("strand_gpu_processes", "Processes holding a context on the GPU", self.processes.clone());
-    }
-
-    /// Sets `family{labels}` to `value`, or removes the series when unknown.
-    pub fn set(family: &Family<GpuLabels, FloatGauge>, labels: &GpuLabels, value: Option<f64>) {
-        match value {
-            Some(v) => {
-                family.get_or_create(labels).set(v);
-            }
-            None => {
-                family.remove(labels);
-            }
-        }
-    }
-}
-
 /// Self-metrics of the agent.
 #[derive(Clone, Default)]
 pub struct AgentMetrics {
-    pub gpu: GpuGauges,
+    pub gpu: Arc<GpuCollector>,
     pub samples: Family<SourceLabels, Counter>,
     pub errors: Family<ErrorLabels, Counter>,
     pub rows_written: Family<TableLabels, Counter>,
@@ -127,6 +50,7 @@ pub struct AgentMetrics {
     pub spool_tmp_removed: Counter,
     pub spool_bytes: Gauge,
     pub spool_files: Gauge,
+    pub spool_quota_bytes: Gauge,
     pub uploads: Family<UploadLabels, Counter>,
     pub uploaded_bytes: Counter,
 }
@@ -140,7 +64,7 @@ impl AgentMetrics {
     /// Registers everything under `r`; other modules register their own
     /// metrics (eBPF, CUPTI) into the same registry.
     pub fn register(&self, r: &mut Registry) {
-        self.gpu.register(r);
+        r.register_collector(Box::new(self.gpu.clone()));
         r.register("strand_agent_samples", "Samples taken, by source", self.samples.clone());
         r.register("strand_agent_errors", "Errors, by source and kind", self.errors.clone());
         r.register("strand_agent_rows_written", "Rows written to Parquet batches, by table", self.rows_written.clone());
@@ -181,6 +105,11 @@ impl AgentMetrics {
         );
         r.register("strand_agent_spool_bytes", "Bytes of batch files in the data directory", self.spool_bytes.clone());
         r.register("strand_agent_spool_files", "Batch files in the data directory", self.spool_files.clone());
+        r.register(
+            "strand_agent_spool_quota_bytes",
+            "output.quota_bytes: above it the oldest batch files are evicted",
+            self.spool_quota_bytes.clone(),
+        );
         r.register("strand_agent_uploads", "Upload attempts to the collector, by outcome", self.uploads.clone());
         r.register("strand_agent_uploaded_bytes", "Bytes accepted by the collector", self.uploaded_bytes.clone());
     }

@@ -94,7 +94,7 @@ pub async fn run(cfg: Config, opts: RunOptions) -> anyhow::Result<()> {
         ..Default::default()
     };
     let live = Arc::new(
-        crate::live::Live::new(window_cfg, reducer, cfg.windows.nccl_join_hold, &node, live_metrics)
+        crate::live::Live::new(window_cfg, reducer, cfg.windows.nccl_join_hold, ctx.clone(), live_metrics)
             .map_err(anyhow::Error::msg)?,
     );
 

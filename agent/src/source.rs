@@ -204,6 +204,7 @@ pub fn all(registry: &mut Registry) -> Vec<Box<dyn Source>> {
         Box::new(crate::procstat::PerfSource),
         Box::new(crate::markers::MarkersSource::new(registry)),
         Box::new(crate::infiniband::InfinibandSource),
+        Box::new(crate::kubelet::KubernetesSource),
     ]
 }
 

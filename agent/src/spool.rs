@@ -79,6 +79,7 @@ impl Spool {
     ) -> io::Result<(Self, Recovery)> {
         fs::create_dir_all(root)
             .map_err(|e| io::Error::new(e.kind(), format!("cannot create data directory {}: {e}", root.display())))?;
+        metrics.spool_quota_bytes.set(i64::try_from(quota).unwrap_or(i64::MAX));
         let spool = Self {
             root: root.to_path_buf(),
             cluster: cluster.into(),

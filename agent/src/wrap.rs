@@ -87,7 +87,10 @@ pub(crate) fn prepare(
     Ok(Prepared { command: cmd, library, socket, notes })
 }
 
-/// `$STRAND_INJECT_LIB`, else next to `strand-agent`, else the install locations.
+/// `$STRAND_INJECT_LIB`, else next to `strand-agent`, else in its cargo
+/// build tree (`cargo run -p strand-agent` builds the library as a
+/// dependency into `target/<profile>/deps`), else the install locations
+/// (`/usr/lib/strand`: the Debian package).
 pub(crate) fn find_library(env: &dyn Fn(&str) -> Option<OsString>, exe_dir: Option<&Path>) -> anyhow::Result<PathBuf> {
     if let Some(p) = env("STRAND_INJECT_LIB").filter(|v| !v.is_empty()).map(PathBuf::from) {
         if !p.is_file() {
@@ -98,6 +101,7 @@ pub(crate) fn find_library(env: &dyn Fn(&str) -> Option<OsString>, exe_dir: Opti
     let mut tried = Vec::new();
     if let Some(dir) = exe_dir {
         tried.push(dir.join(LIBRARY));
+        tried.push(dir.join("deps").join(LIBRARY));
         tried.push(dir.join("../lib/strand").join(LIBRARY));
     }
     tried.push(PathBuf::from("/usr/lib/strand").join(LIBRARY));
@@ -152,6 +156,12 @@ mod tests {
         cfg.cupti.socket = PathBuf::from("/run/strand/cupti.sock");
         let p = prepare(&cmd, &cfg, &env_of(&[]), Some(&bin)).unwrap();
         assert_eq!(p.socket, PathBuf::from("/run/strand/cupti.sock"));
+        // A cargo build tree: the library built as the agent's dependency, in deps/.
+        let tree = tempfile::tempdir().unwrap();
+        std::fs::create_dir(tree.path().join("deps")).unwrap();
+        std::fs::write(tree.path().join("deps").join(LIBRARY), b"").unwrap();
+        let p = prepare(&cmd, &cfg, &env_of(&[]), Some(tree.path())).unwrap();
+        assert_eq!(p.library, std::fs::canonicalize(tree.path().join("deps").join(LIBRARY)).unwrap());
         // A relative data_dir becomes absolute: the workload may change directory.
         cfg.cupti.socket = PathBuf::from("cupti.sock");
         cfg.data_dir = PathBuf::from("strand-data");

@@ -14,7 +14,7 @@ fn agent() -> Command {
 }
 
 /// Every part `check` reports, by source.
-const PARTS: [(&str, &str); 13] = [
+const PARTS: [(&str, &str); 14] = [
     ("nvml", "counters"),
     ("cupti", "receiver"),
     ("cupti", "injection"),
@@ -26,6 +26,7 @@ const PARTS: [(&str, &str); 13] = [
     ("perf", "counters"),
     ("markers", "socket"),
     ("infiniband", "counters"),
+    ("kubernetes", "pod_resources"),
     ("kernels", "reductions"),
     ("collector", "shipping"),
 ];
@@ -67,6 +68,11 @@ fn check_lists_every_part_with_a_state_and_a_reason_and_fails_when_one_is_down()
     let nvml = lines.iter().find(|l| l.starts_with("nvml ")).unwrap();
     if nvml.split_whitespace().nth(2) == Some("down") {
         assert!(nvml.contains("no GPU counters"), "NVML row does not say what is lost: {nvml}");
+    }
+    // Not a Kubernetes node: the pod-resources part is off and says why.
+    let kube = lines.iter().find(|l| l.starts_with("kubernetes ")).unwrap();
+    if !std::path::Path::new("/var/lib/kubelet/pod-resources/kubelet.sock").exists() {
+        assert!(kube.contains(" off ") && kube.contains("not a Kubernetes node"), "{kube}");
     }
     // Standalone: no collector configured means the batches stay on the node.
     let collector = lines.iter().find(|l| l.starts_with("collector ")).unwrap();

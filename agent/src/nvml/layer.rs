@@ -26,6 +26,9 @@ pub struct DeviceInfo {
     pub index: u32,
     pub uuid: String,
     pub name: String,
+    /// PCI bus id, `00000000:18:00.0`; empty when unknown.
+    #[serde(default)]
+    pub pci_bus_id: String,
 }
 
 /// GPM metrics (Hopper and newer), in percent as NVML returns them.
@@ -97,6 +100,8 @@ pub struct DeviceGone(pub String);
 pub trait GpuLayer: Send {
     /// Library and driver version, for logs and `check`.
     fn describe(&self) -> String;
+    /// The driver's version, when known (`strand_gpu_info`).
+    fn driver_version(&self) -> Option<String>;
     fn devices(&mut self) -> Vec<DeviceInfo>;
     /// Reads every metric of one GPU. `Err` when the GPU is gone.
     fn sample(&mut self, device: &DeviceInfo) -> Result<RawSample, DeviceGone>;

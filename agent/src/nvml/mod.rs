@@ -5,7 +5,7 @@
 //! it waits on the NVML event set, which is how XID errors arrive promptly
 //! without a second thread.
 
-mod convert;
+pub(crate) mod convert;
 pub mod layer;
 pub mod real;
 pub mod recorded;
@@ -17,7 +17,8 @@ use strand_schemas::clock::utc_now_ns;
 use strand_schemas::{GpuEvent, GpuSample};
 
 use crate::context::SourceContext;
-use crate::metrics::{AgentMetrics, GpuGauges, GpuLabels, SourceLabels};
+use crate::gpu_metrics::{GpuIdentity, Workload};
+use crate::metrics::{AgentMetrics, SourceLabels};
 use crate::shutdown::Shutdown;
 use crate::sink::RowSink;
 pub use convert::Converter;
@@ -27,7 +28,6 @@ struct Gpu {
     info: DeviceInfo,
     uuid: Arc<str>,
     name: Arc<str>,
-    labels: GpuLabels,
     alive: bool,
 }
 
@@ -128,14 +128,19 @@ pub fn spawn(
     shutdown: Shutdown,
 ) -> std::io::Result<std::thread::JoinHandle<()>> {
     std::thread::Builder::new().name("strand-nvml".into()).spawn(move || {
+        let driver_version = layer.driver_version().unwrap_or_default();
         let mut gpus: Vec<Gpu> = devices
             .into_iter()
-            .map(|info| Gpu {
-                uuid: Arc::from(info.uuid.as_str()),
-                name: Arc::from(info.name.as_str()),
-                labels: GpuLabels { gpu: info.index.to_string(), uuid: info.uuid.clone(), node: ctx.node.to_string() },
-                info,
-                alive: true,
+            .map(|info| {
+                metrics.gpu.add(GpuIdentity {
+                    index: info.index,
+                    uuid: info.uuid.clone(),
+                    node: ctx.node.to_string(),
+                    model: info.name.clone(),
+                    pci_bus_id: info.pci_bus_id.clone(),
+                    driver_version: driver_version.clone(),
+                });
+                Gpu { uuid: Arc::from(info.uuid.as_str()), name: Arc::from(info.name.as_str()), info, alive: true }
             })
             .collect();
         ctx.set_gpus(gpus.iter().map(|g| (g.info.uuid.clone(), g.info.index as i32)));
@@ -155,6 +160,11 @@ pub fn spawn(
                 let wait = (next - now).min(Duration::from_millis(200));
                 let events = layer.wait_events(wait.as_millis() as u32);
                 if !events.is_empty() {
+                    for e in &events {
+                        if let (Some(index), Some(xid)) = (e.index, e.xid) {
+                            metrics.gpu.xid(index, xid);
+                        }
+                    }
                     sinks.events.send(events.into_iter().map(|e| event_row(&ctx, &gpus, e)).collect());
                 }
             }
@@ -186,14 +196,15 @@ fn sample_all(
                 }
                 row.job_id = row.pids.iter().find_map(|&p| ctx.job_of(p));
                 ctx.note_gpu_pids(&row.pids);
-                update_gauges(&metrics.gpu, &gpu.labels, &row);
+                let workload = Workload::new(row.job_id.clone(), ctx.pod_of(&gpu.info.uuid).as_ref());
+                metrics.gpu.update(gpu.info.index, row.clone(), workload);
                 rows.push(row);
             }
             Err(gone) => {
                 gpu.alive = false;
                 tracing::error!(gpu = gpu.info.index, uuid = %gpu.info.uuid, "{}; no more samples from this GPU", gone.0);
                 metrics.error("nvml", "gpu_lost");
-                remove_gauges(&metrics.gpu, &gpu.labels);
+                metrics.gpu.lost(gpu.info.index);
                 sinks.events.send(vec![GpuEvent {
                     cluster: ctx.cluster.clone(),
                     node: ctx.node.clone(),
@@ -249,42 +260,6 @@ pub fn xid_description(xid: u64) -> &'static str {
         95 => "uncontained ECC error",
         119 | 120 => "GSP error",
         _ => "see NVIDIA's XID catalog",
-    }
-}
-
-fn update_gauges(g: &GpuGauges, l: &GpuLabels, r: &GpuSample) {
-    GpuGauges::set(&g.reported_utilization, l, r.reported_utilization_ratio);
-    GpuGauges::set(&g.memory_utilization, l, r.memory_utilization_ratio);
-    GpuGauges::set(&g.sm_active, l, r.sm_active_ratio);
-    GpuGauges::set(&g.sm_occupancy, l, r.sm_occupancy_ratio);
-    GpuGauges::set(&g.tensor_active, l, r.tensor_active_ratio);
-    GpuGauges::set(&g.dram_active, l, r.dram_active_ratio);
-    GpuGauges::set(&g.power_watts, l, r.power_w);
-    GpuGauges::set(&g.temperature_celsius, l, r.temperature_c.map(f64::from));
-    GpuGauges::set(&g.sm_clock_hertz, l, r.sm_clock_mhz.map(|m| m as f64 * 1e6));
-    GpuGauges::set(&g.memory_used_bytes, l, r.memory_used_bytes.map(|b| b as f64));
-    GpuGauges::set(&g.energy_joules_total, l, r.energy_mj_total.map(|mj| mj as f64 / 1000.0));
-    GpuGauges::set(&g.throttle_reasons, l, r.throttle_reasons.map(|b| b as f64));
-    GpuGauges::set(&g.processes, l, Some(r.pids.len() as f64));
-}
-
-fn remove_gauges(g: &GpuGauges, l: &GpuLabels) {
-    for f in [
-        &g.reported_utilization,
-        &g.memory_utilization,
-        &g.sm_active,
-        &g.sm_occupancy,
-        &g.tensor_active,
-        &g.dram_active,
-        &g.power_watts,
-        &g.temperature_celsius,
-        &g.sm_clock_hertz,
-        &g.memory_used_bytes,
-        &g.energy_joules_total,
-        &g.throttle_reasons,
-        &g.processes,
-    ] {
-        f.remove(l);
     }
 }
 

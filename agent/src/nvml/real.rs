@@ -198,6 +198,10 @@ impl GpuLayer for NvmlLayer {
         format!("NVML, driver {driver}")
     }
 
+    fn driver_version(&self) -> Option<String> {
+        self.nvml.sys_driver_version().ok()
+    }
+
     fn devices(&mut self) -> Vec<DeviceInfo> {
         let count = self.nvml.device_count().unwrap_or(0);
         let mut out = Vec::new();
@@ -206,6 +210,7 @@ impl GpuLayer for NvmlLayer {
             let Ok(dev) = self.nvml.device_by_index(index) else { continue };
             let uuid = dev.uuid().unwrap_or_else(|_| format!("GPU-index-{index}"));
             let name = dev.name().unwrap_or_else(|_| "unknown".into());
+            let pci_bus_id = dev.pci_info().map(|p| p.bus_id).unwrap_or_default();
             if let Some(set) = events.take() {
                 let wanted = nvml_wrapper::bitmasks::event::EventTypes::CRITICAL_XID_ERROR
                     | nvml_wrapper::bitmasks::event::EventTypes::SINGLE_BIT_ECC_ERROR
@@ -222,7 +227,7 @@ impl GpuLayer for NvmlLayer {
             }
             self.uuid_of.insert(index, uuid.clone());
             self.devices.insert(index, dev);
-            out.push(DeviceInfo { index, uuid, name });
+            out.push(DeviceInfo { index, uuid, name, pci_bus_id });
         }
         self.events = events;
         out

@@ -72,6 +72,7 @@ impl RecordedLayer {
                 index: i,
                 uuid: format!("GPU-5173a1d0-0000-4000-8000-{i:012x}"),
                 name: "NVIDIA H100 80GB HBM3 (simulated)".into(),
+                pci_bus_id: format!("00000000:{:02X}:00.0", 0x18 + i),
             })
             .collect();
         Self { devices, script: Script::Synthetic { started: Instant::now() }, gone: Vec::new() }
@@ -125,6 +126,13 @@ impl GpuLayer for RecordedLayer {
             Script::Recorded { .. } => format!("recorded samples of {} GPU(s)", self.devices.len()),
             Script::Synthetic { .. } => format!("{} simulated GPU(s)", self.devices.len()),
         }
+    }
+
+    fn driver_version(&self) -> Option<String> {
+        Some(match self.script {
+            Script::Recorded { .. } => "recorded".into(),
+            Script::Synthetic { .. } => "simulated".into(),
+        })
     }
 
     fn devices(&mut self) -> Vec<DeviceInfo> {
