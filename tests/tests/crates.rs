@@ -9,7 +9,8 @@ use std::process::Command;
 fn tree(package: &str, invert: bool) -> Vec<String> {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let mut cmd = Command::new(cargo);
-    cmd.args(["tree", "--offline", "-e", "normal", "--prefix", "none", "--format", "{p}"]).current_dir(env!("CARGO_MANIFEST_DIR"));
+    cmd.args(["tree", "--offline", "-e", "normal", "--prefix", "none", "--format", "{p}"])
+        .current_dir(env!("CARGO_MANIFEST_DIR"));
     if invert {
         cmd.args(["--workspace", "-i", package]);
     } else {
@@ -17,7 +18,10 @@ fn tree(package: &str, invert: bool) -> Vec<String> {
     }
     let out = cmd.output().expect("cargo tree runs");
     assert!(out.status.success(), "cargo tree {package}: {}", String::from_utf8_lossy(&out.stderr));
-    String::from_utf8_lossy(&out.stdout).lines().filter_map(|l| l.split_whitespace().next().map(str::to_string)).collect()
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| l.split_whitespace().next().map(str::to_string))
+        .collect()
 }
 
 #[test]
