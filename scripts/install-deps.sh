@@ -22,6 +22,11 @@ if [ "${1:-}" = "--test" ]; then
   # compiles NCCL's own hash code (ebpf/tests/real/nccl_src); the arm64 cross
   # toolchain checks that strand-ebpf builds for arm64 (ebpf/tests/cross_arm64.rs).
   PKGS="$PKGS systemd python3 python3-pip chromium g++ gcc-aarch64-linux-gnu libc6-dev-arm64-cross linux-libc-dev-arm64-cross"
+  # prometheus (with promtool): the dashboard's queries against a real
+  # Prometheus and the alert rules' unit tests; lintian and dpkg-dev check
+  # the .deb packages; protobuf-compiler builds the kubelet pod-resources
+  # test server from its proto (tests/build.rs).
+  PKGS="$PKGS prometheus lintian dpkg-dev protobuf-compiler"
 fi
 
 missing=""
@@ -39,6 +44,20 @@ if [ "$TESTING" = 1 ]; then
   if command -v rustup >/dev/null && ! rustup target list --installed | grep -qx aarch64-unknown-linux-gnu; then
     echo "install-deps: rustup target add aarch64-unknown-linux-gnu"
     rustup target add aarch64-unknown-linux-gnu
+  fi
+  # cargo-deb builds the .deb packages (tests/tests/packaging.rs); a few
+  # minutes of compiling the first time.
+  if ! command -v cargo-deb >/dev/null; then
+    echo "install-deps: cargo install cargo-deb"
+    cargo install --locked --quiet cargo-deb@3.8.0
+  fi
+  # TypeScript and Grafana's published dashboard schema (@grafana/schema),
+  # pinned by tests/grafana/package-lock.json, check the dashboard.
+  GRAFANA_CHECK="$(dirname "$0")/../tests/grafana"
+  if ! cmp -s "$GRAFANA_CHECK/package-lock.json" "$GRAFANA_CHECK/node_modules/.installed-lock.json" 2>/dev/null; then
+    echo "install-deps: npm ci in tests/grafana"
+    (cd "$GRAFANA_CHECK" && npm ci --no-audit --no-fund --loglevel=error >/dev/null \
+      && cp package-lock.json node_modules/.installed-lock.json)
   fi
   for mod in pyarrow duckdb; do
     python3 -c "import $mod" 2>/dev/null && continue
