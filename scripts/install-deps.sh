@@ -27,6 +27,10 @@ if [ "${1:-}" = "--test" ]; then
   # the .deb packages; protobuf-compiler builds the kubelet pod-resources
   # test server from its proto (tests/build.rs).
   PKGS="$PKGS prometheus lintian dpkg-dev protobuf-compiler"
+  # node and npm run TypeScript against Grafana's dashboard schema
+  # (tests/grafana). Checked by command, not package: a NodeSource nodejs
+  # bundles npm, and Debian's npm package would conflict with it.
+  command -v npm >/dev/null || PKGS="$PKGS nodejs npm"
 fi
 
 missing=""

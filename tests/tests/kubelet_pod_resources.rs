@@ -164,15 +164,18 @@ mod with_server {
         let _ = stop.send(());
         rt.block_on(server).unwrap().unwrap();
         std::fs::remove_file(&socket).unwrap();
-        let unlabelled = eventually(Duration::from_secs(20), || {
-            series(&scrape(port), "strand_gpu_reported_utilization_ratio", GPU0).is_some_and(|l| !l.contains("pod="))
+        // The agent may first see the server gone with the socket still there
+        // (down, labels dropped), then the socket gone (off): wait for the end state.
+        let unlabelled =
+            |m: &str| series(m, "strand_gpu_reported_utilization_ratio", GPU0).is_some_and(|l| !l.contains("pod="));
+        let off = |m: &str| !m.contains(r#"strand_agent_source_up{source="kubernetes""#);
+        eventually(Duration::from_secs(20), || {
+            let m = scrape(port);
+            unlabelled(&m) && off(&m)
         });
         let m = scrape(port);
-        assert!(unlabelled, "the pod labels outlived the kubelet:\n{m}");
-        assert!(
-            !m.contains(r#"strand_agent_source_up{source="kubernetes""#),
-            "no socket: the part is off, not down:\n{m}"
-        );
+        assert!(unlabelled(&m), "the pod labels outlived the kubelet:\n{m}");
+        assert!(off(&m), "no socket: the part is off, not down:\n{m}");
 
         agent.signal(SIGTERM);
         assert!(agent.wait(Duration::from_secs(30)).success());
