@@ -41,11 +41,15 @@ TIME = {
 def create_views(con, data, start, end):
     missing = []
     for table, (t0, t1) in TIME.items():
-        files = glob.glob(os.path.join(data, table, "date=*", "cluster=*", "node=*", "*.parquet"))
+        # Every data file under the table: compacted hours
+        # (date=/hour=/cluster=/part-*.parquet), the report's stored results,
+        # an agent's or import's Hive directories. Landed batches (_landing/)
+        # and staging files (.name.tmp) are not under it or do not match.
+        files = glob.glob(os.path.join(data, table, "**", "*.parquet"), recursive=True)
         if not files:
             missing.append(table)
             continue
-        pattern = os.path.join(data, table, "*", "*", "*", "*.parquet").replace("'", "''")
+        pattern = os.path.join(data, table, "**", "*.parquet").replace("'", "''")
         if t1 is None:
             where = f"{t0} >= {start} AND {t0} < {end}"
         else:

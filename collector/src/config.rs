@@ -29,6 +29,7 @@ pub struct Config {
     /// Seconds sent in `Retry-After` with 429 and 503 answers.
     pub retry_after_secs: u32,
     pub storage: StorageConfig,
+    pub compaction: CompactionConfig,
     pub tls: Option<TlsConfig>,
     /// Who may upload: one entry per node (or per cluster with `node = "*"`).
     pub nodes: Vec<NodeEntry>,
@@ -44,6 +45,7 @@ impl Default for Config {
             shutdown_grace: Duration::from_secs(30),
             retry_after_secs: 5,
             storage: StorageConfig::default(),
+            compaction: CompactionConfig::default(),
             tls: None,
             nodes: Vec::new(),
         }
@@ -66,6 +68,41 @@ pub struct StorageConfig {
 impl Default for StorageConfig {
     fn default() -> Self {
         Self { root: "strand-data".into(), endpoint: None, region: None, allow_http: false }
+    }
+}
+
+/// Compaction of closed hours and retention (`[compaction]`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct CompactionConfig {
+    /// Run compaction and retention in the service.
+    pub enabled: bool,
+    /// Time between passes.
+    #[serde(deserialize_with = "duration")]
+    pub interval: Duration,
+    /// An hour is compacted once it ended this long ago.
+    #[serde(deserialize_with = "duration")]
+    pub after: Duration,
+    /// Landed batches are removed this long after the part holding them was committed.
+    #[serde(deserialize_with = "duration")]
+    pub cleanup_delay: Duration,
+    /// Landed bytes per compacted part (a bigger hour gets several parts).
+    pub max_part_bytes: u64,
+    /// Dates older than this are deleted; unset keeps everything.
+    #[serde(deserialize_with = "opt_duration")]
+    pub retention: Option<Duration>,
+}
+
+impl Default for CompactionConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            interval: Duration::from_secs(300),
+            after: Duration::from_secs(900),
+            cleanup_delay: Duration::from_secs(600),
+            max_part_bytes: 256 << 20,
+            retention: None,
+        }
     }
 }
 
@@ -92,6 +129,10 @@ fn duration<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
     let s = String::deserialize(d)?;
     humantime::parse_duration(&s)
         .map_err(|e| serde::de::Error::custom(format!("invalid duration {s:?} ({e}); write e.g. \"30s\" or \"2m\"")))
+}
+
+fn opt_duration<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
+    duration(d).map(Some)
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -138,6 +179,19 @@ impl Config {
             return Err(key(
                 "storage.root",
                 format!("{:?}: only directories and s3:// URLs are supported", self.storage.root),
+            ));
+        }
+        let c = &self.compaction;
+        if c.interval.is_zero() {
+            return Err(key("compaction.interval", "must be longer than 0s".into()));
+        }
+        if c.max_part_bytes < 1 << 20 {
+            return Err(key("compaction.max_part_bytes", format!("{} is below 1 MiB", c.max_part_bytes)));
+        }
+        if c.retention.is_some_and(|r| r < Duration::from_secs(2 * 86_400)) {
+            return Err(key(
+                "compaction.retention",
+                "must be at least 2 days (a shorter one would delete hours not yet compacted)".into(),
             ));
         }
         if self.nodes.is_empty() {
@@ -221,5 +275,10 @@ mod tests {
         assert!(e.contains("invalid duration \"soon\""), "{e}");
         let e = Config::from_toml("a.toml", &format!("[storage]\nroot = \"gs://b\"\n{NODE}")).unwrap_err().to_string();
         assert!(e.contains("key `storage.root`"), "{e}");
+        let e =
+            Config::from_toml("a.toml", &format!("[compaction]\nretention = \"1h\"\n{NODE}")).unwrap_err().to_string();
+        assert!(e.contains("key `compaction.retention`"), "{e}");
+        let cfg = Config::from_toml("a.toml", &format!("[compaction]\nretention = \"90d\"\n{NODE}")).unwrap();
+        assert_eq!(cfg.compaction.retention, Some(Duration::from_secs(90 * 86_400)));
     }
 }

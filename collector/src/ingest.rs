@@ -11,7 +11,9 @@
 //! 7. a strand Parquet file of that table and a readable version, every page
 //!    decodable, every row's `cluster`/`node` equal to the headers', at least
 //!    one row (400);
-//! 8. stored under its key unless the key exists (201, or 200 duplicate).
+//! 8. stored under its landed key (`strand_schemas::layout`), one file per
+//!    UTC hour of its rows, unless the key exists or a compacted part of
+//!    that hour already holds the batch (201, or 200 duplicate).
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -29,11 +31,13 @@ use bytes::{Bytes, BytesMut};
 use futures::StreamExt;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use serde_json::json;
-use strand_schemas::protocol::{self, batch_path, time_column, utc_date, validate_batch_id, validate_name};
+use strand_schemas::layout;
+use strand_schemas::protocol::{self, time_column, utc_date, validate_batch_id, validate_name};
 use strand_schemas::{ReadError, TableInfo, inspect_bytes, table_info};
 use tokio::sync::Semaphore;
 
 use super::auth::{AuthError, Tokens};
+use super::compact::Coverage;
 use super::metrics::{BatchLabels, Metrics, OutcomeLabel, TableLabel, TableOutcome};
 use super::store::{PutOutcome, Store};
 
@@ -41,6 +45,8 @@ use super::store::{PutOutcome, Store};
 pub struct App {
     pub tokens: Tokens,
     pub store: Store,
+    /// What compacted parts hold, for the dedupe of batches re-sent after compaction.
+    pub coverage: Coverage,
     pub metrics: Metrics,
     pub max_body: u64,
     pub body_timeout: Duration,
@@ -251,12 +257,88 @@ async fn ingest(
                 Rejection::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", format!("check failed: {e}"))
             })??;
 
-    // 8. Store once.
-    let key = batch_path(table.name, &checked.date, cluster, node, batch_id);
-    let outcome = app.store.put_once(&key, data).await.map_err(|e| {
+    // 8. Store once, one file per hour of its rows.
+    let pieces = if layout::hour_floor(checked.min_ts) == layout::hour_floor(checked.max_ts) {
+        vec![(checked.min_ts, data)]
+    } else {
+        let id = batch_id.to_string();
+        tokio::task::spawn_blocking(move || split_by_hour(&id, data, time_of(table)))
+            .await
+            .map_err(|e| Rejection::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", format!("split failed: {e}")))?
+            .map_err(|e| {
+                Rejection::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", format!("split failed: {e:#}"))
+            })?
+    };
+    let storage = |key: &str, e: anyhow::Error| {
         Rejection::new(StatusCode::SERVICE_UNAVAILABLE, "storage", format!("cannot store {key}: {e:#}"))
-    })?;
+    };
+    let mut outcome = PutOutcome::Duplicate;
+    let mut first_key = None;
+    for (ts, piece) in pieces {
+        let key = layout::landed_path(table.name, ts, cluster, node, batch_id);
+        first_key.get_or_insert_with(|| key.clone());
+        if already_compacted(app, table.name, ts, cluster, &key).await.map_err(|e| storage(&key, e))? {
+            continue;
+        }
+        if app.store.put_once(&key, piece).await.map_err(|e| storage(&key, e))? == PutOutcome::Stored {
+            outcome = PutOutcome::Stored;
+        }
+    }
+    let key = first_key.unwrap_or_default();
     Ok(Accepted { outcome, key, date: checked.date, rows: checked.rows })
+}
+
+fn time_of(table: &TableInfo) -> &'static str {
+    table.time.0
+}
+
+/// Whether a compacted part of the batch's hour already holds it (a batch
+/// re-sent after its hour was compacted and its landed file removed).
+/// Only hours that have ended can have parts.
+async fn already_compacted(app: &App, table: &str, ts: i64, cluster: &str, key: &str) -> anyhow::Result<bool> {
+    let hour_end = layout::hour_floor(ts) + layout::HOUR_NS;
+    if hour_end > strand_schemas::clock::utc_now_ns() {
+        return Ok(false);
+    }
+    let (date, hour) = layout::date_hour(ts);
+    let (_, held) = app.coverage.unit(&app.store, &layout::unit_dir(table, &date, hour, cluster)).await?;
+    Ok(layout::batch_entry(key).is_some_and(|e| held.contains_key(e)))
+}
+
+/// A checked batch whose rows cross an hour, as one file per hour (the
+/// file's schema and metadata kept): `(a time in the hour, bytes)`.
+fn split_by_hour(batch_id: &str, data: Bytes, time: &str) -> anyhow::Result<Vec<(i64, Bytes)>> {
+    use parquet::arrow::ArrowWriter;
+    use parquet::file::properties::WriterProperties;
+    let builder = ParquetRecordBatchReaderBuilder::try_new(data)?;
+    let kv = builder.metadata().file_metadata().key_value_metadata().cloned();
+    let schema = builder.schema().clone();
+    let props = WriterProperties::builder()
+        .set_compression(parquet::basic::Compression::ZSTD(Default::default()))
+        .set_key_value_metadata(kv)
+        .build();
+    let mut writers: std::collections::BTreeMap<i64, ArrowWriter<Vec<u8>>> = Default::default();
+    for batch in builder.with_batch_size(8192).build()? {
+        let batch = batch?;
+        let ts = batch
+            .column_by_name(time)
+            .and_then(|c| c.as_any().downcast_ref::<Int64Array>())
+            .ok_or_else(|| anyhow::anyhow!("batch {batch_id}: no int64 column `{time}`"))?;
+        let hours: std::collections::BTreeSet<i64> = ts.iter().flatten().map(layout::hour_floor).collect();
+        for h in hours {
+            let mask: arrow::array::BooleanArray =
+                ts.iter().map(|t| Some(t.is_some_and(|t| layout::hour_floor(t) == h))).collect();
+            let part = arrow::compute::filter_record_batch(&batch, &mask)?;
+            let w = match writers.entry(h) {
+                std::collections::btree_map::Entry::Occupied(o) => o.into_mut(),
+                std::collections::btree_map::Entry::Vacant(v) => {
+                    v.insert(ArrowWriter::try_new(Vec::new(), schema.clone(), Some(props.clone()))?)
+                }
+            };
+            w.write(&part)?;
+        }
+    }
+    writers.into_iter().map(|(h, w)| Ok((h, Bytes::from(w.into_inner()?)))).collect()
 }
 
 /// A required `x-strand-*` header as text.
@@ -339,6 +421,8 @@ async fn drain(body: Body, max: u64, timeout: Duration) {
 struct Checked {
     rows: i64,
     date: String,
+    min_ts: i64,
+    max_ts: i64,
 }
 
 /// Step 7: the file is a complete strand file of `table`, every page decodes,
@@ -375,6 +459,7 @@ fn check_batch(
         )
     })?;
     let mut min_ts: Option<i64> = None;
+    let mut max_ts: Option<i64> = None;
     let mut row0 = 0usize;
     for batch in reader {
         let batch = batch.map_err(|e| decode(&e))?;
@@ -391,10 +476,18 @@ fn check_batch(
         if let Some(m) = ts.and_then(arrow::compute::min) {
             min_ts = Some(min_ts.map_or(m, |x| x.min(m)));
         }
+        if let Some(m) = ts.and_then(arrow::compute::max) {
+            max_ts = Some(max_ts.map_or(m, |x| x.max(m)));
+        }
+        if let Some(ts) = ts
+            && ts.null_count() > 0
+        {
+            return Err(Rejection::bad("null_time", format!("{name}: a row has no value in `{time}`")));
+        }
         row0 += batch.num_rows();
     }
     let min_ts = min_ts.ok_or_else(|| Rejection::bad("empty", format!("{name}: no row has a value in `{time}`")))?;
-    Ok(Checked { rows: info.rows, date: utc_date(min_ts) })
+    Ok(Checked { rows: info.rows, date: utc_date(min_ts), min_ts, max_ts: max_ts.unwrap_or(min_ts) })
 }
 
 /// Every value of `column` equals `expected` (or is null, where the table allows).

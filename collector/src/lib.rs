@@ -5,10 +5,11 @@
 //! documents the configuration.
 
 mod auth;
+pub mod compact;
 mod config;
 mod ingest;
 mod metrics;
-mod store;
+pub mod store;
 mod tls;
 
 use std::net::SocketAddr;
@@ -53,7 +54,7 @@ pub async fn run(args: ServeOptions) -> anyhow::Result<()> {
     cfg.validate().map_err(|m| config::ConfigError { source_name: name.clone(), message: m })?;
 
     let store = store::Store::open(&cfg.storage).with_context(|| name.clone())?;
-    let removed = store.remove_stale_staging();
+    let removed = store.remove_stale_staging(STALE_STAGING);
     if removed > 0 {
         tracing::warn!(
             "removed {removed} partial batch file(s) left by an interrupted write under {}",
@@ -66,12 +67,17 @@ pub async fn run(args: ServeOptions) -> anyhow::Result<()> {
     let app = Arc::new(App {
         tokens,
         store,
+        coverage: compact::Coverage::default(),
         metrics: metrics::Metrics::new(),
         max_body: cfg.max_body_bytes,
         body_timeout: cfg.body_timeout,
         retry_after_secs: cfg.retry_after_secs,
         inflight: Arc::new(Semaphore::new(inflight_kib)),
     });
+
+    if cfg.compaction.enabled {
+        tokio::spawn(compaction_loop(app.clone(), cfg.compaction.clone()));
+    }
 
     let addr = cfg.listen_addr().map_err(|m| anyhow::anyhow!("{name}: key `listen`: {m}"))?;
     let listener = std::net::TcpListener::bind(addr).with_context(|| format!("cannot listen on {addr}"))?;
@@ -97,6 +103,86 @@ pub async fn run(args: ServeOptions) -> anyhow::Result<()> {
         None => axum_server::from_tcp(listener)?.handle(handle).serve(service).await?,
     }
     tracing::info!("stopped");
+    Ok(())
+}
+
+/// A staging file older than this was left by a crash (no write takes an hour).
+const STALE_STAGING: Duration = Duration::from_secs(3600);
+
+fn compact_options(c: &config::CompactionConfig) -> compact::CompactOptions {
+    compact::CompactOptions {
+        after: c.after,
+        cleanup_delay: c.cleanup_delay,
+        max_part_bytes: c.max_part_bytes,
+        retention: c.retention,
+    }
+}
+
+/// Compaction and retention in the service, one pass per `interval`.
+async fn compaction_loop(app: Arc<App>, c: config::CompactionConfig) {
+    let opts = compact_options(&c);
+    if let Err(e) = compact::write_common_metadata(&app.store).await {
+        tracing::warn!("cannot write the tables' _common_metadata: {e:#}");
+    }
+    let mut tick = tokio::time::interval(c.interval);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        let started = std::time::Instant::now();
+        match compact::compact_once(&app.store, &app.coverage, &opts, std::time::SystemTime::now()).await {
+            Ok(s) => {
+                app.metrics.record_compaction(&s);
+                if s.parts_written > 0 || s.landed_removed > 0 || s.dates_expired > 0 {
+                    tracing::info!(
+                        parts = s.parts_written,
+                        batches = s.batches_compacted,
+                        rows = s.rows_compacted,
+                        removed = s.landed_removed,
+                        conflicts = s.conflicts,
+                        expired = s.dates_expired,
+                        "compaction pass in {:.1} s",
+                        started.elapsed().as_secs_f64()
+                    );
+                }
+            }
+            Err(e) => {
+                app.metrics.compaction_failures.inc();
+                tracing::error!("compaction failed: {e:#}");
+            }
+        }
+    }
+}
+
+/// What `strand compact` runs: one pass of compaction and retention over a
+/// storage root, with the configuration's `[storage]` and `[compaction]`.
+#[derive(Debug, Clone)]
+pub struct CompactRunOptions {
+    pub config: PathBuf,
+    /// Storage root, overriding `storage.root`.
+    pub data: Option<String>,
+    /// Compact hours that ended even this recently, overriding `compaction.after`.
+    pub after: Option<Duration>,
+    /// Overrides `compaction.cleanup_delay`.
+    pub cleanup_delay: Option<Duration>,
+}
+
+/// One compaction pass; prints what it did as JSON on stdout.
+pub async fn compact_now(args: CompactRunOptions) -> anyhow::Result<()> {
+    let mut cfg = Config::load(&args.config)?;
+    if let Some(data) = args.data {
+        cfg.storage.root = data;
+    }
+    let name = args.config.display().to_string();
+    cfg.validate().map_err(|m| config::ConfigError { source_name: name.clone(), message: m })?;
+    let store = store::Store::open(&cfg.storage).with_context(|| name.clone())?;
+    store.remove_stale_staging(STALE_STAGING);
+    let mut opts = compact_options(&cfg.compaction);
+    opts.after = args.after.unwrap_or(opts.after);
+    opts.cleanup_delay = args.cleanup_delay.unwrap_or(opts.cleanup_delay);
+    compact::write_common_metadata(&store).await?;
+    let stats =
+        compact::compact_once(&store, &compact::Coverage::default(), &opts, std::time::SystemTime::now()).await?;
+    println!("{}", serde_json::to_string(&stats)?);
     Ok(())
 }
 

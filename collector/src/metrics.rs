@@ -45,6 +45,9 @@ pub struct Metrics {
     pub rows: Family<TableLabel, Counter>,
     pub duration: HistogramFamily,
     pub inflight_bytes: Gauge,
+    /// Compaction (`compact.rs`): parts, batches, rows, removed, conflicts, expired dates.
+    pub compaction: [Counter; 6],
+    pub compaction_failures: Counter,
 }
 
 impl Metrics {
@@ -73,7 +76,32 @@ impl Metrics {
             "Bytes reserved by uploads being received or checked (limit: max_inflight_bytes)",
             inflight_bytes.clone(),
         );
-        Self { registry, batches, bytes, rows, duration, inflight_bytes }
+        let compaction: [Counter; 6] = Default::default();
+        for (c, (name, help)) in compaction.iter().zip([
+            ("strand_collector_compaction_parts", "Compacted parts committed"),
+            ("strand_collector_compaction_batches", "Landed batches compacted"),
+            ("strand_collector_compaction_rows", "Rows compacted"),
+            ("strand_collector_compaction_landed_removed", "Landed batches removed after their part was committed"),
+            ("strand_collector_compaction_conflicts", "Generations another compactor committed first"),
+            ("strand_collector_retention_dates_expired", "Date partitions deleted by retention"),
+        ]) {
+            registry.register(name, help, c.clone());
+        }
+        let compaction_failures = Counter::default();
+        registry.register(
+            "strand_collector_compaction_failures",
+            "Compaction passes that failed (the log says why)",
+            compaction_failures.clone(),
+        );
+        Self { registry, batches, bytes, rows, duration, inflight_bytes, compaction, compaction_failures }
+    }
+
+    pub fn record_compaction(&self, s: &crate::compact::CompactStats) {
+        let v =
+            [s.parts_written, s.batches_compacted, s.rows_compacted, s.landed_removed, s.conflicts, s.dates_expired];
+        for (c, v) in self.compaction.iter().zip(v) {
+            c.inc_by(v);
+        }
     }
 
     pub fn encode(&self) -> String {

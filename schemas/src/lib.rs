@@ -11,6 +11,7 @@ pub mod category;
 pub mod clock;
 pub mod column;
 pub mod hive;
+pub mod layout;
 pub mod parquet_io;
 pub mod protocol;
 pub mod table;

@@ -17,6 +17,9 @@ pub struct Cli {
 pub enum Command {
     /// Run the collector: accept batches from agents and store them.
     Serve(ServeArgs),
+    /// Compact closed hours of the collector's storage root once and apply
+    /// retention (`strand serve` does this every `compaction.interval`).
+    Compact(CompactArgs),
     /// Run SQL over a dataset.
     Query(QueryArgs),
     /// Convert traces from other tools into strand tables.
@@ -33,7 +36,7 @@ impl Command {
     /// The binary that runs this command (`strand` runs the offline ones itself).
     pub fn binary(&self) -> &'static str {
         match self {
-            Command::Serve(_) => "strand-collector",
+            Command::Serve(_) | Command::Compact(_) => "strand-collector",
             Command::Query(_) | Command::Report(_) => "strand-fleet",
             Command::Import(_) | Command::Postmortem(_) => "strand",
         }
@@ -51,6 +54,22 @@ pub struct ServeArgs {
     /// Storage root (directory or s3://bucket/prefix), overriding `storage.root`.
     #[arg(long)]
     pub data: Option<String>,
+}
+
+#[derive(clap::Args, Debug)]
+pub struct CompactArgs {
+    /// Collector configuration (its [storage] and [compaction] sections).
+    #[arg(long, env = "STRAND_COLLECTOR_CONFIG")]
+    pub config: PathBuf,
+    /// Storage root (directory or s3://bucket/prefix), overriding `storage.root`.
+    #[arg(long)]
+    pub data: Option<String>,
+    /// Compact hours that ended at least this long ago, overriding `compaction.after` (e.g. 0s).
+    #[arg(long, value_parser = humantime::parse_duration)]
+    pub after: Option<Duration>,
+    /// Remove compacted landed batches this long after their commit, overriding `compaction.cleanup_delay`.
+    #[arg(long, value_parser = humantime::parse_duration)]
+    pub cleanup_delay: Option<Duration>,
 }
 
 #[derive(clap::Args, Debug)]

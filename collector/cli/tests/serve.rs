@@ -90,7 +90,7 @@ async fn a_batch_is_stored_once_in_hive_layout_and_queryable() {
     assert_eq!(status, 201, "{json}");
     assert_eq!(json["status"], "stored");
     assert_eq!(json["rows"], 100);
-    let key = "gpu_samples/date=2024-03-01/cluster=c1/node=n1/batch-000001.parquet";
+    let key = "_landing/gpu_samples/date=2024-03-01/hour=00/cluster=c1/node=n1/batch-000001.parquet";
     assert_eq!(json["key"], key);
     assert_eq!(std::fs::read(c.data.join(key)).unwrap(), body, "the stored file is the uploaded file");
 
@@ -324,12 +324,14 @@ async fn collector_killed_mid_ingest_leaves_nothing_visible_and_the_retry_stores
     assert!(parquet_files(&c).is_empty(), "{:?}", files_under(&c.data));
     assert_eq!(query_value(&c.data, "SELECT count(*) FROM gpu_samples"), "0");
 
-    // A crash inside the write itself leaves at most a staging file
-    // (`<key>#<n>`): it must stay invisible to queries, and a restart removes it.
-    let key = "gpu_samples/date=2024-03-01/cluster=c1/node=n1/batch-killed-01.parquet";
-    let staging = c.data.join(format!("{key}#1"));
+    // A crash inside the write itself leaves at most a staging file, hidden
+    // in `_staging/` (`.<pid>-<n>.tmp`): it must stay invisible to queries
+    // and to `*.parquet` globs, and a restart removes it once it is an hour old.
+    let staging = c.data.join("_staging/.4242-0.tmp");
     std::fs::create_dir_all(staging.parent().unwrap()).unwrap();
     std::fs::write(&staging, &body[..half]).unwrap();
+    let hour_ago = std::time::SystemTime::now() - Duration::from_secs(2 * 3600);
+    std::fs::File::options().write(true).open(&staging).unwrap().set_modified(hour_ago).unwrap();
     assert_eq!(query_value(&c.data, "SELECT count(*) FROM gpu_samples"), "0");
 
     let c2 = Collector::start_with_config(&c.config, &c.data);
@@ -338,8 +340,14 @@ async fn collector_killed_mid_ingest_leaves_nothing_visible_and_the_retry_stores
     assert_eq!(status, 201, "{json}");
     let (status, _) = Upload::new("n1", "batch-killed-01").send(&client(), &c2.url, body).await;
     assert_eq!(status, 200);
-    assert_eq!(files_under(&c2.data), [key]);
+    // 20 000 rows a second apart: one landed file per hour they cover.
+    let files = files_under(&c2.data);
+    let hours: Vec<String> = (0..6)
+        .map(|h| format!("_landing/gpu_samples/date=2024-03-01/hour={h:02}/cluster=c1/node=n1/batch-killed-01.parquet"))
+        .collect();
+    assert_eq!(files, hours);
     assert_eq!(query_value(&c2.data, "SELECT count(*) FROM gpu_samples"), "20000");
+    assert_eq!(query_value(&c2.data, "SELECT count(DISTINCT ts_ns) FROM gpu_samples"), "20000");
 }
 
 #[tokio::test]

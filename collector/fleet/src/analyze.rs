@@ -25,11 +25,12 @@ use strand_analysis::findings::interconnect::TopologyInput;
 use strand_analysis::findings::recovery::RecoveryInput;
 use strand_analysis::findings::{self, Inputs, JobRecovery, JobTime, Stragglers, Thresholds, Topology};
 use strand_kernels::Reducer;
-use strand_schemas::protocol::{batch_path, utc_date};
+use strand_schemas::layout;
 use strand_schemas::{CollectiveStall, Finding, Table};
 
 use crate::dataset::{Dataset, TimeRange};
 use crate::inputs::{self, GpuTimeRow};
+use crate::output::Output;
 use crate::sql::{self, Rows, SqlParams};
 use crate::stalls::{self, StallOptions, StallStats};
 
@@ -45,7 +46,8 @@ pub struct Options {
     pub params: SqlParams,
     pub thresholds: Thresholds,
     pub stall: StallOptions,
-    /// Write `collective_stalls` and `findings` into the dataset (local directory only).
+    /// Write `collective_stalls` and `findings` into the dataset (a directory
+    /// or S3), and reuse stored stall hours whose inputs have not changed.
     pub store: bool,
     /// DataFusion memory pool; beyond it sorts and aggregations spill to disk.
     pub memory_limit: Option<usize>,
@@ -79,10 +81,11 @@ pub async fn analyze(opts: &Options, reducer: &Reducer, progress: Progress<'_>) 
     }
     let mut timings = Vec::new();
 
-    // 1. Exact sync stalls, hour by hour, over the whole fleet (peers live on other nodes).
+    // 1. Exact sync stalls, hour by hour, over the whole fleet (peers live on
+    // other nodes), reading only the partitions of the range and its margins.
     let t = Instant::now();
-    let (stall_root, temp) = if opts.store {
-        (local_root(&opts.data)?, None)
+    let (out, temp) = if opts.store {
+        (Output::open(&opts.data)?, None)
     } else {
         // A fresh directory per run: two reports in one process (tests, a
         // server) must never share their scratch stalls.
@@ -90,17 +93,26 @@ pub async fn analyze(opts: &Options, reducer: &Reducer, progress: Progress<'_>) 
             .prefix("strand-report-")
             .tempdir()
             .with_context(|| format!("cannot create a temporary directory in {}", std::env::temp_dir().display()))?;
-        (dir.path().to_path_buf(), Some(dir))
+        (Output::local(dir.path()), Some(dir))
     };
-    let all = Dataset::open(&opts.data).await?;
-    let ctx = session(&all, opts.memory_limit).await?;
+    let inputs =
+        Dataset::open_range(&opts.data, stalls::input_range(opts.range.start_ns, opts.range.end_ns, &opts.stall))
+            .await?;
+    let ctx = session(&inputs, opts.memory_limit).await?;
     restrict(&ctx, &opts.clusters, &[], &opts.jobs).await?;
-    let stall_stats =
-        stalls::compute(&ctx, reducer, opts.range.start_ns, opts.range.end_ns, &stall_root, &opts.stall, |d, n| {
-            progress("exact sync stalls (hours)", d, n)
-        })
-        .await
-        .context("computing exact sync stalls")?;
+    let stall_stats = stalls::compute(
+        &inputs,
+        &ctx,
+        reducer,
+        opts.range.start_ns,
+        opts.range.end_ns,
+        &out,
+        opts.store,
+        &opts.stall,
+        |d, n| progress("exact sync stalls (hours)", d, n),
+    )
+    .await
+    .context("computing exact sync stalls")?;
     timings.push(("collective_stalls".to_string(), stall_stats.rows_written as usize, t.elapsed().as_secs_f64()));
     drop(ctx);
 
@@ -200,7 +212,7 @@ pub async fn analyze(opts: &Options, reducer: &Reducer, progress: Progress<'_>) 
     let outcome = findings::detect(&engine, &opts.thresholds, opts.created_ns);
     let findings = outcome.findings;
     if opts.store {
-        store_findings(&local_root(&opts.data)?, opts.range, &findings)?;
+        store_findings(&out, opts.range, &findings).await?;
     }
     Ok(Analysis { stall_stats, gpu_time, topology: outcome.topology, jobs: outcome.jobs, findings, timings })
 }
@@ -307,30 +319,25 @@ async fn restrict(ctx: &SessionContext, clusters: &[String], nodes: &[String], j
     Ok(())
 }
 
-/// The local directory of a dataset, for writing.
-fn local_root(data: &str) -> anyhow::Result<PathBuf> {
-    let path = data.strip_prefix("file://").unwrap_or(data);
-    if path.contains("://") {
-        bail!("--store writes into a local dataset directory; {data} is not one");
-    }
-    let p = Path::new(path);
-    if !p.is_dir() {
-        bail!("dataset {data} is not a directory");
-    }
-    Ok(p.to_path_buf())
-}
-
-/// Findings of a range go to `findings/date=…/cluster=…/node=fleet/findings-<start>-<end>.parquet`:
-/// the same range rewrites the same files.
-fn store_findings(root: &Path, range: TimeRange, rows: &[Finding]) -> anyhow::Result<()> {
-    let id = format!("findings-{}-{}", range.start_ns, range.end_ns);
-    let date = utc_date(range.start_ns);
+/// Findings of a range go to
+/// `findings/date=D/hour=HH/cluster=C/findings-<start>-<end>.parquet` (the
+/// hour of the range's start): the same range replaces the same objects.
+async fn store_findings(out: &Output, range: TimeRange, rows: &[Finding]) -> anyhow::Result<()> {
+    let (date, hour) = layout::date_hour(range.start_ns);
     let mut by_cluster: std::collections::BTreeMap<Arc<str>, Vec<Finding>> = Default::default();
     for f in rows {
         by_cluster.entry(f.cluster.clone()).or_default().push(f.clone());
     }
     for (cluster, rows) in by_cluster {
-        strand_schemas::hive::write_file(&root.join(batch_path(Finding::NAME, &date, &cluster, "fleet", &id)), &rows)?;
+        let key = format!(
+            "{}/date={date}/{}/cluster={}/findings-{}-{}.parquet",
+            Finding::NAME,
+            layout::hour_dir(hour),
+            strand_schemas::hive::escape(&cluster),
+            range.start_ns,
+            range.end_ns
+        );
+        out.put(&key, bytes::Bytes::from(strand_schemas::to_parquet_bytes(&rows)?)).await?;
     }
     Ok(())
 }

@@ -15,6 +15,7 @@
 pub mod analyze;
 pub mod dataset;
 pub mod inputs;
+pub mod output;
 pub mod query;
 pub mod report;
 pub mod sql;

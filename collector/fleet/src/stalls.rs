@@ -8,12 +8,17 @@
 //! - the work is cut into UTC hours, and hours into chunks (10 minutes by
 //!   default, to bound memory): an instance belongs to the chunk of its first
 //!   arrival, and each chunk is read with a margin of
-//!   [`StallOptions::match_window_ns`] on both sides. Its rows are written as
-//!   one file per node and chunk (`stalls-YYYYMMDDHH-MM.parquet`); a run
-//!   first removes the hour's earlier files, so re-running is idempotent.
+//!   [`StallOptions::match_window_ns`] on both sides. An hour's rows are
+//!   written as one file per cluster,
+//!   `collective_stalls/date=D/hour=HH/cluster=C/stalls-YYYYMMDDHH.parquet`,
+//!   each replaced whole, so re-running is idempotent, on disk or on S3.
+//! - the hour's `_stalls.json` records the `nccl_calls` files it was
+//!   computed from (a fingerprint of their names and sizes) and its files:
+//!   with `reuse`, an hour whose inputs have not changed since is not
+//!   computed again. The pass reads only the partitions of its hours and
+//!   their margins (`Dataset::open_range`), whatever the history holds.
 
-use std::collections::HashMap;
-use std::path::Path;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 use anyhow::Context;
@@ -22,12 +27,16 @@ use datafusion::prelude::SessionContext;
 use futures::StreamExt;
 use strand_analysis::collective::{self, CollectiveRecord, CommId, MatchStats};
 use strand_kernels::Reducer;
-use strand_schemas::CollectiveStall;
-use strand_schemas::protocol::{batch_path, utc_date};
+use strand_schemas::layout::{self, hour_dir};
+use strand_schemas::parquet_io::TableWriter;
+use strand_schemas::protocol::utc_date;
+use strand_schemas::{CollectiveStall, Table};
 
+use super::dataset::{DEFAULT_LOOKBACK_NS, Dataset};
+use super::output::Output;
 use super::sql::Rows;
 
-pub const HOUR_NS: i64 = 3_600_000_000_000;
+pub const HOUR_NS: i64 = layout::HOUR_NS;
 
 #[derive(Debug, Clone)]
 pub struct StallOptions {
@@ -49,6 +58,8 @@ impl Default for StallOptions {
 #[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
 pub struct StallStats {
     pub hours: u64,
+    /// Hours whose stored stalls were still current (`--store`): not computed again.
+    pub hours_reused: u64,
     pub calls_read: u64,
     /// The matcher's counts (exact, host-timed, incomplete, inconsistent, duplicates).
     #[serde(flatten)]
@@ -56,15 +67,34 @@ pub struct StallStats {
     pub rows_written: u64,
 }
 
+/// The dataset range the stall pass of `[start_ns, end_ns)` reads: its
+/// hours and the match window on both sides.
+pub fn input_range(start_ns: i64, end_ns: i64, opts: &StallOptions) -> crate::TimeRange {
+    let first = layout::hour_floor(start_ns);
+    let last = layout::hour_floor(end_ns - 1) + HOUR_NS;
+    crate::TimeRange::new(first - opts.match_window_ns, last + opts.match_window_ns)
+}
+
+/// What `_stalls.json` says about an hour.
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
+struct HourRecord {
+    inputs: String,
+    files: Vec<String>,
+    rows: u64,
+}
+
 /// Computes the exact stalls of every UTC hour meeting `[start_ns, end_ns)`
-/// and writes them under `out_root` (a local directory in Hive layout).
-/// `ctx` must show `nccl_calls` without a time restriction.
+/// from `ds` (opened on at least [`input_range`]) and writes them to `out`.
+/// With `reuse`, hours stored from the same inputs are kept.
+#[allow(clippy::too_many_arguments)]
 pub async fn compute(
+    ds: &Dataset,
     ctx: &SessionContext,
     reducer: &Reducer,
     start_ns: i64,
     end_ns: i64,
-    out_root: &Path,
+    out: &Output,
+    reuse: bool,
     opts: &StallOptions,
     mut progress: impl FnMut(u64, u64),
 ) -> anyhow::Result<StallStats> {
@@ -72,23 +102,90 @@ pub async fn compute(
     if opts.chunk_ns <= 0 || HOUR_NS % opts.chunk_ns != 0 {
         anyhow::bail!("stall chunk must divide an hour, got {} ns", opts.chunk_ns);
     }
-    let first = start_ns.div_euclid(HOUR_NS) * HOUR_NS;
+    let first = layout::hour_floor(start_ns);
     let hours = ((end_ns - first) + HOUR_NS - 1).div_euclid(HOUR_NS).max(0) as u64;
     let per_hour = HOUR_NS / opts.chunk_ns;
+    let inputs = ds.files("nccl_calls").await?;
     for h in 0..hours {
         let h0 = first + h as i64 * HOUR_NS;
-        // An earlier run's files of this hour go first (a node may have no rows now).
-        remove_hour(out_root, h0)?;
+        let (date, hour) = layout::date_hour(h0);
+        let dir = format!("{}/date={date}/{}", CollectiveStall::NAME, hour_dir(hour));
+        let marker = format!("{dir}/_stalls.json");
+        let fingerprint = fingerprint(&inputs, h0 - opts.match_window_ns, h0 + HOUR_NS + opts.match_window_ns);
+        if reuse
+            && let Some(data) = out.get(&marker).await?
+            && let Ok(rec) = serde_json::from_slice::<HourRecord>(&data)
+            && rec.inputs == fingerprint
+        {
+            stats.hours += 1;
+            stats.hours_reused += 1;
+            continue;
+        }
+        let mut writers: BTreeMap<Arc<str>, TableWriter<CollectiveStall, Vec<u8>>> = BTreeMap::new();
+        let mut rows_hour = 0u64;
         for c in 0..per_hour {
             progress(h * per_hour as u64 + c as u64, hours * per_hour as u64);
             let c0 = h0 + c * opts.chunk_ns;
             let rows = chunk(ctx, reducer, c0, opts, &mut stats).await?;
-            write_chunk(out_root, c0, rows, &mut stats)?;
+            for ((cluster, _), rows) in rows {
+                let w = match writers.entry(cluster) {
+                    std::collections::btree_map::Entry::Occupied(o) => o.into_mut(),
+                    std::collections::btree_map::Entry::Vacant(v) => v.insert(TableWriter::new(Vec::new())?),
+                };
+                w.write(&rows)?;
+                rows_hour += rows.len() as u64;
+            }
         }
+        let id = chunk_batch_id(h0);
+        let name = format!("{}.parquet", &id[..id.len() - 3]);
+        let mut files = Vec::new();
+        for (cluster, w) in writers {
+            let key = format!("{dir}/cluster={}/{name}", strand_schemas::hive::escape(&cluster));
+            out.put(&key, bytes::Bytes::from(w.finish()?)).await?;
+            files.push(key);
+        }
+        // An earlier run's files of this hour that this run did not write
+        // (a cluster without collectives now; the per-node files of older versions).
+        let old_prefix = &id[..id.len() - 3];
+        for key in out.list(&format!("{}/date={date}", CollectiveStall::NAME)).await? {
+            let name = key.rsplit('/').next().unwrap_or("");
+            let this_hour = key.starts_with(&format!("{dir}/"));
+            let old_layout = !key.contains("/hour=") && name.starts_with(old_prefix);
+            if layout::is_data_file(name) && ((this_hour && !files.contains(&key)) || old_layout) {
+                out.delete(&key).await?;
+            }
+        }
+        stats.rows_written += rows_hour;
+        let rec = HourRecord { inputs: fingerprint, files, rows: rows_hour };
+        out.put(&marker, bytes::Bytes::from(serde_json::to_vec(&rec)?)).await?;
         stats.hours += 1;
     }
     progress(hours * per_hour as u64, hours * per_hour as u64);
     Ok(stats)
+}
+
+/// A fingerprint of the input files (names and sizes) that can hold rows of `[lo, hi)`.
+fn fingerprint(files: &[(String, u64)], lo: i64, hi: i64) -> String {
+    let mut mine: Vec<&(String, u64)> = files
+        .iter()
+        .filter(|(k, _)| {
+            let Some(date) = layout::partition(k, "date") else { return true };
+            match layout::partition(k, "hour").and_then(|h| h.parse::<u32>().ok()) {
+                Some(hour) => layout::hour_start_ns(date, hour)
+                    .is_none_or(|h0| h0 < hi && h0 + HOUR_NS > lo - DEFAULT_LOOKBACK_NS),
+                None => true,
+            }
+        })
+        .collect();
+    mine.sort();
+    // FNV-1a, 64 bits: stable across builds.
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for (k, size) in &mine {
+        for b in k.bytes().chain(size.to_le_bytes()).chain([b'\n']) {
+            h = (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3);
+        }
+    }
+    format!("{}-{h:016x}", mine.len())
 }
 
 /// One chunk's rows, per (cluster, node).
@@ -226,45 +323,12 @@ pub fn chunk_batch_id(c0: i64) -> String {
     format!("stalls-{date}{:02}-{:02}", in_day / HOUR_NS, in_day % HOUR_NS / 60_000_000_000)
 }
 
-fn remove_hour(root: &Path, h0: i64) -> anyhow::Result<()> {
-    let id = chunk_batch_id(h0);
-    let hour_prefix = &id[..id.len() - 3];
-    remove_batch(&root.join("collective_stalls").join(format!("date={}", utc_date(h0))), hour_prefix)
-}
-
-fn write_chunk(root: &Path, c0: i64, batches: NodeBatches, stats: &mut StallStats) -> anyhow::Result<()> {
-    let (id, date) = (chunk_batch_id(c0), utc_date(c0));
-    for ((cluster, node), batches) in batches {
-        let path = root.join(batch_path("collective_stalls", &date, &cluster, &node, &id));
-        stats.rows_written += strand_schemas::hive::write_file::<CollectiveStall>(&path, &batches)?;
-    }
-    Ok(())
-}
-
-/// Removes the stall files of one hour (`<prefix>*.parquet`) from every `cluster=*/node=*` directory under `date_dir`.
-fn remove_batch(date_dir: &Path, prefix: &str) -> anyhow::Result<()> {
-    let Ok(clusters) = std::fs::read_dir(date_dir) else { return Ok(()) };
-    for c in clusters.flatten() {
-        let Ok(nodes) = std::fs::read_dir(c.path()) else { continue };
-        for n in nodes.flatten() {
-            let Ok(files) = std::fs::read_dir(n.path()) else { continue };
-            for f in files.flatten() {
-                let name = f.file_name();
-                let name = name.to_string_lossy();
-                if name.starts_with(prefix) && name.ends_with(".parquet") {
-                    std::fs::remove_file(f.path()).with_context(|| format!("cannot replace {}", f.path().display()))?;
-                }
-            }
-        }
-    }
-    Ok(())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::dataset::Dataset;
-    use strand_schemas::{NcclCall, Table, to_parquet_bytes};
+    use strand_schemas::protocol::batch_path;
+    use strand_schemas::{NcclCall, to_parquet_bytes};
 
     const T0: i64 = 1_767_571_200_000_000_000;
 
@@ -317,12 +381,13 @@ mod tests {
             std::fs::create_dir_all(path.parent().unwrap()).unwrap();
             std::fs::write(path, to_parquet_bytes(&mine).unwrap()).unwrap();
         }
-        let ds = Dataset::open(dir.path().to_str().unwrap()).await.unwrap();
+        let opts = StallOptions::default();
+        let ds = Dataset::open_range(dir.path().to_str().unwrap(), input_range(T0, T0 + HOUR_NS, &opts)).await.unwrap();
         let out = tempfile::tempdir().unwrap();
-        let stats =
-            compute(ds.context(), &Reducer::cpu(), T0, T0 + HOUR_NS, out.path(), &StallOptions::default(), |_, _| {})
-                .await
-                .unwrap();
+        let sink = Output::local(out.path());
+        let cpu = Reducer::cpu();
+        let run = |reuse: bool| compute(&ds, ds.context(), &cpu, T0, T0 + HOUR_NS, &sink, reuse, &opts, |_, _| {});
+        let stats = run(false).await.unwrap();
         let m = &stats.matched;
         assert_eq!(
             (
@@ -350,11 +415,31 @@ mod tests {
         assert_eq!(transfer[..3], [Some(200), Some(200), Some(200)]);
         assert_eq!(src.iter().map(|s| &**s).collect::<Vec<_>>(), ["kernel", "kernel", "kernel", "host", "host"]);
         assert_eq!(r.str_req("node").unwrap()[2].as_ref(), "b");
-        // Re-running the hour replaces its files.
-        compute(ds.context(), &Reducer::cpu(), T0, T0 + 1, out.path(), &StallOptions::default(), |_, _| {})
-            .await
-            .unwrap();
+        // One file per cluster and hour, and the hour's record.
+        let mut files = sink.list("collective_stalls").await.unwrap();
+        files.sort();
+        assert_eq!(
+            files,
+            [
+                "collective_stalls/date=2026-01-05/hour=00/_stalls.json",
+                "collective_stalls/date=2026-01-05/hour=00/cluster=c/stalls-2026010500.parquet"
+            ]
+        );
+        // Re-running the hour replaces its files; with reuse and the same inputs it is not computed again.
+        let again = run(false).await.unwrap();
+        assert_eq!((again.hours, again.hours_reused, again.rows_written), (1, 0, 5));
+        let reused = run(true).await.unwrap();
+        assert_eq!((reused.hours, reused.hours_reused, reused.calls_read), (1, 1, 0));
+        let got = Dataset::open(out.path().to_str().unwrap()).await.unwrap();
         let n = got.sql("SELECT count(*) AS n FROM collective_stalls").await.unwrap().collect().await.unwrap();
         assert_eq!(Rows::new("n", n).i64_req("n").unwrap(), [5]);
+        // New input for the hour: computed again.
+        let late = vec![call("b", Some(7), 1, "allreduce", 2, 3, 1000, Some((1000, 1100)))];
+        let path = dir.path().join(batch_path("nccl_calls", &utc_date(T0), "c", "b", "batch-0009"));
+        std::fs::write(path, to_parquet_bytes(&late).unwrap()).unwrap();
+        let ds = Dataset::open_range(dir.path().to_str().unwrap(), input_range(T0, T0 + HOUR_NS, &opts)).await.unwrap();
+        let fresh =
+            compute(&ds, ds.context(), &Reducer::cpu(), T0, T0 + HOUR_NS, &sink, true, &opts, |_, _| {}).await.unwrap();
+        assert_eq!((fresh.hours_reused, fresh.rows_written), (0, 8), "seq 1 is complete now");
     }
 }

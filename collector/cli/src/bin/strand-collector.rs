@@ -12,6 +12,14 @@ fn main() -> std::process::ExitCode {
             listen: a.listen,
             data: a.data,
         })),
+        Command::Compact(a) => {
+            strand_cli::on_runtime(strand_collector::compact_now(strand_collector::CompactRunOptions {
+                config: a.config,
+                data: a.data,
+                after: a.after,
+                cleanup_delay: a.cleanup_delay,
+            }))
+        }
         other => Err(strand_cli::exec_sibling(other.binary())),
     })
 }

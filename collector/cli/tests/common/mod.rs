@@ -40,6 +40,10 @@ impl Collector {
     pub fn start(dir: &Path, extra: &str) -> Self {
         let config = dir.join("collector.toml");
         let mut text = format!("listen = \"127.0.0.1:0\"\n{extra}\n[storage]\nroot = {:?}\n", dir.join("data"));
+        if !extra.contains("[compaction]") {
+            // Tests look at the landed files; compaction has its own tests.
+            text.push_str("[compaction]\nenabled = false\n");
+        }
         for node in ["n1", "n2"] {
             text.push_str(&format!(
                 "[[nodes]]\ncluster = \"c1\"\nnode = \"{node}\"\ntoken_sha256 = \"{}\"\n",
