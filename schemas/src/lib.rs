@@ -5,9 +5,11 @@
 //! row type, the reader and `docs/schemas.md` all come from that declaration.
 //! The crate also holds the few definitions both the agent and the collector
 //! must share: the clock conversion ([`clock`]), kernel categories
-//! ([`category`]) and the upload protocol's names ([`protocol`]).
+//! ([`category`]), the table of communication kernels ([`comm_kernels`])
+//! and the upload protocol's names ([`protocol`]).
 
 pub mod category;
+pub mod comm_kernels;
 pub mod clock;
 pub mod column;
 pub mod hive;

@@ -29,6 +29,7 @@ fn args(inputs: Vec<PathBuf>, _out: &Path) -> PostmortemOptions {
             gpu_name: None,
             peaks: Default::default(),
             progress: false,
+            comm_kernels: Default::default(),
         },
         backend: strand_kernels::Backend::Cpu,
         top_kernels: 10,
