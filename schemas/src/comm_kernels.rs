@@ -268,6 +268,12 @@ pub fn builtin_entry(name: &str) -> Option<&'static CommKernel> {
     COMM_KERNELS.iter().find(|e| pattern_matches(e.pattern, &path))
 }
 
+/// Whether a kernel is launched by NCCL's API (NCCL, RCCL, and MSCCL inside
+/// them): the kernels an `nccl_calls` row can be joined to.
+pub fn launched_by_nccl_api(name: &str) -> bool {
+    builtin_entry(name).is_some_and(|e| e.library == NCCL || e.library == "msccl")
+}
+
 /// The operation in an NCCL/RCCL/MSCCL kernel name
 /// (`ncclDevKernel_AllReduce_Sum_bf16_RING_LL` → `allreduce`); `sendrecv`
 /// for point-to-point kernels; `None` for `ncclDevKernel_Generic`, which
