@@ -384,7 +384,8 @@ mod tests {
         assert_eq!(cfg.ebpf.hooks(), Ok(vec![]));
         let e = Config::from_toml("a.toml", "comm_kernels = [\"acme_(\"]\n").unwrap_err().to_string();
         assert!(e.contains("key `comm_kernels`") && e.contains("\"acme_(\""), "{e}");
-        let cfg = Config::from_toml("a.toml", "comm_kernels = [\"^_Z\\\\d+acme_allreduce\", \"p2p:acme_send\"]\n").unwrap();
+        let cfg =
+            Config::from_toml("a.toml", "comm_kernels = [\"^_Z\\\\d+acme_allreduce\", \"p2p:acme_send\"]\n").unwrap();
         assert!(cfg.comm_kernel_table().unwrap().is_communication("_Z18acme_allreduce_bf16Pv"));
     }
 }

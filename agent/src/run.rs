@@ -71,7 +71,8 @@ fn start_writer<T: Table>(
 pub async fn run(cfg: Config, opts: RunOptions) -> anyhow::Result<()> {
     let node = cfg.node_name();
     let comm_kernels = Arc::new(cfg.comm_kernel_table().map_err(anyhow::Error::msg)?);
-    let ctx = Arc::new(SourceContext::new(&cfg.cluster, &node, cfg.job_id.clone()).with_comm_kernels(comm_kernels.clone()));
+    let ctx =
+        Arc::new(SourceContext::new(&cfg.cluster, &node, cfg.job_id.clone()).with_comm_kernels(comm_kernels.clone()));
     let metrics = AgentMetrics::default();
     let mut registry = Registry::default();
     metrics.register(&mut registry);

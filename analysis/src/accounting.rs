@@ -325,9 +325,7 @@ pub const STATE: &[Column] = &[
             stall_sql!(),
             ") END"
         ),
-        eval: |w, e| {
-            Value::Int(sync_stall(w, e).map_or(0, |s| z(w.comm_exposed_ns) - z(w.comm_unidentified_ns) - s))
-        },
+        eval: |w, e| Value::Int(sync_stall(w, e).map_or(0, |s| z(w.comm_exposed_ns) - z(w.comm_unidentified_ns) - s)),
     },
     Column {
         name: "comm_split_unknown_ns",

@@ -466,7 +466,11 @@ impl std::fmt::Display for OrderRefusal {
             "length" => "the ranks ran it a different number of times",
             _ => "the ranks' message sizes differ",
         };
-        write!(f, "{} kernel {} ({}): not matched by order, {what} ({})", self.library, self.kernel, self.group, self.detail)
+        write!(
+            f,
+            "{} kernel {} ({}): not matched by order, {what} ({})",
+            self.library, self.kernel, self.group, self.detail
+        )
     }
 }
 
@@ -514,7 +518,9 @@ pub fn order_by_position(
             stats.order_refused_length += 1;
             let counts: Vec<String> = seqs
                 .iter()
-                .map(|((node, gpu), v)| format!("{node} GPU {}: {}", gpu.map_or("?".into(), |g| g.to_string()), v.len()))
+                .map(|((node, gpu), v)| {
+                    format!("{node} GPU {}: {}", gpu.map_or("?".into(), |g| g.to_string()), v.len())
+                })
                 .collect();
             Some(("length", counts.join(", ")))
         } else {
@@ -877,7 +883,12 @@ mod tests {
         let mut recs = Vec::new();
         for node in ["a", "b", "c"] {
             recs.push(kernel_rec(node, 1_000, 300, None));
-            recs.push(kernel_rec(node, if node == "c" { 5_500 } else { 5_000 }, if node == "c" { 200 } else { 700 }, None));
+            recs.push(kernel_rec(
+                node,
+                if node == "c" { 5_500 } else { 5_000 },
+                if node == "c" { 200 } else { 700 },
+                None,
+            ));
         }
         let (ordered, refused) = order_by_position(recs, &mut stats);
         assert!(refused.is_empty());
@@ -885,7 +896,8 @@ mod tests {
         let rows = match_all(&r, &[], &ordered, &mut stats).unwrap();
         assert_eq!(rows.len(), 6);
         assert!(rows.iter().all(|x| x.matched_by.as_deref() == Some("order") && x.nranks == 3));
-        let second: Vec<_> = rows.iter().filter(|x| x.seq == 1).map(|x| (x.node.to_string(), x.stall_ns, x.is_last)).collect();
+        let second: Vec<_> =
+            rows.iter().filter(|x| x.seq == 1).map(|x| (x.node.to_string(), x.stall_ns, x.is_last)).collect();
         assert_eq!(second, [("a".into(), 500, false), ("b".into(), 500, false), ("c".into(), 0, true)]);
         assert_eq!((stats.instances_exact, stats.instances_by_order), (2, 2));
     }
@@ -897,7 +909,11 @@ mod tests {
         let (out, refused) = order_by_position(recs, &mut stats);
         assert_eq!((stats.order_refused_length, refused.len()), (1, 1));
         assert!(out.iter().all(|r| r.instance_key().is_none()), "refused records never match");
-        assert!(refused[0].to_string().contains("a different number of times (a GPU 0: 2, b GPU 0: 1)"), "{}", refused[0]);
+        assert!(
+            refused[0].to_string().contains("a different number of times (a GPU 0: 2, b GPU 0: 1)"),
+            "{}",
+            refused[0]
+        );
         let recs = vec![kernel_rec("a", 1, 1, Some(64)), kernel_rec("b", 1, 1, Some(128))];
         let (_, refused) = order_by_position(recs, &mut stats);
         assert_eq!((stats.order_refused_size, refused[0].reason), (1, "size"));

@@ -344,7 +344,10 @@ mod tests {
         b.begin_window(200, 300); // empty: all idle
         let r = b.run(&Reducer::cpu()).unwrap();
         assert_eq!((r[0].compute_ns, r[0].comm_exposed_ns, r[0].idle_ns), (30, 10, 60));
-        assert_eq!(r[0].comm_unidentified_ns, 10, "no collective kernel in window 0: its communication has no identity");
+        assert_eq!(
+            r[0].comm_unidentified_ns, 10,
+            "no collective kernel in window 0: its communication has no identity"
+        );
         assert_eq!((r[1].compute_ns, r[1].comm_exposed_ns, r[1].sync_stall_ns, r[1].idle_ns), (0, 50, 20, 50));
         assert_eq!((r[1].comm_transfer_ns(), r[1].comm_unidentified_ns), (30, 0));
         assert_eq!((r[2].idle_ns, r[2].comm_ns, r[2].overlap_ratio()), (100, 0, None));
@@ -376,6 +379,9 @@ mod tests {
             b.add(Compute, 150, 170);
         });
         // Exposed: [0,150) ∪ [170,200) = 180; unidentified: [100,150) ∪ [170,200) = 80.
-        assert_eq!((d.comm_exposed_ns, d.comm_unidentified_ns, d.sync_stall_ns, d.comm_transfer_ns()), (180, 80, 40, 60));
+        assert_eq!(
+            (d.comm_exposed_ns, d.comm_unidentified_ns, d.sync_stall_ns, d.comm_transfer_ns()),
+            (180, 80, 40, 60)
+        );
     }
 }

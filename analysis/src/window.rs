@@ -329,7 +329,9 @@ impl WindowBuilder {
     /// communication kernels (one lookup per distinct name).
     fn category_of(&mut self, k: &KernelEvent) -> Category {
         let stored = Category::parse(&k.category);
-        if matches!(k.kind.as_str(), "memcpy" | "memset") || matches!(stored, Some(Category::Communication | Category::Copy)) {
+        if matches!(k.kind.as_str(), "memcpy" | "memset")
+            || matches!(stored, Some(Category::Communication | Category::Copy))
+        {
             return self.cfg.comm_kernels.classify_row(&k.kind, &k.name, stored);
         }
         if let Some(&comm) = self.comm_names.get(&k.name) {

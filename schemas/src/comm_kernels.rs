@@ -229,13 +229,15 @@ impl CommKernels {
     pub fn lookup(&self, name: &str) -> Option<CommMatch> {
         if let Some(e) = builtin_entry(name) {
             let op = e.op.map(Arc::from).or_else(|| nccl_op(name).map(Arc::from));
-            let kind = if e.library == NCCL && nccl_op(name) == Some("sendrecv") { CommKind::PointToPoint } else { e.kind };
+            let kind =
+                if e.library == NCCL && nccl_op(name) == Some("sendrecv") { CommKind::PointToPoint } else { e.kind };
             return Some(CommMatch { library: Arc::from(e.library), kind, op });
         }
-        self.extra
-            .iter()
-            .find(|(re, _)| re.is_match(name))
-            .map(|(_, kind)| CommMatch { library: Arc::from(CUSTOM), kind: *kind, op: None })
+        self.extra.iter().find(|(re, _)| re.is_match(name)).map(|(_, kind)| CommMatch {
+            library: Arc::from(CUSTOM),
+            kind: *kind,
+            op: None,
+        })
     }
 
     /// Whether a kernel name is a communication kernel.
@@ -446,21 +448,24 @@ mod tests {
     #[test]
     fn the_function_of_mangled_and_demangled_kernel_names() {
         let p = |n| function_path(n).unwrap_or_default();
-        assert_eq!(p("_ZN7deep_ep9intranode8dispatchILi8ELi768ELi8192EEEvP4int4PfPiPlS4_S5_S5_PKS2_"), [
-            "deep_ep",
-            "intranode",
-            "dispatch"
-        ]);
-        assert_eq!(p("_ZN12_GLOBAL__N_1L26multimem_all_reduce_kernelIfLi16EEEvPT_mPPjmm"), [
-            "_GLOBAL__N_1",
-            "multimem_all_reduce_kernel"
-        ]);
+        assert_eq!(
+            p("_ZN7deep_ep9intranode8dispatchILi8ELi768ELi8192EEEvP4int4PfPiPlS4_S5_S5_PKS2_"),
+            ["deep_ep", "intranode", "dispatch"]
+        );
+        assert_eq!(
+            p("_ZN12_GLOBAL__N_1L26multimem_all_reduce_kernelIfLi16EEEvPT_mPPjmm"),
+            ["_GLOBAL__N_1", "multimem_all_reduce_kernel"]
+        );
         assert_eq!(p("_Z21ncclDevKernel_Generic24ncclDevKernelArgsStorageILm4096EE"), ["ncclDevKernel_Generic"]);
         assert_eq!(p("_ZL25nvshmemi_signal_op_kernelPmmii"), ["nvshmemi_signal_op_kernel"]);
-        assert_eq!(p("void (anonymous namespace)::multimem_all_reduce_kernel<float, 16>(float*, unsigned long)"), [
-            "multimem_all_reduce_kernel"
-        ]);
-        assert_eq!(p("void deep_ep::intranode::dispatch<8, 768, 8192>(int4*, float*)"), ["deep_ep", "intranode", "dispatch"]);
+        assert_eq!(
+            p("void (anonymous namespace)::multimem_all_reduce_kernel<float, 16>(float*, unsigned long)"),
+            ["multimem_all_reduce_kernel"]
+        );
+        assert_eq!(
+            p("void deep_ep::intranode::dispatch<8, 768, 8192>(int4*, float*)"),
+            ["deep_ep", "intranode", "dispatch"]
+        );
         assert_eq!(p("mscclKernel_Sum_hip_bfloat16_Simple_false"), ["mscclKernel_Sum_hip_bfloat16_Simple_false"]);
         assert_eq!(p("void cutlass::Kernel<deep_ep::intranode::dispatch<1> >(int)"), ["cutlass", "Kernel"]);
         assert_eq!(function_path("_Zgarbage"), None);

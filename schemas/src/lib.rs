@@ -9,9 +9,9 @@
 //! and the upload protocol's names ([`protocol`]).
 
 pub mod category;
-pub mod comm_kernels;
 pub mod clock;
 pub mod column;
+pub mod comm_kernels;
 pub mod hive;
 pub mod parquet_io;
 pub mod protocol;

@@ -40,7 +40,11 @@ const NAMES: &[(&str, &str, CommKind)] = &[
         "mscclpp",
         C,
     ),
-    ("_ZN7mscclpp10collective17allgatherFullmeshILb1EEEvPvS2_S2_PNS_12DeviceHandleINS_13MemoryChannelEEEiiim", "mscclpp", C),
+    (
+        "_ZN7mscclpp10collective17allgatherFullmeshILb1EEEvPvS2_S2_PNS_12DeviceHandleINS_13MemoryChannelEEEiiim",
+        "mscclpp",
+        C,
+    ),
     // NVSHMEM on-stream collectives and one-sided operations.
     ("_Z25alltoall_on_stream_kernelIfEviPT_PKS0_mi", "nvshmem", C),
     ("_Z36barrier_on_stream_kernel_threadgroupIL13threadgroup_t2EEvii", "nvshmem", C),
@@ -108,7 +112,11 @@ const NAMES: &[(&str, &str, CommKind)] = &[
         "deep_ep",
         C,
     ),
-    ("void deep_ep::legacy::intranode::cached_notify_combine<8>(void**, int*, int, int, int, int**, int)", "deep_ep", C),
+    (
+        "void deep_ep::legacy::intranode::cached_notify_combine<8>(void**, int*, int, int, int, int**, int)",
+        "deep_ep",
+        C,
+    ),
     ("void deep_ep::legacy::intranode::barrier<8>(int**, int)", "deep_ep", C),
     ("void deep_ep::legacy::internode::notify_dispatch<false, 2>(int const*, int*, int)", "deep_ep", C),
     ("void deep_ep::legacy::internode::cached_notify<false>(int, int, int, int, int*)", "deep_ep", C),
@@ -120,7 +128,11 @@ const NAMES: &[(&str, &str, CommKind)] = &[
     ("void deep_ep::elastic::hybrid_dispatch_impl<1024, 24>(void*, deep_ep::elastic::sf_pack_t*)", "deep_ep", C),
     ("_ZN7deep_ep7elastic12combine_implILi1024ELi24EEEvP13__nv_bfloat16PfPiS5_", "deep_ep", C),
     ("void deep_ep::elastic::barrier_impl<1024>(ncclDevComm, ncclWindow_vidmem*, void*, int, int)", "deep_ep", C),
-    ("void deep_ep::elastic::engram_fetch_impl<1024>(ncclDevComm, ncclWindow_vidmem*, void*, void*, int*)", "deep_ep", C),
+    (
+        "void deep_ep::elastic::engram_fetch_impl<1024>(ncclDevComm, ncclWindow_vidmem*, void*, void*, int*)",
+        "deep_ep",
+        C,
+    ),
     ("void deep_ep::elastic::pp_send_impl<32>(ncclDevComm, ncclWindow_vidmem*, void*, long)", "deep_ep", P),
     ("void deep_ep::elastic::pp_recv_impl<32>(ncclDevComm, ncclWindow_vidmem*, void*, long)", "deep_ep", P),
     // PyTorch symmetric memory (anonymous namespace, internal linkage) and IntraNodeComm.
@@ -167,7 +179,11 @@ const NAMES: &[(&str, &str, CommKind)] = &[
         C,
     ),
     // TensorRT-LLM.
-    ("_ZN12tensorrt_llm7kernelsL22oneShotAllReduceKernelI6__halfLi8ELb1ELb0EEEvNS0_15AllReduceParamsE", "tensorrt_llm", C),
+    (
+        "_ZN12tensorrt_llm7kernelsL22oneShotAllReduceKernelI6__halfLi8ELb1ELb0EEEvNS0_15AllReduceParamsE",
+        "tensorrt_llm",
+        C,
+    ),
     (
         "_ZN12tensorrt_llm7kernelsL22twoShotAllReduceKernelI13__nv_bfloat16Li4ELb1ELb0EEEvNS0_15AllReduceParamsE",
         "tensorrt_llm",
@@ -184,7 +200,11 @@ const NAMES: &[(&str, &str, CommKind)] = &[
     ("_Z21kuserbuffers_pushsendPiS_P4int4S1_i", "userbuffers", P),
     // UCC NVLS kernels.
     ("_Z22allreduce_kernel_vec32I10NvlsSumOpsIfEEvP26ucc_tl_cuda_nvls_control_tS3_jmPjmjj", "ucc", C),
-    ("void allreduce_kernel_scalar32<NvlsSumOps<float> >(ucc_tl_cuda_nvls_control_t*, ucc_tl_cuda_nvls_control_t*)", "ucc", C),
+    (
+        "void allreduce_kernel_scalar32<NvlsSumOps<float> >(ucc_tl_cuda_nvls_control_t*, ucc_tl_cuda_nvls_control_t*)",
+        "ucc",
+        C,
+    ),
     ("void allgatherv_kernel_vec32<NvlsCopyOps>(ucc_tl_cuda_nvls_control_t*, ucc_tl_cuda_nvls_control_t*)", "ucc", C),
     ("void reduce_scatter_kernel_vec32<NvlsSumOps<float> >(ucc_tl_cuda_nvls_control_t*)", "ucc", C),
     ("void reduce_scatter_kernel_scalar64<NvlsSumOps<double> >(ucc_tl_cuda_nvls_control_t*)", "ucc", C),
@@ -232,9 +252,15 @@ fn kernels_next_to_the_libraries_stay_compute() {
 
 #[test]
 fn nccl_kernels_name_their_operation() {
-    assert_eq!(nccl_op("ncclDevKernel_AllReduce_Sum_bf16_RING_LL(ncclDevKernelArgsStorage<4096ul>)"), Some("allreduce"));
+    assert_eq!(
+        nccl_op("ncclDevKernel_AllReduce_Sum_bf16_RING_LL(ncclDevKernelArgsStorage<4096ul>)"),
+        Some("allreduce")
+    );
     assert_eq!(nccl_op("_Z38ncclKernel_AllReduce_RING_LL_Sum_floatP11ncclDevCommmP8ncclWork"), Some("allreduce"));
-    assert_eq!(nccl_op("ncclKernel_Broadcast_RING_LL_Sum_int8_t(ncclDevComm*, unsigned long, ncclWork*)"), Some("broadcast"));
+    assert_eq!(
+        nccl_op("ncclKernel_Broadcast_RING_LL_Sum_int8_t(ncclDevComm*, unsigned long, ncclWork*)"),
+        Some("broadcast")
+    );
     assert_eq!(nccl_op("ncclSymkDevKernel_AllReduce_AGxLLMC_R_sum_bf16"), Some("allreduce"));
     assert_eq!(nccl_op("ncclDevKernel_SendRecv(ncclDevKernelArgsStorage<4096ul>)"), Some("sendrecv"));
     assert_eq!(nccl_op("ncclDevKernel_Generic_4"), None);

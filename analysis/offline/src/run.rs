@@ -551,7 +551,8 @@ pub fn read(
         run.notes.push(r.to_string());
     }
     if refusals.len() > 10 {
-        run.notes.push(format!("… and {} more kinds of communication kernel not matched by order", refusals.len() - 10));
+        run.notes
+            .push(format!("… and {} more kinds of communication kernel not matched by order", refusals.len() - 10));
     }
     if run.order_stats.order_kinds_matched > 0 {
         run.notes.push(format!(

@@ -5,11 +5,11 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use strand_analysis::mfu::{PeakOverride, PeakTable};
-use strand_schemas::comm_kernels::CommKernels;
 use strand_offline::import::{self, ImportOptions};
 use strand_offline::kineto::KinetoOptions;
 use strand_offline::postmortem::{self, PostmortemOptions};
 use strand_offline::run::RunOptions;
+use strand_schemas::comm_kernels::CommKernels;
 
 use crate::args::{self, ImportCommand, KinetoArgs, PostmortemArgs, ns};
 

@@ -1329,7 +1329,11 @@ impl KinetoTrace {
             self.gpu_launch.retain(|_| *it.next().unwrap_or(&false));
             self.out_of_scope += (before - self.gpu.len()) as u64;
             if self.out_of_scope > 0 {
-                tracing::info!("{}: {} GPU records outside HTA's scope left out", self.file.display(), self.out_of_scope);
+                tracing::info!(
+                    "{}: {} GPU records outside HTA's scope left out",
+                    self.file.display(),
+                    self.out_of_scope
+                );
             }
         }
         self.nccl = self.calls();
