@@ -704,8 +704,10 @@ impl StallMatcher {
         let (rows, unmatched) = resolve(reducer, groups, &mut self.stats)?;
         let mut out = Vec::with_capacity(rows.len() + unmatched.len());
         for r in &rows {
-            if let (Some(gi), Some(t), Some(b)) = (r.gpu_index, r.transfer_ns, r.bytes) {
-                // The rest of the kernel after the wait is pure transfer.
+            // The rest of the kernel after the wait is pure transfer: it
+            // teaches the baseline where the size is known (instances matched
+            // by order have no communicator to learn for).
+            if let (Some(t), Some(b), false) = (r.transfer_ns, r.bytes, r.matched_by.as_deref() == Some("order")) {
                 let comm = Some(if r.comm_name.is_some() {
                     CommId::Name {
                         job: r.job_id.as_deref().map(Arc::from),
@@ -715,6 +717,9 @@ impl StallMatcher {
                     CommId::Hash(r.comm_hash)
                 });
                 self.baseline.observe(&comm, &Arc::from(r.op.as_str()), b, t);
+            }
+            // The stall is exact whether or not the size is known.
+            if let Some(gi) = r.gpu_index {
                 out.push(StallInterval {
                     gpu: GpuKey { node: r.node.clone(), gpu_index: gi },
                     kernel_start: r.start_ns,
