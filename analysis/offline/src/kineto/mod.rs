@@ -1513,6 +1513,47 @@ mod tests {
         assert_eq!(pieces, all);
     }
 
+    /// A trace as older PyTorch writes it: categories `Kernel`, `Runtime`,
+    /// `Operator`, `Memcpy`, `Memset`. Launches join, steps are read, and
+    /// HTA's scope keeps what was launched (and leaves out what was not)
+    /// only when the analysed set has two or more step names, as HTA does.
+    #[test]
+    fn older_category_names_are_read_and_hta_scope_needs_two_step_names() {
+        const OLD: &str = r#"{"schemaVersion": 1, "traceEvents": [
+          {"ph": "X", "cat": "Operator", "name": "ProfilerStep#1", "pid": 5, "tid": 6, "ts": 0, "dur": 50},
+          {"ph": "X", "cat": "Runtime", "name": "cudaLaunchKernel", "pid": 5, "tid": 6, "ts": 10, "dur": 2, "args": {"correlation": 1}},
+          {"ph": "X", "cat": "Kernel", "name": "gemm", "pid": 0, "tid": 7, "ts": 20, "dur": 10, "args": {"device": 0, "stream": 7, "correlation": 1}},
+          {"ph": "X", "cat": "Runtime", "name": "cudaMemcpyAsync", "pid": 5, "tid": 6, "ts": 30, "dur": 2, "args": {"correlation": 2}},
+          {"ph": "X", "cat": "Memcpy", "name": "Memcpy DtoH (Device -> Pinned)", "pid": 0, "tid": 7, "ts": 35, "dur": 4, "args": {"device": 0, "stream": 7, "correlation": 2, "bytes": 64}},
+          {"ph": "X", "cat": "Memset", "name": "Memset (Device)", "pid": 0, "tid": 7, "ts": 40, "dur": 1, "args": {"device": 0, "stream": 7, "correlation": 3}},
+          {"ph": "X", "cat": "Kernel", "name": "ncclKernel_AllReduce_RING_LL_Sum_float(ncclDevComm*, unsigned long, ncclWork*)", "pid": 0, "tid": 9, "ts": 45, "dur": 10, "args": {"device": 0, "stream": 9, "correlation": 4}}
+        ]}"#;
+        let t = read(OLD).unwrap();
+        assert_eq!(t.kernel_count(), 4, "Kernel, Memcpy and Memset records are GPU records");
+        let k = t.kernels();
+        let kinds: Vec<(&str, &str, Option<i64>)> =
+            k.iter().map(|k| (k.kind.as_str(), k.category.as_str(), k.launch_ns)).collect();
+        assert_eq!(
+            kinds,
+            [
+                ("kernel", "compute", Some(10_000)),
+                ("memcpy", "copy", Some(30_000)),
+                ("memset", "copy", None),
+                ("kernel", "communication", None)
+            ]
+        );
+        assert_eq!((t.step_names.clone(), t.steps.len()), (vec![1], 1), "an `Operator` ProfilerStep# is a step");
+        // One trace, one step name: HTA filters nothing, neither does strand.
+        let opts = KinetoOptions { cluster: "c".into(), hta_scope: true, ..Default::default() };
+        let t = read_trace_from(OLD.as_bytes(), "t.json", Path::new("t.json"), &opts).unwrap();
+        assert_eq!((t.kernel_count(), t.out_of_scope), (4, 0));
+        // The same trace in a set with two step names over its ranks: what no launch made is left out.
+        let mut t = read(OLD).unwrap();
+        t.apply_hta_scope(2);
+        assert_eq!((t.kernel_count(), t.out_of_scope), (2, 2));
+        assert!(t.kernels().iter().all(|k| k.launch_ns.is_some()));
+    }
+
     #[test]
     fn broken_traces_are_named_and_explained() {
         let e = read(r#"{"schemaVersion": 1, "traceEvents": [{"ph": "X", "cat": "kernel", "#).unwrap_err().to_string();
