@@ -531,3 +531,61 @@ fn ranks_without_collective_metadata_are_matched_by_order_and_a_late_rank_stalls
     assert_eq!(t0.leaf(Leaf::SyncStall), 0);
     assert!(t0.leaf(Leaf::CommSplitUnknown) > 0);
 }
+
+/// One rank's trace (older category names) with one profiler step, one
+/// launched kernel and one whose launch is not in the trace.
+fn one_step_trace(rank: i64, step: i64) -> serde_json::Value {
+    serde_json::json!({"schemaVersion": 1, "distributedInfo": {"rank": rank, "world_size": 2}, "traceEvents": [
+        {"ph": "X", "cat": "Operator", "name": format!("ProfilerStep#{step}"), "pid": 5, "tid": 6, "ts": 0, "dur": 100},
+        {"ph": "X", "cat": "Runtime", "name": "cudaLaunchKernel", "pid": 5, "tid": 6, "ts": 10, "dur": 2, "args": {"correlation": 1}},
+        {"ph": "X", "cat": "Kernel", "name": "gemm", "pid": 0, "tid": 7, "ts": 20, "dur": 10, "args": {"device": 0, "stream": 7, "correlation": 1}},
+        {"ph": "X", "cat": "Kernel", "name": "gemm", "pid": 0, "tid": 7, "ts": 40, "dur": 10, "args": {"device": 0, "stream": 7, "correlation": 2}}
+    ]})
+}
+
+/// `--hta-scope` leaves out GPU records without a launch only when the
+/// analysed set has two or more distinct `ProfilerStep#` names over all its
+/// ranks, as HTA does: each rank alone keeps both kernels, the two ranks
+/// together (steps #1 and #2) keep the launched one. A trace whose every
+/// record is left out is refused with an error naming the filter.
+#[test]
+fn hta_scope_drops_records_without_a_launch_only_with_two_step_names_over_the_set() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (p0, p1) = (tmp.path().join("r0.json"), tmp.path().join("r1.json"));
+    write_trace(&p0, &one_step_trace(0, 1));
+    write_trace(&p1, &one_step_trace(1, 2));
+    let scoped = |inputs: Vec<PathBuf>, out: &str| {
+        let mut a = args(inputs, &tmp.path().join(out));
+        a.run.kineto.hta_scope = true;
+        postmortem(&a)
+    };
+    let busy = |r: &Report| r.gpus.iter().map(|g| g.time.int("compute_ns")).collect::<Vec<_>>();
+    let alone = scoped(vec![p0.clone()], "a").unwrap();
+    assert_eq!(busy(&alone), [20_000], "one step name: nothing left out");
+    assert!(alone.notes.iter().any(|n| n.contains("1 distinct profiler step")), "{:?}", alone.notes);
+    let set = scoped(vec![p0.clone(), p1.clone()], "b").unwrap();
+    assert_eq!(busy(&set), [10_000, 10_000], "two step names over the set: launched records only");
+    assert!(set.notes.iter().any(|n| n.contains("--hta-scope: 2 GPU records")), "{:?}", set.notes);
+    // Without --hta-scope every record counts.
+    let all = postmortem(&args(vec![p0, p1.clone()], &tmp.path().join("c"))).unwrap();
+    assert_eq!(busy(&all), [20_000, 20_000]);
+    // Nothing launched, in a set with two step names: the error names the filter.
+    let mut bare = one_step_trace(0, 3);
+    bare["traceEvents"].as_array_mut().unwrap().remove(1);
+    let p2 = tmp.path().join("bare.json");
+    write_trace(&p2, &bare);
+    let mut a = args(vec![p2], &tmp.path().join("d"));
+    a.run.kineto.hta_scope = true;
+    // One trace, one step: kept.
+    assert!(postmortem(&a).is_ok());
+    let mut twice = bare.clone();
+    twice["traceEvents"].as_array_mut().unwrap().push(
+        serde_json::json!({"ph": "X", "cat": "Operator", "name": "ProfilerStep#4", "pid": 5, "tid": 6, "ts": 100, "dur": 10}),
+    );
+    let p3 = tmp.path().join("bare2.json");
+    write_trace(&p3, &twice);
+    let mut a = args(vec![p3], &tmp.path().join("e"));
+    a.run.kineto.hta_scope = true;
+    let e = format!("{:#}", postmortem(&a).unwrap_err());
+    assert!(e.contains("--hta-scope left out all 2 GPU records of") && e.contains("bare2.json"), "{e}");
+}
