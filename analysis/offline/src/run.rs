@@ -526,7 +526,6 @@ pub fn read(
         t.apply_hta_scope(set_steps.len());
         ingest(t)?;
     }
-    drop(ingest);
     if opts.kineto.hta_scope && !files.traces.is_empty() && set_steps.len() < 2 {
         run.notes.push(format!(
             "--hta-scope: the traces have {} distinct profiler step(s) over all ranks; as HTA does, no GPU record was left out for lack of a launch (that needs two or more)",
