@@ -131,6 +131,8 @@ fn figures_on_real_traces_equal_a_direct_recount() {
         let label = format!("{} gpu {}", g.node, g.gpu_index);
         assert_eq!((g.start_ns, g.end_ns), (first, last), "{label}: the run of a GPU is its first to last activity");
         assert_eq!(t.powered_ns(), last - first, "{label}");
+        assert_eq!(g.kernel_records, ks.len() as u64, "{label}: each record counted once");
+        assert!(t.int("kernel_count") >= ks.len() as i64, "{label}: per-window counts count a spanning record twice");
         assert_eq!(t.int("kernels_ns"), last - first, "{label}: kernel records split all of it");
         assert_eq!(t.int("compute_ns"), len(&c), "{label}");
         assert_eq!(t.int("comm_ns"), len(&m), "{label}");
@@ -169,6 +171,7 @@ fn figures_on_real_traces_equal_a_direct_recount() {
         let s = &g.stream_idle_total;
         assert_eq!((s.host_wait_ns, s.kernel_wait_ns, s.other_ns), (host, kw, other), "{label}: per-stream idle");
     }
+    assert_eq!(report.kernel_records, rows.len() as u64);
     // The run totals are the sums over GPUs.
     assert_eq!(report.run.powered_ns(), report.gpus.iter().map(|g| g.time.powered_ns()).sum::<i64>());
     // Kineto steps became step series; the traces without NCCL metadata have no comm split.
