@@ -18,6 +18,11 @@ pub struct Config {
     pub node: String,
     /// Job id for every GPU of this node, when the scheduler cannot be asked.
     pub job_id: Option<String>,
+    /// Kernels of in-house communication libraries: regular expressions over
+    /// the kernel name as CUPTI gives it (mangled); `p2p:` before one marks
+    /// point-to-point kernels. They count as communication, with the built-in
+    /// table (docs/decomposition.md).
+    pub comm_kernels: Vec<String>,
     /// Where Parquet batches are written (standalone data directory and spool).
     pub data_dir: PathBuf,
     pub metrics: MetricsConfig,
@@ -39,6 +44,7 @@ impl Default for Config {
             cluster: "default".into(),
             node: String::new(),
             job_id: None,
+            comm_kernels: Vec::new(),
             // systemd's StateDirectory= sets STATE_DIRECTORY (/var/lib/strand);
             // a plain run writes next to where it was started.
             data_dir: std::env::var_os("STATE_DIRECTORY")
@@ -301,6 +307,7 @@ impl Config {
             ));
         }
         self.kernels.backend.parse::<strand_kernels::Backend>().map_err(|m| key("kernels.backend", m))?;
+        self.comm_kernel_table()?;
         self.ebpf.hooks().map_err(|m| key("ebpf.process_hooks", m))?;
         if let Some(url) = &self.collector.url {
             if !(url.starts_with("http://") || url.starts_with("https://")) {
@@ -311,6 +318,12 @@ impl Config {
             }
         }
         Ok(())
+    }
+
+    /// The table of communication kernels with `comm_kernels`; the error names the key.
+    pub fn comm_kernel_table(&self) -> Result<strand_schemas::comm_kernels::CommKernels, String> {
+        strand_schemas::comm_kernels::CommKernels::with_patterns(&self.comm_kernels)
+            .map_err(|e| format!("key `comm_kernels`: {e}"))
     }
 
     /// The node name to stamp on rows.
@@ -371,5 +384,10 @@ mod tests {
         assert!(e.contains("key `ebpf.process_hooks`") && e.contains("\"kprobe\"") && e.contains("tp_btf"), "{e}");
         let cfg = Config::from_toml("a.toml", "[ebpf]\nprocess_hooks = []\n").unwrap();
         assert_eq!(cfg.ebpf.hooks(), Ok(vec![]));
+        let e = Config::from_toml("a.toml", "comm_kernels = [\"acme_(\"]\n").unwrap_err().to_string();
+        assert!(e.contains("key `comm_kernels`") && e.contains("\"acme_(\""), "{e}");
+        let cfg =
+            Config::from_toml("a.toml", "comm_kernels = [\"^_Z\\\\d+acme_allreduce\", \"p2p:acme_send\"]\n").unwrap();
+        assert!(cfg.comm_kernel_table().unwrap().is_communication("_Z18acme_allreduce_bf16Pv"));
     }
 }

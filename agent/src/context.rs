@@ -10,6 +10,8 @@ use std::time::{Duration, Instant};
 pub struct SourceContext {
     pub cluster: Arc<str>,
     pub node: Arc<str>,
+    /// Which kernels are communication (config `comm_kernels` and the built-in table).
+    pub comm_kernels: Arc<strand_schemas::comm_kernels::CommKernels>,
     static_job: Option<String>,
     proc_root: std::path::PathBuf,
     jobs: Mutex<HashMap<i32, (Option<String>, Instant)>>,
@@ -41,6 +43,7 @@ impl SourceContext {
         Self {
             cluster: Arc::from(cluster),
             node: Arc::from(node),
+            comm_kernels: Arc::default(),
             static_job,
             proc_root: proc_root.into(),
             jobs: Mutex::new(HashMap::new()),
@@ -48,6 +51,12 @@ impl SourceContext {
             gpu_pids: Mutex::new(HashMap::new()),
             pods: RwLock::new(HashMap::new()),
         }
+    }
+
+    /// The same context classifying kernels with `comm_kernels`.
+    pub fn with_comm_kernels(mut self, comm_kernels: Arc<strand_schemas::comm_kernels::CommKernels>) -> Self {
+        self.comm_kernels = comm_kernels;
+        self
     }
 
     /// The job a process belongs to, in order of precedence: `STRAND_JOB_ID`

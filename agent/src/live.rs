@@ -281,7 +281,7 @@ impl Live {
     }
 
     /// Windows that ended before `now − lateness` (all of them when `flush`).
-    fn close(&self, flush: bool) -> Vec<Window> {
+    pub(crate) fn close(&self, flush: bool) -> Vec<Window> {
         let Ok(mut b) = self.builder.lock() else { return Vec::new() };
         let result = if flush { b.flush() } else { b.close_until(utc_now_ns()) };
         let stats = b.stats();

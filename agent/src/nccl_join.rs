@@ -73,7 +73,11 @@ impl NcclJoiner {
     pub fn push_kernels(&mut self, rows: &[KernelEvent], now_ns: i64) {
         for k in rows {
             self.cupti_pids.insert(k.pid, now_ns);
-            if Category::parse(&k.category) != Some(Category::Communication) {
+            // Only NCCL's own kernels: a DeepEP or custom all-reduce kernel the
+            // same thread launched is communication, but no NCCL call's.
+            if Category::parse(&k.category) != Some(Category::Communication)
+                || !strand_schemas::comm_kernels::launched_by_nccl_api(&k.name)
+            {
                 continue;
             }
             let (Some(tid), Some(launch_ns)) = (k.launch_tid, k.launch_ns) else { continue };
@@ -258,6 +262,8 @@ mod tests {
         j.push_kernels(
             &[
                 kernel(7, 900, 950, 990, "ncclDevKernel_AllReduce_Sum_bf16_RING_LL"), // before the call
+                // Communication, but DeepEP's: launched inside the call's span, yet no NCCL call's kernel.
+                kernel(7, 1_050, 1_060, 1_400, "_ZN7deep_ep9intranode7barrierILi8EEEvPPii"),
                 kernel(7, 1_100, 1_500, 2_500, "ncclDevKernel_AllReduce_Sum_bf16_RING_LL"),
                 kernel(8, 1_100, 1_600, 2_600, "ncclDevKernel_AllReduce_Sum_bf16_RING_LL"), // other thread
                 kernel(7, 1_150, 1_700, 1_800, "sm90_gemm"),                                // not NCCL

@@ -70,7 +70,9 @@ fn start_writer<T: Table>(
 
 pub async fn run(cfg: Config, opts: RunOptions) -> anyhow::Result<()> {
     let node = cfg.node_name();
-    let ctx = Arc::new(SourceContext::new(&cfg.cluster, &node, cfg.job_id.clone()));
+    let comm_kernels = Arc::new(cfg.comm_kernel_table().map_err(anyhow::Error::msg)?);
+    let ctx =
+        Arc::new(SourceContext::new(&cfg.cluster, &node, cfg.job_id.clone()).with_comm_kernels(comm_kernels.clone()));
     let metrics = AgentMetrics::default();
     let mut registry = Registry::default();
     metrics.register(&mut registry);
@@ -91,6 +93,7 @@ pub async fn run(cfg: Config, opts: RunOptions) -> anyhow::Result<()> {
         sample_period_ns: cfg.nvml.period.as_nanos() as i64,
         peaks: strand_analysis::mfu::PeakTable::new(cfg.windows.peak_flops.clone()).map_err(anyhow::Error::msg)?,
         default_dtype: cfg.windows.default_dtype.clone(),
+        comm_kernels,
         ..Default::default()
     };
     let live = Arc::new(

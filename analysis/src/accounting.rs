@@ -16,8 +16,8 @@
 //! | leaf | kernel records (`split_source = kernels`) | NVML only (`split_source = nvml`) |
 //! |---|---|---|
 //! | productive_compute | compute − hollow busy − wasted progress | |
-//! | comm_transfer | comm_exposed − sync_stall | |
-//! | comm_split_unknown | comm_exposed whose stall split is unknown | |
+//! | comm_transfer | comm_exposed − sync_stall − comm_unidentified | |
+//! | comm_split_unknown | comm_exposed whose stall split is unknown: comm_unidentified (communication kernels without a collective identity), or all of it where the window's stall is unknown | |
 //! | memcpy_exposed | memcpy_exposed | |
 //! | busy_unclassified | | reported busy − hollow busy |
 //! | sync_stall, hollow_busy, wasted_progress | ghost compute | hollow busy |
@@ -33,7 +33,8 @@
 //! Exact stalls: a window whose sync stall the agent estimated (or could not
 //! estimate) takes the exact stall of its GPU's collectives that started in
 //! its window cell, when the caller has one (`collective_stalls`), capped by
-//! its exposed communication.
+//! its exposed communication of identified collectives (comm_exposed −
+//! comm_unidentified; windows before version 1.2 have no unidentified part).
 
 use serde::Serialize;
 use strand_schemas::Window;
@@ -223,17 +224,29 @@ macro_rules! exact_applies_sql {
 /// The window's sync stall after the exact replacement.
 pub fn sync_stall(w: &Window, exact: Option<i64>) -> Option<i64> {
     match exact {
-        Some(e) if exact_applies(w, exact) => Some(e.clamp(0, z(w.comm_exposed_ns))),
+        Some(e) if exact_applies(w, exact) => Some(e.clamp(0, identified(w))),
         _ => w.sync_stall_ns,
     }
+}
+/// Exposed communication of kernels with a collective identity.
+fn identified(w: &Window) -> i64 {
+    (z(w.comm_exposed_ns) - z(w.comm_unidentified_ns)).max(0)
+}
+macro_rules! identified_sql {
+    () => {
+        "(w.comm_exposed_ns - COALESCE(w.comm_unidentified_ns, 0))"
+    };
 }
 macro_rules! stall_sql {
     () => {
         concat!(
             "CASE WHEN ",
             exact_applies_sql!(),
-            " THEN CASE WHEN e.stall_ns < 0 THEN 0 WHEN e.stall_ns < w.comm_exposed_ns THEN e.stall_ns ELSE w.comm_exposed_ns END \
-         ELSE w.sync_stall_ns END"
+            " THEN CASE WHEN e.stall_ns < 0 THEN 0 WHEN e.stall_ns < ",
+            identified_sql!(),
+            " THEN e.stall_ns ELSE ",
+            identified_sql!(),
+            " END ELSE w.sync_stall_ns END"
         )
     };
 }
@@ -308,17 +321,23 @@ pub const STATE: &[Column] = &[
         sql: concat!(
             "CASE WHEN (",
             stall_sql!(),
-            ") IS NULL THEN 0 ELSE COALESCE(w.comm_exposed_ns, 0) - (",
+            ") IS NULL THEN 0 ELSE COALESCE(w.comm_exposed_ns, 0) - COALESCE(w.comm_unidentified_ns, 0) - (",
             stall_sql!(),
             ") END"
         ),
-        eval: |w, e| Value::Int(sync_stall(w, e).map_or(0, |s| z(w.comm_exposed_ns) - s)),
+        eval: |w, e| Value::Int(sync_stall(w, e).map_or(0, |s| z(w.comm_exposed_ns) - z(w.comm_unidentified_ns) - s)),
     },
     Column {
         name: "comm_split_unknown_ns",
         kind: Kind::Int,
-        sql: concat!("CASE WHEN (", stall_sql!(), ") IS NULL THEN COALESCE(w.comm_exposed_ns, 0) ELSE 0 END"),
-        eval: |w, e| Value::Int(if sync_stall(w, e).is_none() { z(w.comm_exposed_ns) } else { 0 }),
+        sql: concat!(
+            "CASE WHEN (",
+            stall_sql!(),
+            ") IS NULL THEN COALESCE(w.comm_exposed_ns, 0) ELSE COALESCE(w.comm_unidentified_ns, 0) END"
+        ),
+        eval: |w, e| {
+            Value::Int(if sync_stall(w, e).is_none() { z(w.comm_exposed_ns) } else { z(w.comm_unidentified_ns) })
+        },
     },
     Column {
         name: "memcpy_exposed_ns",
@@ -719,7 +738,7 @@ impl GpuTime {
             mfu: self.mfu(),
             tensor_estimate: self.tensor_estimate(),
             overlap_ratio: self.overlap_ratio(),
-            kernel_count: self.int("kernel_count"),
+            kernel_window_overlaps: self.int("kernel_count"),
         }
     }
 }
@@ -759,7 +778,10 @@ pub struct Figures {
     /// Tensor-pipe estimate: an estimate, not MFU.
     pub tensor_estimate: Option<f64>,
     pub overlap_ratio: Option<f64>,
-    pub kernel_count: i64,
+    /// Σ over the windows of the kernels, copies and sets overlapping each
+    /// (`windows.kernel_count`): a record spanning two windows counts twice.
+    /// Not a number of records (reports give that as `kernel_records`).
+    pub kernel_window_overlaps: i64,
 }
 
 /// The fleet report's GPU-time query: the state columns per GPU, job and
@@ -825,6 +847,7 @@ mod tests {
             comm_transfer_ns: None,
             sync_stall_ns: None,
             sync_stall_estimated: None,
+            comm_unidentified_ns: None,
             comm_ns: None,
             comm_overlapped_ns: None,
             overlap_ratio: None,
@@ -911,6 +934,14 @@ mod tests {
         // An exact window keeps its own figure.
         w.sync_stall_estimated = Some(false);
         assert_eq!(run(&w, Some(700)).0, 2000);
+        // Communication without a collective identity stays unknown beside an exact stall, which it caps.
+        (w.comm_unidentified_ns, w.sync_stall_estimated) = (Some(1000), Some(true));
+        assert_eq!(run(&w, Some(700)), (700, 1300, 0, 10_000));
+        assert_eq!(run(&w, Some(9000)), (2000, 0, 0, 10_000));
+        let mut g = GpuTime::new();
+        g.update(&w, Some(700));
+        assert_eq!(g.leaf(Leaf::CommSplitUnknown), 1000);
+        w.comm_unidentified_ns = None;
         // Unknown split: counted as such, never as transfer.
         (w.sync_stall_ns, w.sync_stall_estimated) = (None, None);
         let mut g = GpuTime::new();

@@ -5,8 +5,18 @@
 //!
 //! - **identity**: an instance is the records with the same communicator
 //!   ([`CommId`]: NCCL's commHash, or for Kineto traces the process-group
-//!   name within a job) and sequence number. Records without a communicator,
-//!   `seq`, `rank` or `nranks`, and point-to-point calls, are never matched.
+//!   name within a job) and sequence number (`matched_by = id`). Records
+//!   without a communicator, `seq`, `rank` or `nranks`, and point-to-point
+//!   calls, are never matched that way.
+//! - **order**: communication kernels without that identity (a library other
+//!   than NCCL's API, or NCCL kernels of traces without collective metadata),
+//!   in traces of several ranks analysed together, are matched by their
+//!   position in each rank's sequence of the same library, kernel and process
+//!   group (the CUDA stream where no group is known): the k-th on every rank
+//!   is one instance (`matched_by = order`, [`order_by_position`]). A kind
+//!   whose sequences differ in length or in message sizes across ranks is
+//!   refused, counted and explained, never guessed. Point-to-point kernels
+//!   are never matched by order.
 //! - **complete**: every rank `0..nranks` present once, all agreeing on the
 //!   operation and `nranks` (a repeated rank is ignored and counted).
 //! - **arrival**: the device-side kernel start when every rank of the
@@ -26,7 +36,8 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use strand_kernels::{KernelsError, Reducer};
-use strand_schemas::{CollectiveStall, NcclCall};
+use strand_schemas::comm_kernels::{CommKind, CommMatch};
+use strand_schemas::{CollectiveStall, KernelEvent, NcclCall};
 
 use crate::GpuKey;
 
@@ -37,6 +48,9 @@ pub enum CommId {
     Hash(i64),
     /// Process-group name within a job (Kineto has no commHash).
     Name { job: Option<Arc<str>>, name: Arc<str> },
+    /// A kind of communication kernel matched by order across the ranks of a
+    /// job: its library, kernel name and group (process group, or CUDA stream).
+    Order { job: Option<Arc<str>>, library: Arc<str>, kernel: Arc<str>, group: Arc<str> },
 }
 
 impl CommId {
@@ -50,6 +64,10 @@ impl CommId {
                 let key = format!("{}\u{0}{name}", job.as_deref().unwrap_or(""));
                 fnv1a(key.as_bytes()) as i64
             }
+            CommId::Order { job, library, kernel, group } => {
+                let key = format!("order\u{0}{}\u{0}{library}\u{0}{kernel}\u{0}{group}", job.as_deref().unwrap_or(""));
+                fnv1a(key.as_bytes()) as i64
+            }
         }
     }
 
@@ -57,6 +75,15 @@ impl CommId {
         match self {
             CommId::Hash(_) => None,
             CommId::Name { name, .. } => Some(name),
+            CommId::Order { group, .. } => Some(group),
+        }
+    }
+
+    /// The `matched_by` of its instances: `order` or `id`.
+    pub fn matched_by(&self) -> &'static str {
+        match self {
+            CommId::Order { .. } => "order",
+            _ => "id",
         }
     }
 }
@@ -99,6 +126,19 @@ pub struct CollectiveRecord {
     pub exit_ns: Option<i64>,
     /// Device-side kernel start and end, when joined.
     pub kernel: Option<(i64, i64)>,
+    /// For a communication kernel without a collective identity: what
+    /// [`order_by_position`] matches it by.
+    pub order: Option<OrderKind>,
+}
+
+/// The kind of a communication kernel without a collective identity: one
+/// library's one kernel in one group, on one rank (`rank_key`).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct OrderKind {
+    pub library: Arc<str>,
+    pub kernel: Arc<str>,
+    /// Process-group name, else `stream <id>`.
+    pub group: Arc<str>,
 }
 
 impl CollectiveRecord {
@@ -134,13 +174,48 @@ impl CollectiveRecord {
             enter_ns: c.enter_ns,
             exit_ns: c.exit_ns,
             kernel,
+            order: None,
+        })
+    }
+
+    /// The record of a communication kernel that no call gives a collective
+    /// identity (`m` is what the table says of it), to be matched by order;
+    /// `None` for point-to-point kernels and rows without a GPU.
+    pub fn from_kernel(k: &KernelEvent, m: &CommMatch, rank: Option<i32>, group: Option<&str>) -> Option<Self> {
+        if m.kind != CommKind::Collective || k.gpu_index.is_none() || k.end_ns < k.start_ns {
+            return None;
+        }
+        let group: Arc<str> = match group {
+            Some(g) => Arc::from(g),
+            None => Arc::from(format!("stream {}", k.stream_id).as_str()),
+        };
+        Some(Self {
+            cluster: k.cluster.clone(),
+            node: k.node.clone(),
+            job_id: k.job_id.as_deref().map(Arc::from),
+            pid: k.pid,
+            gpu_index: k.gpu_index,
+            gpu_uuid: k.gpu_uuid.clone(),
+            comm: None,
+            seq: None,
+            rank,
+            nranks: None,
+            op: m.op.clone().unwrap_or_else(|| Arc::from("collective")),
+            bytes: k.bytes,
+            enter_ns: k.launch_ns.unwrap_or(k.start_ns),
+            exit_ns: None,
+            kernel: Some((k.start_ns, k.end_ns)),
+            order: Some(OrderKind { library: m.library.clone(), kernel: k.name.clone(), group }),
         })
     }
 
     /// The instance this record belongs to, when it can be matched at all.
     pub fn instance_key(&self) -> Option<(CommId, i64)> {
-        let ok =
-            self.seq.is_some() && self.rank.is_some() && self.nranks.is_some_and(|n| n >= 1) && is_collective(&self.op);
+        let by_order = matches!(self.comm, Some(CommId::Order { .. }));
+        let ok = self.seq.is_some()
+            && self.rank.is_some()
+            && self.nranks.is_some_and(|n| n >= 1)
+            && (by_order || is_collective(&self.op));
         Some((self.comm.clone().filter(|_| ok)?, self.seq?))
     }
 
@@ -167,6 +242,15 @@ pub struct MatchStats {
     pub duplicate_rows: u64,
     /// Records given an estimated stall (live windows only).
     pub estimated_records: u64,
+    /// Instances (of those above) matched by order, not by communicator and sequence number.
+    pub instances_by_order: u64,
+    /// Kinds of communication kernel (library, kernel, group) numbered by
+    /// order across two or more ranks.
+    pub order_kinds_matched: u64,
+    /// Kinds refused because the ranks' sequences differ in length.
+    pub order_refused_length: u64,
+    /// Kinds refused because the ranks' sequences differ in message sizes.
+    pub order_refused_size: u64,
 }
 
 impl MatchStats {
@@ -177,6 +261,10 @@ impl MatchStats {
         self.instances_inconsistent += o.instances_inconsistent;
         self.duplicate_rows += o.duplicate_rows;
         self.estimated_records += o.estimated_records;
+        self.instances_by_order += o.instances_by_order;
+        self.order_kinds_matched += o.order_kinds_matched;
+        self.order_refused_length += o.order_refused_length;
+        self.order_refused_size += o.order_refused_size;
     }
 }
 
@@ -221,7 +309,10 @@ pub fn resolve(
             unmatched.extend(recs);
             continue;
         }
-        if n < 1 || recs.len() != n as usize || recs.iter().any(|r| r.rank.is_none_or(|k| k < 0 || k >= n)) {
+        // Ranks of order-matched kinds are the ranks' own numbers (any), one each.
+        let by_order = matches!(first.comm, Some(CommId::Order { .. }));
+        let out_of_range = |r: &CollectiveRecord| r.rank.is_none_or(|k| k < 0 || (!by_order && k >= n));
+        if n < 1 || recs.len() != n as usize || recs.iter().any(out_of_range) {
             stats.instances_incomplete += 1;
             unmatched.extend(recs);
             continue;
@@ -274,6 +365,10 @@ pub fn resolve(
         } else {
             stats.instances_host_timed += 1;
         }
+        let matched_by = recs[0].comm.as_ref().map_or("id", CommId::matched_by);
+        if matched_by == "order" {
+            stats.instances_by_order += 1;
+        }
         for (j, r) in rows.zip(recs) {
             let is_last = j == last_idx;
             let (end_ns, transfer) = match (kernel, r.kernel) {
@@ -314,6 +409,7 @@ pub fn resolve(
                 transfer_ns: transfer,
                 size_class: r.bytes.filter(|b| *b > 0).map(|b| size_class(b) as i32),
                 bus_bw_bytes_per_s: bus_bw,
+                matched_by: Some(matched_by.to_string()),
             });
         }
     }
@@ -338,14 +434,143 @@ pub fn group(
 }
 
 /// Matches every collective of a whole run at once (the postmortem): its
-/// `collective_stalls` rows, in (communicator, seq, rank) order.
+/// `collective_stalls` rows, in (communicator, seq, rank) order. `ordered`
+/// are the communication kernels without a call that [`order_by_position`]
+/// numbered (others among them stay unmatched).
 pub fn match_all(
     reducer: &Reducer,
     calls: &[NcclCall],
+    ordered: &[CollectiveRecord],
     stats: &mut MatchStats,
 ) -> Result<Vec<CollectiveStall>, KernelsError> {
-    let (groups, _) = group(calls.iter().filter_map(CollectiveRecord::from_call));
+    let (groups, _) = group(calls.iter().filter_map(CollectiveRecord::from_call).chain(ordered.iter().cloned()));
     Ok(resolve(reducer, groups, stats)?.0)
+}
+
+/// Why [`order_by_position`] refused a kind.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OrderRefusal {
+    pub library: Arc<str>,
+    pub kernel: Arc<str>,
+    pub group: Arc<str>,
+    /// `length` or `size`.
+    pub reason: &'static str,
+    /// For `length`: each rank's count, as (node, GPU, count); for `size`:
+    /// the first position where sizes differ and the sizes there.
+    pub detail: String,
+}
+
+impl std::fmt::Display for OrderRefusal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let what = match self.reason {
+            "length" => "the ranks ran it a different number of times",
+            _ => "the ranks' message sizes differ",
+        };
+        write!(
+            f,
+            "{} kernel {} ({}): not matched by order, {what} ({})",
+            self.library, self.kernel, self.group, self.detail
+        )
+    }
+}
+
+/// Numbers communication kernels without a collective identity by their
+/// order on each rank, so that the k-th kernel of one library, kernel and
+/// group on every rank of a job is one instance (`matched_by = order`).
+/// Ranks are the (node, GPU) pairs; a record's `rank` is kept when every rank
+/// of the kind has a distinct one, else ranks are numbered by (node, GPU).
+/// A kind seen on one rank only is left alone; a kind whose sequences differ
+/// in length, or in bytes at some position where every rank has them, is
+/// refused (counted in `stats`, explained in the returned refusals). Records
+/// that are not numbered come back as they were (they never match).
+pub fn order_by_position(
+    records: Vec<CollectiveRecord>,
+    stats: &mut MatchStats,
+) -> (Vec<CollectiveRecord>, Vec<OrderRefusal>) {
+    type RankKey = (Arc<str>, Option<i32>);
+    type Kind = (Option<Arc<str>>, OrderKind);
+    let mut kinds: std::collections::BTreeMap<Kind, std::collections::BTreeMap<RankKey, Vec<CollectiveRecord>>> =
+        Default::default();
+    let mut out = Vec::with_capacity(records.len());
+    for r in records {
+        match r.order.clone() {
+            Some(kind) if r.comm.is_none() && r.kernel.is_some() => kinds
+                .entry((r.job_id.clone(), kind))
+                .or_default()
+                .entry((r.node.clone(), r.gpu_index))
+                .or_default()
+                .push(r),
+            _ => out.push(r),
+        }
+    }
+    let mut refusals = Vec::new();
+    for ((job, kind), ranks) in kinds {
+        if ranks.len() < 2 {
+            out.extend(ranks.into_values().flatten());
+            continue;
+        }
+        let mut seqs: Vec<(RankKey, Vec<CollectiveRecord>)> = ranks.into_iter().collect();
+        for (_, v) in &mut seqs {
+            v.sort_by_key(|r| r.kernel.map(|k| k.0));
+        }
+        let len = seqs[0].1.len();
+        let refuse = if seqs.iter().any(|(_, v)| v.len() != len) {
+            stats.order_refused_length += 1;
+            let counts: Vec<String> = seqs
+                .iter()
+                .map(|((node, gpu), v)| {
+                    format!("{node} GPU {}: {}", gpu.map_or("?".into(), |g| g.to_string()), v.len())
+                })
+                .collect();
+            Some(("length", counts.join(", ")))
+        } else {
+            (0..len)
+                .find_map(|i| {
+                    let sizes: Vec<Option<i64>> = seqs.iter().map(|(_, v)| v[i].bytes).collect();
+                    (sizes.iter().all(Option::is_some) && sizes.windows(2).any(|w| w[0] != w[1]))
+                        .then(|| format!("position {i}: bytes {sizes:?}"))
+                })
+                .map(|d| {
+                    stats.order_refused_size += 1;
+                    ("size", d)
+                })
+        };
+        if let Some((reason, detail)) = refuse {
+            refusals.push(OrderRefusal {
+                library: kind.library.clone(),
+                kernel: kind.kernel.clone(),
+                group: kind.group.clone(),
+                reason,
+                detail,
+            });
+            out.extend(seqs.into_iter().flat_map(|(_, v)| v));
+            continue;
+        }
+        stats.order_kinds_matched += 1;
+        let n = seqs.len() as i32;
+        let mut given: Vec<i32> = seqs.iter().filter_map(|(_, v)| v[0].rank).collect();
+        given.sort_unstable();
+        given.dedup();
+        let keep_ranks = given.len() == seqs.len() && seqs.iter().all(|(_, v)| v.iter().all(|r| r.rank == v[0].rank));
+        let comm = CommId::Order {
+            job: job.clone(),
+            library: kind.library.clone(),
+            kernel: kind.kernel.clone(),
+            group: kind.group.clone(),
+        };
+        for (pos, (_, v)) in seqs.into_iter().enumerate() {
+            for (i, mut r) in v.into_iter().enumerate() {
+                r.comm = Some(comm.clone());
+                r.seq = Some(i as i64);
+                r.nranks = Some(n);
+                if !keep_ranks {
+                    r.rank = Some(pos as i32);
+                }
+                out.push(r);
+            }
+        }
+    }
+    (out, refusals)
 }
 
 /// The sync stall of one rank's kernel, for the windows of its GPU.
@@ -479,8 +704,10 @@ impl StallMatcher {
         let (rows, unmatched) = resolve(reducer, groups, &mut self.stats)?;
         let mut out = Vec::with_capacity(rows.len() + unmatched.len());
         for r in &rows {
-            if let (Some(gi), Some(t), Some(b)) = (r.gpu_index, r.transfer_ns, r.bytes) {
-                // The rest of the kernel after the wait is pure transfer.
+            // The rest of the kernel after the wait is pure transfer: it
+            // teaches the baseline where the size is known (instances matched
+            // by order have no communicator to learn for).
+            if let (Some(t), Some(b), false) = (r.transfer_ns, r.bytes, r.matched_by.as_deref() == Some("order")) {
                 let comm = Some(if r.comm_name.is_some() {
                     CommId::Name {
                         job: r.job_id.as_deref().map(Arc::from),
@@ -490,6 +717,9 @@ impl StallMatcher {
                     CommId::Hash(r.comm_hash)
                 });
                 self.baseline.observe(&comm, &Arc::from(r.op.as_str()), b, t);
+            }
+            // The stall is exact whether or not the size is known.
+            if let Some(gi) = r.gpu_index {
                 out.push(StallInterval {
                     gpu: GpuKey { node: r.node.clone(), gpu_index: gi },
                     kernel_start: r.start_ns,
@@ -548,6 +778,7 @@ mod tests {
             enter_ns: start - 10,
             exit_ns: Some(start + dur),
             kernel: Some((start, start + dur)),
+            order: None,
         }
     }
 
@@ -626,5 +857,74 @@ mod tests {
         assert_ne!(a.hash(), b.hash());
         assert_eq!(a.hash(), CommId::Name { job: Some(Arc::from("j1")), name: Arc::from("0") }.hash());
         assert_eq!(CommId::Hash(7).hash(), 7);
+    }
+
+    /// A DeepEP-style kernel on `node`, GPU 0, without any collective identity.
+    fn kernel_rec(node: &str, start: i64, dur: i64, bytes: Option<i64>) -> CollectiveRecord {
+        CollectiveRecord {
+            node: Arc::from(node),
+            gpu_index: Some(0),
+            comm: None,
+            seq: None,
+            rank: None,
+            nranks: None,
+            op: Arc::from("dispatch"),
+            bytes,
+            kernel: Some((start, start + dur)),
+            order: Some(OrderKind {
+                library: Arc::from("deep_ep"),
+                kernel: Arc::from("deep_ep::intranode::dispatch"),
+                group: Arc::from("stream 7"),
+            }),
+            ..rec(0, start, dur, 0)
+        }
+    }
+
+    #[test]
+    fn kernels_without_identity_are_matched_by_their_order_and_a_late_rank_stalls_its_peers_exactly() {
+        let r = Reducer::cpu();
+        let mut stats = MatchStats::default();
+        // Three ranks run the kernel twice; rank c is 500 ns late the second time.
+        let mut recs = Vec::new();
+        for node in ["a", "b", "c"] {
+            recs.push(kernel_rec(node, 1_000, 300, None));
+            recs.push(kernel_rec(
+                node,
+                if node == "c" { 5_500 } else { 5_000 },
+                if node == "c" { 200 } else { 700 },
+                None,
+            ));
+        }
+        let (ordered, refused) = order_by_position(recs, &mut stats);
+        assert!(refused.is_empty());
+        assert_eq!(stats.order_kinds_matched, 1);
+        let rows = match_all(&r, &[], &ordered, &mut stats).unwrap();
+        assert_eq!(rows.len(), 6);
+        assert!(rows.iter().all(|x| x.matched_by.as_deref() == Some("order") && x.nranks == 3));
+        let second: Vec<_> =
+            rows.iter().filter(|x| x.seq == 1).map(|x| (x.node.to_string(), x.stall_ns, x.is_last)).collect();
+        assert_eq!(second, [("a".into(), 500, false), ("b".into(), 500, false), ("c".into(), 0, true)]);
+        assert_eq!((stats.instances_exact, stats.instances_by_order), (2, 2));
+    }
+
+    #[test]
+    fn order_matching_is_refused_when_the_ranks_sequences_differ_in_length_or_size() {
+        let mut stats = MatchStats::default();
+        let recs = vec![kernel_rec("a", 1, 1, None), kernel_rec("a", 5, 1, None), kernel_rec("b", 1, 1, None)];
+        let (out, refused) = order_by_position(recs, &mut stats);
+        assert_eq!((stats.order_refused_length, refused.len()), (1, 1));
+        assert!(out.iter().all(|r| r.instance_key().is_none()), "refused records never match");
+        assert!(
+            refused[0].to_string().contains("a different number of times (a GPU 0: 2, b GPU 0: 1)"),
+            "{}",
+            refused[0]
+        );
+        let recs = vec![kernel_rec("a", 1, 1, Some(64)), kernel_rec("b", 1, 1, Some(128))];
+        let (_, refused) = order_by_position(recs, &mut stats);
+        assert_eq!((stats.order_refused_size, refused[0].reason), (1, "size"));
+        // A kind seen on one rank has nothing to match.
+        let (out, refused) = order_by_position(vec![kernel_rec("a", 1, 1, None)], &mut stats);
+        assert!(refused.is_empty() && out[0].instance_key().is_none());
+        assert_eq!(stats.order_kinds_matched, 0);
     }
 }

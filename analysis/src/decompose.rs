@@ -16,10 +16,14 @@
 //! | comm (all) | \|∪M\| | `union_length(M)` |
 //! | comm_overlapped | \|∪M ∩ ∪C\| | `intersection_length(M, C)` |
 //! | sync_stall (exposed) | \|∪S \ ∪C\| = \|∪S\| − \|∪S ∩ ∪C\| | `union_length(S)`, `intersection_length(S, C)` |
+//! | comm_unidentified | \|∪M \ (∪C ∪ ∪K)\| = \|∪(C∪M∪K)\| − \|∪(C∪K)\| | `union_length(C∪M∪K)`, `union_length(C∪K)` |
 //!
 //! C, M, X are the compute, communication and copy intervals of the GPU
 //! (categories of [`strand_schemas::category::classify`]), S the stall intervals
-//! of its collectives ([`crate::sync_stall`]), all clipped to the window.
+//! of its collectives ([`crate::sync_stall`]), K the kernels of its collectives
+//! (the communication kernels with a collective identity, whether their stall
+//! is known or not), all clipped to the window. Exposed communication outside
+//! K has no identity: its split into transfer and stall is unknown.
 
 use strand_kernels::{Intervals, KernelsError, Reducer};
 use strand_schemas::category::Category;
@@ -75,8 +79,12 @@ pub struct Decomposition {
     pub comm_ns: i64,
     /// comm_overlapped = |∪M ∩ ∪C|.
     pub comm_overlapped_ns: i64,
-    /// The part of comm_exposed spent in sync stalls: |∪S \ ∪C|, at most comm_exposed.
+    /// The part of comm_exposed spent in sync stalls: |∪S \ ∪C|, at most
+    /// comm_exposed − comm_unidentified.
     pub sync_stall_ns: i64,
+    /// The part of comm_exposed in communication kernels without a collective
+    /// identity: |∪M \ (∪C ∪ ∪K)|.
+    pub comm_unidentified_ns: i64,
 }
 
 impl Decomposition {
@@ -90,9 +98,10 @@ impl Decomposition {
         (self.comm_ns > 0).then(|| self.comm_overlapped_ns as f64 / self.comm_ns as f64)
     }
 
-    /// comm_exposed − sync_stall: exposed communication that moved data.
+    /// comm_exposed − sync_stall − comm_unidentified: exposed communication
+    /// of identified collectives that moved data.
     pub fn comm_transfer_ns(&self) -> i64 {
-        self.comm_exposed_ns - self.sync_stall_ns
+        self.comm_exposed_ns - self.sync_stall_ns - self.comm_unidentified_ns
     }
 }
 
@@ -116,8 +125,9 @@ pub struct DecomposeBatch {
     m: Vec<(i64, i64)>,
     x: Vec<(i64, i64)>,
     s: Vec<(i64, i64)>,
-    /// Per window: end offsets into c, m, x, s.
-    ends: Vec<[usize; 4]>,
+    k: Vec<(i64, i64)>,
+    /// Per window: end offsets into c, m, x, s, k.
+    ends: Vec<[usize; 5]>,
 }
 
 impl DecomposeBatch {
@@ -129,7 +139,7 @@ impl DecomposeBatch {
 
     fn seal(&mut self) {
         if self.ends.len() < self.windows.len() {
-            self.ends.push([self.c.len(), self.m.len(), self.x.len(), self.s.len()]);
+            self.ends.push([self.c.len(), self.m.len(), self.x.len(), self.s.len(), self.k.len()]);
         }
     }
 
@@ -161,6 +171,16 @@ impl DecomposeBatch {
         }
     }
 
+    /// Adds the kernel interval of a collective (a communication kernel with
+    /// a collective identity, its stall known or not).
+    pub fn add_identified(&mut self, start: i64, end: i64) {
+        let Some((t0, t1)) = self.current() else { return };
+        let (s, e) = (start.max(t0), end.min(t1));
+        if e > s {
+            self.k.push((s, e));
+        }
+    }
+
     pub fn len(&self) -> usize {
         self.windows.len()
     }
@@ -182,12 +202,25 @@ impl DecomposeBatch {
         let mut cm = Segmented::new();
         let mut cmx = Segmented::new();
         let mut s = Segmented::new();
-        let mut prev = [0usize; 4];
+        let mut cmk = Segmented::new();
+        let mut ck = Segmented::new();
+        let mut prev = [0usize; 5];
         for end in &self.ends {
             let cs = &self.c[prev[0]..end[0]];
             let ms = &self.m[prev[1]..end[1]];
             let xs = &self.x[prev[2]..end[2]];
             let ss = &self.s[prev[3]..end[3]];
+            let ks = &self.k[prev[4]..end[4]];
+            // Only windows with both communication and collective kernels need the two extra unions.
+            if !ms.is_empty() && !ks.is_empty() {
+                for &(a, b) in cs.iter().chain(ks) {
+                    cmk.push(a, b);
+                    ck.push(a, b);
+                }
+                for &(a, b) in ms {
+                    cmk.push(a, b);
+                }
+            }
             for &(a, b) in cs {
                 c.push(a, b);
                 cm.push(a, b);
@@ -204,7 +237,7 @@ impl DecomposeBatch {
             for &(a, b) in ss {
                 s.push(a, b);
             }
-            for set in [&mut c, &mut m, &mut cm, &mut cmx, &mut s] {
+            for set in [&mut c, &mut m, &mut cm, &mut cmx, &mut s, &mut cmk, &mut ck] {
                 set.close_segment();
             }
             prev = *end;
@@ -219,10 +252,29 @@ impl DecomposeBatch {
         } else {
             (reducer.union_length(s.as_intervals())?, reducer.intersection_length(s.as_intervals(), c.as_intervals())?)
         };
+        let (u_cmk, u_ck) = if ck.rows() == 0 {
+            (vec![0; n], vec![0; n])
+        } else {
+            (reducer.union_length(cmk.as_intervals())?, reducer.union_length(ck.as_intervals())?)
+        };
+        let with_k: Vec<bool> = {
+            let mut prev = 0usize;
+            self.ends
+                .iter()
+                .map(|e| {
+                    let has = e[4] > prev;
+                    prev = e[4];
+                    has
+                })
+                .collect()
+        };
         Ok((0..n)
             .map(|i| {
                 let (t0, t1) = self.windows[i];
                 let comm_exposed_ns = u_cm[i] - u_c[i];
+                // Without collective kernels, all exposed communication is unidentified.
+                let comm_unidentified_ns =
+                    if with_k[i] { (u_cmk[i] - u_ck[i]).clamp(0, comm_exposed_ns) } else { comm_exposed_ns };
                 Decomposition {
                     window_ns: t1 - t0,
                     compute_ns: u_c[i],
@@ -234,7 +286,8 @@ impl DecomposeBatch {
                     // Stall intervals come from collective records that may
                     // not line up exactly with the kernel records: never more
                     // than the exposed communication they are part of.
-                    sync_stall_ns: (u_s[i] - i_sc[i]).clamp(0, comm_exposed_ns),
+                    sync_stall_ns: (u_s[i] - i_sc[i]).clamp(0, comm_exposed_ns - comm_unidentified_ns),
+                    comm_unidentified_ns,
                 }
             })
             .collect())
@@ -287,11 +340,16 @@ mod tests {
         b.begin_window(100, 200);
         b.add(Communication, 90, 150); // clipped to [100,150)
         b.add_stall(90, 120); // clipped to [100,120)
+        b.add_identified(90, 150);
         b.begin_window(200, 300); // empty: all idle
         let r = b.run(&Reducer::cpu()).unwrap();
         assert_eq!((r[0].compute_ns, r[0].comm_exposed_ns, r[0].idle_ns), (30, 10, 60));
+        assert_eq!(
+            r[0].comm_unidentified_ns, 10,
+            "no collective kernel in window 0: its communication has no identity"
+        );
         assert_eq!((r[1].compute_ns, r[1].comm_exposed_ns, r[1].sync_stall_ns, r[1].idle_ns), (0, 50, 20, 50));
-        assert_eq!(r[1].comm_transfer_ns(), 30);
+        assert_eq!((r[1].comm_transfer_ns(), r[1].comm_unidentified_ns), (30, 0));
         assert_eq!((r[2].idle_ns, r[2].comm_ns, r[2].overlap_ratio()), (100, 0, None));
     }
 
@@ -301,9 +359,29 @@ mod tests {
             b.begin_window(0, 100);
             b.add(Communication, 0, 60);
             b.add_stall(0, 40);
+            b.add_identified(0, 60);
             b.add(Compute, 0, 30);
         });
         // Stall [0,40) minus compute [0,30) = 10 exposed; comm exposed [30,60) = 30.
         assert_eq!((d.sync_stall_ns, d.comm_exposed_ns, d.comm_transfer_ns()), (10, 30, 20));
+    }
+
+    #[test]
+    fn communication_without_a_collective_identity_is_split_unknown_beside_an_identified_one() {
+        // An NCCL collective [0,100) with a 40 ns stall; a DeepEP kernel [80,200) without identity;
+        // compute hides [150,170).
+        let d = one(|b| {
+            b.begin_window(0, 300);
+            b.add(Communication, 0, 100);
+            b.add_identified(0, 100);
+            b.add_stall(0, 40);
+            b.add(Communication, 80, 200);
+            b.add(Compute, 150, 170);
+        });
+        // Exposed: [0,150) ∪ [170,200) = 180; unidentified: [100,150) ∪ [170,200) = 80.
+        assert_eq!(
+            (d.comm_exposed_ns, d.comm_unidentified_ns, d.sync_stall_ns, d.comm_transfer_ns()),
+            (180, 80, 40, 60)
+        );
     }
 }

@@ -30,6 +30,7 @@ use std::sync::Arc;
 
 use strand_kernels::{KernelsError, Reducer};
 use strand_schemas::category::Category;
+use strand_schemas::comm_kernels::CommKernels;
 use strand_schemas::{CudaSyncCall, GpuSample, KernelEvent, NcclCall, ProcessEvent, Step, Window};
 
 use crate::collective::{BandwidthBaseline, CollectiveRecord, StallMatcher};
@@ -64,6 +65,10 @@ pub struct WindowConfig {
     pub default_gpu_name: Option<String>,
     /// Bound on buffered rows of all tables together.
     pub max_buffered_rows: usize,
+    /// Which kernels are communication: the built-in table and the user's
+    /// patterns. Rows are classified again with it (a row stored as
+    /// communication stays so), so every door counts the same kernels.
+    pub comm_kernels: Arc<CommKernels>,
 }
 
 impl Default for WindowConfig {
@@ -79,6 +84,7 @@ impl Default for WindowConfig {
             default_dtype: None,
             default_gpu_name: None,
             max_buffered_rows: 4_000_000,
+            comm_kernels: Arc::new(CommKernels::builtin()),
         }
     }
 }
@@ -287,6 +293,8 @@ pub struct WindowBuilder {
     /// Job ids seen, by index − 1 (rows carry the index; 0 is no job).
     jobs: Vec<String>,
     job_ids: HashMap<String, u32>,
+    /// Kernel names already classified (whether each is communication).
+    comm_names: HashMap<Arc<str>, bool>,
 }
 
 fn floor_to(t: i64, period: i64) -> i64 {
@@ -313,7 +321,28 @@ impl WindowBuilder {
             stats: BuilderStats::default(),
             jobs: Vec::new(),
             job_ids: HashMap::new(),
+            comm_names: HashMap::new(),
         })
+    }
+
+    /// The category of a kernel row, with the configured table of
+    /// communication kernels (one lookup per distinct name).
+    fn category_of(&mut self, k: &KernelEvent) -> Category {
+        let stored = Category::parse(&k.category);
+        if matches!(k.kind.as_str(), "memcpy" | "memset")
+            || matches!(stored, Some(Category::Communication | Category::Copy))
+        {
+            return self.cfg.comm_kernels.classify_row(&k.kind, &k.name, stored);
+        }
+        if let Some(&comm) = self.comm_names.get(&k.name) {
+            return if comm { Category::Communication } else { Category::Compute };
+        }
+        let comm = self.cfg.comm_kernels.is_communication(&k.name);
+        if self.comm_names.len() >= 65_536 {
+            self.comm_names.clear();
+        }
+        self.comm_names.insert(k.name.clone(), comm);
+        if comm { Category::Communication } else { Category::Compute }
     }
 
     pub fn config(&self) -> &WindowConfig {
@@ -419,8 +448,7 @@ impl WindowBuilder {
                 self.stats.late_rows += 1;
                 continue;
             }
-            let cat =
-                Category::parse(&k.category).unwrap_or_else(|| strand_schemas::category::classify(&k.kind, &k.name));
+            let cat = self.category_of(k);
             let key = GpuKey { node: k.node.clone(), gpu_index: gi };
             self.remember_pid(&k.node, k.pid, gi);
             let g = self.gpu(&key);
@@ -511,6 +539,26 @@ impl WindowBuilder {
             let src = source_bit(&c.source);
             self.gpu(&gpu).nccl_src |= src;
             self.matcher.push(r);
+        }
+    }
+
+    /// Collective records built elsewhere: communication kernels that
+    /// [`crate::collective::order_by_position`] numbered across ranks
+    /// (`source`: where their kernels came from, e.g. `kineto`). Records that
+    /// were not numbered get no stall, so their kernels stay unidentified.
+    pub fn push_collectives(&mut self, rows: &[CollectiveRecord], source: &str) {
+        if !self.admit(rows.len()) {
+            return;
+        }
+        let src = source_bit(source);
+        for r in rows.iter().filter(|r| r.instance_key().is_some()) {
+            let (Some(gpu), Some((_, end))) = (r.gpu(), r.kernel) else { continue };
+            if end <= self.closed_until {
+                self.stats.late_rows += 1;
+                continue;
+            }
+            self.gpu(&gpu).nccl_src |= src;
+            self.matcher.push(r.clone());
         }
     }
 
@@ -791,6 +839,8 @@ impl WindowBuilder {
                 // Sync stalls of collectives overlapping the window.
                 let (mut stall_known, mut stall_est) = (false, false);
                 for s in g.stalls.iter().take_while(|s| s.start < t1).filter(|s| s.end > t0) {
+                    // The kernel has a collective identity: its exposed time is split, known or not.
+                    batch.add_identified(s.start, s.end);
                     if let Some(st) = s.stall_ns {
                         stall_known = true;
                         stall_est |= s.estimated;
@@ -1051,6 +1101,7 @@ impl WindowBuilder {
                 comm_transfer_ns: transfer,
                 sync_stall_ns: sync_stall,
                 sync_stall_estimated: estimated,
+                comm_unidentified_ns: opt(d.comm_unidentified_ns),
                 comm_ns: opt(d.comm_ns),
                 comm_overlapped_ns: opt(d.comm_overlapped_ns),
                 overlap_ratio: if known { d.overlap_ratio() } else { None },

@@ -1,4 +1,5 @@
 //! Kernel categories of DESIGN §4: compute (C), communication (M), copy (X).
+//! Which kernels are communication is the table in [`crate::comm_kernels`].
 
 /// The category of a GPU activity record.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -27,24 +28,20 @@ impl Category {
     }
 }
 
-/// Name fragments of communication kernels. NCCL (and RCCL) device kernels
-/// are `ncclDevKernel_*` (NCCL ≥ 2.19) or `ncclKernel_*` (older); they appear
-/// mangled (`_Z…ncclDevKernel…`) in CUPTI records and plain in Kineto traces,
-/// so the rule matches a substring.
-pub const COMMUNICATION_KERNEL_MARKERS: &[&str] = &["ncclDevKernel", "ncclKernel"];
-
-/// Classifies one record: copies and sets are `copy`; kernels whose name holds
-/// a communication marker are `communication`; every other kernel is `compute`.
-/// `kind` is the `kernel_events.kind` value (`kernel`, `memcpy`, `memset`).
+/// Classifies one record with the built-in table of communication kernels
+/// ([`crate::comm_kernels`]): copies and sets are `copy`; kernels of a
+/// communication library are `communication`; every other kernel is
+/// `compute`. `kind` is the `kernel_events.kind` value (`kernel`, `memcpy`,
+/// `memset`). With user patterns, use [`crate::comm_kernels::CommKernels::classify`].
 pub fn classify(kind: &str, name: &str) -> Category {
     classify_marked(kind, || is_communication_kernel(name))
 }
 
-/// Whether a kernel name holds a communication marker; a reader that sees
-/// the same names many times can work this out once per name and classify
-/// with [`classify_marked`].
+/// Whether a kernel name is in the built-in table of communication kernels;
+/// a reader that sees the same names many times can work this out once per
+/// name and classify with [`classify_marked`].
 pub fn is_communication_kernel(name: &str) -> bool {
-    COMMUNICATION_KERNEL_MARKERS.iter().any(|m| name.contains(m))
+    crate::comm_kernels::builtin_entry(name).is_some()
 }
 
 /// [`classify`] with the name's marker test given (asked only for kernels).

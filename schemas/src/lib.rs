@@ -5,11 +5,13 @@
 //! row type, the reader and `docs/schemas.md` all come from that declaration.
 //! The crate also holds the few definitions both the agent and the collector
 //! must share: the clock conversion ([`clock`]), kernel categories
-//! ([`category`]) and the upload protocol's names ([`protocol`]).
+//! ([`category`]), the table of communication kernels ([`comm_kernels`])
+//! and the upload protocol's names ([`protocol`]).
 
 pub mod category;
 pub mod clock;
 pub mod column;
+pub mod comm_kernels;
 pub mod hive;
 pub mod layout;
 pub mod parquet_io;

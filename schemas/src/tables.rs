@@ -344,7 +344,7 @@ table! {
 
 table! {
     /// The time decomposition of DESIGN §4 for one GPU and one window. Where kernel records split the time (`split_source = kernels`), `compute_ns + comm_exposed_ns + memcpy_exposed_ns + idle_ns` add up to `end_ns - start_ns`; where only NVML does (`nvml`), `reported_busy_ns + idle_ns` is the sampled part of it. A figure is null when no source could measure it (see `coverage`). docs/decomposition.md defines every column; the accounting over windows is `strand_analysis::accounting`.
-    pub struct Window = "windows", version(1, 1) {
+    pub struct Window = "windows", version(1, 2) {
         /// Cluster name.
         pub cluster: Arc<str> => "",
         /// Node host name.
@@ -373,12 +373,14 @@ table! {
         pub memcpy_exposed_ns: Option<i64> => "ns",
         /// idle: no kernel, copy or set running (`kernels`), or sampled time minus reported busy (`nvml`).
         pub idle_ns: Option<i64> => "ns",
-        /// Part of comm_exposed moving data (comm_exposed − sync_stall).
+        /// Part of comm_exposed moving data: comm_exposed − sync_stall − comm_unidentified (before version 1.2, comm_exposed − sync_stall).
         pub comm_transfer_ns: Option<i64> => "ns",
         /// Part of comm_exposed spent waiting for the last rank of collectives (ghost compute, kind sync stall).
         pub sync_stall_ns: Option<i64> => "ns",
         /// True when sync_stall_ns is estimated from bytes and a bandwidth baseline because peers were missing.
         pub sync_stall_estimated: Option<bool> => "",
+        /// Part of comm_exposed in communication kernels without a collective identity (no NCCL call joined to them, no order match across ranks, e.g. DeepEP or custom all-reduce kernels seen on one rank): its split into transfer and sync stall is unknown, never guessed. Null where the categories are. Since version 1.2.
+        pub comm_unidentified_ns: Option<i64> => "ns",
         /// Length of the union of communication kernels.
         pub comm_ns: Option<i64> => "ns",
         /// comm_overlapped: communication overlapped by compute.
@@ -543,8 +545,8 @@ table! {
 }
 
 table! {
-    /// The exact sync stall of DESIGN §4 for one rank of one collective instance, from matching the instance on every rank and node by communicator and sequence number (`strand_analysis::collective`, the one matcher of the agent, the postmortem and the fleet report). Only complete instances (all `nranks` ranks seen) are stored; calls without a communicator are never matched.
-    pub struct CollectiveStall = "collective_stalls", version(1, 1) {
+    /// The exact sync stall of DESIGN §4 for one rank of one collective instance, from matching the instance on every rank and node by communicator and sequence number (`strand_analysis::collective`, the one matcher of the agent, the postmortem and the fleet report), or, for communication kernels without that identity in traces analysed together, by their order on each rank (`matched_by`). Only complete instances (all `nranks` ranks seen) are stored; calls without a communicator are never matched.
+    pub struct CollectiveStall = "collective_stalls", version(1, 2) {
         /// Cluster of the rank.
         pub cluster: Arc<str> => "",
         /// Node of the rank.
@@ -597,5 +599,7 @@ table! {
         pub size_class: Option<i32> => "",
         /// Achieved bus bandwidth (nccl-tests convention): algorithm bytes ÷ transfer time × the operation's bus factor (`kernel` rows only).
         pub bus_bw_bytes_per_s: Option<f64> => "bytes/s",
+        /// How the instance was matched: `id` (communicator and sequence number, as NCCL or the trace's collective metadata give them) or `order` (a communication kernel without that identity, the same library, kernel and process group, or CUDA stream where no group is known, matched by its position in each rank's sequence of that kernel; `comm_hash` is then a hash of the job, library, kernel and group, `comm_name` the group, `seq` the position, and `nranks` the ranks analysed together). Null in files before version 1.2 (all `id`). Since version 1.2.
+        pub matched_by: Option<String> => "",
     }
 }

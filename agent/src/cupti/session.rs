@@ -11,7 +11,6 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use strand_inject::wire::{self, Activity, Connection, WireError};
-use strand_schemas::category::classify;
 use strand_schemas::clock::MonoToUtc;
 use strand_schemas::tables::{CudaSyncCall, KernelEvent};
 
@@ -105,6 +104,8 @@ pub(crate) struct Session {
     launch_order: VecDeque<u32>,
     pending_syncs: VecDeque<(wire::Sync, u32)>,
     copy_names: HashMap<(u8, u8, u8, u8), Arc<str>>,
+    /// Kernel names already classified (whether each is a communication kernel).
+    comm_names: HashMap<Arc<str>, bool>,
     unknown: Arc<str>,
     tids: Tids,
 }
@@ -122,6 +123,7 @@ impl Session {
             launch_order: VecDeque::new(),
             pending_syncs: VecDeque::new(),
             copy_names: HashMap::new(),
+            comm_names: HashMap::new(),
             unknown: Arc::from("(unknown)"),
             tids: Tids { proc_root, pid, same_namespace: false, map: HashMap::new(), refreshed: None },
         }
@@ -305,6 +307,19 @@ impl Session {
         };
         let launch = self.launches.get(&f.correlation).copied();
         let launch_tid = launch.and_then(|l| self.tids.host_tid(l.tid));
+        // The one classification (strand_schemas::comm_kernels), once per kernel name.
+        let comm = f.kind == "kernel"
+            && match self.comm_names.get(&f.name) {
+                Some(c) => *c,
+                None => {
+                    let c = self.ctx.comm_kernels.is_communication(&f.name);
+                    if self.comm_names.len() >= 65_536 {
+                        self.comm_names.clear();
+                    }
+                    self.comm_names.insert(f.name.clone(), c);
+                    c
+                }
+            };
         KernelEvent {
             cluster: self.ctx.cluster.clone(),
             node: self.ctx.node.clone(),
@@ -319,7 +334,7 @@ impl Session {
             stream_id: f.stream as i64,
             correlation_id: f.correlation as i64,
             kind: f.kind.to_string(),
-            category: classify(f.kind, &f.name).as_str().to_string(),
+            category: strand_schemas::category::classify_marked(f.kind, || comm).as_str().to_string(),
             name: f.name,
             grid_x: None,
             grid_y: None,

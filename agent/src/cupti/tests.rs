@@ -193,6 +193,82 @@ fn frames_become_kernel_event_rows_with_every_column() {
     assert!(s.frame(&bad).unwrap_err().to_string().contains("needs"));
 }
 
+/// A kernel of every communication library (as CUPTI names it: mangled),
+/// and one of an in-house library named by the `comm_kernels` config key,
+/// lands in communication in the agent's rows and in its live windows,
+/// where, with no NCCL call to give it a collective identity, its time is
+/// communication whose split into transfer and stall is unknown.
+#[test]
+fn kernels_of_every_communication_library_are_communication_in_the_agents_windows() {
+    const NAMES: &[&str] = &[
+        "_Z24mscclKernel_Sum_float_LLP11ncclDevCommP9mscclAlgoP9mscclWork",
+        "_ZN7mscclpp15executionKernelI6__halfEEviPT_S3_S3_jmPNS_19DeviceExecutionPlanEjj",
+        "_Z21rdxn_on_stream_kernelIfL10rdxn_ops_t4EEviPT_PKS1_mi",
+        "_ZN7deep_ep9intranode8dispatchILi8ELi768ELi8192EEEvP4int4PfPiPlS4_S5_S5_PKS2_PKfPKlSA_PKbPKiiiiiiiiiPPviii",
+        "_ZN7deep_ep12internode_ll7combineILb0ELi7168ELi9ELi8EEEvPvS2_PiS2_PKvPKlPKfPKiS7_S3_PlS3_iS3_iiiiiiiiiib",
+        "_ZN12_GLOBAL__N_1L26multimem_all_reduce_kernelIfLi16EEEvPT_mPPjmm",
+        "_ZN4vllm26cross_device_reduce_1stageI13__nv_bfloat16Li8EEEvPNS_8RankDataENS_11RankSignalsEPNS_6SignalEPT_ii",
+        "_ZN5aiter26cross_device_reduce_2stageI13__nv_bfloat16Li8EEEvPNS_8RankDataENS_11RankSignalsEPNS_6SignalEPT_ii",
+        "_ZN11quickreduceL27allreduce_prototype_twoshotINS_16AllReduceTwoshotI6__halfNS_7CodecQ4IS2_EELb1EEES2_EEvPKT0_PS6_jjiPPhjjl",
+        "_ZN12tensorrt_llm7kernels9ar_fusion39allreduce_fusion_kernel_oneshot_lamportILNS1_22AllReduceFusionPatternE1E13__nv_bfloat16Li8ELb1ELb1EEEvNS1_21AllReduceFusionParamsIT0_EE",
+        "_Z38userbuffers_fp16_sum_inplace_gpu_rr_rsILi8EEviiiiiiiPPvim",
+        "_Z22allreduce_kernel_vec32I10NvlsSumOpsIfEEvP26ucc_tl_cuda_nvls_control_tS3_jmPjmjj",
+        "_Z18acme_allreduce_bf16Pv",
+    ];
+    let dir = tempfile::tempdir().unwrap();
+    let pid = std::process::id() as i32;
+    fake_proc(dir.path(), pid, &[]);
+    let table = Arc::new(
+        strand_schemas::comm_kernels::CommKernels::with_patterns(&["^_Z\\d+acme_allreduce".to_string()]).unwrap(),
+    );
+    let c = SourceContext::with_proc_root("prod", "gpu-07", None, dir.path()).with_comm_kernels(table.clone());
+    c.set_gpus([(UUID_STR.to_string(), 5)]);
+    let mut s = Session::new(Arc::new(c), pid, dir.path().to_path_buf());
+    let base = strand_schemas::clock::monotonic_ns() as u64;
+    let mut names: Vec<(u32, &'static str)> = NAMES.iter().enumerate().map(|(i, n)| (i as u32 + 10, *n)).collect();
+    names.push((1, GEMM));
+    let mut acts = vec![Activity::Device(wire::Device { id: 1, uuid: UUID, name: 0 })];
+    // One kernel of each library, back to back, 5 µs each, then a GEMM.
+    for i in 0..NAMES.len() {
+        acts.push(kernel(100 + i as u32, i as u32 + 10, base + 10_000 * i as u64));
+    }
+    acts.push(kernel(99, 1, base + 10_000 * NAMES.len() as u64));
+    let rows = s.frame(&encode(FrameOf { names, acts }, pid as u32, 0)).unwrap();
+    assert_eq!(rows.kernels.len(), NAMES.len() + 1);
+    for k in &rows.kernels {
+        let want = if &*k.name == GEMM { "compute" } else { "communication" };
+        assert_eq!(k.category, want, "{}", k.name);
+    }
+    // The agent's live windows, configured as `run` configures them.
+    let cfg = strand_analysis::WindowConfig { comm_kernels: table, ..Default::default() };
+    let mut reg = prometheus_client::registry::Registry::default();
+    let live = crate::live::Live::new(
+        cfg,
+        Arc::new(strand_kernels::Reducer::cpu()),
+        Duration::from_secs(1),
+        "gpu-07",
+        crate::live::LiveMetrics::register(&mut reg),
+    )
+    .unwrap();
+    // Stored as compute by an older agent: classified again all the same.
+    let mut stale = rows.kernels.clone();
+    for k in &mut stale {
+        k.category = "compute".into();
+    }
+    live.on_kernels(&stale);
+    let windows = live.close(true);
+    let comm: i64 = windows.iter().map(|w| w.comm_ns.unwrap()).sum();
+    let unidentified: i64 = windows.iter().map(|w| w.comm_unidentified_ns.unwrap()).sum();
+    let compute: i64 = windows.iter().map(|w| w.compute_ns.unwrap()).sum();
+    assert_eq!((comm, unidentified, compute), (5_000 * NAMES.len() as i64, 5_000 * NAMES.len() as i64, 5_000));
+    let mut t = strand_analysis::GpuTime::new();
+    for w in &windows {
+        t.update(w, None);
+    }
+    assert_eq!(t.leaf(strand_analysis::accounting::Leaf::CommSplitUnknown), 5_000 * NAMES.len() as i64);
+    assert_eq!(t.leaf(strand_analysis::accounting::Leaf::CommTransfer), 0, "never guessed as transfer");
+}
+
 #[test]
 fn several_gpus_and_contexts_keep_their_own_uuid() {
     let dir = tempfile::tempdir().unwrap();

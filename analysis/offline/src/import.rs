@@ -13,6 +13,7 @@ use std::sync::Arc;
 
 use strand_kernels::{Backend, Reducer};
 use strand_schemas::Window;
+use strand_schemas::comm_kernels::CommKernels;
 use strand_schemas::hive::write_partitioned;
 
 use crate::kineto::{KinetoOptions, KinetoTrace};
@@ -32,6 +33,8 @@ pub struct ImportOptions {
     pub job: Option<String>,
     /// Keep only the GPU records Holistic Trace Analysis analyses.
     pub hta_scope: bool,
+    /// Which kernels are communication (the built-in table and the user's patterns).
+    pub comm_kernels: Arc<CommKernels>,
     /// Window length of the `windows` rows (the fleet's grid: the agents' `windows.period`).
     pub window_ns: i64,
     pub launch_gap_ns: i64,
@@ -87,12 +90,14 @@ pub fn import_kineto(opts: &ImportOptions) -> anyhow::Result<Vec<ImportSummary>>
             node: opts.node.clone(),
             job_id: opts.job.clone(),
             hta_scope: opts.hta_scope,
+            comm_kernels: opts.comm_kernels.clone(),
         },
         flops_per_step: None,
         dtype: None,
         gpu_name: None,
         peaks: Default::default(),
         progress: false,
+        comm_kernels: opts.comm_kernels.clone(),
     };
     let mut out = Vec::new();
     let run = run::read(&run_opts, &reducer, |t| {
@@ -141,6 +146,7 @@ mod tests {
             node: None,
             job: Some("j1".into()),
             hta_scope: false,
+            comm_kernels: Default::default(),
             window_ns: 10_000_000_000,
             launch_gap_ns: 50_000,
             backend: Backend::Cpu,

@@ -22,10 +22,12 @@ use std::sync::Arc;
 use anyhow::{Context, bail};
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use parquet::file::statistics::Statistics;
-use strand_analysis::collective::BandwidthBaseline;
+use strand_analysis::collective::{self, BandwidthBaseline, CollectiveRecord, MatchStats};
 use strand_analysis::idle::StreamIdleTotals;
 use strand_analysis::{BuilderStats, GpuKey, WindowBuilder, WindowConfig};
 use strand_kernels::{Reducer, Values};
+use strand_schemas::category::Category;
+use strand_schemas::comm_kernels::{CommKernels, CommMatch};
 use strand_schemas::parquet_io::{check_info, check_schema};
 use strand_schemas::table::{META_TABLE, META_VERSION};
 use strand_schemas::{
@@ -55,6 +57,10 @@ pub struct RunOptions {
     pub gpu_name: Option<String>,
     pub peaks: strand_analysis::mfu::PeakTable,
     pub progress: bool,
+    /// Which kernels are communication (the built-in table and the user's
+    /// patterns): the Kineto reader and the windows use it, and it
+    /// classifies the rows of Parquet inputs again.
+    pub comm_kernels: Arc<CommKernels>,
 }
 
 /// Kernels grouped by name.
@@ -87,6 +93,14 @@ pub struct Run {
     pub span: Option<(i64, i64)>,
     pub notes: Vec<String>,
     pub stats: BuilderStats,
+    /// Kernel, copy and set records per GPU (each record once).
+    pub kernel_records: HashMap<GpuKey, u64>,
+    /// Communication kernels of the traces that no call gives a collective
+    /// identity, numbered by order across ranks (`collective::order_by_position`):
+    /// the postmortem matches them with the calls.
+    pub ordered: Vec<CollectiveRecord>,
+    /// What the order numbering did.
+    pub order_stats: MatchStats,
 }
 
 /// One row group of one strand Parquet file, with its time range.
@@ -262,6 +276,7 @@ pub fn auto_window(span_ns: i64, target: i64) -> i64 {
 /// Sums kernel durations by name, batch by batch, through the reducer.
 fn aggregate_kernels(
     reducer: &Reducer,
+    comm: &CommKernels,
     rows: &[KernelEvent],
     agg: &mut HashMap<Arc<str>, KernelAgg>,
 ) -> anyhow::Result<()> {
@@ -295,7 +310,7 @@ fn aggregate_kernels(
     let stats = reducer.stats(Values { offsets: &offsets, values: &values })?;
     for (k, s) in names.iter().zip(stats) {
         let e = agg.entry(k.name.clone()).or_insert_with(|| KernelAgg {
-            category: k.category.clone(),
+            category: comm.classify_row(&k.kind, &k.name, Category::parse(&k.category)).as_str().to_string(),
             min: i64::MAX,
             ..Default::default()
         });
@@ -305,6 +320,26 @@ fn aggregate_kernels(
         e.max = e.max.max(s.max.unwrap_or(0));
     }
     Ok(())
+}
+
+/// Counts records per GPU.
+fn count_records(rows: &[KernelEvent], counts: &mut HashMap<GpuKey, u64>) {
+    let mut last: Option<(GpuKey, u64)> = None;
+    for k in rows {
+        let Some(g) = k.gpu_index else { continue };
+        match &mut last {
+            Some((key, n)) if key.gpu_index == g && key.node == k.node => *n += 1,
+            _ => {
+                if let Some((key, n)) = last.take() {
+                    *counts.entry(key).or_default() += n;
+                }
+                last = Some((GpuKey { node: k.node.clone(), gpu_index: g }, 1));
+            }
+        }
+    }
+    if let Some((key, n)) = last {
+        *counts.entry(key).or_default() += n;
+    }
 }
 
 /// Kernel rows of a Kineto trace built at a time (about 5 MiB).
@@ -392,7 +427,9 @@ pub fn read(
         run.windows = recorded;
         run.recorded_windows = true;
         for p in &kernel_parts {
-            aggregate_kernels(reducer, &keep(job, read_part::<KernelEvent>(p)?), &mut run.kernels)?;
+            let rows = keep(job, read_part::<KernelEvent>(p)?);
+            aggregate_kernels(reducer, &opts.comm_kernels, &rows, &mut run.kernels)?;
+            count_records(&rows, &mut run.kernel_records);
         }
         finish_steps(opts, &mut run);
         return Ok(run);
@@ -410,19 +447,23 @@ pub fn read(
         default_dtype: opts.dtype.clone(),
         default_gpu_name: opts.gpu_name.clone(),
         max_buffered_rows: usize::MAX,
+        comm_kernels: opts.comm_kernels.clone(),
     };
     let mut b = WindowBuilder::new(cfg, reducer.clone())?;
     let widen = |span: &mut Option<(i64, i64)>, lo: i64, hi: i64| {
         *span = Some(span.map_or((lo, hi), |(a, z)| (a.min(lo), z.max(hi))));
     };
-    // Kineto traces, one at a time.
+    // Kineto traces, one at a time. With HTA's scope, whether records without
+    // a launch are left out depends on the steps of the whole set: a trace
+    // waits until the set is known to have two step names, or to the end.
     let mut out_of_scope = 0u64;
     let mut syncs: Vec<CudaSyncCall> = Vec::new();
     let mut trace_calls: Vec<NcclCall> = Vec::new();
-    for path in &files.traces {
-        let t = kineto::read_trace(path, &opts.kineto)?;
+    let mut comm_records: Vec<CollectiveRecord> = Vec::new();
+    let mut comm_names: HashMap<Arc<str>, Option<CommMatch>> = HashMap::new();
+    let mut ingest = |t: KinetoTrace| -> anyhow::Result<()> {
         if t.skipped_events > 0 {
-            tracing::warn!("{}: skipped {} GPU records with a negative duration", path.display(), t.skipped_events);
+            tracing::warn!("{}: skipped {} GPU records with a negative duration", t.file.display(), t.skipped_events);
         }
         on_trace(&t)?;
         for (dev, name) in &t.gpu_names {
@@ -436,19 +477,90 @@ pub fn read(
         if let Some((lo, hi)) = t.kernel_span() {
             widen(&mut run.span, lo, hi);
         }
+        // Kernels that a call of the trace gives a collective identity.
+        let called: HashSet<(i32, i64)> =
+            t.nccl.iter().filter_map(|c| Some((c.gpu_index?, c.kernel_start_ns?))).collect();
         // A few thousand rows at a time through one buffer: the rows of a big
         // trace never all exist at once.
         let mut rows = Vec::new();
         for at in (0..t.kernel_count()).step_by(TRACE_CHUNK_ROWS) {
             t.kernels_into(at..(at + TRACE_CHUNK_ROWS).min(t.kernel_count()), &mut rows);
-            aggregate_kernels(reducer, &rows, &mut run.kernels)?;
+            aggregate_kernels(reducer, &opts.comm_kernels, &rows, &mut run.kernels)?;
+            count_records(&rows, &mut run.kernel_records);
             b.push_kernels(&rows);
+            for k in rows.iter().filter(|k| k.category == "communication") {
+                if k.gpu_index.is_some_and(|g| called.contains(&(g, k.start_ns))) {
+                    continue;
+                }
+                let m = comm_names.entry(k.name.clone()).or_insert_with(|| opts.comm_kernels.lookup(&k.name));
+                if let Some(r) = m.as_ref().and_then(|m| CollectiveRecord::from_kernel(k, m, t.rank, None)) {
+                    comm_records.push(r);
+                }
+            }
         }
+        out_of_scope += t.out_of_scope;
         syncs.extend(t.syncs);
         run.steps.extend(t.steps);
         trace_calls.extend(t.nccl);
-        out_of_scope += t.out_of_scope;
+        Ok(())
+    };
+    let kopts = KinetoOptions { hta_scope: false, comm_kernels: opts.comm_kernels.clone(), ..opts.kineto.clone() };
+    let mut set_steps: HashSet<i64> = HashSet::new();
+    let mut waiting: Vec<KinetoTrace> = Vec::new();
+    for path in &files.traces {
+        let t = kineto::read_trace(path, &kopts)?;
+        if !opts.kineto.hta_scope {
+            ingest(t)?;
+            continue;
+        }
+        set_steps.extend(t.step_names.iter().copied());
+        waiting.push(t);
+        if set_steps.len() >= 2 {
+            for mut t in waiting.drain(..) {
+                t.apply_hta_scope(set_steps.len());
+                ingest(t)?;
+            }
+        }
     }
+    for mut t in waiting.drain(..) {
+        t.apply_hta_scope(set_steps.len());
+        ingest(t)?;
+    }
+    if opts.kineto.hta_scope && !files.traces.is_empty() && set_steps.len() < 2 {
+        run.notes.push(format!(
+            "--hta-scope: the traces have {} distinct profiler step(s) over all ranks; as HTA does, no GPU record was left out for lack of a launch (that needs two or more)",
+            set_steps.len()
+        ));
+    }
+    // Communication kernels without a collective identity: matched by their order across the traces' ranks.
+    let (mut ordered, refusals) = collective::order_by_position(comm_records, &mut run.order_stats);
+    b.push_collectives(&ordered, "kineto");
+    let unmatched: Vec<&CollectiveRecord> = ordered.iter().filter(|r| r.instance_key().is_none()).collect();
+    if !unmatched.is_empty() {
+        let mut libs: Vec<&str> = unmatched.iter().filter_map(|r| r.order.as_ref().map(|o| &*o.library)).collect();
+        libs.sort_unstable();
+        libs.dedup();
+        run.notes.push(format!(
+            "{} communication kernels ({}) have no collective identity and were not matched across ranks: their exposed time is communication whose split into transfer and sync stall is unknown",
+            unmatched.len(),
+            libs.join(", ")
+        ));
+    }
+    for r in refusals.iter().take(10) {
+        run.notes.push(r.to_string());
+    }
+    if refusals.len() > 10 {
+        run.notes
+            .push(format!("… and {} more kinds of communication kernel not matched by order", refusals.len() - 10));
+    }
+    if run.order_stats.order_kinds_matched > 0 {
+        run.notes.push(format!(
+            "{} kinds of communication kernel without a collective identity matched across ranks by their order (collective_stalls.matched_by = order)",
+            run.order_stats.order_kinds_matched
+        ));
+    }
+    ordered.retain(|r| r.instance_key().is_some());
+    run.ordered = ordered;
     b.push_sync(&syncs);
     drop(syncs);
     run.calls.extend(trace_calls.iter().cloned());
@@ -474,7 +586,15 @@ pub fn read(
             widen(&mut run.span, p.min_ts, p.max_ts);
         }
     }
-    let Some((start, end)) = run.span else { bail!("no kernel_events, gpu_samples or windows rows in the input") };
+    let Some((start, end)) = run.span else {
+        if out_of_scope > 0 {
+            bail!(
+                "--hta-scope left out all {out_of_scope} GPU records of {}: none was launched by a CPU call found in its trace (runtime events joined by correlation id) before the trace's last profiler step ended, which is what HTA analyses; without --hta-scope strand counts every GPU record",
+                files.traces.iter().map(|t| t.display().to_string()).collect::<Vec<_>>().join(", ")
+            );
+        }
+        bail!("no kernel_events, gpu_samples or windows rows in the input")
+    };
     let end = end.max(start + 1);
     run.span = Some((start, end));
     run.window_ns = opts.window_ns.unwrap_or_else(|| auto_window(end - start, 150)).max(1);
@@ -501,7 +621,8 @@ pub fn read(
         match p.table {
             "kernel_events" => {
                 let rows: Vec<KernelEvent> = keep(job, read_part(p)?);
-                aggregate_kernels(reducer, &rows, &mut run.kernels)?;
+                aggregate_kernels(reducer, &opts.comm_kernels, &rows, &mut run.kernels)?;
+                count_records(&rows, &mut run.kernel_records);
                 b.push_kernels(&rows);
             }
             "gpu_samples" => b.push_samples(&keep(job, read_part::<GpuSample>(p)?)),

@@ -126,10 +126,17 @@ pub struct KinetoArgs {
     /// Job id written into every row (the fleet report's job).
     #[arg(long)]
     pub job: Option<String>,
-    /// Keep only the GPU records Holistic Trace Analysis analyses (launched
-    /// by a CPU call in the trace, before the last profiler step ended).
+    /// Keep only the GPU records Holistic Trace Analysis analyses: when the
+    /// traces have two or more distinct profiler steps over all ranks, those
+    /// launched by a CPU call in their trace before its last step ended.
     #[arg(long)]
     pub hta_scope: bool,
+    /// Kernels of an in-house communication library, as a regular expression
+    /// over the kernel name (mangled or not); repeatable. Prefix with `p2p:`
+    /// for point-to-point kernels. They count as communication, with the
+    /// built-in table (docs/decomposition.md).
+    #[arg(long = "comm-kernel", value_name = "REGEX")]
+    pub comm_kernels: Vec<String>,
     /// Length of the `windows` written (the fleet's grid: the agents' `windows.period`).
     #[arg(long, value_parser = humantime::parse_duration, default_value = "10s")]
     pub window: Duration,
@@ -191,6 +198,11 @@ pub struct PostmortemArgs {
     /// analyses (see `strand import kineto --hta-scope`).
     #[arg(long)]
     pub hta_scope: bool,
+    /// Kernels of an in-house communication library, as a regular expression
+    /// over the kernel name (mangled or not); repeatable. Prefix with `p2p:`
+    /// for point-to-point kernels (see `strand import kineto --comm-kernel`).
+    #[arg(long = "comm-kernel", value_name = "REGEX")]
+    pub comm_kernels: Vec<String>,
 }
 
 #[derive(Subcommand, Debug)]

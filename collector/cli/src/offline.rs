@@ -1,11 +1,15 @@
 //! The offline commands, which `strand` runs itself: flags → typed options
 //! → `strand_offline`.
 
+use std::sync::Arc;
+
+use anyhow::Context;
 use strand_analysis::mfu::{PeakOverride, PeakTable};
 use strand_offline::import::{self, ImportOptions};
 use strand_offline::kineto::KinetoOptions;
 use strand_offline::postmortem::{self, PostmortemOptions};
 use strand_offline::run::RunOptions;
+use strand_schemas::comm_kernels::CommKernels;
 
 use crate::args::{self, ImportCommand, KinetoArgs, PostmortemArgs, ns};
 
@@ -43,10 +47,16 @@ fn import_options(a: &KinetoArgs) -> anyhow::Result<ImportOptions> {
         node: a.node.clone(),
         job: a.job.clone(),
         hta_scope: a.hta_scope,
+        comm_kernels: comm_kernels(&a.comm_kernels)?,
         window_ns: args::parse_duration("--window", &humantime::format_duration(a.window).to_string())?,
         launch_gap_ns: ns(a.launch_gap),
         backend: args::backend("--backend", &a.backend)?,
     })
+}
+
+/// The table of communication kernels with the `--comm-kernel` patterns.
+fn comm_kernels(patterns: &[String]) -> anyhow::Result<Arc<CommKernels>> {
+    Ok(Arc::new(CommKernels::with_patterns(patterns).context("--comm-kernel")?))
 }
 
 pub fn postmortem_options(a: &PostmortemArgs) -> anyhow::Result<PostmortemOptions> {
@@ -55,6 +65,7 @@ pub fn postmortem_options(a: &PostmortemArgs) -> anyhow::Result<PostmortemOption
         let Some(dt) = &a.dtype else { anyhow::bail!("--peak-flops needs --dtype") };
         overrides.push(PeakOverride { gpu: String::new(), dtype: dt.clone(), flops_per_s: p });
     }
+    let comm = comm_kernels(&a.comm_kernels)?;
     Ok(PostmortemOptions {
         run: RunOptions {
             inputs: a.inputs.clone(),
@@ -68,12 +79,14 @@ pub fn postmortem_options(a: &PostmortemArgs) -> anyhow::Result<PostmortemOption
                 node: None,
                 job_id: a.job.clone(),
                 hta_scope: a.hta_scope,
+                comm_kernels: comm.clone(),
             },
             flops_per_step: a.flops_per_step,
             dtype: a.dtype.clone(),
             gpu_name: a.gpu_name.clone(),
             peaks: PeakTable::new(overrides)?,
             progress: !a.no_progress && std::io::IsTerminal::is_terminal(&std::io::stderr()),
+            comm_kernels: comm,
         },
         backend: args::backend("--backend", &a.backend)?,
         top_kernels: a.top_kernels,

@@ -287,6 +287,7 @@ fn read_calls(batch: RecordBatch) -> anyhow::Result<Vec<CollectiveRecord>> {
                 (Some(s), Some(e)) if e >= s => Some((s, e)),
                 _ => None,
             },
+            order: None,
         });
     }
     Ok(out)

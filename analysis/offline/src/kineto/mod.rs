@@ -4,10 +4,10 @@
 //!
 //! | trace events | strand table |
 //! |---|---|
-//! | `kernel`, `gpu_memcpy`, `gpu_memset` (also `Kernel`, `Memcpy`, `Memset`) | `kernel_events`, with the launching `cuda_runtime` / `cuda_driver` call joined by `correlation` (`launch_ns`, `launch_tid`, `pid`) |
+//! | `kernel`, `gpu_memcpy`, `gpu_memset` (older PyTorch: `Kernel`, `Memcpy`, `Memset`) | `kernel_events`, with the launching `cuda_runtime` / `cuda_driver` call (older: `Runtime`) joined by `correlation` (`launch_ns`, `launch_tid`, `pid`) |
 //! | NCCL kernels carrying `Collective name` etc. | `nccl_calls` (process group name as `comm_name`, rank from `distributedInfo` and `Process Group Ranks`, `seq` from `Seq` or the order of the group's collectives) |
 //! | `cudaStreamSynchronize`, `cudaDeviceSynchronize`, `cudaEventSynchronize` and the driver equivalents | `cuda_sync_calls` |
-//! | `ProfilerStep#N` annotations | `steps` (`source = "kineto"`) |
+//! | `ProfilerStep#N` annotations (`user_annotation`, `cpu_op`, older `Operator`) | `steps` (`source = "kineto"`) |
 //!
 //! Not taken: `cuda_sync` events drawn on GPU lanes (they are the host's
 //! synchronize calls, already taken from the runtime events, not GPU work),
@@ -33,7 +33,8 @@ use std::borrow::Cow;
 
 use serde::Deserialize;
 use serde::de::{Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
-use strand_schemas::category::{Category, classify_marked, is_communication_kernel};
+use strand_schemas::category::{Category, classify_marked};
+use strand_schemas::comm_kernels::CommKernels;
 use strand_schemas::{CudaSyncCall, KernelEvent, NcclCall, Step};
 
 mod json_split;
@@ -154,8 +155,12 @@ pub struct KinetoOptions {
     /// Keep only what Holistic Trace Analysis analyses: GPU records whose
     /// launching CPU call is in the trace and, when there are two or more
     /// profiler steps, was made before the last step ended. By default
-    /// strand keeps every GPU record (the GPU was busy either way).
+    /// strand keeps every GPU record (the GPU was busy either way). On one
+    /// trace the trace is the analysed set; for several, read them without
+    /// and call [`KinetoTrace::apply_hta_scope`] with the set's step count.
     pub hta_scope: bool,
+    /// Which kernels are communication (the built-in table and the user's patterns).
+    pub comm_kernels: Arc<CommKernels>,
 }
 
 /// The node a trace's rows are filed under when none is given: its file
@@ -191,6 +196,10 @@ pub struct KinetoTrace {
     pub skipped_events: u64,
     /// GPU records left out by `hta_scope`.
     pub out_of_scope: u64,
+    /// Distinct `ProfilerStep#` numbers of the trace.
+    pub step_names: Vec<i64>,
+    /// End of the trace's last profiler step (trace time).
+    last_step_end: Option<i64>,
 }
 
 // ---------------------------------------------------------------------------
@@ -525,8 +534,10 @@ struct Collected {
     launches: Vec<(i64, Launch)>,
     syncs: Vec<SyncRec>,
     steps: Vec<StepRec>,
-    /// Distinct GPU record names, each with its communication-marker test.
+    /// Distinct GPU record names, each with its communication-kernel test.
     names: HashMap<String, (Arc<str>, bool), foldhash::fast::RandomState>,
+    /// The table of communication kernels.
+    comm: Arc<CommKernels>,
     cpu_pids: HashMap<i32, u64>,
     skipped: u64,
     /// First error inside an event (reported with the file name).
@@ -548,7 +559,7 @@ impl Collected {
             return (a.clone(), *comm);
         }
         let a: Arc<str> = Arc::from(s);
-        let comm = is_communication_kernel(s);
+        let comm = self.comm.is_communication(s);
         self.names.insert(s.to_string(), (a.clone(), comm));
         (a, comm)
     }
@@ -610,8 +621,10 @@ impl Collected {
         }
         let Some(launch) = launch_of_raw(&e) else { return };
         match cat {
-            "cuda_runtime" | "cuda_driver" => self.launch(launch, e.args.as_ref().and_then(|a| a.correlation.0), name),
-            "user_annotation" | "cpu_op" => {
+            "cuda_runtime" | "cuda_driver" | "Runtime" => {
+                self.launch(launch, e.args.as_ref().and_then(|a| a.correlation.0), name)
+            }
+            "user_annotation" | "cpu_op" | "Operator" => {
                 if let Some(n) = name.strip_prefix("ProfilerStep#").and_then(|n| n.trim().parse::<i64>().ok()) {
                     self.steps.push(StepRec { step: n, launch });
                 }
@@ -789,6 +802,7 @@ const WANTED_CATS: &[&[u8]] = &[
     b"Memset\"",
     b"cuda_runtime\"",
     b"cuda_driver\"",
+    b"Runtime\"",
 ];
 
 /// What kind of event a slice holds, judged without parsing it.
@@ -826,14 +840,16 @@ fn worth_parsing(event: &[u8]) -> Wanted {
         let rest = &event[at + 5..];
         let Some(q) = rest.iter().position(|b| !matches!(b, b' ' | b'\t' | b'\r' | b'\n' | b':')) else { continue };
         if rest[q] == b'"'
-            && (rest[q + 1..].starts_with(b"cpu_op\"") || rest[q + 1..].starts_with(b"user_annotation\""))
+            && (rest[q + 1..].starts_with(b"cpu_op\"")
+                || rest[q + 1..].starts_with(b"user_annotation\"")
+                || rest[q + 1..].starts_with(b"Operator\""))
         {
             maybe_step = true;
         }
         if rest[q] == b'"'
             && let Some(w) = WANTED_CATS.iter().find(|w| rest[q + 1..].starts_with(w))
         {
-            let launch = w.starts_with(b"cuda_");
+            let launch = w.starts_with(b"cuda_") || w.starts_with(b"Runtime");
             wanted = match (wanted, launch) {
                 (Wanted::No, true) => Wanted::Launch,
                 (Wanted::No, false) => Wanted::Gpu,
@@ -1058,7 +1074,7 @@ fn parse_messages(
     path: &Path,
     opts: &KinetoOptions,
 ) -> Result<KinetoTrace, KinetoError> {
-    let mut c = Collected::default();
+    let mut c = Collected { comm: opts.comm_kernels.clone(), ..Collected::default() };
     let mut h = Header::default();
     let mut result = None;
     for msg in rx.iter() {
@@ -1211,14 +1227,10 @@ fn finish(mut c: Collected, h: Header, path: &Path, opts: &KinetoOptions) -> Kin
     devices.dedup();
     let only_device = (devices.len() == 1).then(|| devices[0]);
 
-    let mut nccl = Vec::new();
-    // HTA's scope (`Trace._filter_irrelevant_gpu_kernels` with the last step included).
     let mut step_names: Vec<i64> = c.steps.iter().map(|s| s.step).collect();
     step_names.sort_unstable();
     step_names.dedup();
-    let last_step_end =
-        (step_names.len() >= 2).then(|| c.steps.iter().map(|s| s.launch.ts + s.launch.dur).max().unwrap_or(i64::MIN));
-    let mut out_of_scope = 0u64;
+    let last_step_end = c.steps.iter().map(|s| s.launch.ts + s.launch.dur).max();
     // A stable sort keeps repeated ids in trace order; the last one wins.
     if !c.launches.is_sorted_by_key(|(id, _)| *id) {
         c.launches.sort_by_key(|(id, _)| *id);
@@ -1228,78 +1240,7 @@ fn finish(mut c: Collected, h: Header, path: &Path, opts: &KinetoOptions) -> Kin
         let after = launches.partition_point(|(k, _)| *k <= id);
         launches[..after].last().filter(|(k, _)| *k == id).map(|(_, l)| *l)
     };
-    let mut gpu_launch = Vec::with_capacity(c.gpu.len());
-    c.gpu.retain(|r| {
-        let GpuRec { rec: g, coll, .. } = r;
-        let launch = g.correlation.and_then(launch_of);
-        if opts.hta_scope && launch.is_none_or(|l| last_step_end.is_some_and(|end| l.ts > end)) {
-            out_of_scope += 1;
-            return false;
-        }
-        gpu_launch.push(launch);
-        let start = ns(g.ts);
-        let end = start + g.dur;
-        let category = r.category();
-        let pid = launch.map(|l| l.pid).unwrap_or(main_pid);
-        if let (Some(m), Category::Communication) = (coll, category) {
-            let dt = m.dtype.as_deref().and_then(dtype_info);
-            let rank_in_comm = match (&m.pg_ranks, rank) {
-                (Some(ranks), Some(r)) if !ranks.is_empty() => ranks.iter().position(|x| *x == r).map(|p| p as i32),
-                (_, r) => r,
-            };
-            nccl.push(NcclCall {
-                cluster: cluster.clone(),
-                node: node_a.clone(),
-                pid,
-                tid: launch.map(|l| l.tid).unwrap_or(0),
-                job_id: job.clone(),
-                enter_ns: launch.map(|l| ns(l.ts)).unwrap_or(start),
-                exit_ns: Some(launch.map(|l| ns(l.ts) + l.dur).unwrap_or(start)),
-                op: m.op.clone(),
-                count: m.nelems,
-                datatype: dt.map(|d| d.1.to_string()).or_else(|| m.dtype.clone()),
-                bytes: match (m.nelems, dt) {
-                    (Some(n), Some((size, _))) => Some(n * size),
-                    _ => None,
-                },
-                redop: None,
-                root: None,
-                peer: m.peer,
-                comm_ptr: None,
-                comm_hash: None,
-                comm_name: m.pg_name.clone(),
-                rank: rank_in_comm,
-                nranks: m.group_size.or(m.pg_ranks.as_ref().map(|r| r.len() as i32)).or(world_size),
-                seq: m.seq,
-                stream: Some(g.stream),
-                ret: None,
-                group_id: None,
-                color: None,
-                key: None,
-                new_comm_ptr: None,
-                gpu_index: Some(g.device),
-                gpu_uuid: None,
-                kernel_start_ns: Some(start),
-                kernel_end_ns: Some(end),
-                source: "kineto".into(),
-            });
-        }
-        true
-    });
-    // Without `Seq`, number each group's collectives in kernel order: the same
-    // collective has the same number on every rank when all traces cover the
-    // same steps (the profiler schedule does that).
-    if nccl.iter().any(|c| c.seq.is_none()) {
-        nccl.sort_by_key(|c| c.kernel_start_ns);
-        let mut next: HashMap<Option<String>, i64> = HashMap::new();
-        for call in nccl.iter_mut().filter(|c| strand_analysis::collective::is_collective(&c.op)) {
-            let n = next.entry(call.comm_name.clone()).or_default();
-            if call.seq.is_none() {
-                call.seq = Some(*n);
-            }
-            *n += 1;
-        }
-    }
+    let gpu_launch: Vec<Option<Launch>> = c.gpu.iter().map(|r| r.rec.correlation.and_then(launch_of)).collect();
     let syncs = c
         .syncs
         .iter()
@@ -1339,11 +1280,8 @@ fn finish(mut c: Collected, h: Header, path: &Path, opts: &KinetoOptions) -> Kin
             source: "kineto".into(),
         })
         .collect();
-    if out_of_scope > 0 {
-        tracing::info!("{}: {out_of_scope} GPU records outside HTA's scope left out", path.display());
-    }
-    KinetoTrace {
-        out_of_scope,
+    let mut t = KinetoTrace {
+        out_of_scope: 0,
         devices,
         file: path.to_path_buf(),
         node,
@@ -1353,10 +1291,123 @@ fn finish(mut c: Collected, h: Header, path: &Path, opts: &KinetoOptions) -> Kin
         gpu: c.gpu,
         gpu_launch,
         row_ctx: RowContext { cluster, node: node_a, job, base_ns: base, main_pid },
-        nccl,
+        nccl: Vec::new(),
         syncs,
         steps,
         skipped_events: c.skipped,
+        step_names,
+        last_step_end,
+    };
+    if opts.hta_scope {
+        // On its own: the trace is the analysed set.
+        let n = t.step_names.len();
+        t.apply_hta_scope(n);
+    } else {
+        t.nccl = t.calls();
+    }
+    t
+}
+
+impl KinetoTrace {
+    /// Keeps only what Holistic Trace Analysis analyses
+    /// (`Trace._filter_irrelevant_gpu_kernels` with the last step included):
+    /// when the analysed set of traces has two or more distinct
+    /// `ProfilerStep#` names over all its ranks (`set_step_names`), GPU
+    /// records whose launching CPU call is not in the trace, or started after
+    /// this trace's last profiler step ended, are left out (all of them when
+    /// this trace has no step); with fewer, nothing is. The `nccl_calls` of
+    /// the trace are built from what is kept.
+    pub fn apply_hta_scope(&mut self, set_step_names: usize) {
+        if set_step_names >= 2 {
+            let end = self.last_step_end;
+            let keep: Vec<bool> =
+                self.gpu_launch.iter().map(|l| l.is_some_and(|l| end.is_some_and(|e| l.ts <= e))).collect();
+            let before = self.gpu.len();
+            let mut it = keep.iter();
+            self.gpu.retain(|_| *it.next().unwrap_or(&false));
+            let mut it = keep.iter();
+            self.gpu_launch.retain(|_| *it.next().unwrap_or(&false));
+            self.out_of_scope += (before - self.gpu.len()) as u64;
+            if self.out_of_scope > 0 {
+                tracing::info!(
+                    "{}: {} GPU records outside HTA's scope left out",
+                    self.file.display(),
+                    self.out_of_scope
+                );
+            }
+        }
+        self.nccl = self.calls();
+    }
+
+    /// The `nccl_calls` rows: one per communication kernel with collective
+    /// metadata (`Collective name`), numbered per process group in kernel
+    /// order where the trace has no `Seq`.
+    fn calls(&self) -> Vec<NcclCall> {
+        let x = &self.row_ctx;
+        let ns = |t: i64| x.base_ns + t;
+        let mut nccl = Vec::new();
+        for (r, launch) in self.gpu.iter().zip(&self.gpu_launch) {
+            let GpuRec { rec: g, coll, .. } = r;
+            let (Some(m), Category::Communication) = (coll, r.category()) else { continue };
+            let start = ns(g.ts);
+            let end = start + g.dur;
+            let dt = m.dtype.as_deref().and_then(dtype_info);
+            let rank_in_comm = match (&m.pg_ranks, self.rank) {
+                (Some(ranks), Some(r)) if !ranks.is_empty() => ranks.iter().position(|x| *x == r).map(|p| p as i32),
+                (_, r) => r,
+            };
+            nccl.push(NcclCall {
+                cluster: x.cluster.clone(),
+                node: x.node.clone(),
+                pid: launch.map(|l| l.pid).unwrap_or(x.main_pid),
+                tid: launch.map(|l| l.tid).unwrap_or(0),
+                job_id: x.job.clone(),
+                enter_ns: launch.map(|l| ns(l.ts)).unwrap_or(start),
+                exit_ns: Some(launch.map(|l| ns(l.ts) + l.dur).unwrap_or(start)),
+                op: m.op.clone(),
+                count: m.nelems,
+                datatype: dt.map(|d| d.1.to_string()).or_else(|| m.dtype.clone()),
+                bytes: match (m.nelems, dt) {
+                    (Some(n), Some((size, _))) => Some(n * size),
+                    _ => None,
+                },
+                redop: None,
+                root: None,
+                peer: m.peer,
+                comm_ptr: None,
+                comm_hash: None,
+                comm_name: m.pg_name.clone(),
+                rank: rank_in_comm,
+                nranks: m.group_size.or(m.pg_ranks.as_ref().map(|r| r.len() as i32)).or(self.world_size),
+                seq: m.seq,
+                stream: Some(g.stream),
+                ret: None,
+                group_id: None,
+                color: None,
+                key: None,
+                new_comm_ptr: None,
+                gpu_index: Some(g.device),
+                gpu_uuid: None,
+                kernel_start_ns: Some(start),
+                kernel_end_ns: Some(end),
+                source: "kineto".into(),
+            });
+        }
+        // Without `Seq`, number each group's collectives in kernel order: the same
+        // collective has the same number on every rank when all traces cover the
+        // same steps (the profiler schedule does that).
+        if nccl.iter().any(|c| c.seq.is_none()) {
+            nccl.sort_by_key(|c| c.kernel_start_ns);
+            let mut next: HashMap<Option<String>, i64> = HashMap::new();
+            for call in nccl.iter_mut().filter(|c| strand_analysis::collective::is_collective(&c.op)) {
+                let n = next.entry(call.comm_name.clone()).or_default();
+                if call.seq.is_none() {
+                    call.seq = Some(*n);
+                }
+                *n += 1;
+            }
+        }
+        nccl
     }
 }
 
@@ -1462,6 +1513,47 @@ mod tests {
         assert_eq!(pieces, all);
     }
 
+    /// A trace as older PyTorch writes it: categories `Kernel`, `Runtime`,
+    /// `Operator`, `Memcpy`, `Memset`. Launches join, steps are read, and
+    /// HTA's scope keeps what was launched (and leaves out what was not)
+    /// only when the analysed set has two or more step names, as HTA does.
+    #[test]
+    fn older_category_names_are_read_and_hta_scope_needs_two_step_names() {
+        const OLD: &str = r#"{"schemaVersion": 1, "traceEvents": [
+          {"ph": "X", "cat": "Operator", "name": "ProfilerStep#1", "pid": 5, "tid": 6, "ts": 0, "dur": 50},
+          {"ph": "X", "cat": "Runtime", "name": "cudaLaunchKernel", "pid": 5, "tid": 6, "ts": 10, "dur": 2, "args": {"correlation": 1}},
+          {"ph": "X", "cat": "Kernel", "name": "gemm", "pid": 0, "tid": 7, "ts": 20, "dur": 10, "args": {"device": 0, "stream": 7, "correlation": 1}},
+          {"ph": "X", "cat": "Runtime", "name": "cudaMemcpyAsync", "pid": 5, "tid": 6, "ts": 30, "dur": 2, "args": {"correlation": 2}},
+          {"ph": "X", "cat": "Memcpy", "name": "Memcpy DtoH (Device -> Pinned)", "pid": 0, "tid": 7, "ts": 35, "dur": 4, "args": {"device": 0, "stream": 7, "correlation": 2, "bytes": 64}},
+          {"ph": "X", "cat": "Memset", "name": "Memset (Device)", "pid": 0, "tid": 7, "ts": 40, "dur": 1, "args": {"device": 0, "stream": 7, "correlation": 3}},
+          {"ph": "X", "cat": "Kernel", "name": "ncclKernel_AllReduce_RING_LL_Sum_float(ncclDevComm*, unsigned long, ncclWork*)", "pid": 0, "tid": 9, "ts": 45, "dur": 10, "args": {"device": 0, "stream": 9, "correlation": 4}}
+        ]}"#;
+        let t = read(OLD).unwrap();
+        assert_eq!(t.kernel_count(), 4, "Kernel, Memcpy and Memset records are GPU records");
+        let k = t.kernels();
+        let kinds: Vec<(&str, &str, Option<i64>)> =
+            k.iter().map(|k| (k.kind.as_str(), k.category.as_str(), k.launch_ns)).collect();
+        assert_eq!(
+            kinds,
+            [
+                ("kernel", "compute", Some(10_000)),
+                ("memcpy", "copy", Some(30_000)),
+                ("memset", "copy", None),
+                ("kernel", "communication", None)
+            ]
+        );
+        assert_eq!((t.step_names.clone(), t.steps.len()), (vec![1], 1), "an `Operator` ProfilerStep# is a step");
+        // One trace, one step name: HTA filters nothing, neither does strand.
+        let opts = KinetoOptions { cluster: "c".into(), hta_scope: true, ..Default::default() };
+        let t = read_trace_from(OLD.as_bytes(), "t.json", Path::new("t.json"), &opts).unwrap();
+        assert_eq!((t.kernel_count(), t.out_of_scope), (4, 0));
+        // The same trace in a set with two step names over its ranks: what no launch made is left out.
+        let mut t = read(OLD).unwrap();
+        t.apply_hta_scope(2);
+        assert_eq!((t.kernel_count(), t.out_of_scope), (2, 2));
+        assert!(t.kernels().iter().all(|k| k.launch_ns.is_some()));
+    }
+
     #[test]
     fn broken_traces_are_named_and_explained() {
         let e = read(r#"{"schemaVersion": 1, "traceEvents": [{"ph": "X", "cat": "kernel", "#).unwrap_err().to_string();
@@ -1531,8 +1623,9 @@ mod tests {
                         // Nothing the full parser would use is skipped.
                         let cat = raw.cat.as_deref().unwrap_or_default();
                         let used = GpuKind::of(cat).is_some()
-                            || matches!(cat, "cuda_runtime" | "cuda_driver")
-                            || (matches!(cat, "cpu_op" | "user_annotation") && name.starts_with("ProfilerStep#"));
+                            || matches!(cat, "cuda_runtime" | "cuda_driver" | "Runtime")
+                            || (matches!(cat, "cpu_op" | "user_annotation" | "Operator")
+                                && name.starts_with("ProfilerStep#"));
                         assert!(!used || kind != Wanted::No, "{}: event {i} ({cat} {name}) skipped", path.display());
                         steps += usize::from(used && name.starts_with("ProfilerStep#"));
                         if kind == Wanted::Gpu

@@ -26,7 +26,7 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use strand_analysis::accounting::window_cell;
-use strand_analysis::collective::{self, MatchStats};
+use strand_analysis::collective;
 use strand_analysis::findings::{self, FindingView, Inputs, JobTime, Stragglers, Thresholds, recovery};
 use strand_analysis::{GpuKey, GpuTime};
 use strand_kernels::{Backend, Reducer};
@@ -82,8 +82,8 @@ pub fn postmortem(opts: &PostmortemOptions) -> anyhow::Result<Report> {
 fn report_of(opts: &PostmortemOptions, run: Run, reducer: &Reducer) -> anyhow::Result<Report> {
     let mut notes = run.notes.clone();
     // Collectives across ranks: the one matcher.
-    let mut collectives = MatchStats::default();
-    let stalls = collective::match_all(reducer, &run.calls, &mut collectives)?;
+    let mut collectives = run.order_stats.clone();
+    let stalls = collective::match_all(reducer, &run.calls, &run.ordered, &mut collectives)?;
     let mut stragglers = Stragglers::new();
     let mut exact: HashMap<(Arc<str>, Arc<str>, i32, i64), i64> = HashMap::new();
     for s in &stalls {
@@ -246,6 +246,7 @@ fn report_of(opts: &PostmortemOptions, run: Run, reducer: &Reducer) -> anyhow::R
             gpu_uuid: g.uuid.to_string(),
             gpu_name: g.name.map(|n| n.to_string()),
             rank: run.ranks.get(&key).copied(),
+            kernel_records: run.kernel_records.get(&key).copied().unwrap_or(0),
             job_id: g.job,
             coverage: g.coverage.into_iter().collect(),
             start_ns: g.start,
@@ -304,6 +305,7 @@ fn report_of(opts: &PostmortemOptions, run: Run, reducer: &Reducer) -> anyhow::R
         jobs: outcome.jobs,
         collectives,
         top_kernels,
+        kernel_records: run.kernel_records.values().sum(),
         kernels_total_ns,
         distinct_kernels,
         steps: report::step_series(&run.steps),

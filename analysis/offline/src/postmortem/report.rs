@@ -28,6 +28,9 @@ pub struct GpuReport {
     pub gpu_uuid: String,
     pub gpu_name: Option<String>,
     pub rank: Option<i32>,
+    /// Kernel, copy and set records of the GPU in the input, each once
+    /// (`time.kernel_window_overlaps` counts a record once per window it overlaps).
+    pub kernel_records: u64,
     pub job_id: Option<String>,
     pub coverage: Vec<String>,
     pub start_ns: i64,
@@ -89,6 +92,8 @@ pub struct Report {
     /// What the collective matcher did.
     pub collectives: MatchStats,
     pub top_kernels: Vec<KernelRow>,
+    /// Kernel, copy and set records in the input, each once.
+    pub kernel_records: u64,
     pub kernels_total_ns: i64,
     pub distinct_kernels: usize,
     pub steps: Vec<StepSeries>,

@@ -29,6 +29,7 @@ fn args(inputs: Vec<PathBuf>, _out: &Path) -> PostmortemOptions {
             gpu_name: None,
             peaks: Default::default(),
             progress: false,
+            comm_kernels: Default::default(),
         },
         backend: strand_kernels::Backend::Cpu,
         top_kernels: 10,
@@ -105,6 +106,7 @@ fn figures_on_real_traces_equal_a_direct_recount() {
         node: None,
         job: None,
         hta_scope: false,
+        comm_kernels: Default::default(),
         window_ns: 10_000_000_000,
         launch_gap_ns: 30_000,
         backend: strand_kernels::Backend::Cpu,
@@ -129,6 +131,8 @@ fn figures_on_real_traces_equal_a_direct_recount() {
         let label = format!("{} gpu {}", g.node, g.gpu_index);
         assert_eq!((g.start_ns, g.end_ns), (first, last), "{label}: the run of a GPU is its first to last activity");
         assert_eq!(t.powered_ns(), last - first, "{label}");
+        assert_eq!(g.kernel_records, ks.len() as u64, "{label}: each record counted once");
+        assert!(t.int("kernel_count") >= ks.len() as i64, "{label}: per-window counts count a spanning record twice");
         assert_eq!(t.int("kernels_ns"), last - first, "{label}: kernel records split all of it");
         assert_eq!(t.int("compute_ns"), len(&c), "{label}");
         assert_eq!(t.int("comm_ns"), len(&m), "{label}");
@@ -167,6 +171,7 @@ fn figures_on_real_traces_equal_a_direct_recount() {
         let s = &g.stream_idle_total;
         assert_eq!((s.host_wait_ns, s.kernel_wait_ns, s.other_ns), (host, kw, other), "{label}: per-stream idle");
     }
+    assert_eq!(report.kernel_records, rows.len() as u64);
     // The run totals are the sums over GPUs.
     assert_eq!(report.run.powered_ns(), report.gpus.iter().map(|g| g.time.powered_ns()).sum::<i64>());
     // Kineto steps became step series; the traces without NCCL metadata have no comm split.
@@ -320,4 +325,270 @@ fn auto_windows_are_round() {
     assert_eq!(auto_window(435_586_000, 150), 5_000_000);
     assert_eq!(auto_window(3600 * 1_000_000_000, 150), 50_000_000_000);
     assert_eq!(auto_window(10, 150), 1_000_000);
+}
+
+/// Writes a Kineto trace (as JSON) to `path`.
+fn write_trace(path: &Path, trace: &serde_json::Value) {
+    std::fs::write(path, serde_json::to_vec(trace).unwrap()).unwrap();
+}
+
+/// A kernel of every communication library of the table, with the names
+/// Kineto gives them (demangled), and one of an in-house library named with
+/// `--comm-kernel`: communication in the import's rows and in the
+/// postmortem, whose split into transfer and stall is unknown (no collective
+/// identity, one rank), never counted as compute.
+#[test]
+fn kernels_of_every_communication_library_are_communication_in_the_import_and_the_postmortem() {
+    const NAMES: &[&str] = &[
+        "ncclDevKernel_Generic(ncclDevKernelArgsStorage<4096ul>)",
+        "mscclKernel_Sum_float_LL(ncclDevComm*, mscclAlgo*, mscclWork*)",
+        "void mscclpp::executionKernel<__half>(int, __half*, __half*, __half*, unsigned int, unsigned long, mscclpp::DeviceExecutionPlan*, unsigned int, unsigned int)",
+        "void rdxn_on_stream_kernel<float, (rdxn_ops_t)4>(int, float*, float const*, unsigned long, int)",
+        "void deep_ep::intranode::dispatch<8, 768, 8192>(int4*, float*, int*, long*, float*, int*, int*, int4 const*, float const*, long const*, float const*, bool const*, int const*, int, int, int, int, int, int, int, int, void**, int, int, int)",
+        "void deep_ep::internode_ll::combine<false, 7168, 9, 8>(void*, void*, int*, void*, void const*, long const*, float const*, int const*, int*, int*, long*, int*, int, int*, int, int, int, int, int, int, int, int, int, int, bool)",
+        "void (anonymous namespace)::multimem_all_reduce_kernel<float, 16>(float*, unsigned long, unsigned int**, unsigned long, unsigned long)",
+        "void vllm::cross_device_reduce_1stage<__nv_bfloat16, 8>(vllm::RankData*, vllm::RankSignals, vllm::Signal*, __nv_bfloat16*, int, int)",
+        "void tensorrt_llm::kernels::ar_fusion::allreduce_fusion_kernel_oneshot_lamport<(tensorrt_llm::kernels::ar_fusion::AllReduceFusionPattern)1, __nv_bfloat16, 8, true, true>(tensorrt_llm::kernels::ar_fusion::AllReduceFusionParams<__nv_bfloat16>)",
+        "void userbuffers_fp16_sum_inplace_gpu_rr_rs<8>(int, int, int, int, int, int, int, void**, int, unsigned long)",
+        "void allreduce_kernel_vec32<NvlsSumOps<float> >(ucc_tl_cuda_nvls_control_t*, ucc_tl_cuda_nvls_control_t*, unsigned int, unsigned long, unsigned int*, unsigned long, unsigned int, unsigned int)",
+        "acme_allreduce_bf16(void*)",
+    ];
+    const GEMM: &str = "sm90_xmma_gemm_bf16bf16_bf16f32_f32_tn_n_tilesize128x128x64";
+    let mut events = Vec::new();
+    // One kernel of each library, back to back, 5 µs each, then a GEMM, each launched.
+    for (i, name) in NAMES.iter().chain([&GEMM]).enumerate() {
+        let ts = 100 + 5 * i as i64;
+        events
+            .push(serde_json::json!({"ph": "X", "cat": "cuda_runtime", "name": "cudaLaunchKernel", "pid": 1, "tid": 2,
+            "ts": ts - 50, "dur": 1, "args": {"correlation": i}}));
+        events
+            .push(serde_json::json!({"ph": "X", "cat": "kernel", "name": name, "pid": 0, "tid": 7, "ts": ts, "dur": 5,
+            "args": {"device": 0, "stream": 7, "correlation": i}}));
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let trace = tmp.path().join("libs.json");
+    write_trace(&trace, &serde_json::json!({"schemaVersion": 1, "traceEvents": events}));
+    let comm = std::sync::Arc::new(
+        strand_schemas::comm_kernels::CommKernels::with_patterns(&["^acme_allreduce".to_string()]).unwrap(),
+    );
+    crate::import::import_kineto(&crate::import::ImportOptions {
+        traces: vec![trace.clone()],
+        out: tmp.path().join("ds"),
+        cluster: "kineto".into(),
+        node: None,
+        job: None,
+        hta_scope: false,
+        comm_kernels: comm.clone(),
+        window_ns: 10_000_000_000,
+        launch_gap_ns: 30_000,
+        backend: strand_kernels::Backend::Cpu,
+    })
+    .unwrap();
+    let rows = kernels_of(&tmp.path().join("ds"));
+    assert_eq!(rows.len(), NAMES.len() + 1);
+    for k in &rows {
+        let want = if &*k.name == GEMM { "compute" } else { "communication" };
+        assert_eq!(k.category, want, "{}", k.name);
+    }
+    let mut a = args(vec![trace], &tmp.path().join("pm"));
+    a.run.comm_kernels = comm;
+    let r = postmortem(&a).unwrap();
+    let t = &r.gpus[0].time;
+    let comm_ns = 5_000 * NAMES.len() as i64;
+    assert_eq!((t.int("comm_ns"), t.int("comm_exposed_ns"), t.int("compute_ns")), (comm_ns, comm_ns, 5_000));
+    assert_eq!(t.leaf(Leaf::CommSplitUnknown), comm_ns, "no collective identity, one rank: split unknown");
+    assert_eq!((t.leaf(Leaf::CommTransfer), t.leaf(Leaf::SyncStall)), (0, 0), "never guessed");
+    // Without the in-house pattern, its kernel is compute.
+    let r = postmortem(&args(vec![tmp.path().join("libs.json")], &tmp.path().join("pm2"))).unwrap();
+    assert_eq!(r.gpus[0].time.int("comm_ns"), comm_ns - 5_000);
+}
+
+/// The collective metadata a Kineto kernel record of newer PyTorch carries.
+const COLLECTIVE_ARGS: &[&str] = &[
+    "Collective name",
+    "In msg nelems",
+    "Out msg nelems",
+    "Group size",
+    "dtype",
+    "In split size",
+    "Out split size",
+    "Process Group Name",
+    "Process Group Description",
+    "Process Group Ranks",
+    "Seq",
+];
+
+/// The real 2-rank NCCL trace as older PyTorch writes it (no collective
+/// metadata on the kernels), as rank `rank`.
+fn without_collective_metadata(rank: i64) -> serde_json::Value {
+    let gz = std::fs::read(kineto_dir().join("nccl_2rank_a100_rank0.json.gz")).unwrap();
+    let mut v: serde_json::Value = serde_json::from_reader(flate2::read::GzDecoder::new(&gz[..])).unwrap();
+    for e in v["traceEvents"].as_array_mut().unwrap() {
+        if let Some(args) = e.get_mut("args").and_then(|a| a.as_object_mut()) {
+            args.retain(|k, _| !COLLECTIVE_ARGS.contains(&k.as_str()));
+        }
+    }
+    v["distributedInfo"] = serde_json::json!({"backend": "nccl", "rank": rank, "world_size": 2});
+    v
+}
+
+/// The NCCL kernel events of a trace, in time order (indices into `traceEvents`).
+fn nccl_kernels(v: &serde_json::Value) -> Vec<usize> {
+    let ev = v["traceEvents"].as_array().unwrap();
+    let mut idx: Vec<usize> = (0..ev.len())
+        .filter(|&i| ev[i]["cat"] == "kernel" && ev[i]["name"].as_str().is_some_and(|n| n.starts_with("nccl")))
+        .collect();
+    idx.sort_by(|a, b| ev[*a]["ts"].as_f64().partial_cmp(&ev[*b]["ts"].as_f64()).unwrap());
+    idx
+}
+
+/// Two ranks of a real NCCL job whose kernels carry no collective metadata
+/// (older PyTorch): rank 1 arrives 100 µs late at one all-reduce. Its
+/// kernels are matched with rank 0's by their order; rank 0's sync stall is
+/// exactly rank 1's lateness, the instances say `matched_by = order`, and all
+/// communication time is split. With one kernel missing on rank 1 the match
+/// is refused, said in a note, and the split is unknown instead.
+#[test]
+fn ranks_without_collective_metadata_are_matched_by_order_and_a_late_rank_stalls_its_peer_exactly() {
+    let tmp = tempfile::tempdir().unwrap();
+    let r0 = without_collective_metadata(0);
+    assert!(!serde_json::to_string(&r0).unwrap().contains("Collective name"));
+    let mut r1 = without_collective_metadata(1);
+    let nccl = nccl_kernels(&r0);
+    assert_eq!(nccl.len(), 21);
+    // An all-reduce whose first 100 µs on rank 0 no other GPU record overlaps: rank 1 starts it 100 µs later.
+    let ev0 = r0["traceEvents"].as_array().unwrap();
+    let others: Vec<(f64, f64)> = ev0
+        .iter()
+        .filter(|e| matches!(e["cat"].as_str(), Some("kernel" | "gpu_memcpy" | "gpu_memset")))
+        .filter(|e| !e["name"].as_str().unwrap_or("").starts_with("nccl"))
+        .map(|e| (e["ts"].as_f64().unwrap(), e["ts"].as_f64().unwrap() + e["dur"].as_f64().unwrap()))
+        .collect();
+    let late = *nccl
+        .iter()
+        .find(|&&i| {
+            let (ts, dur) = (ev0[i]["ts"].as_f64().unwrap(), ev0[i]["dur"].as_f64().unwrap());
+            dur > 300.0 && others.iter().all(|(s, e)| *e <= ts || *s >= ts + 200.0)
+        })
+        .expect("an all-reduce with exposed time");
+    let e = &mut r1["traceEvents"][late];
+    e["ts"] = serde_json::json!(e["ts"].as_f64().unwrap() + 100.0);
+    e["dur"] = serde_json::json!(e["dur"].as_f64().unwrap() - 100.0);
+    let corr = ev0[late]["args"]["correlation"].as_i64().unwrap();
+    let (p0, p1) = (tmp.path().join("rank0.json"), tmp.path().join("rank1.json"));
+    write_trace(&p0, &r0);
+    write_trace(&p1, &r1);
+
+    // The matched instances, as the postmortem's matcher builds them.
+    let opts = crate::kineto::KinetoOptions { cluster: "kineto".into(), ..Default::default() };
+    let table = strand_schemas::comm_kernels::CommKernels::default();
+    let mut records = Vec::new();
+    let mut late_start = Vec::new();
+    for p in [&p0, &p1] {
+        let t = crate::kineto::read_trace(p, &opts).unwrap();
+        assert!(t.nccl.is_empty(), "no call has a collective identity");
+        let ks: Vec<KernelEvent> = t.kernels().into_iter().filter(|k| k.category == "communication").collect();
+        assert_eq!(ks.len(), 21);
+        late_start.push(ks.iter().find(|k| k.correlation_id == corr).unwrap().start_ns);
+        for k in &ks {
+            let m = table.lookup(&k.name).unwrap();
+            records.extend(strand_analysis::collective::CollectiveRecord::from_kernel(k, &m, t.rank, None));
+        }
+    }
+    let lateness = late_start[1] - late_start[0];
+    assert!((99_999..=100_001).contains(&lateness), "{lateness}");
+    let mut stats = strand_analysis::collective::MatchStats::default();
+    let (ordered, refused) = strand_analysis::collective::order_by_position(records, &mut stats);
+    assert!(refused.is_empty(), "{refused:?}");
+    let rows =
+        strand_analysis::collective::match_all(&strand_kernels::Reducer::cpu(), &[], &ordered, &mut stats).unwrap();
+    assert_eq!(rows.len(), 42, "21 instances of 2 ranks");
+    assert!(rows.iter().all(|r| r.matched_by.as_deref() == Some("order")));
+    let stalled: Vec<(String, i64)> =
+        rows.iter().filter(|r| r.stall_ns > 0).map(|r| (r.node.to_string(), r.stall_ns)).collect();
+    assert_eq!(stalled, [("rank0".to_string(), lateness)]);
+
+    // The postmortem: rank 0 stalls exactly that long, rank 1 not at all, nothing is unknown.
+    let r = postmortem(&args(vec![p0.clone(), p1.clone()], &tmp.path().join("pm"))).unwrap();
+    let by_node = |r: &Report, n: &str| r.gpus.iter().find(|g| g.node == n).unwrap().time.clone();
+    let (t0, t1) = (by_node(&r, "rank0"), by_node(&r, "rank1"));
+    assert_eq!((t0.leaf(Leaf::SyncStall), t0.int("sync_stall_estimated_ns")), (lateness, 0), "{:?}", r.notes);
+    assert_eq!(t1.leaf(Leaf::SyncStall), 0);
+    for t in [&t0, &t1] {
+        assert_eq!(t.leaf(Leaf::CommSplitUnknown), 0);
+        assert_eq!(t.leaf(Leaf::CommTransfer) + t.leaf(Leaf::SyncStall), t.int("comm_exposed_ns"));
+    }
+    assert_eq!(r.collectives.order_kinds_matched, 2, "the all-reduce and the broadcast kernels");
+    assert!(r.notes.iter().any(|n| n.contains("matched_by = order")), "{:?}", r.notes);
+
+    // Rank 1 lost one all-reduce: refused, said, and nothing is guessed.
+    r1["traceEvents"].as_array_mut().unwrap().remove(late);
+    write_trace(&p1, &r1);
+    let r = postmortem(&args(vec![p0, p1], &tmp.path().join("pm2"))).unwrap();
+    assert!(
+        r.notes.iter().any(|n| n.contains("ncclKernel_AllReduce") && n.contains("not matched by order")),
+        "{:?}",
+        r.notes
+    );
+    let t0 = by_node(&r, "rank0");
+    assert_eq!(t0.leaf(Leaf::SyncStall), 0);
+    assert!(t0.leaf(Leaf::CommSplitUnknown) > 0);
+}
+
+/// One rank's trace (older category names) with one profiler step, one
+/// launched kernel and one whose launch is not in the trace.
+fn one_step_trace(rank: i64, step: i64) -> serde_json::Value {
+    serde_json::json!({"schemaVersion": 1, "distributedInfo": {"rank": rank, "world_size": 2}, "traceEvents": [
+        {"ph": "X", "cat": "Operator", "name": format!("ProfilerStep#{step}"), "pid": 5, "tid": 6, "ts": 0, "dur": 100},
+        {"ph": "X", "cat": "Runtime", "name": "cudaLaunchKernel", "pid": 5, "tid": 6, "ts": 10, "dur": 2, "args": {"correlation": 1}},
+        {"ph": "X", "cat": "Kernel", "name": "gemm", "pid": 0, "tid": 7, "ts": 20, "dur": 10, "args": {"device": 0, "stream": 7, "correlation": 1}},
+        {"ph": "X", "cat": "Kernel", "name": "gemm", "pid": 0, "tid": 7, "ts": 40, "dur": 10, "args": {"device": 0, "stream": 7, "correlation": 2}}
+    ]})
+}
+
+/// `--hta-scope` leaves out GPU records without a launch only when the
+/// analysed set has two or more distinct `ProfilerStep#` names over all its
+/// ranks, as HTA does: each rank alone keeps both kernels, the two ranks
+/// together (steps #1 and #2) keep the launched one. A trace whose every
+/// record is left out is refused with an error naming the filter.
+#[test]
+fn hta_scope_drops_records_without_a_launch_only_with_two_step_names_over_the_set() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (p0, p1) = (tmp.path().join("r0.json"), tmp.path().join("r1.json"));
+    write_trace(&p0, &one_step_trace(0, 1));
+    write_trace(&p1, &one_step_trace(1, 2));
+    let scoped = |inputs: Vec<PathBuf>, out: &str| {
+        let mut a = args(inputs, &tmp.path().join(out));
+        a.run.kineto.hta_scope = true;
+        postmortem(&a)
+    };
+    let busy = |r: &Report| r.gpus.iter().map(|g| g.time.int("compute_ns")).collect::<Vec<_>>();
+    let alone = scoped(vec![p0.clone()], "a").unwrap();
+    assert_eq!(busy(&alone), [20_000], "one step name: nothing left out");
+    assert!(alone.notes.iter().any(|n| n.contains("1 distinct profiler step")), "{:?}", alone.notes);
+    let set = scoped(vec![p0.clone(), p1.clone()], "b").unwrap();
+    assert_eq!(busy(&set), [10_000, 10_000], "two step names over the set: launched records only");
+    assert!(set.notes.iter().any(|n| n.contains("--hta-scope: 2 GPU records")), "{:?}", set.notes);
+    // Without --hta-scope every record counts.
+    let all = postmortem(&args(vec![p0, p1.clone()], &tmp.path().join("c"))).unwrap();
+    assert_eq!(busy(&all), [20_000, 20_000]);
+    // Nothing launched, in a set with two step names: the error names the filter.
+    let mut bare = one_step_trace(0, 3);
+    bare["traceEvents"].as_array_mut().unwrap().remove(1);
+    let p2 = tmp.path().join("bare.json");
+    write_trace(&p2, &bare);
+    let mut a = args(vec![p2], &tmp.path().join("d"));
+    a.run.kineto.hta_scope = true;
+    // One trace, one step: kept.
+    assert!(postmortem(&a).is_ok());
+    let mut twice = bare.clone();
+    twice["traceEvents"].as_array_mut().unwrap().push(
+        serde_json::json!({"ph": "X", "cat": "Operator", "name": "ProfilerStep#4", "pid": 5, "tid": 6, "ts": 100, "dur": 10}),
+    );
+    let p3 = tmp.path().join("bare2.json");
+    write_trace(&p3, &twice);
+    let mut a = args(vec![p3], &tmp.path().join("e"));
+    a.run.kineto.hta_scope = true;
+    let e = format!("{:#}", postmortem(&a).unwrap_err());
+    assert!(e.contains("--hta-scope left out all 2 GPU records of") && e.contains("bare2.json"), "{e}");
 }
