@@ -61,7 +61,7 @@ impl Default for ReadLimits {
             max_row_groups: 100_000,
             max_columns: 10_000,
             max_schema_depth: 32,
-            max_decoded_bytes: 1 << 30,
+            max_decoded_bytes: 512 << 20,
             max_batch_bytes: 64 << 20,
         }
     }
@@ -84,14 +84,17 @@ pub struct Budget {
     /// Largest uncompressed dictionary page (after [`check_pages`]): a bound
     /// on a value that a data page may repeat on every row for a few bytes.
     pub largest_dictionary: u64,
+    /// The largest row group's sum of its columns' largest page and
+    /// dictionary (after [`check_pages`]).
+    pub row_group_pages: u64,
     chunks: Vec<Chunk>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct Chunk {
+    row_group: u64,
     start: u64,
     len: u64,
-    declared_uncompressed: u64,
 }
 
 impl Budget {
@@ -103,12 +106,16 @@ impl Budget {
         usize::try_from(limits.max_batch_bytes / per_row).unwrap_or(usize::MAX).clamp(1, 8192)
     }
 
-    /// Peak memory decoding may need: the footer decoded, the pages of one
-    /// row group at most (bounded by all pages) and one batch of rows.
+    /// Peak memory decoding needs (after [`check_pages`]): the footer
+    /// decoded, one page (and the dictionary) of every column of the largest
+    /// row group — the reader decompresses a page at a time — and one batch
+    /// of rows.
     pub fn decode_bytes(&self, limits: &ReadLimits) -> u64 {
-        let pages = self.page_uncompressed.max(self.declared_uncompressed);
         let batch = (self.batch_rows(limits) as u64).saturating_mul(self.largest_dictionary.max(64));
-        self.footer_bytes.saturating_mul(8).saturating_add(pages).saturating_add(batch.min(limits.max_batch_bytes))
+        self.footer_bytes
+            .saturating_mul(8)
+            .saturating_add(self.row_group_pages)
+            .saturating_add(batch.min(limits.max_batch_bytes))
     }
 }
 
@@ -201,7 +208,13 @@ pub fn check_pages<R: ChunkReader>(
     let mut total = 0u64;
     let mut largest = 0u64;
     let mut largest_dictionary = 0u64;
+    let (mut group, mut group_pages, mut row_group_pages) = (0u64, 0u64, 0u64);
     for chunk in &budget.chunks {
+        if chunk.row_group != group {
+            row_group_pages = row_group_pages.max(group_pages);
+            (group, group_pages) = (chunk.row_group, 0);
+        }
+        let (mut chunk_page, mut chunk_dictionary) = (0u64, 0u64);
         let mut pos = chunk.start;
         let end = chunk.start + chunk.len;
         while pos < end {
@@ -232,6 +245,9 @@ pub fn check_pages<R: ChunkReader>(
             largest = largest.max(uncompressed);
             if dictionary {
                 largest_dictionary = largest_dictionary.max(uncompressed);
+                chunk_dictionary = chunk_dictionary.max(uncompressed);
+            } else {
+                chunk_page = chunk_page.max(uncompressed);
             }
             if total > limits.max_decoded_bytes {
                 return Err(ReadError::TooLarge {
@@ -243,7 +259,9 @@ pub fn check_pages<R: ChunkReader>(
                 });
             }
         }
+        group_pages = group_pages.saturating_add(chunk_page).saturating_add(chunk_dictionary);
     }
+    budget.row_group_pages = row_group_pages.max(group_pages);
     budget.page_uncompressed = total;
     budget.largest_page = largest;
     budget.largest_dictionary = largest_dictionary;
@@ -583,8 +601,9 @@ impl Walker<'_> {
                         )));
                     }
                     for _ in 0..cols {
-                        let chunk = self.column_chunk(data_end)?;
-                        b.declared_uncompressed = b.declared_uncompressed.saturating_add(chunk.declared_uncompressed);
+                        let (mut chunk, declared) = self.column_chunk(data_end)?;
+                        chunk.row_group = g;
+                        b.declared_uncompressed = b.declared_uncompressed.saturating_add(declared);
                         if b.declared_uncompressed > limits.max_decoded_bytes {
                             return Err(Bad(format!(
                                 "{TOO_LARGE}its column chunks declare more than {} bytes uncompressed, over the limit of {}",
@@ -602,7 +621,7 @@ impl Walker<'_> {
         Ok(())
     }
 
-    fn column_chunk(&mut self, data_end: u64) -> Result<Chunk, WalkError> {
+    fn column_chunk(&mut self, data_end: u64) -> Result<(Chunk, u64), WalkError> {
         self.enter()?;
         let mut chunk = None;
         let mut last = 0;
@@ -617,7 +636,8 @@ impl Walker<'_> {
         chunk.ok_or_else(|| Bad("a column chunk has no metadata".into()))
     }
 
-    fn column_meta(&mut self, data_end: u64) -> Result<Chunk, WalkError> {
+    /// `ColumnMetaData`: where the chunk lies, and its declared uncompressed size.
+    fn column_meta(&mut self, data_end: u64) -> Result<(Chunk, u64), WalkError> {
         self.enter()?;
         let (mut uncompressed, mut compressed, mut data, mut dict) = (None, None, None, None);
         let mut last = 0;
@@ -647,6 +667,6 @@ impl Walker<'_> {
                 "a column chunk at bytes {start}..+{len} lies outside the file's data (4..{data_end})"
             )));
         }
-        Ok(Chunk { start, len, declared_uncompressed: uncompressed })
+        Ok((Chunk { row_group: 0, start, len }, uncompressed))
     }
 }
