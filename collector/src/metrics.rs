@@ -36,6 +36,11 @@ pub struct TableLabel {
     pub table: &'static str,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ReasonLabel {
+    pub reason: &'static str,
+}
+
 type HistogramFamily = Family<OutcomeLabel, Histogram, fn() -> Histogram>;
 
 pub struct Metrics {
@@ -45,6 +50,8 @@ pub struct Metrics {
     pub rows: Family<TableLabel, Counter>,
     pub duration: HistogramFamily,
     pub inflight_bytes: Gauge,
+    pub connections: Gauge,
+    pub connections_refused: Family<ReasonLabel, Counter>,
 }
 
 impl Metrics {
@@ -73,7 +80,19 @@ impl Metrics {
             "Bytes reserved by uploads being received or checked (limit: max_inflight_bytes)",
             inflight_bytes.clone(),
         );
-        Self { registry, batches, bytes, rows, duration, inflight_bytes }
+        let connections = Gauge::default();
+        registry.register(
+            "strand_collector_connections",
+            "Connections open (limit: max_connections)",
+            connections.clone(),
+        );
+        let connections_refused = Family::<ReasonLabel, Counter>::default();
+        registry.register(
+            "strand_collector_connections_refused",
+            "Connections closed at accept, by the limit reached (max_connections, max_connections_per_peer)",
+            connections_refused.clone(),
+        );
+        Self { registry, batches, bytes, rows, duration, inflight_bytes, connections, connections_refused }
     }
 
     pub fn encode(&self) -> String {
