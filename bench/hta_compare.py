@@ -87,12 +87,13 @@ def strand_figures(strand, files, work, defaults):
     out = {}
     for g in report["gpus"]:
         rank = g["rank"]
-        t = g["totals"]
+        # The accounting's state columns (docs/decomposition.md), exact nanoseconds.
+        t = g["time"]["state"]
         s = g["stream_idle_total"]
         comm = t["comm_ns"] or 0
         v = lambda k: (t[k] or 0) / 1e3  # noqa: E731
         out[rank] = {
-            "window_us": t["window_ns"] / 1e3,
+            "window_us": t["powered_ns"] / 1e3,
             "idle_us": v("idle_ns"),
             "compute_us": v("compute_ns"),
             "non_compute_us": v("comm_exposed_ns") + v("memcpy_exposed_ns"),

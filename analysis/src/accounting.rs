@@ -176,7 +176,8 @@ pub enum Kind {
 }
 
 /// A value of one window for one state column.
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+#[serde(untagged)]
 pub enum Value {
     Int(i64),
     Float(f64),
@@ -703,6 +704,7 @@ impl GpuTime {
             leaves_s: LEAVES.iter().map(|l| (l.name(), gpu_s(self.leaf(*l)))).collect(),
             leaves_ns: LEAVES.iter().map(|l| (l.name(), self.leaf(*l))).collect(),
             model_flops: self.float("model_flops"),
+            state: self.state().into_iter().collect(),
             compute_s: gpu_s(self.int("compute_ns")),
             comm_exposed_s: gpu_s(self.int("comm_exposed_ns")),
             memcpy_exposed_s: gpu_s(self.int("memcpy_exposed_ns")),
@@ -738,6 +740,8 @@ pub struct Figures {
     pub leaves_ns: Vec<(&'static str, i64)>,
     /// Σ model FLOPs of the windows with a known peak (the numerator of MFU).
     pub model_flops: f64,
+    /// The accumulator's state columns (what the fleet SQL returns), exactly.
+    pub state: std::collections::BTreeMap<&'static str, Value>,
     /// compute = |∪C| (DESIGN §4), over the time with kernel records.
     pub compute_s: f64,
     pub comm_exposed_s: f64,

@@ -3,11 +3,10 @@
 # machine without cargo (docs/gpu-validation.md), and checks that it and the
 # working tree fit in what one device call carries (64 MiB together).
 #
-#   bench/gpu/pack.sh                 release build, stripped, into target/gpu-pack
-#   bench/gpu/pack.sh --with-strand   also build `strand` (the offline tools; today
-#                                     the collector binary, 20+ min: DataFusion);
-#                                     STRAND_CARGO_ARGS says which package builds it
-#                                     (default "-p strand-collector --bin strand")
+#   bench/gpu/pack.sh                 release build, stripped, into target/gpu-pack,
+#                                     `strand` included (the offline tools alone:
+#                                     strand-cli without its fleet and service halves)
+#   bench/gpu/pack.sh --without-strand  leave `strand` out
 #   bench/gpu/pack.sh --link-from target/debug --out DIR
 #                                     no build: links what `cargo test` built (the
 #                                     dry-run test); not stripped, not a release pack
@@ -21,12 +20,13 @@ ROOT=$(cd "$(dirname "$0")/../.." && pwd)
 cd "$ROOT"
 OUT_DIR=target/gpu-pack
 LINK_FROM=""
-WITH_STRAND=0
+WITH_STRAND=1
 while [ $# -gt 0 ]; do
   case "$1" in
     --out) OUT_DIR=$2; shift 2 ;;
     --link-from) LINK_FROM=$2; shift 2 ;;
     --with-strand) WITH_STRAND=1; shift ;;
+    --without-strand) WITH_STRAND=0; shift ;;
     *) echo "pack.sh: unknown option $1" >&2; exit 2 ;;
   esac
 done
@@ -64,7 +64,7 @@ for line in sys.stdin:
   T=$(cargo metadata --format-version 1 --no-deps | python3 -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])')/release
   if [ "$WITH_STRAND" = 1 ]; then
     # shellcheck disable=SC2086  # the arguments are meant to split
-    cargo build --release ${STRAND_CARGO_ARGS:--p strand-cli --bin strand}
+    cargo build --release ${STRAND_CARGO_ARGS:--p strand-cli --no-default-features --bin strand}
   fi
   declare -A SRC=(
     [strand-agent]=$T/strand-agent
@@ -93,7 +93,7 @@ for name in strand-agent libstrand_inject.so strand kernels_bench gpu_equals_cpu
 done
 for name in "${missing[@]}"; do
   case "$name" in
-    strand) echo "pack.sh: strand is not built: it comes from \`cargo build --release ${STRAND_CARGO_ARGS:--p strand-cli --bin strand}\` (pack.sh --with-strand). validate.sh skips its two cross-checks without it." ;;
+    strand) echo "pack.sh: strand is not built: it comes from \`cargo build --release ${STRAND_CARGO_ARGS:--p strand-cli --no-default-features --bin strand}\` (pack.sh builds it unless --without-strand). validate.sh skips its two cross-checks without it." ;;
     *) echo "pack.sh: $name is missing (expected at ${SRC[$name]:-?})" >&2; exit 1 ;;
   esac
 done

@@ -60,6 +60,7 @@ pub fn exit(result: anyhow::Result<()>) -> std::process::ExitCode {
 }
 
 /// Runs an async command on a multi-thread runtime (network, DataFusion).
+#[cfg(any(feature = "fleet", feature = "service"))]
 pub fn on_runtime(command: impl std::future::Future<Output = anyhow::Result<()>>) -> anyhow::Result<()> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
