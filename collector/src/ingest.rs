@@ -116,8 +116,12 @@ pub async fn post_batch(
         // problem), nor for a client waiting for `100 Continue` (reading
         // would ask it to send the body).
         let expects_continue = headers.get(EXPECT).is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"100-continue"));
+        // A busy collector (429) reads for a moment only: a node past its
+        // share must not hold the connection by sending slowly.
+        let wait =
+            if r.status == StatusCode::TOO_MANY_REQUESTS { Duration::from_secs(1) } else { Duration::from_secs(5) };
         if r.status != StatusCode::PAYLOAD_TOO_LARGE && !expects_continue {
-            drain(body, app.max_body, Duration::from_secs(5)).await;
+            drain(body, app.max_body, wait).await;
         }
     }
     let table = seen.table.unwrap_or("unknown");
