@@ -210,8 +210,9 @@ pub fn inspect_bytes_with(
 
 /// The bounded reader: checks the file within `limits` (footer, then page
 /// headers) before the `parquet` crate decodes any of it, then checks its
-/// table (`expected`, or any strand table), version and schema.
-fn open_builder<R: ChunkReader + 'static>(
+/// table (`expected`, or any strand table), version and schema. Callers
+/// that pick row groups (the postmortem) build the reader themselves.
+pub fn open_builder<R: ChunkReader + 'static>(
     name: &str,
     reader: R,
     expected: Option<&str>,

@@ -20,17 +20,14 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use anyhow::{Context, bail};
-use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use parquet::file::statistics::Statistics;
 use strand_analysis::collective::BandwidthBaseline;
 use strand_analysis::idle::StreamIdleTotals;
 use strand_analysis::{BuilderStats, GpuKey, WindowBuilder, WindowConfig};
 use strand_kernels::{Reducer, Values};
-use strand_schemas::parquet_io::{check_info, check_schema};
-use strand_schemas::table::{META_TABLE, META_VERSION};
 use strand_schemas::{
-    CudaSyncCall, FileInfo, GpuEvent, GpuSample, KernelEvent, NcclCall, ProcessEvent, ProcessSample, SchemaVersion,
-    Step, Table, Window,
+    CudaSyncCall, GpuEvent, GpuSample, KernelEvent, NcclCall, ProcessEvent, ProcessSample, ReadLimits, Step, Table,
+    Window, open_builder,
 };
 
 use crate::kineto::{self, KinetoOptions, KinetoTrace};
@@ -100,23 +97,16 @@ struct Part {
     rows: u64,
 }
 
-/// Reads a file's footer: its table, version, schema, and each row group's time range.
+/// Reads a file's footer through the bounded reader (footer and page
+/// headers checked within the default limits before anything is decoded):
+/// its table, version, schema, and each row group's time range.
 fn scan_file(path: &Path) -> anyhow::Result<Vec<Part>> {
     let name = path.display().to_string();
     let file = File::open(path).with_context(|| format!("{name}: cannot open"))?;
-    let builder = ParquetRecordBatchReaderBuilder::try_new(file)
-        .with_context(|| format!("{name}: not a readable Parquet file"))?;
+    let (info, _, builder) = open_builder(&name, file, None, &ReadLimits::default())?;
     let meta = builder.metadata().clone();
-    let kv = meta.file_metadata().key_value_metadata().map(|v| v.as_slice()).unwrap_or(&[]);
-    let get = |k: &str| kv.iter().find(|e| e.key == k).and_then(|e| e.value.clone());
-    let Some(table) = get(META_TABLE) else {
-        bail!("{name}: not a strand file (no `{META_TABLE}` in the Parquet metadata)")
-    };
-    let raw = get(META_VERSION).unwrap_or_default();
-    let version = SchemaVersion::parse(&raw).with_context(|| format!("{name}: bad schema version {raw:?}"))?;
-    let info = FileInfo { table: table.clone(), version, rows: meta.file_metadata().num_rows(), writer: None };
-    let known = check_info(&name, &info, None)?;
-    check_schema(&name, known, builder.schema())?;
+    let known = strand_schemas::table_info(&info.table)
+        .ok_or_else(|| anyhow::anyhow!("{name}: unknown table `{}`", info.table))?;
     let (start_col, end_col) = known.time;
     let cols = meta.file_metadata().schema_descr();
     let idx = |c: &str| (0..cols.num_columns()).find(|&i| cols.column(i).name() == c);
@@ -151,10 +141,9 @@ fn scan_file(path: &Path) -> anyhow::Result<Vec<Part>> {
 fn read_part<T: Table>(p: &Part) -> anyhow::Result<Vec<T>> {
     let name = p.path.display().to_string();
     let file = File::open(&p.path).with_context(|| format!("{name}: cannot open"))?;
-    let reader = ParquetRecordBatchReaderBuilder::try_new(file)
-        .with_context(|| format!("{name}: not a readable Parquet file"))?
+    let (_, _, builder) = open_builder(&name, file, Some(p.table), &ReadLimits::default())?;
+    let reader = builder
         .with_row_groups(vec![p.row_group])
-        .with_batch_size(8192)
         .build()
         .with_context(|| format!("{name}: cannot read row group {}", p.row_group))?;
     let mut rows = Vec::new();
