@@ -71,6 +71,13 @@ pub struct QueryArgs {
     /// Output format.
     #[arg(long, value_enum, default_value_t = Format::Table)]
     pub format: Format,
+    /// DataFusion memory pool (e.g. 4GiB): above it sorts and joins spill
+    /// to disk, and what cannot spill fails with a clear error.
+    #[arg(long)]
+    pub memory_limit: Option<String>,
+    /// Stop the query after this long (e.g. 30s, 10m).
+    #[arg(long)]
+    pub timeout: Option<String>,
 }
 
 #[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
