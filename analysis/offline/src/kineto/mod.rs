@@ -141,6 +141,10 @@ pub enum KinetoError {
     Version { file: String, found: String, supported: String },
     #[error("{file}: traceEvents[{index}] ({cat} {name:?}): {detail}")]
     Event { file: String, index: usize, cat: String, name: String, detail: String },
+    #[error(
+        "{file}: {event}: ts {ts} ns + dur {dur} ns after the base time {base} ns is not a time (past the year 2262 or before 1677); is `ts` or `baseTimeNanoseconds` damaged?"
+    )]
+    Time { file: String, event: String, base: i64, ts: i64, dur: i64 },
 }
 
 /// How imported rows are labelled.
@@ -1191,7 +1195,44 @@ fn check_and_finish(
     } else {
         tracing::warn!("{file}: no schemaVersion; reading it as Kineto version 1");
     }
+    check_times(&c, h.base_ns.unwrap_or(0), file)?;
     Ok(finish(c, h, path, opts))
+}
+
+/// Every time the rows will carry (base + ts, base + ts + dur) fits in i64
+/// nanoseconds: `finish` adds them unchecked.
+fn check_times(c: &Collected, base: i64, file: &str) -> Result<(), KinetoError> {
+    let fits = |ts: i64, dur: i64| base.checked_add(ts).and_then(|t| t.checked_add(dur)).is_some();
+    let err = |event: String, ts: i64, dur: i64| KinetoError::Time { file: file.to_string(), event, base, ts, dur };
+    for g in &c.gpu {
+        if !fits(g.rec.ts, g.rec.dur) {
+            return Err(err(
+                format!("GPU record {:?} (device {}, stream {})", g.name, g.rec.device, g.rec.stream),
+                g.rec.ts,
+                g.rec.dur,
+            ));
+        }
+    }
+    for (corr, l) in &c.launches {
+        if !fits(l.ts, l.dur) {
+            return Err(err(format!("launch with correlation {corr} (pid {}, tid {})", l.pid, l.tid), l.ts, l.dur));
+        }
+    }
+    for s in &c.syncs {
+        if !fits(s.launch.ts, s.launch.dur) {
+            return Err(err(
+                format!("{} (pid {}, tid {})", s.api, s.launch.pid, s.launch.tid),
+                s.launch.ts,
+                s.launch.dur,
+            ));
+        }
+    }
+    for s in &c.steps {
+        if !fits(s.launch.ts, s.launch.dur) {
+            return Err(err(format!("ProfilerStep#{}", s.step), s.launch.ts, s.launch.dur));
+        }
+    }
+    Ok(())
 }
 
 fn finish(mut c: Collected, h: Header, path: &Path, opts: &KinetoOptions) -> KinetoTrace {
@@ -1376,6 +1417,34 @@ mod tests {
             Path::new("t.json"),
             &KinetoOptions { cluster: "c".into(), ..Default::default() },
         )
+    }
+
+    #[test]
+    fn times_past_the_i64_limit_are_an_error_naming_the_file_and_event() {
+        for (event, says) in [
+            (
+                r#"{"ph": "X", "cat": "kernel", "name": "gemm", "pid": 0, "tid": 7, "ts": 9223372036854775, "dur": 10, "args": {"device": 0, "stream": 7}}"#,
+                "t.json: GPU record \"gemm\" (device 0, stream 7): ts 9223372036854775000 ns + dur 10000 ns",
+            ),
+            (
+                r#"{"ph": "X", "cat": "user_annotation", "name": "ProfilerStep#3", "pid": 77, "tid": 78, "ts": 9223372036854775, "dur": 100}"#,
+                "t.json: ProfilerStep#3: ts 9223372036854775000 ns + dur 100000 ns",
+            ),
+        ] {
+            let e = read(&format!(
+                r#"{{"schemaVersion": 1, "traceEvents": [{event}], "baseTimeNanoseconds": 1700000000000000000}}"#
+            ))
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+            assert!(e.contains(says) && e.contains("is not a time"), "{e}");
+        }
+        // Near the limit but inside it, without a base time: read.
+        let t = read(
+            r#"{"schemaVersion": 1, "traceEvents": [{"ph": "X", "cat": "kernel", "name": "gemm", "pid": 0, "tid": 7, "ts": 9223372036854, "dur": 10, "args": {"device": 0, "stream": 7}}]}"#,
+        )
+        .unwrap();
+        assert_eq!(t.kernel_count(), 1);
     }
 
     #[test]
