@@ -32,6 +32,8 @@ pub struct ImportOptions {
     pub job: Option<String>,
     /// Keep only the GPU records Holistic Trace Analysis analyses.
     pub hta_scope: bool,
+    /// The longest single JSON value of a trace (`None`: the default, 64 MiB).
+    pub max_json_value: Option<usize>,
     /// Window length of the `windows` rows (the fleet's grid: the agents' `windows.period`).
     pub window_ns: i64,
     pub launch_gap_ns: i64,
@@ -87,6 +89,7 @@ pub fn import_kineto(opts: &ImportOptions) -> anyhow::Result<Vec<ImportSummary>>
             node: opts.node.clone(),
             job_id: opts.job.clone(),
             hta_scope: opts.hta_scope,
+            max_value_bytes: opts.max_json_value,
         },
         flops_per_step: None,
         dtype: None,
@@ -141,6 +144,7 @@ mod tests {
             node: None,
             job: Some("j1".into()),
             hta_scope: false,
+            max_json_value: None,
             window_ns: 10_000_000_000,
             launch_gap_ns: 50_000,
             backend: Backend::Cpu,

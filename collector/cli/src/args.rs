@@ -118,6 +118,10 @@ pub struct KinetoArgs {
     /// by a CPU call in the trace, before the last profiler step ended).
     #[arg(long)]
     pub hta_scope: bool,
+    /// The longest single JSON value of a Kineto trace (one event), e.g.
+    /// 64MiB (the default); a longer one is an error, not held in memory.
+    #[arg(long)]
+    pub max_json_value: Option<String>,
     /// Length of the `windows` written (the fleet's grid: the agents' `windows.period`).
     #[arg(long, value_parser = humantime::parse_duration, default_value = "10s")]
     pub window: Duration,
@@ -179,6 +183,10 @@ pub struct PostmortemArgs {
     /// analyses (see `strand import kineto --hta-scope`).
     #[arg(long)]
     pub hta_scope: bool,
+    /// The longest single JSON value of a Kineto trace (one event), e.g.
+    /// 64MiB (the default); a longer one is an error, not held in memory.
+    #[arg(long)]
+    pub max_json_value: Option<String>,
 }
 
 #[derive(Subcommand, Debug)]

@@ -145,6 +145,10 @@ pub enum KinetoError {
         "{file}: {event}: ts {ts} ns + dur {dur} ns after the base time {base} ns is not a time (past the year 2262 or before 1677); is `ts` or `baseTimeNanoseconds` damaged?"
     )]
     Time { file: String, event: String, base: i64, ts: i64, dur: i64 },
+    #[error(
+        "{file}: the JSON value at line {line}, column {column} is longer than {limit} bytes; strand refuses it rather than hold it in memory (raise --max-json-value if the trace is genuine)"
+    )]
+    ValueTooLarge { file: String, line: usize, column: usize, limit: usize },
 }
 
 /// How imported rows are labelled.
@@ -160,6 +164,9 @@ pub struct KinetoOptions {
     /// profiler steps, was made before the last step ended. By default
     /// strand keeps every GPU record (the GPU was busy either way).
     pub hta_scope: bool,
+    /// The longest single JSON value (one event, one top-level value) read;
+    /// a longer one is an error. `None`: [`json_split::DEFAULT_MAX_VALUE`].
+    pub max_value_bytes: Option<usize>,
 }
 
 /// The node a trace's rows are filed under when none is given: its file
@@ -1003,6 +1010,7 @@ pub fn read_trace_from(
     path: &Path,
     opts: &KinetoOptions,
 ) -> Result<KinetoTrace, KinetoError> {
+    let max_value = opts.max_value_bytes.unwrap_or(json_split::DEFAULT_MAX_VALUE);
     std::thread::scope(|scope| {
         let (tx, rx) = std::sync::mpsc::sync_channel::<Msg>(4);
         // Spent batches come back for reuse: no fresh pages per batch.
@@ -1018,7 +1026,7 @@ pub fn read_trace_from(
             let mut batch = fresh();
             let mut index = Vec::new();
             let vtx = tx.clone();
-            let r = Splitter::new(reader).run(
+            let r = Splitter::new(reader).with_max_value(max_value).run(
                 "traceEvents",
                 |key, bytes, at| {
                     if matches!(
@@ -1135,6 +1143,9 @@ fn parse_messages(
         }
         Some(Err(SplitError::Syntax(p, detail))) => {
             return Err(KinetoError::Json { file: file.to_string(), line: p.line, column: p.column, detail });
+        }
+        Some(Err(SplitError::TooLarge(p, limit))) => {
+            return Err(KinetoError::ValueTooLarge { file: file.to_string(), line: p.line, column: p.column, limit });
         }
         Some(Err(SplitError::NotObject(p))) => {
             return Err(KinetoError::NotKineto {
@@ -1417,6 +1428,32 @@ mod tests {
             Path::new("t.json"),
             &KinetoOptions { cluster: "c".into(), ..Default::default() },
         )
+    }
+
+    #[test]
+    fn one_huge_json_value_is_refused_past_the_limit() {
+        use std::io::Write;
+        // A gzip trace of a few KB holding one 64 MiB string.
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
+        gz.write_all(br#"{"schemaVersion": 1, "traceEvents": [{"ph": "X", "cat": "kernel", "name": ""#).unwrap();
+        let chunk = vec![b'a'; 1 << 20];
+        for _ in 0..64 {
+            gz.write_all(&chunk).unwrap();
+        }
+        gz.write_all(br#"", "ts": 1, "dur": 1}]}"#).unwrap();
+        let bytes = gz.finish().unwrap();
+        assert!(bytes.len() < 1 << 20, "{}", bytes.len());
+        let opts = KinetoOptions { cluster: "c".into(), max_value_bytes: Some(8 << 20), ..Default::default() };
+        let e = read_trace_from(
+            flate2::read::MultiGzDecoder::new(&bytes[..]),
+            "bomb.json.gz",
+            Path::new("bomb.json.gz"),
+            &opts,
+        )
+        .err()
+        .map(|e| e.to_string())
+        .unwrap_or_default();
+        assert!(e.contains("bomb.json.gz: the JSON value at line 1, column 38 is longer than 8388608 bytes"), "{e}");
     }
 
     #[test]

@@ -105,6 +105,7 @@ fn figures_on_real_traces_equal_a_direct_recount() {
         node: None,
         job: None,
         hta_scope: false,
+        max_json_value: None,
         window_ns: 10_000_000_000,
         launch_gap_ns: 30_000,
         backend: strand_kernels::Backend::Cpu,
