@@ -28,6 +28,10 @@ pub struct Entry {
     pub table: String,
     pub date: String,
     pub batch_id: String,
+    /// The identity the batch was written with (its `cluster=`/`node=`
+    /// directories): it is uploaded under it, even after a rename.
+    pub cluster: String,
+    pub node: String,
     pub bytes: u64,
 }
 
@@ -118,9 +122,11 @@ impl Spool {
     fn parse_entry(&self, path: &Path) -> Option<Entry> {
         let rel = path.strip_prefix(&self.root).ok()?;
         let parts: Vec<&str> = rel.iter().filter_map(|p| p.to_str()).collect();
-        let [table, date, _cluster, _node, file] = parts.as_slice() else { return None };
+        let [table, date, cluster, node, file] = parts.as_slice() else { return None };
         let batch_id = file.strip_suffix(".parquet")?;
         let date = date.strip_prefix("date=")?;
+        let cluster = cluster.strip_prefix("cluster=")?;
+        let node = node.strip_prefix("node=")?;
         strand_schemas::table_info(table)?;
         let bytes = fs::metadata(path).ok()?.len();
         Some(Entry {
@@ -128,6 +134,8 @@ impl Spool {
             table: table.to_string(),
             date: date.to_string(),
             batch_id: batch_id.to_string(),
+            cluster: cluster.to_string(),
+            node: node.to_string(),
             bytes,
         })
     }
@@ -158,7 +166,15 @@ impl Spool {
         fs::rename(&pending.tmp, &path)?;
         sync_dir(&dir)?;
         let bytes = fs::metadata(&path)?.len();
-        let entry = Entry { path, table: pending.table, date, batch_id: pending.batch_id, bytes };
+        let entry = Entry {
+            path,
+            table: pending.table,
+            date,
+            batch_id: pending.batch_id,
+            cluster: self.cluster.clone(),
+            node: self.node.clone(),
+            bytes,
+        };
         if let Ok(mut idx) = self.index.lock() {
             idx.insert((entry.batch_id.clone(), entry.table.clone()), entry.clone());
         }
@@ -286,6 +302,23 @@ mod tests {
         assert!(rel.starts_with("windows/date=2025-11-21/cluster=c1/node=n1/1763769600000000000-"), "{rel}");
         assert!(rel.ends_with(".parquet"));
         assert_eq!(spool.entries(), vec![e]);
+    }
+
+    #[test]
+    fn after_a_rename_the_backlog_keeps_the_identity_it_was_written_with() {
+        let dir = tempfile::tempdir().unwrap();
+        let (spool, _) = Spool::open(dir.path(), "old-cluster", "old-node", 1 << 30, AgentMetrics::default()).unwrap();
+        let before = write_batch(&spool, "gpu_samples", 1_000, 10);
+        drop(spool);
+        // The agent restarts under new names (a cluster rename, a host-name change).
+        let (spool, _) = Spool::open(dir.path(), "new-cluster", "new-node", 1 << 30, AgentMetrics::default()).unwrap();
+        let after = write_batch(&spool, "gpu_samples", 2_000, 10);
+        let ids: Vec<(String, String)> = spool.entries().into_iter().map(|e| (e.cluster, e.node)).collect();
+        assert_eq!(
+            ids,
+            vec![("old-cluster".into(), "old-node".into()), ("new-cluster".into(), "new-node".into())],
+            "{before:?} {after:?}"
+        );
     }
 
     #[test]
