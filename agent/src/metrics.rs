@@ -129,6 +129,9 @@ pub struct AgentMetrics {
     pub spool_files: Gauge,
     pub uploads: Family<UploadLabels, Counter>,
     pub uploaded_bytes: Counter,
+    /// Rows lost to write errors, all tables (also in `rows_dropped`), for
+    /// the shutdown line. Not exported on its own.
+    pub write_lost: Counter,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]

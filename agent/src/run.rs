@@ -320,7 +320,13 @@ pub async fn run(cfg: Config, opts: RunOptions) -> anyhow::Result<()> {
     if let Some((client, target)) = shipping {
         crate::uploader::drain(&spool, &client, &target, &metrics, Duration::from_secs(10)).await;
     }
-    tracing::info!("stopped; every batch is committed in {}", cfg.data_dir.display());
+    match metrics.write_lost.get() {
+        0 => tracing::info!("stopped; every batch is committed in {}", cfg.data_dir.display()),
+        lost => tracing::error!(
+            "stopped; {lost} rows could not be written to {} and are lost (full or failing storage: see the errors above and strand_agent_rows_dropped{{reason=\"write_error\"}}); every other batch is committed",
+            cfg.data_dir.display()
+        ),
+    }
     Ok(())
 }
 

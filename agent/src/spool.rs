@@ -156,6 +156,14 @@ impl Spool {
     /// (`min_ns`, the collector's rule: `protocol::batch_date`): fsync,
     /// rename, fsync the directory. Then enforces the quota.
     pub fn commit(&self, pending: Pending, file: File, min_ns: i64) -> io::Result<Entry> {
+        let tmp = pending.tmp.clone();
+        // A failed commit (a full disk) leaves no temporary file behind.
+        self.commit_inner(pending, file, min_ns).inspect_err(|_| {
+            let _ = fs::remove_file(&tmp);
+        })
+    }
+
+    fn commit_inner(&self, pending: Pending, file: File, min_ns: i64) -> io::Result<Entry> {
         file.sync_all()?;
         drop(file);
         let date = protocol::utc_date(min_ns);

@@ -53,13 +53,18 @@ impl<T: Table> BatchWriter<T> {
             return;
         }
         if self.open.is_none() {
-            match self.spool.create(T::NAME, min_ns).and_then(|(pending, file)| {
-                TableWriter::<T, File>::new(file)
-                    .map(|writer| Open { pending, writer, opened: Instant::now(), min_ns })
-                    .map_err(std::io::Error::other)
-            }) {
-                Ok(o) => self.open = Some(o),
+            let (pending, file) = match self.spool.create(T::NAME, min_ns) {
+                Ok(created) => created,
                 Err(e) => {
+                    self.lose(rows.len() as u64, &format!("cannot create a batch file: {e}"));
+                    return;
+                }
+            };
+            match TableWriter::<T, File>::new(file) {
+                Ok(writer) => self.open = Some(Open { pending, writer, opened: Instant::now(), min_ns }),
+                Err(e) => {
+                    // No empty temporary file stays behind (a full disk).
+                    self.spool.abandon(pending);
                     self.lose(rows.len() as u64, &format!("cannot create a batch file: {e}"));
                     return;
                 }
@@ -92,11 +97,13 @@ impl<T: Table> BatchWriter<T> {
         let Some(open) = self.open.take() else { return };
         let rows = open.writer.rows();
         let min_ns = open.min_ns;
-        let result = open
-            .writer
-            .finish()
-            .map_err(std::io::Error::other)
-            .and_then(|file| self.spool.commit(open.pending, file, min_ns));
+        let result = match open.writer.finish() {
+            Ok(file) => self.spool.commit(open.pending, file, min_ns),
+            Err(e) => {
+                self.spool.abandon(open.pending);
+                Err(std::io::Error::other(e))
+            }
+        };
         match result {
             Ok(entry) => {
                 self.metrics.rows_written.get_or_create(&self.labels).inc_by(rows);
@@ -110,6 +117,7 @@ impl<T: Table> BatchWriter<T> {
 
     fn lose(&self, rows: u64, why: &str) {
         self.metrics.dropped(T::NAME, "write_error").inc_by(rows);
+        self.metrics.write_lost.inc_by(rows);
         self.metrics.error("writer", T::NAME);
         tracing::error!(table = T::NAME, rows, "{why}; {rows} rows lost");
     }
@@ -158,4 +166,46 @@ pub async fn run<T: Table>(
         }
     }
     tokio::task::block_in_place(|| writer.commit());
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use strand_schemas::GpuSample;
+
+    fn files_under(dir: &std::path::Path) -> Vec<String> {
+        let mut out = Vec::new();
+        let mut stack = vec![dir.to_path_buf()];
+        while let Some(d) = stack.pop() {
+            for e in std::fs::read_dir(&d).unwrap() {
+                let p = e.unwrap().path();
+                if p.is_dir() {
+                    stack.push(p);
+                } else {
+                    out.push(p.strip_prefix(dir).unwrap().display().to_string());
+                }
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn a_failed_commit_counts_the_rows_lost_and_leaves_no_temporary_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let metrics = AgentMetrics::default();
+        let (spool, _) = Spool::open(dir.path(), "c1", "n1", 1 << 30, metrics.clone()).unwrap();
+        let rotation = Rotation { interval: Duration::from_secs(60), bytes: 1 << 30 };
+        let mut w = BatchWriter::<GpuSample>::new(Arc::new(spool), rotation, metrics.clone());
+        let rows: Vec<GpuSample> = (0..5).map(GpuSample::example).collect();
+        let min = rows.iter().map(|r| r.ts_ns).min().unwrap();
+        w.write(&rows, min);
+        // Storage that cannot take the commit: a file where the date directory goes.
+        let date = strand_schemas::protocol::utc_date(min);
+        std::fs::write(dir.path().join("gpu_samples").join(format!("date={date}")), "in the way").unwrap();
+        w.commit();
+        assert_eq!(metrics.write_lost.get(), 5);
+        assert_eq!(metrics.dropped("gpu_samples", "write_error").get(), 5);
+        let files = files_under(dir.path());
+        assert!(!files.iter().any(|f| f.ends_with(".tmp")), "{files:?}");
+    }
 }
