@@ -208,9 +208,9 @@ pub async fn run(cfg: Config, opts: RunOptions) -> anyhow::Result<()> {
             format!("cannot listen on {addr} for /metrics (set metrics.listen, or --metrics-listen \"\" to disable)")
         })?;
         listener.set_nonblocking(true)?;
-        let (reg, sd) = (registry.clone(), shutdown.clone());
+        let (reg, sd, dir) = (registry.clone(), shutdown.clone(), cfg.data_dir.clone());
         tasks.push(tokio::spawn(async move {
-            if let Err(e) = crate::metrics::serve(listener, reg, sd).await {
+            if let Err(e) = crate::metrics::serve(listener, reg, dir, sd).await {
                 tracing::error!("metrics endpoint stopped: {e}");
             }
         }));
