@@ -263,8 +263,7 @@ pub async fn run(cfg: Config, opts: RunOptions) -> anyhow::Result<()> {
             .to_string();
         anyhow::ensure!(!token.is_empty(), "collector.token_file {} is empty", token_file.display());
         let client = crate::uploader::client(cfg.collector.ca_file.as_deref())?;
-        let target =
-            crate::uploader::Target { url: url.clone(), token, cluster: cfg.cluster.clone(), node: node.clone() };
+        let target = crate::uploader::Target { url: url.clone(), token };
         tasks.push(tokio::spawn(crate::uploader::run(
             spool.clone(),
             client.clone(),

@@ -22,8 +22,6 @@ use crate::spool::{Entry, Spool};
 pub struct Target {
     pub url: String,
     pub token: String,
-    pub cluster: String,
-    pub node: String,
 }
 
 /// Exponential backoff with full jitter (AWS architecture blog's "full jitter").
