@@ -215,7 +215,14 @@ impl Spool {
             first("cluster").unwrap_or_else(|| self.cluster.clone()),
             first("node").unwrap_or_else(|| self.node.clone()),
         );
-        self.commit_as(pending, file, min_ns, &cluster, &node)?;
+        let entry = self.commit_as(pending, file, min_ns, &cluster, &node)?;
+        tracing::debug!(
+            table = info.name,
+            batch = %entry.batch_id,
+            rows,
+            bytes = entry.bytes,
+            "batch committed (recovered from its journal)"
+        );
         Ok(Some(rows))
     }
 
