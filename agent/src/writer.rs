@@ -20,6 +20,10 @@ pub struct Rotation {
     pub bytes: u64,
 }
 
+/// An open batch is committed once its journal holds this many times
+/// `rotate_bytes` (decoded Arrow size).
+pub const JOURNAL_FACTOR: u64 = 4;
+
 /// Sees every batch of rows before it is written (the live windows).
 pub type Observer<T> = Box<dyn FnMut(&[T]) + Send>;
 
@@ -32,6 +36,8 @@ struct Open<T: Table> {
     journal: arrow::ipc::writer::StreamWriter<File>,
     /// Rows reached the journal since its last sync.
     unsynced: bool,
+    /// Decoded size of what the journal holds (it is not compressed).
+    journal_bytes: u64,
     opened: Instant,
     /// Earliest row time so far: names the batch's date partition.
     min_ns: i64,
@@ -71,7 +77,15 @@ impl<T: Table> BatchWriter<T> {
             });
             match (TableWriter::<T, File>::new(file), journal) {
                 (Ok(writer), Ok(journal)) => {
-                    self.open = Some(Open { pending, writer, journal, unsynced: false, opened: Instant::now(), min_ns })
+                    self.open = Some(Open {
+                        pending,
+                        writer,
+                        journal,
+                        unsynced: false,
+                        journal_bytes: 0,
+                        opened: Instant::now(),
+                        min_ns,
+                    })
                 }
                 (Err(e), _) => {
                     // No empty temporary file stays behind (a full disk).
@@ -95,6 +109,7 @@ impl<T: Table> BatchWriter<T> {
             .map_err(|e| format!("journal: {e}"))
             .and_then(|()| open.writer.write_batch(&batch).map_err(|e| e.to_string()));
         open.unsynced = true;
+        open.journal_bytes += batch.get_array_memory_size() as u64;
         if let Err(e) = written {
             let lost = open.writer.rows() + rows.len() as u64;
             if let Some(o) = self.open.take() {
@@ -103,7 +118,12 @@ impl<T: Table> BatchWriter<T> {
             self.lose(lost, &format!("cannot write: {e}"));
             return;
         }
-        if open.writer.approx_bytes() >= self.rotation.bytes {
+        // The journal is not compressed: a batch whose rows compress very
+        // well is closed when its journal reaches JOURNAL_FACTOR times the
+        // rotation size, so the open batch's disk footprint stays bounded.
+        if open.writer.approx_bytes() >= self.rotation.bytes
+            || open.journal_bytes >= self.rotation.bytes.saturating_mul(JOURNAL_FACTOR)
+        {
             self.commit();
         }
     }
@@ -255,6 +275,67 @@ mod tests {
         assert_eq!(rows, expected);
         let files = files_under(dir.path());
         assert!(!files.iter().any(|f| f.ends_with(".tmp") || f.ends_with(".journal")), "{files:?}");
+    }
+
+    /// What the journal costs: `cargo test -p strand-agent --release --bins
+    /// journal_cost -- --ignored --nocapture` (numbers in docs/performance.md).
+    #[test]
+    #[ignore]
+    fn journal_cost() {
+        let rows: Vec<GpuSample> = (0..100).map(GpuSample::example).collect();
+        let time = |journal: bool| {
+            let dir = tempfile::tempdir().unwrap();
+            let metrics = AgentMetrics::default();
+            let (spool, _) = Spool::open(dir.path(), "c1", "n1", 1 << 40, metrics.clone()).unwrap();
+            let spool = Arc::new(spool);
+            let started = Instant::now();
+            let mut journal_bytes = 0;
+            if journal {
+                let rotation = Rotation { interval: Duration::from_secs(3600), bytes: 1 << 40 };
+                let mut w = BatchWriter::<GpuSample>::new(spool.clone(), rotation, metrics.clone());
+                for i in 0..2000 {
+                    w.write(&rows, rows[0].ts_ns);
+                    if i % 100 == 99 {
+                        w.sync_journal();
+                    }
+                }
+                journal_bytes = files_under(dir.path())
+                    .iter()
+                    .filter(|f| f.ends_with(".journal"))
+                    .map(|f| std::fs::metadata(dir.path().join(f)).unwrap().len())
+                    .sum();
+                w.commit();
+            } else {
+                let (pending, file) = spool.create("gpu_samples", rows[0].ts_ns).unwrap();
+                let mut w = TableWriter::<GpuSample, File>::new(file).unwrap();
+                for _ in 0..2000 {
+                    w.write(&rows).unwrap();
+                }
+                spool.commit(pending, w.finish().unwrap(), rows[0].ts_ns).unwrap();
+            }
+            (started.elapsed(), journal_bytes, spool.entries()[0].bytes)
+        };
+        let (plain, _, parquet) = time(false);
+        let (journaled, journal_bytes, _) = time(true);
+        eprintln!(
+            "200,000 gpu_samples rows in 2,000 writes, 20 syncs: Parquet only {plain:?}, with the journal {journaled:?}; journal {journal_bytes} bytes for {parquet} bytes of Parquet"
+        );
+    }
+
+    #[test]
+    fn a_batch_is_committed_when_its_journal_outgrows_the_rotation_size() {
+        let dir = tempfile::tempdir().unwrap();
+        let metrics = AgentMetrics::default();
+        let (spool, _) = Spool::open(dir.path(), "c1", "n1", 1 << 30, metrics.clone()).unwrap();
+        // Repeated rows: Parquet stays tiny, the journal grows by ~36 KB a write.
+        let rotation = Rotation { interval: Duration::from_secs(3600), bytes: 64 << 10 };
+        let mut w = BatchWriter::<GpuSample>::new(Arc::new(spool), rotation, metrics.clone());
+        let rows: Vec<GpuSample> = (0..100).map(GpuSample::example).collect();
+        for _ in 0..20 {
+            w.write(&rows, rows[0].ts_ns);
+        }
+        let committed = metrics.batches_written.get_or_create(&TableLabels { table: "gpu_samples".into() }).get();
+        assert!(committed >= 2, "{committed}");
     }
 
     #[test]
