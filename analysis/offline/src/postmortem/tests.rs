@@ -322,3 +322,42 @@ fn auto_windows_are_round() {
     assert_eq!(auto_window(3600 * 1_000_000_000, 150), 50_000_000_000);
     assert_eq!(auto_window(10, 150), 1_000_000);
 }
+
+#[test]
+fn hostile_parquet_is_refused_by_name_before_decoding() {
+    let tmp = tempfile::tempdir().unwrap();
+    for (i, (bytes, says)) in [
+        (strand_schemas::hostile::row_group_bomb(), "2147483647"),
+        (strand_schemas::hostile::schema_depth_bomb(500), "deeper than 32 levels"),
+        (strand_schemas::hostile::footer_length(0xFFFF_FFF0), "declares 4294967280 bytes of metadata"),
+        (strand_schemas::hostile::page_size_bomb(100, i32::MAX), "too large to decode"),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let path = tmp.path().join(format!("bomb{i}.parquet"));
+        std::fs::write(&path, bytes).unwrap();
+        let e = format!("{:#}", postmortem(&args(vec![path.clone()], &tmp.path().join("o"))).unwrap_err());
+        assert!(e.contains(&path.display().to_string()) && e.contains(says), "{e}");
+    }
+}
+
+#[test]
+fn a_symlink_loop_in_a_data_directory_is_read_once() {
+    let tmp = tempfile::tempdir().unwrap();
+    let ds = tmp.path().join("ds");
+    let rows: Vec<KernelEvent> = (0..50).map(strand_schemas::Table::example).collect();
+    let file = ds.join("kernel_events/date=2024-01-01/cluster=c/node=n/b1.parquet");
+    std::fs::create_dir_all(file.parent().unwrap()).unwrap();
+    std::fs::write(&file, strand_schemas::to_parquet_bytes(&rows).unwrap()).unwrap();
+    let reducer = Arc::new(strand_kernels::Reducer::new(strand_kernels::Backend::Cpu).unwrap());
+    let count = |opts: &PostmortemOptions| {
+        let run = crate::run::read(&opts.run, &reducer, |_| Ok(())).unwrap();
+        run.kernels.values().map(|k| k.count).sum::<u64>()
+    };
+    let once = count(&args(vec![ds.clone()], tmp.path()));
+    assert_eq!(once, 50);
+    // A link to the data directory's parent, inside it, and the directory named twice.
+    std::os::unix::fs::symlink(tmp.path(), ds.join("kernel_events/loop")).unwrap();
+    assert_eq!(count(&args(vec![ds.clone(), ds.clone(), tmp.path().to_path_buf()], tmp.path())), once);
+}
