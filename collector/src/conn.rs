@@ -193,5 +193,7 @@ pub fn raise_nofile_limit() -> Option<u64> {
             }
         }
     }
+    // rlim_t is u64 on Linux but not everywhere.
+    #[allow(clippy::unnecessary_cast)]
     Some(r.rlim_cur as u64)
 }
