@@ -178,6 +178,20 @@ fn read_all<T: Table + JobRow>(parts: &[Part], job: &Option<String>) -> anyhow::
     Ok(out)
 }
 
+/// A Hive-layout file's dataset root, cluster and node
+/// (`<root>/<table>/date=…/cluster=<c>/node=<n>/<batch>.parquet`).
+fn hive_identity(file: &Path) -> Option<(PathBuf, String, String)> {
+    let real = fs::canonicalize(file).ok()?;
+    let node_dir = real.parent()?;
+    let node = node_dir.file_name()?.to_str()?.strip_prefix("node=")?.to_string();
+    let cluster_dir = node_dir.parent()?;
+    let cluster = cluster_dir.file_name()?.to_str()?.strip_prefix("cluster=")?.to_string();
+    let date_dir = cluster_dir.parent()?;
+    date_dir.file_name()?.to_str()?.strip_prefix("date=")?;
+    let root = date_dir.parent()?.parent()?.to_path_buf();
+    Some((root, cluster, node))
+}
+
 fn is_trace(p: &Path) -> bool {
     let n = p.file_name().map(|s| s.to_string_lossy().to_ascii_lowercase()).unwrap_or_default();
     n.ends_with(".json") || n.ends_with(".json.gz")
@@ -351,6 +365,22 @@ pub fn read(
             "a node name for every trace merges {} traces into one node: give no node name, so each trace is its own",
             files.traces.len()
         );
+    }
+    // One node's files from two datasets (two runs) would merge into one
+    // node and one set of GPUs: refuse.
+    let mut owners: HashMap<(String, String), PathBuf> = HashMap::new();
+    for f in &files.parquet {
+        let Some((root, cluster, node)) = hive_identity(f) else { continue };
+        if let Some(other) = owners.get(&(cluster.clone(), node.clone()))
+            && *other != root
+        {
+            bail!(
+                "{} and {} both hold node {node:?} of cluster {cluster:?}: reading them together would merge two runs into one node; read them in separate runs",
+                other.display(),
+                root.display()
+            );
+        }
+        owners.insert((cluster, node), root);
     }
     let mut parts = Vec::new();
     for f in &files.parquet {

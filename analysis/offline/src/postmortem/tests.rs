@@ -361,3 +361,20 @@ fn a_symlink_loop_in_a_data_directory_is_read_once() {
     std::os::unix::fs::symlink(tmp.path(), ds.join("kernel_events/loop")).unwrap();
     assert_eq!(count(&args(vec![ds.clone(), ds.clone(), tmp.path().to_path_buf()], tmp.path())), once);
 }
+
+#[test]
+fn the_same_node_from_two_datasets_is_refused_not_merged() {
+    let tmp = tempfile::tempdir().unwrap();
+    let rows: Vec<KernelEvent> = (0..10).map(strand_schemas::Table::example).collect();
+    let (c, n) = (rows[0].cluster.to_string(), rows[0].node.to_string());
+    for run in ["run1", "run2"] {
+        let file = tmp.path().join(format!("{run}/kernel_events/date=2024-01-01/cluster={c}/node={n}/b.parquet"));
+        std::fs::create_dir_all(file.parent().unwrap()).unwrap();
+        std::fs::write(&file, strand_schemas::to_parquet_bytes(&rows).unwrap()).unwrap();
+    }
+    let e = format!(
+        "{:#}",
+        postmortem(&args(vec![tmp.path().join("run1"), tmp.path().join("run2")], tmp.path())).unwrap_err()
+    );
+    assert!(e.contains("run1") && e.contains("run2") && e.contains(&format!("both hold node {n:?}")), "{e}");
+}
