@@ -253,8 +253,11 @@ async fn ingest(
     })
     .await
     .map_err(|e| Rejection::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", format!("check failed: {e}")))??;
-    let decode = inspected.1.decode_bytes(&app.read_limits);
-    reserved.grow(app, decode)?;
+    let rows = u64::try_from(inspected.0.rows).unwrap_or(0);
+    let decode = inspected.1.decode_bytes_rows(&app.read_limits, rows);
+    // Decoding takes milliseconds: charged to the whole budget, not to the
+    // node's share (which stops slow bodies from holding it).
+    reserved.grow(app, decode, false)?;
     let (cluster_c, node_c, id_c, data_c, limits) =
         (cluster.to_string(), node.to_string(), batch_id.to_string(), data.clone(), app.read_limits);
     let checked = tokio::task::spawn_blocking(move || {
@@ -284,7 +287,10 @@ struct Reservation<'a> {
     metrics: &'a Metrics,
     per_node: Arc<Mutex<HashMap<String, u64>>>,
     source: String,
+    /// Of the whole budget.
     bytes: u64,
+    /// Of the node's share (the body; not the short decode).
+    node_bytes: u64,
     permits: Vec<tokio::sync::OwnedSemaphorePermit>,
 }
 
@@ -295,9 +301,10 @@ impl<'a> Reservation<'a> {
             per_node: app.per_node.clone(),
             source: source.to_string(),
             bytes: 0,
+            node_bytes: 0,
             permits: Vec::new(),
         };
-        r.grow(app, bytes)?;
+        r.grow(app, bytes, true)?;
         Ok(r)
     }
 
@@ -305,14 +312,14 @@ impl<'a> Reservation<'a> {
     /// no room for them, or when this node already holds other uploads and
     /// would go past its share (a node's first upload always fits its share,
     /// so a node alone is never refused by it).
-    fn grow(&mut self, app: &App, bytes: u64) -> Result<(), Rejection> {
+    fn grow(&mut self, app: &App, bytes: u64, share: bool) -> Result<(), Rejection> {
         let busy = |what: String| {
             Rejection::new(StatusCode::TOO_MANY_REQUESTS, "busy", format!("{what}; retry after the Retry-After delay"))
         };
-        {
+        if share {
             let mut held = self.per_node.lock().map_err(|_| busy("the collector is busy".into()))?;
             let mine = held.entry(self.source.clone()).or_default();
-            let others = *mine - self.bytes;
+            let others = *mine - self.node_bytes;
             if others > 0 && *mine + bytes > app.per_node_max {
                 let now = *mine;
                 if now == 0 {
@@ -328,11 +335,16 @@ impl<'a> Reservation<'a> {
         let kib = bytes.div_ceil(1024).max(1);
         let permit = u32::try_from(kib).ok().and_then(|k| app.inflight.clone().try_acquire_many_owned(k).ok());
         let Some(permit) = permit else {
-            self.release_node(bytes);
+            if share {
+                self.release_node(bytes);
+            }
             return Err(busy("the collector is receiving as much as it may hold in memory".into()));
         };
         self.permits.push(permit);
         self.bytes += bytes;
+        if share {
+            self.node_bytes += bytes;
+        }
         self.metrics.inflight_bytes.inc_by(bytes as i64);
         Ok(())
     }
@@ -352,7 +364,7 @@ impl<'a> Reservation<'a> {
 impl Drop for Reservation<'_> {
     fn drop(&mut self) {
         self.metrics.inflight_bytes.dec_by(self.bytes as i64);
-        self.release_node(self.bytes);
+        self.release_node(self.node_bytes);
     }
 }
 

@@ -111,7 +111,14 @@ impl Budget {
     /// row group — the reader decompresses a page at a time — and one batch
     /// of rows.
     pub fn decode_bytes(&self, limits: &ReadLimits) -> u64 {
-        let batch = (self.batch_rows(limits) as u64).saturating_mul(self.largest_dictionary.max(64));
+        self.decode_bytes_rows(limits, u64::MAX)
+    }
+
+    /// [`Budget::decode_bytes`] for a file of `rows` rows: a decoded batch
+    /// holds at most that many.
+    pub fn decode_bytes_rows(&self, limits: &ReadLimits, rows: u64) -> u64 {
+        let rows = (self.batch_rows(limits) as u64).min(rows.max(1));
+        let batch = rows.saturating_mul(self.largest_dictionary.max(64));
         self.footer_bytes
             .saturating_mul(8)
             .saturating_add(self.row_group_pages)

@@ -111,6 +111,8 @@ async fn slow_headers_are_cut_off_and_cannot_starve_the_collector() {
     for _ in 0..5 {
         slow.push(connect_from([127, 0, 0, 3], &c.addr).await);
     }
+    // Accepted in any order: let the five be admitted first.
+    tokio::time::sleep(Duration::from_millis(500)).await;
     // A sixth from that address is closed at accept.
     let mut sixth = connect_from([127, 0, 0, 3], &c.addr).await;
     let mut buf = [0u8; 64];
@@ -155,6 +157,7 @@ async fn idle_and_excess_connections_are_closed_and_counted() {
     for i in 0..8u8 {
         held.push(connect_from([127, 0, 1, i + 1], &c.addr).await);
     }
+    tokio::time::sleep(Duration::from_millis(500)).await;
     // All eight slots are taken: a ninth connection is closed at once...
     let mut ninth = connect_from([127, 0, 2, 1], &c.addr).await;
     let n = tokio::time::timeout(Duration::from_secs(5), ninth.read(&mut [0u8; 16])).await.unwrap();
