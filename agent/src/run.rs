@@ -211,9 +211,9 @@ pub async fn run(cfg: Config, opts: RunOptions) -> anyhow::Result<()> {
             format!("cannot listen on {addr} for /metrics (set metrics.listen, or --metrics-listen \"\" to disable)")
         })?;
         listener.set_nonblocking(true)?;
-        let (reg, sd) = (registry.clone(), shutdown.clone());
+        let (reg, sd, dir) = (registry.clone(), shutdown.clone(), cfg.data_dir.clone());
         tasks.push(tokio::spawn(async move {
-            if let Err(e) = crate::metrics::serve(listener, reg, sd).await {
+            if let Err(e) = crate::metrics::serve(listener, reg, dir, sd).await {
                 tracing::error!("metrics endpoint stopped: {e}");
             }
         }));
@@ -266,8 +266,7 @@ pub async fn run(cfg: Config, opts: RunOptions) -> anyhow::Result<()> {
             .to_string();
         anyhow::ensure!(!token.is_empty(), "collector.token_file {} is empty", token_file.display());
         let client = crate::uploader::client(cfg.collector.ca_file.as_deref())?;
-        let target =
-            crate::uploader::Target { url: url.clone(), token, cluster: cfg.cluster.clone(), node: node.clone() };
+        let target = crate::uploader::Target { url: url.clone(), token };
         tasks.push(tokio::spawn(crate::uploader::run(
             spool.clone(),
             client.clone(),
@@ -323,7 +322,13 @@ pub async fn run(cfg: Config, opts: RunOptions) -> anyhow::Result<()> {
     if let Some((client, target)) = shipping {
         crate::uploader::drain(&spool, &client, &target, &metrics, Duration::from_secs(10)).await;
     }
-    tracing::info!("stopped; every batch is committed in {}", cfg.data_dir.display());
+    match metrics.write_lost.get() {
+        0 => tracing::info!("stopped; every batch is committed in {}", cfg.data_dir.display()),
+        lost => tracing::error!(
+            "stopped; {lost} rows could not be written to {} and are lost (full or failing storage: see the errors above and strand_agent_rows_dropped{{reason=\"write_error\"}}); every other batch is committed",
+            cfg.data_dir.display()
+        ),
+    }
     Ok(())
 }
 

@@ -28,6 +28,10 @@ pub struct Entry {
     pub table: String,
     pub date: String,
     pub batch_id: String,
+    /// The identity the batch was written with (its `cluster=`/`node=`
+    /// directories): it is uploaded under it, even after a rename.
+    pub cluster: String,
+    pub node: String,
     pub bytes: u64,
 }
 
@@ -38,6 +42,16 @@ pub struct Pending {
     tmp: PathBuf,
     table: String,
     batch_id: String,
+}
+
+impl Pending {
+    /// The batch's journal: its rows as an Arrow IPC stream, appended as
+    /// they come and synced about once a second, so that `kill -9` loses at
+    /// most that second. Turned into the batch at the next start
+    /// ([`Spool::open`]) when the process died before the commit.
+    pub fn journal(&self) -> PathBuf {
+        self.tmp.with_file_name(format!(".{}.journal", self.batch_id))
+    }
 }
 
 pub struct Spool {
@@ -56,6 +70,9 @@ pub struct Recovery {
     pub complete_files: usize,
     pub complete_bytes: u64,
     pub tmp_removed: usize,
+    /// Journals of batches a crash left open, turned into batches.
+    pub journals_recovered: usize,
+    pub journal_rows: u64,
 }
 
 /// A new batch id for a batch whose first row is at `utc_ns`.
@@ -90,9 +107,12 @@ impl Spool {
         };
         let mut rec = Recovery::default();
         let mut found = Vec::new();
+        let mut journals = Vec::new();
         walk(root, &mut |path| {
             let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
-            if name.starts_with('.') && name.ends_with(".tmp") {
+            if name.starts_with('.') && name.ends_with(".journal") {
+                journals.push(path.to_path_buf());
+            } else if name.starts_with('.') && name.ends_with(".tmp") {
                 match fs::remove_file(path) {
                     Ok(()) => rec.tmp_removed += 1,
                     Err(e) => tracing::warn!("spool: cannot remove leftover {}: {e}", path.display()),
@@ -108,6 +128,23 @@ impl Spool {
                 idx.insert((e.batch_id.clone(), e.table.clone()), e);
             }
         }
+        for j in journals {
+            match spool.recover_journal(&j) {
+                Ok(Some(rows)) => {
+                    rec.journals_recovered += 1;
+                    rec.journal_rows += rows;
+                }
+                Ok(None) => {}
+                Err(e) => tracing::error!("spool: cannot recover the journal {}: {e}; its rows are lost", j.display()),
+            }
+        }
+        if rec.journals_recovered > 0 {
+            tracing::warn!(
+                "spool: {} batch(es) left open by an earlier crash recovered from their journals ({} rows)",
+                rec.journals_recovered,
+                rec.journal_rows
+            );
+        }
         spool.metrics.spool_tmp_removed.inc_by(rec.tmp_removed as u64);
         if rec.tmp_removed > 0 {
             tracing::warn!("spool: removed {} incomplete batch file(s) left by an earlier crash", rec.tmp_removed);
@@ -116,12 +153,88 @@ impl Spool {
         Ok((spool, rec))
     }
 
+    /// Turns the journal of a batch a crash left open into a committed
+    /// batch: every complete record batch in it (a torn last one is
+    /// dropped), under the identity its rows carry. Returns the rows, or
+    /// `None` for an empty journal (removed).
+    fn recover_journal(&self, path: &Path) -> io::Result<Option<u64>> {
+        use arrow::array::{Array, AsArray};
+        let name = path.file_name().and_then(|n| n.to_str()).unwrap_or_default();
+        let batch_id = name.trim_start_matches('.').trim_end_matches(".journal").to_string();
+        let dir = path.parent().unwrap_or(&self.root);
+        let table = dir.file_name().and_then(|n| n.to_str()).unwrap_or_default();
+        let Some(info) = strand_schemas::table_info(table) else {
+            fs::remove_file(path)?;
+            return Ok(None);
+        };
+        let mut batches = Vec::new();
+        if let Ok(reader) = arrow::ipc::reader::StreamReader::try_new(io::BufReader::new(File::open(path)?), None) {
+            for b in reader {
+                match b {
+                    Ok(b) => batches.push(b),
+                    Err(_) => break, // the record being written when the process died
+                }
+            }
+        }
+        let schema = (info.schema)();
+        let rows: u64 = batches.iter().map(|b| b.num_rows() as u64).sum();
+        let time = protocol::time_column(&schema);
+        let min_ns = batches
+            .iter()
+            .filter_map(|b| {
+                b.column_by_name(time?)?.as_primitive_opt::<arrow::datatypes::Int64Type>().and_then(arrow::compute::min)
+            })
+            .min();
+        let (Some(min_ns), true) = (min_ns, rows > 0) else {
+            fs::remove_file(path)?;
+            return Ok(None);
+        };
+        let first = |c: &str| {
+            batches.iter().find_map(|b| {
+                let a = b.column_by_name(c)?.as_string_opt::<i32>()?;
+                (a.len() > 0 && a.is_valid(0)).then(|| a.value(0).to_string())
+            })
+        };
+        let pending = Pending { tmp: dir.join(format!(".{batch_id}.parquet.tmp")), table: info.name.into(), batch_id };
+        let props = strand_schemas::parquet_io::writer_properties(&schema, info.name, info.version);
+        let written = File::create(&pending.tmp).and_then(|file| {
+            let mut w =
+                parquet::arrow::ArrowWriter::try_new(file, schema.clone(), Some(props)).map_err(io::Error::other)?;
+            for b in &batches {
+                w.write(b).map_err(io::Error::other)?;
+            }
+            w.into_inner().map_err(io::Error::other)
+        });
+        let file = match written {
+            Ok(f) => f,
+            Err(e) => {
+                self.abandon(pending);
+                return Err(e);
+            }
+        };
+        let (cluster, node) = (
+            first("cluster").unwrap_or_else(|| self.cluster.clone()),
+            first("node").unwrap_or_else(|| self.node.clone()),
+        );
+        let entry = self.commit_as(pending, file, min_ns, &cluster, &node)?;
+        tracing::debug!(
+            table = info.name,
+            batch = %entry.batch_id,
+            rows,
+            bytes = entry.bytes,
+            "batch committed (recovered from its journal)"
+        );
+        Ok(Some(rows))
+    }
+
     fn parse_entry(&self, path: &Path) -> Option<Entry> {
         let rel = path.strip_prefix(&self.root).ok()?;
         let parts: Vec<&str> = rel.iter().filter_map(|p| p.to_str()).collect();
-        let [table, date, _cluster, _node, file] = parts.as_slice() else { return None };
+        let [table, date, cluster, node, file] = parts.as_slice() else { return None };
         let batch_id = file.strip_suffix(".parquet")?;
         let date = date.strip_prefix("date=")?;
+        let cluster = cluster.strip_prefix("cluster=")?;
+        let node = node.strip_prefix("node=")?;
         strand_schemas::table_info(table)?;
         let bytes = fs::metadata(path).ok()?.len();
         Some(Entry {
@@ -129,6 +242,8 @@ impl Spool {
             table: table.to_string(),
             date: date.to_string(),
             batch_id: batch_id.to_string(),
+            cluster: cluster.to_string(),
+            node: node.to_string(),
             bytes,
         })
     }
@@ -149,17 +264,42 @@ impl Spool {
     /// (`min_ns`, the collector's rule: `protocol::batch_date`): fsync,
     /// rename, fsync the directory. Then enforces the quota.
     pub fn commit(&self, pending: Pending, file: File, min_ns: i64) -> io::Result<Entry> {
+        let (cluster, node) = (self.cluster.clone(), self.node.clone());
+        self.commit_as(pending, file, min_ns, &cluster, &node)
+    }
+
+    fn commit_as(&self, pending: Pending, file: File, min_ns: i64, cluster: &str, node: &str) -> io::Result<Entry> {
+        let (tmp, journal) = (pending.tmp.clone(), pending.journal());
+        // A failed commit (a full disk) leaves no temporary file behind; a
+        // committed batch needs its journal no more.
+        let r = self.commit_inner(pending, file, min_ns, cluster, node);
+        if r.is_err() {
+            let _ = fs::remove_file(&tmp);
+        }
+        let _ = fs::remove_file(&journal);
+        r
+    }
+
+    fn commit_inner(&self, pending: Pending, file: File, min_ns: i64, cluster: &str, node: &str) -> io::Result<Entry> {
         file.sync_all()?;
         drop(file);
         let date = protocol::utc_date(min_ns);
-        let rel = protocol::batch_path(&pending.table, &date, &self.cluster, &self.node, &pending.batch_id);
+        let rel = protocol::batch_path(&pending.table, &date, cluster, node, &pending.batch_id);
         let path = self.root.join(rel);
         let dir = path.parent().unwrap_or(&self.root).to_path_buf();
         fs::create_dir_all(&dir)?;
         fs::rename(&pending.tmp, &path)?;
         sync_dir(&dir)?;
         let bytes = fs::metadata(&path)?.len();
-        let entry = Entry { path, table: pending.table, date, batch_id: pending.batch_id, bytes };
+        let entry = Entry {
+            path,
+            table: pending.table,
+            date,
+            batch_id: pending.batch_id,
+            cluster: cluster.to_string(),
+            node: node.to_string(),
+            bytes,
+        };
         if let Ok(mut idx) = self.index.lock() {
             idx.insert((entry.batch_id.clone(), entry.table.clone()), entry.clone());
         }
@@ -171,6 +311,7 @@ impl Spool {
     /// Removes a batch that will never be committed (e.g. a write error).
     pub fn abandon(&self, pending: Pending) {
         let _ = fs::remove_file(&pending.tmp);
+        let _ = fs::remove_file(pending.journal());
     }
 
     /// Committed batches, oldest first.
@@ -290,6 +431,23 @@ mod tests {
     }
 
     #[test]
+    fn after_a_rename_the_backlog_keeps_the_identity_it_was_written_with() {
+        let dir = tempfile::tempdir().unwrap();
+        let (spool, _) = Spool::open(dir.path(), "old-cluster", "old-node", 1 << 30, AgentMetrics::default()).unwrap();
+        let before = write_batch(&spool, "gpu_samples", 1_000, 10);
+        drop(spool);
+        // The agent restarts under new names (a cluster rename, a host-name change).
+        let (spool, _) = Spool::open(dir.path(), "new-cluster", "new-node", 1 << 30, AgentMetrics::default()).unwrap();
+        let after = write_batch(&spool, "gpu_samples", 2_000, 10);
+        let ids: Vec<(String, String)> = spool.entries().into_iter().map(|e| (e.cluster, e.node)).collect();
+        assert_eq!(
+            ids,
+            vec![("old-cluster".into(), "old-node".into()), ("new-cluster".into(), "new-node".into())],
+            "{before:?} {after:?}"
+        );
+    }
+
+    #[test]
     fn restart_removes_crash_leftovers_and_keeps_complete_batches() {
         let dir = tempfile::tempdir().unwrap();
         let m = AgentMetrics::default();
@@ -299,7 +457,7 @@ mod tests {
         f.write_all(b"half a file").unwrap();
         drop(spool);
         let (spool, rec) = Spool::open(dir.path(), "c", "n", 1 << 30, m.clone()).unwrap();
-        assert_eq!(rec, Recovery { complete_files: 1, complete_bytes: 10, tmp_removed: 1 });
+        assert_eq!(rec, Recovery { complete_files: 1, complete_bytes: 10, tmp_removed: 1, ..Default::default() });
         assert_eq!(spool.entries(), vec![done]);
         assert_eq!(m.spool_tmp_removed.get(), 1);
     }

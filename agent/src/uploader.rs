@@ -22,8 +22,6 @@ use crate::spool::{Entry, Spool};
 pub struct Target {
     pub url: String,
     pub token: String,
-    pub cluster: String,
-    pub node: String,
 }
 
 /// Exponential backoff with full jitter (AWS architecture blog's "full jitter").
@@ -61,6 +59,9 @@ pub enum Outcome {
     Retry(Option<Duration>),
     /// The collector will never accept this file.
     Reject(String),
+    /// The collector cannot read this file yet (`newer_version`): it stays in
+    /// the spool until the collector is upgraded (`docs/protocol.md`).
+    Hold(String),
 }
 
 /// Classifies a response.
@@ -70,10 +71,21 @@ pub fn classify(status: StatusCode, retry_after: Option<&str>, body: &str) -> Ou
     }
     match status.as_u16() {
         429 | 503 => Outcome::Retry(retry_after.and_then(parse_retry_after)),
+        400 if reason(body) == Some("newer_version") => Outcome::Hold(format!("{status}: {}", body.trim())),
         400 | 413 | 415 | 422 => Outcome::Reject(format!("{status}: {}", body.trim())),
         _ => Outcome::Retry(None),
     }
 }
+
+/// The `reason` of a JSON refusal.
+fn reason(body: &str) -> Option<&str> {
+    let at = body.find("\"reason\"")?;
+    let rest = body[at + 8..].trim_start().strip_prefix(':')?.trim_start().strip_prefix('"')?;
+    rest.split('"').next()
+}
+
+/// How long a held batch (`newer_version`) waits before it is offered again.
+const HOLD_RETRY: Duration = Duration::from_secs(600);
 
 /// `Retry-After` as delta-seconds or an HTTP date; capped at 10 minutes.
 pub fn parse_retry_after(v: &str) -> Option<Duration> {
@@ -128,8 +140,10 @@ pub async fn upload(client: &reqwest::Client, target: &Target, entry: &Entry) ->
         .post(url)
         .bearer_auth(&target.token)
         .header(protocol::HEADER_TABLE, &entry.table)
-        .header(protocol::HEADER_CLUSTER, &target.cluster)
-        .header(protocol::HEADER_NODE, &target.node)
+        // The identity the batch was written with: after a rename (or a
+        // host-name change) the backlog still matches its rows.
+        .header(protocol::HEADER_CLUSTER, &entry.cluster)
+        .header(protocol::HEADER_NODE, &entry.node)
         .header(protocol::HEADER_BATCH_ID, &entry.batch_id)
         .header(reqwest::header::CONTENT_TYPE, "application/vnd.apache.parquet")
         .body(body)
@@ -144,7 +158,10 @@ pub async fn upload(client: &reqwest::Client, target: &Target, entry: &Entry) ->
             let outcome = classify(status, retry_after.as_deref(), &text);
             if matches!(status.as_u16(), 401 | 403) {
                 tracing::error!(
-                    "collector refused this node's credentials ({status}: {}); batches are kept and retried",
+                    "collector refused this node's credentials for batch {} written as cluster {:?}, node {:?} ({status}: {}); batches are kept and retried (after a rename, let the token speak for the old name too, or for node = \"*\", until the backlog is shipped)",
+                    entry.batch_id,
+                    entry.cluster,
+                    entry.node,
                     text.trim()
                 );
             } else if let Outcome::Retry(_) = outcome {
@@ -172,6 +189,8 @@ pub async fn drain(spool: &Spool, client: &reqwest::Client, target: &Target, met
                 metrics.uploaded_bytes.inc_by(entry.bytes);
                 let _ = spool.remove(&entry);
             }
+            // Held batches stay; the others are still worth a try.
+            Outcome::Hold(_) => continue,
             Outcome::Reject(_) | Outcome::Retry(_) => break,
         }
     }
@@ -191,14 +210,30 @@ pub async fn run(
 ) {
     let mut backoff = Backoff::new(Duration::from_millis(500), Duration::from_secs(60));
     let count = |outcome: &str| metrics.uploads.get_or_create(&UploadLabels { outcome: outcome.into() }).inc();
+    // Batches the collector cannot read yet, and when to offer them again.
+    let mut held: std::collections::HashMap<std::path::PathBuf, tokio::time::Instant> = Default::default();
     loop {
         let mut wait = Duration::from_secs(1);
         for entry in spool.entries() {
             if shutdown.is_triggered() {
                 return;
             }
+            if held.get(&entry.path).is_some_and(|until| tokio::time::Instant::now() < *until) {
+                continue;
+            }
             match upload(&client, &target, &entry).await {
+                Outcome::Hold(why) => {
+                    count("held");
+                    if held.insert(entry.path.clone(), tokio::time::Instant::now() + HOLD_RETRY).is_none() {
+                        tracing::warn!(
+                            "collector cannot read batch {} yet ({why}); it stays in the spool until the collector is upgraded, offered again every {}s",
+                            entry.batch_id,
+                            HOLD_RETRY.as_secs()
+                        );
+                    }
+                }
                 Outcome::Done => {
+                    held.remove(&entry.path);
                     count("stored");
                     metrics.uploaded_bytes.inc_by(entry.bytes);
                     if let Err(e) = spool.remove(&entry) {
@@ -259,6 +294,11 @@ mod tests {
             Outcome::Reject("400 Bad Request: bad parquet".into())
         );
         assert!(matches!(classify(StatusCode::PAYLOAD_TOO_LARGE, None, ""), Outcome::Reject(_)));
+        // A batch newer than the collector reads waits for the upgrade (docs/protocol.md).
+        let newer = r#"{"status":"rejected","reason": "newer_version","error":"batch b: schema 2.0 is newer"}"#;
+        assert!(matches!(classify(StatusCode::BAD_REQUEST, None, newer), Outcome::Hold(m) if m.contains("schema 2.0")));
+        let other = r#"{"status":"rejected","reason":"bad_parquet","error":"newer_version in text"}"#;
+        assert!(matches!(classify(StatusCode::BAD_REQUEST, None, other), Outcome::Reject(_)));
     }
 
     #[test]

@@ -20,12 +20,24 @@ pub struct Rotation {
     pub bytes: u64,
 }
 
+/// An open batch is committed once its journal holds this many times
+/// `rotate_bytes` (decoded Arrow size).
+pub const JOURNAL_FACTOR: u64 = 4;
+
 /// Sees every batch of rows before it is written (the live windows).
 pub type Observer<T> = Box<dyn FnMut(&[T]) + Send>;
 
 struct Open<T: Table> {
     pending: Pending,
     writer: TableWriter<T, File>,
+    /// The same rows as an Arrow IPC stream (`Pending::journal`), written
+    /// through to the OS at once and synced on the 1 s tick: what a
+    /// `kill -9` or power loss leaves of the open batch.
+    journal: arrow::ipc::writer::StreamWriter<File>,
+    /// Rows reached the journal since its last sync.
+    unsynced: bool,
+    /// Decoded size of what the journal holds (it is not compressed).
+    journal_bytes: u64,
     opened: Instant,
     /// Earliest row time so far: names the batch's date partition.
     min_ns: i64,
@@ -53,21 +65,52 @@ impl<T: Table> BatchWriter<T> {
             return;
         }
         if self.open.is_none() {
-            match self.spool.create(T::NAME, min_ns).and_then(|(pending, file)| {
-                TableWriter::<T, File>::new(file)
-                    .map(|writer| Open { pending, writer, opened: Instant::now(), min_ns })
-                    .map_err(std::io::Error::other)
-            }) {
-                Ok(o) => self.open = Some(o),
+            let (pending, file) = match self.spool.create(T::NAME, min_ns) {
+                Ok(created) => created,
                 Err(e) => {
                     self.lose(rows.len() as u64, &format!("cannot create a batch file: {e}"));
+                    return;
+                }
+            };
+            let journal = File::create(pending.journal()).and_then(|j| {
+                arrow::ipc::writer::StreamWriter::try_new(j, &T::schema()).map_err(std::io::Error::other)
+            });
+            match (TableWriter::<T, File>::new(file), journal) {
+                (Ok(writer), Ok(journal)) => {
+                    self.open = Some(Open {
+                        pending,
+                        writer,
+                        journal,
+                        unsynced: false,
+                        journal_bytes: 0,
+                        opened: Instant::now(),
+                        min_ns,
+                    })
+                }
+                (Err(e), _) => {
+                    // No empty temporary file stays behind (a full disk).
+                    self.spool.abandon(pending);
+                    self.lose(rows.len() as u64, &format!("cannot create a batch file: {e}"));
+                    return;
+                }
+                (_, Err(e)) => {
+                    self.spool.abandon(pending);
+                    self.lose(rows.len() as u64, &format!("cannot create a batch journal: {e}"));
                     return;
                 }
             }
         }
         let Some(open) = self.open.as_mut() else { return };
         open.min_ns = open.min_ns.min(min_ns);
-        if let Err(e) = open.writer.write(rows) {
+        let batch = T::to_batch(rows);
+        let written = open
+            .journal
+            .write(&batch)
+            .map_err(|e| format!("journal: {e}"))
+            .and_then(|()| open.writer.write_batch(&batch).map_err(|e| e.to_string()));
+        open.unsynced = true;
+        open.journal_bytes += batch.get_array_memory_size() as u64;
+        if let Err(e) = written {
             let lost = open.writer.rows() + rows.len() as u64;
             if let Some(o) = self.open.take() {
                 self.spool.abandon(o.pending);
@@ -75,15 +118,33 @@ impl<T: Table> BatchWriter<T> {
             self.lose(lost, &format!("cannot write: {e}"));
             return;
         }
-        if open.writer.approx_bytes() >= self.rotation.bytes {
+        // The journal is not compressed: a batch whose rows compress very
+        // well is closed when its journal reaches JOURNAL_FACTOR times the
+        // rotation size, so the open batch's disk footprint stays bounded.
+        if open.writer.approx_bytes() >= self.rotation.bytes
+            || open.journal_bytes >= self.rotation.bytes.saturating_mul(JOURNAL_FACTOR)
+        {
             self.commit();
         }
     }
 
     /// Commits the open batch if it is older than the rotation interval.
+    /// Syncs the journal of the open batch (called every second).
     pub fn tick(&mut self) {
         if self.open.as_ref().is_some_and(|o| o.opened.elapsed() >= self.rotation.interval) {
             self.commit();
+            return;
+        }
+        self.sync_journal();
+    }
+
+    /// Makes the rows written so far survive a crash of the process or the host.
+    pub fn sync_journal(&mut self) {
+        let Some(open) = self.open.as_mut().filter(|o| o.unsynced) else { return };
+        open.unsynced = false;
+        if let Err(e) = open.journal.get_ref().sync_data() {
+            self.metrics.error("writer", T::NAME);
+            tracing::warn!(table = T::NAME, "cannot sync the batch journal: {e}");
         }
     }
 
@@ -92,11 +153,13 @@ impl<T: Table> BatchWriter<T> {
         let Some(open) = self.open.take() else { return };
         let rows = open.writer.rows();
         let min_ns = open.min_ns;
-        let result = open
-            .writer
-            .finish()
-            .map_err(std::io::Error::other)
-            .and_then(|file| self.spool.commit(open.pending, file, min_ns));
+        let result = match open.writer.finish() {
+            Ok(file) => self.spool.commit(open.pending, file, min_ns),
+            Err(e) => {
+                self.spool.abandon(open.pending);
+                Err(std::io::Error::other(e))
+            }
+        };
         match result {
             Ok(entry) => {
                 self.metrics.rows_written.get_or_create(&self.labels).inc_by(rows);
@@ -110,6 +173,7 @@ impl<T: Table> BatchWriter<T> {
 
     fn lose(&self, rows: u64, why: &str) {
         self.metrics.dropped(T::NAME, "write_error").inc_by(rows);
+        self.metrics.write_lost.inc_by(rows);
         self.metrics.error("writer", T::NAME);
         tracing::error!(table = T::NAME, rows, "{why}; {rows} rows lost");
     }
@@ -158,4 +222,154 @@ pub async fn run<T: Table>(
         }
     }
     tokio::task::block_in_place(|| writer.commit());
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use strand_schemas::GpuSample;
+
+    fn files_under(dir: &std::path::Path) -> Vec<String> {
+        let mut out = Vec::new();
+        let mut stack = vec![dir.to_path_buf()];
+        while let Some(d) = stack.pop() {
+            for e in std::fs::read_dir(&d).unwrap() {
+                let p = e.unwrap().path();
+                if p.is_dir() {
+                    stack.push(p);
+                } else {
+                    out.push(p.strip_prefix(dir).unwrap().display().to_string());
+                }
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn after_kill_9_the_open_batch_is_recovered_from_its_journal() {
+        let dir = tempfile::tempdir().unwrap();
+        let metrics = AgentMetrics::default();
+        let (spool, _) = Spool::open(dir.path(), "c1", "n1", 1 << 30, metrics.clone()).unwrap();
+        let rotation = Rotation { interval: Duration::from_secs(60), bytes: 1 << 30 };
+        let mut w = BatchWriter::<GpuSample>::new(Arc::new(spool), rotation, metrics.clone());
+        for i in 0..3 {
+            let rows: Vec<GpuSample> = (i * 5..i * 5 + 5).map(GpuSample::example).collect();
+            w.write(&rows, rows.iter().map(|r| r.ts_ns).min().unwrap());
+            w.tick();
+        }
+        // The process dies: no commit, no destructor.
+        std::mem::forget(w);
+        let journal = files_under(dir.path()).into_iter().find(|f| f.ends_with(".journal")).unwrap();
+        // And the last record was torn mid-write.
+        let path = dir.path().join(&journal);
+        let len = std::fs::metadata(&path).unwrap().len();
+        let f = std::fs::OpenOptions::new().append(true).open(&path).unwrap();
+        f.set_len(len + 100).unwrap();
+
+        let (spool, rec) = Spool::open(dir.path(), "c1", "n1", 1 << 30, metrics.clone()).unwrap();
+        assert_eq!((rec.journals_recovered, rec.journal_rows, rec.tmp_removed), (1, 15, 1), "{rec:?}");
+        let entries = spool.entries();
+        assert_eq!(entries.len(), 1);
+        let rows = strand_schemas::read_file::<GpuSample>(&entries[0].path).unwrap();
+        let expected: Vec<GpuSample> = (0..15).map(GpuSample::example).collect();
+        assert_eq!(rows, expected);
+        let files = files_under(dir.path());
+        assert!(!files.iter().any(|f| f.ends_with(".tmp") || f.ends_with(".journal")), "{files:?}");
+    }
+
+    /// What the journal costs: `cargo test -p strand-agent --release --bins
+    /// journal_cost -- --ignored --nocapture` (numbers in docs/performance.md).
+    #[test]
+    #[ignore]
+    fn journal_cost() {
+        let rows: Vec<GpuSample> = (0..100).map(GpuSample::example).collect();
+        let time = |journal: bool| {
+            let dir = tempfile::tempdir().unwrap();
+            let metrics = AgentMetrics::default();
+            let (spool, _) = Spool::open(dir.path(), "c1", "n1", 1 << 40, metrics.clone()).unwrap();
+            let spool = Arc::new(spool);
+            let started = Instant::now();
+            let mut journal_bytes = 0;
+            if journal {
+                let rotation = Rotation { interval: Duration::from_secs(3600), bytes: 1 << 40 };
+                let mut w = BatchWriter::<GpuSample>::new(spool.clone(), rotation, metrics.clone());
+                for i in 0..2000 {
+                    w.write(&rows, rows[0].ts_ns);
+                    if i % 100 == 99 {
+                        w.sync_journal();
+                    }
+                }
+                journal_bytes = files_under(dir.path())
+                    .iter()
+                    .filter(|f| f.ends_with(".journal"))
+                    .map(|f| std::fs::metadata(dir.path().join(f)).unwrap().len())
+                    .sum();
+                w.commit();
+            } else {
+                let (pending, file) = spool.create("gpu_samples", rows[0].ts_ns).unwrap();
+                let mut w = TableWriter::<GpuSample, File>::new(file).unwrap();
+                for _ in 0..2000 {
+                    w.write(&rows).unwrap();
+                }
+                spool.commit(pending, w.finish().unwrap(), rows[0].ts_ns).unwrap();
+            }
+            (started.elapsed(), journal_bytes, spool.entries()[0].bytes)
+        };
+        let (plain, _, parquet) = time(false);
+        let (journaled, journal_bytes, _) = time(true);
+        eprintln!(
+            "200,000 gpu_samples rows in 2,000 writes, 20 syncs: Parquet only {plain:?}, with the journal {journaled:?}; journal {journal_bytes} bytes for {parquet} bytes of Parquet"
+        );
+    }
+
+    #[test]
+    fn a_batch_is_committed_when_its_journal_outgrows_the_rotation_size() {
+        let dir = tempfile::tempdir().unwrap();
+        let metrics = AgentMetrics::default();
+        let (spool, _) = Spool::open(dir.path(), "c1", "n1", 1 << 30, metrics.clone()).unwrap();
+        // Repeated rows: Parquet stays tiny, the journal grows by ~36 KB a write.
+        let rotation = Rotation { interval: Duration::from_secs(3600), bytes: 64 << 10 };
+        let mut w = BatchWriter::<GpuSample>::new(Arc::new(spool), rotation, metrics.clone());
+        let rows: Vec<GpuSample> = (0..100).map(GpuSample::example).collect();
+        for _ in 0..20 {
+            w.write(&rows, rows[0].ts_ns);
+        }
+        let committed = metrics.batches_written.get_or_create(&TableLabels { table: "gpu_samples".into() }).get();
+        assert!(committed >= 2, "{committed}");
+    }
+
+    #[test]
+    fn a_committed_batch_leaves_no_journal() {
+        let dir = tempfile::tempdir().unwrap();
+        let metrics = AgentMetrics::default();
+        let (spool, _) = Spool::open(dir.path(), "c1", "n1", 1 << 30, metrics.clone()).unwrap();
+        let rotation = Rotation { interval: Duration::from_secs(60), bytes: 1 << 30 };
+        let mut w = BatchWriter::<GpuSample>::new(Arc::new(spool), rotation, metrics.clone());
+        let rows: Vec<GpuSample> = (0..5).map(GpuSample::example).collect();
+        w.write(&rows, rows.iter().map(|r| r.ts_ns).min().unwrap());
+        w.commit();
+        let files = files_under(dir.path());
+        assert_eq!(files.len(), 1, "{files:?}");
+        assert!(files[0].ends_with(".parquet"), "{files:?}");
+    }
+
+    #[test]
+    fn a_failed_commit_counts_the_rows_lost_and_leaves_no_temporary_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let metrics = AgentMetrics::default();
+        let (spool, _) = Spool::open(dir.path(), "c1", "n1", 1 << 30, metrics.clone()).unwrap();
+        let rotation = Rotation { interval: Duration::from_secs(60), bytes: 1 << 30 };
+        let mut w = BatchWriter::<GpuSample>::new(Arc::new(spool), rotation, metrics.clone());
+        let rows: Vec<GpuSample> = (0..5).map(GpuSample::example).collect();
+        let min = rows.iter().map(|r| r.ts_ns).min().unwrap();
+        w.write(&rows, min);
+        // Storage that cannot take the commit: a file where the date directory goes.
+        let date = strand_schemas::protocol::utc_date(min);
+        std::fs::write(dir.path().join("gpu_samples").join(format!("date={date}")), "in the way").unwrap();
+        w.commit();
+        assert_eq!(metrics.write_lost.get(), 5);
+        assert_eq!(metrics.dropped("gpu_samples", "write_error").get(), 5);
+        let files = files_under(dir.path());
+        assert!(!files.iter().any(|f| f.ends_with(".tmp") || f.ends_with(".journal")), "{files:?}");
+    }
 }

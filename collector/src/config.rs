@@ -28,6 +28,25 @@ pub struct Config {
     pub shutdown_grace: Duration,
     /// Seconds sent in `Retry-After` with 429 and 503 answers.
     pub retry_after_secs: u32,
+    /// One node's uploads may hold at most this much of `max_inflight_bytes`
+    /// at once; its further uploads get 429 while other nodes' proceed.
+    /// Unset: a quarter of `max_inflight_bytes`, at least `max_body_bytes`.
+    pub max_inflight_bytes_per_node: Option<u64>,
+    /// Largest total uncompressed size of a batch's pages; a larger batch gets
+    /// 413 before anything is decoded. What decoding needs at its peak (a page
+    /// per column and one batch of rows) is charged to the in-flight budget.
+    pub max_decoded_bytes: u64,
+    /// A connection must send a request's complete headers within this long.
+    #[serde(deserialize_with = "duration")]
+    pub header_read_timeout: Duration,
+    /// A connection on which the client sends nothing for this long is closed.
+    #[serde(deserialize_with = "duration")]
+    pub idle_timeout: Duration,
+    /// Most connections open at once; more are closed at accept. Keep it
+    /// below the process's open-file limit (`LimitNOFILE`).
+    pub max_connections: usize,
+    /// Most connections open at once from one IP address.
+    pub max_connections_per_peer: usize,
     pub storage: StorageConfig,
     pub compaction: CompactionConfig,
     pub tls: Option<TlsConfig>,
@@ -44,6 +63,12 @@ impl Default for Config {
             body_timeout: Duration::from_secs(120),
             shutdown_grace: Duration::from_secs(30),
             retry_after_secs: 5,
+            max_inflight_bytes_per_node: None,
+            max_decoded_bytes: 512 << 20,
+            header_read_timeout: Duration::from_secs(10),
+            idle_timeout: Duration::from_secs(120),
+            max_connections: 4096,
+            max_connections_per_peer: 64,
             storage: StorageConfig::default(),
             compaction: CompactionConfig::default(),
             tls: None,
@@ -169,8 +194,31 @@ impl Config {
                 format!("{} is smaller than max_body_bytes ({})", self.max_inflight_bytes, self.max_body_bytes),
             ));
         }
-        if self.body_timeout.is_zero() {
-            return Err(key("body_timeout", "must be longer than 0s".into()));
+        for (k, d) in [
+            ("body_timeout", self.body_timeout),
+            ("header_read_timeout", self.header_read_timeout),
+            ("idle_timeout", self.idle_timeout),
+        ] {
+            if d.is_zero() {
+                return Err(key(k, "must be longer than 0s".into()));
+            }
+        }
+        if let Some(n) = self.max_inflight_bytes_per_node
+            && (n < self.max_body_bytes || n > self.max_inflight_bytes)
+        {
+            return Err(key(
+                "max_inflight_bytes_per_node",
+                format!(
+                    "{n} must lie between max_body_bytes ({}) and max_inflight_bytes ({})",
+                    self.max_body_bytes, self.max_inflight_bytes
+                ),
+            ));
+        }
+        if self.max_decoded_bytes == 0 {
+            return Err(key("max_decoded_bytes", "must be at least 1".into()));
+        }
+        if self.max_connections == 0 || self.max_connections_per_peer == 0 {
+            return Err(key("max_connections", "and max_connections_per_peer must be at least 1".into()));
         }
         if self.storage.root.is_empty() {
             return Err(key("storage.root", "must name a directory or s3://bucket/prefix".into()));
@@ -210,6 +258,11 @@ impl Config {
             }
         }
         Ok(())
+    }
+
+    /// The share of the in-flight budget one node may hold.
+    pub fn per_node_inflight(&self) -> u64 {
+        self.max_inflight_bytes_per_node.unwrap_or((self.max_inflight_bytes / 4).max(self.max_body_bytes))
     }
 
     pub fn listen_addr(&self) -> Result<SocketAddr, String> {

@@ -15,8 +15,9 @@
 //!    UTC hour of its rows, unless the key exists or a compacted part of
 //!    that hour already holds the batch (201, or 200 duplicate).
 
+use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use arrow::array::{Array, AsArray, Int64Array, RecordBatch};
@@ -29,11 +30,10 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use bytes::{Bytes, BytesMut};
 use futures::StreamExt;
-use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use serde_json::json;
 use strand_schemas::layout;
 use strand_schemas::protocol::{self, time_column, utc_date, validate_batch_id, validate_name};
-use strand_schemas::{ReadError, TableInfo, inspect_bytes, table_info};
+use strand_schemas::{ReadError, ReadLimits, TableInfo, inspect_bytes_with, open_reader, table_info};
 use tokio::sync::Semaphore;
 
 use super::auth::{AuthError, Tokens};
@@ -53,6 +53,13 @@ pub struct App {
     pub retry_after_secs: u32,
     /// The in-flight memory budget, in KiB permits.
     pub inflight: Arc<Semaphore>,
+    /// Bytes of the budget each node holds now, and the most one may hold.
+    pub per_node: Arc<Mutex<HashMap<String, u64>>>,
+    pub per_node_max: u64,
+    /// What the bounded reader accepts from an upload (`max_decoded_bytes`).
+    pub read_limits: ReadLimits,
+    /// The storage probe behind `/healthz`.
+    pub health: super::store::Health,
 }
 
 /// A refused upload: the status, a stable reason (metrics label and JSON
@@ -115,8 +122,12 @@ pub async fn post_batch(
         // problem), nor for a client waiting for `100 Continue` (reading
         // would ask it to send the body).
         let expects_continue = headers.get(EXPECT).is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"100-continue"));
+        // A busy collector (429) reads for a moment only: a node past its
+        // share must not hold the connection by sending slowly.
+        let wait =
+            if r.status == StatusCode::TOO_MANY_REQUESTS { Duration::from_secs(1) } else { Duration::from_secs(5) };
         if r.status != StatusCode::PAYLOAD_TOO_LARGE && !expects_continue {
-            drain(body, app.max_body, Duration::from_secs(5)).await;
+            drain(body, app.max_body, wait).await;
         }
     }
     let table = seen.table.unwrap_or("unknown");
@@ -230,39 +241,45 @@ async fn ingest(
         ));
     }
 
-    // 5. Memory: reserve the declared size (or the limit) before reading.
-    let want_kib = declared.unwrap_or(app.max_body).div_ceil(1024).max(1);
-    let permit = u32::try_from(want_kib)
-        .ok()
-        .and_then(|kib| app.inflight.clone().try_acquire_many_owned(kib).ok())
-        .ok_or_else(|| {
-            Rejection::new(
-                StatusCode::TOO_MANY_REQUESTS,
-                "busy",
-                "the collector is receiving as much as it may hold in memory; retry after the Retry-After delay",
-            )
-        })?;
-    let _reserved = Reservation::new(&app.metrics, want_kib * 1024, permit);
+    // 5. Memory: reserve the declared size (or the limit) before reading,
+    // within this node's share of the budget.
+    let source = format!("{cluster}/{node}");
+    let want = declared.unwrap_or(app.max_body).max(1);
+    let mut reserved = Reservation::take(app, &source, want)?;
 
     // 6. The body.
     let data = read_body(body.take().unwrap_or_default(), app.max_body, declared, app.body_timeout, seen).await?;
 
-    // 7. Is it what it says?
-    let (table_c, cluster_c, node_c, id_c, data_c) =
-        (table, cluster.to_string(), node.to_string(), batch_id.to_string(), data.clone());
-    let checked =
-        tokio::task::spawn_blocking(move || check_batch(data_c, table_c, &cluster_c, &node_c, &id_c, rows_header))
-            .await
-            .map_err(|e| {
-                Rejection::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", format!("check failed: {e}"))
-            })??;
+    // 7. Is it what it says? The footer and page headers first, without
+    // decoding; then what decoding will take is added to the reservation,
+    // and the rows are decoded and checked.
+    let (name, limits, data_c) = (format!("batch {batch_id}"), app.read_limits, data.clone());
+    let inspected = tokio::task::spawn_blocking(move || {
+        inspect_bytes_with(&name, data_c, Some(table.name), &limits).map_err(read_rejection)
+    })
+    .await
+    .map_err(|e| Rejection::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", format!("check failed: {e}")))??;
+    let rows = u64::try_from(inspected.0.rows).unwrap_or(0);
+    let decode = inspected.1.decode_bytes_rows(&app.read_limits, rows);
+    // Decoding takes milliseconds: charged to the whole budget, not to the
+    // node's share (which stops slow bodies from holding it).
+    reserved.grow(app, decode, false)?;
+    let (cluster_c, node_c, id_c, data_c, limits) =
+        (cluster.to_string(), node.to_string(), batch_id.to_string(), data.clone(), app.read_limits);
+    let checked = tokio::task::spawn_blocking(move || {
+        check_batch(data_c, table, &cluster_c, &node_c, &id_c, rows_header, &limits)
+    })
+    .await
+    .map_err(|e| Rejection::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", format!("check failed: {e}")))??;
 
-    // 8. Store once, one file per hour of its rows.
+    // 8. Store once, one file per hour of its rows (a split decodes the
+    // batch again: still within the reservation).
     let pieces = if layout::hour_floor(checked.min_ts) == layout::hour_floor(checked.max_ts) {
         vec![(checked.min_ts, data)]
     } else {
         let id = batch_id.to_string();
-        tokio::task::spawn_blocking(move || split_by_hour(&id, data, time_of(table)))
+        let limits = app.read_limits;
+        tokio::task::spawn_blocking(move || split_by_hour(&id, data, time_of(table), &limits))
             .await
             .map_err(|e| Rejection::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", format!("split failed: {e}")))?
             .map_err(|e| {
@@ -284,6 +301,7 @@ async fn ingest(
             outcome = PutOutcome::Stored;
         }
     }
+    drop(reserved);
     let key = first_key.unwrap_or_default();
     Ok(Accepted { outcome, key, date: checked.date, rows: checked.rows })
 }
@@ -307,10 +325,10 @@ async fn already_compacted(app: &App, table: &str, ts: i64, cluster: &str, key: 
 
 /// A checked batch whose rows cross an hour, as one file per hour (the
 /// file's schema and metadata kept): `(a time in the hour, bytes)`.
-fn split_by_hour(batch_id: &str, data: Bytes, time: &str) -> anyhow::Result<Vec<(i64, Bytes)>> {
+fn split_by_hour(batch_id: &str, data: Bytes, time: &str, limits: &ReadLimits) -> anyhow::Result<Vec<(i64, Bytes)>> {
     use parquet::arrow::ArrowWriter;
     use parquet::file::properties::WriterProperties;
-    let builder = ParquetRecordBatchReaderBuilder::try_new(data)?;
+    let (_, _, builder) = strand_schemas::open_builder(&format!("batch {batch_id}"), data, None, limits)?;
     let kv = builder.metadata().file_metadata().key_value_metadata().cloned();
     let schema = builder.schema().clone();
     let props = WriterProperties::builder()
@@ -347,23 +365,90 @@ fn header<'a>(headers: &'a HeaderMap, name: &str) -> Result<&'a str, Rejection> 
     v.to_str().map_err(|_| Rejection::bad("bad_header", format!("header {name} is not visible ASCII")))
 }
 
-/// Holds part of the in-flight budget until the upload is answered.
+/// Holds part of the in-flight budget, and of its node's share, until the
+/// upload is answered.
 struct Reservation<'a> {
     metrics: &'a Metrics,
+    per_node: Arc<Mutex<HashMap<String, u64>>>,
+    source: String,
+    /// Of the whole budget.
     bytes: u64,
-    _permit: tokio::sync::OwnedSemaphorePermit,
+    /// Of the node's share (the body; not the short decode).
+    node_bytes: u64,
+    permits: Vec<tokio::sync::OwnedSemaphorePermit>,
 }
 
 impl<'a> Reservation<'a> {
-    fn new(metrics: &'a Metrics, bytes: u64, permit: tokio::sync::OwnedSemaphorePermit) -> Self {
-        metrics.inflight_bytes.inc_by(bytes as i64);
-        Self { metrics, bytes, _permit: permit }
+    fn take(app: &'a App, source: &str, bytes: u64) -> Result<Self, Rejection> {
+        let mut r = Self {
+            metrics: &app.metrics,
+            per_node: app.per_node.clone(),
+            source: source.to_string(),
+            bytes: 0,
+            node_bytes: 0,
+            permits: Vec::new(),
+        };
+        r.grow(app, bytes, true)?;
+        Ok(r)
+    }
+
+    /// Adds `bytes` to the reservation, or answers 429 when the budget has
+    /// no room for them, or when this node already holds other uploads and
+    /// would go past its share (a node's first upload always fits its share,
+    /// so a node alone is never refused by it).
+    fn grow(&mut self, app: &App, bytes: u64, share: bool) -> Result<(), Rejection> {
+        let busy = |what: String| {
+            Rejection::new(StatusCode::TOO_MANY_REQUESTS, "busy", format!("{what}; retry after the Retry-After delay"))
+        };
+        if share {
+            let mut held = self.per_node.lock().map_err(|_| busy("the collector is busy".into()))?;
+            let mine = held.entry(self.source.clone()).or_default();
+            let others = *mine - self.node_bytes;
+            if others > 0 && *mine + bytes > app.per_node_max {
+                let now = *mine;
+                if now == 0 {
+                    held.remove(&self.source);
+                }
+                return Err(busy(format!(
+                    "uploads of node {} hold {now} bytes in memory and this one needs {bytes} more, over the {} bytes one node may hold (collector key max_inflight_bytes_per_node)",
+                    self.source, app.per_node_max
+                )));
+            }
+            *mine += bytes;
+        }
+        let kib = bytes.div_ceil(1024).max(1);
+        let permit = u32::try_from(kib).ok().and_then(|k| app.inflight.clone().try_acquire_many_owned(k).ok());
+        let Some(permit) = permit else {
+            if share {
+                self.release_node(bytes);
+            }
+            return Err(busy("the collector is receiving as much as it may hold in memory".into()));
+        };
+        self.permits.push(permit);
+        self.bytes += bytes;
+        if share {
+            self.node_bytes += bytes;
+        }
+        self.metrics.inflight_bytes.inc_by(bytes as i64);
+        Ok(())
+    }
+
+    fn release_node(&self, bytes: u64) {
+        if let Ok(mut held) = self.per_node.lock()
+            && let Some(mine) = held.get_mut(&self.source)
+        {
+            *mine = mine.saturating_sub(bytes);
+            if *mine == 0 {
+                held.remove(&self.source);
+            }
+        }
     }
 }
 
 impl Drop for Reservation<'_> {
     fn drop(&mut self) {
         self.metrics.inflight_bytes.dec_by(self.bytes as i64);
+        self.release_node(self.node_bytes);
     }
 }
 
@@ -434,9 +519,10 @@ fn check_batch(
     node: &str,
     batch_id: &str,
     rows_header: Option<i64>,
+    limits: &ReadLimits,
 ) -> Result<Checked, Rejection> {
     let name = format!("batch {batch_id}");
-    let info = inspect_bytes(&name, data.clone(), Some(table.name)).map_err(read_rejection)?;
+    let (info, _, reader) = open_reader(&name, data, Some(table.name), limits).map_err(read_rejection)?;
     if let Some(n) = rows_header.filter(|&n| n != info.rows) {
         return Err(Rejection::bad(
             "rows_mismatch",
@@ -447,9 +533,6 @@ fn check_batch(
         return Err(Rejection::bad("empty", format!("{name}: the file holds no rows")));
     }
     let decode = |e: &dyn std::fmt::Display| Rejection::bad("bad_parquet", format!("{name}: cannot decode: {e}"));
-    let reader = ParquetRecordBatchReaderBuilder::try_new(data)
-        .and_then(|b| b.with_batch_size(8192).build())
-        .map_err(|e| decode(&e))?;
     let schema = (table.schema)();
     let time = time_column(&schema).ok_or_else(|| {
         Rejection::new(
@@ -524,6 +607,14 @@ fn read_rejection(e: ReadError) -> Rejection {
         ReadError::NewerMajor { .. } => "newer_version",
         ReadError::WrongTable { .. } | ReadError::UnknownTable { .. } => "wrong_table",
         ReadError::Schema { .. } => "bad_schema",
+        ReadError::Limit { .. } => "bad_parquet",
+        ReadError::TooLarge { .. } => {
+            return Rejection::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "too_large",
+                format!("{e} (collector key max_decoded_bytes)"),
+            );
+        }
     };
     Rejection::bad(reason, e.to_string())
 }
@@ -549,7 +640,7 @@ mod tests {
     }
 
     fn check(data: Bytes, table: &str, rows: Option<i64>) -> Result<Checked, Rejection> {
-        check_batch(data, table_info(table).unwrap(), "c1", "n1", "batch-0001", rows)
+        check_batch(data, table_info(table).unwrap(), "c1", "n1", "batch-0001", rows, &ReadLimits::default())
     }
 
     #[test]
@@ -558,8 +649,12 @@ mod tests {
         let data = samples("n1", &[t + 5, t - 1, t + 7]);
         let c = check(data.clone(), "gpu_samples", Some(3)).ok().unwrap();
         assert_eq!((c.rows, c.date.as_str()), (3, "2024-02-29"));
-        let batches: Vec<RecordBatch> =
-            ParquetRecordBatchReaderBuilder::try_new(data).unwrap().build().unwrap().map(|b| b.unwrap()).collect();
+        let batches: Vec<RecordBatch> = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(data)
+            .unwrap()
+            .build()
+            .unwrap()
+            .map(|b| b.unwrap())
+            .collect();
         assert_eq!(protocol::batch_date(&batches).unwrap(), Some(c.date));
     }
 

@@ -7,6 +7,7 @@
 mod auth;
 pub mod compact;
 mod config;
+mod conn;
 mod ingest;
 mod metrics;
 pub mod store;
@@ -54,6 +55,7 @@ pub async fn run(args: ServeOptions) -> anyhow::Result<()> {
     cfg.validate().map_err(|m| config::ConfigError { source_name: name.clone(), message: m })?;
 
     let store = store::Store::open(&cfg.storage).with_context(|| name.clone())?;
+    store.probe().await.map_err(|e| anyhow::anyhow!("{name}: key `storage.root`: {e}"))?;
     let removed = store.remove_stale_staging(STALE_STAGING);
     if removed > 0 {
         tracing::warn!(
@@ -64,6 +66,7 @@ pub async fn run(args: ServeOptions) -> anyhow::Result<()> {
     let tokens = auth::Tokens::new(&cfg.nodes).map_err(|m| anyhow::anyhow!("{name}: {m}"))?;
     let inflight_kib =
         usize::try_from(cfg.max_inflight_bytes.div_ceil(1024)).unwrap_or(usize::MAX).min(Semaphore::MAX_PERMITS);
+    let read_limits = strand_schemas::ReadLimits { max_decoded_bytes: cfg.max_decoded_bytes, ..Default::default() };
     let app = Arc::new(App {
         tokens,
         store,
@@ -73,7 +76,33 @@ pub async fn run(args: ServeOptions) -> anyhow::Result<()> {
         body_timeout: cfg.body_timeout,
         retry_after_secs: cfg.retry_after_secs,
         inflight: Arc::new(Semaphore::new(inflight_kib)),
+        per_node: Default::default(),
+        per_node_max: cfg.per_node_inflight(),
+        read_limits,
+        health: Default::default(),
     });
+    let tls = match &cfg.tls {
+        Some(tls) => Some(tls::load(tls).await.with_context(|| name.clone())?),
+        None => None,
+    };
+    let nofile = conn::raise_nofile_limit();
+    if let Some(n) = nofile
+        && (cfg.max_connections as u64).saturating_add(64) > n
+    {
+        tracing::warn!(
+            "max_connections is {} but the open-file limit is {n}: past about {} connections accept will fail; raise LimitNOFILE (systemd/strand-collector.service) or lower max_connections",
+            cfg.max_connections,
+            n.saturating_sub(64)
+        );
+    }
+    let limits = conn::Limits::new(
+        cfg.max_connections,
+        cfg.max_connections_per_peer,
+        cfg.idle_timeout,
+        app.metrics.connections.clone(),
+        app.metrics.connections_refused.clone(),
+    );
+    let acceptor = conn::Limited { limits };
 
     if cfg.compaction.enabled {
         tokio::spawn(compaction_loop(app.clone(), cfg.compaction.clone()));
@@ -87,20 +116,27 @@ pub async fn run(args: ServeOptions) -> anyhow::Result<()> {
     tokio::spawn(shutdown_on_signal(handle.clone(), cfg.shutdown_grace));
 
     let service = router(app.clone()).into_make_service_with_connect_info::<SocketAddr>();
-    let scheme = if cfg.tls.is_some() { "https" } else { "http" };
-    // Tests and scripts wait for this line (port 0 picks the port).
+    let scheme = if tls.is_some() { "https" } else { "http" };
+    let mut server = axum_server::from_tcp(listener)?.handle(handle);
+    server.http_builder().http1().timer(hyper_util::rt::TokioTimer::new()).header_read_timeout(cfg.header_read_timeout);
+    server.http_builder().http2().timer(hyper_util::rt::TokioTimer::new()).keep_alive_interval(None);
+    // Tests and scripts wait for this line (port 0 picks the port): it comes
+    // only once the storage, the tokens and TLS checked out.
     tracing::info!(
-        "listening on {scheme}://{local}, storing batches in {}, max body {} bytes, {} token(s)",
+        "listening on {scheme}://{local}, storing batches in {}, max body {} bytes, {} token(s), at most {} connections ({} per address), open-file limit {}",
         app.store.describe(),
         cfg.max_body_bytes,
-        cfg.nodes.len()
+        cfg.nodes.len(),
+        cfg.max_connections,
+        cfg.max_connections_per_peer,
+        nofile.map_or("unknown".to_string(), |n| n.to_string())
     );
-    match &cfg.tls {
-        Some(tls) => {
-            let rustls = tls::load(tls).await.with_context(|| name.clone())?;
-            axum_server::from_tcp_rustls(listener, rustls)?.handle(handle).serve(service).await?;
+    match tls {
+        Some(rustls) => {
+            let acceptor = axum_server::tls_rustls::RustlsAcceptor::new(rustls).acceptor(acceptor);
+            server.acceptor(acceptor).serve(service).await?;
         }
-        None => axum_server::from_tcp(listener)?.handle(handle).serve(service).await?,
+        None => server.acceptor(acceptor).serve(service).await?,
     }
     tracing::info!("stopped");
     Ok(())
@@ -197,8 +233,18 @@ fn router(app: Arc<App>) -> Router {
         .with_state(app)
 }
 
+/// `200 {"status":"ok"}`, or `503 {"status":"unhealthy","storage":"<why>"}`
+/// when a probe file cannot be written to the storage root (checked at most
+/// once a second, however often asked).
 async fn healthz(State(app): State<Arc<App>>) -> impl IntoResponse {
-    axum::Json(serde_json::json!({"status": "ok", "max_body_bytes": app.max_body}))
+    let storage = app.health.check(&app.store).await;
+    match storage {
+        Ok(()) => (StatusCode::OK, axum::Json(serde_json::json!({"status": "ok", "max_body_bytes": app.max_body}))),
+        Err(why) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            axum::Json(serde_json::json!({"status": "unhealthy", "storage": why, "max_body_bytes": app.max_body})),
+        ),
+    }
 }
 
 async fn metrics_text(State(app): State<Arc<App>>) -> impl IntoResponse {

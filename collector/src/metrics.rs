@@ -36,6 +36,11 @@ pub struct TableLabel {
     pub table: &'static str,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ReasonLabel {
+    pub reason: &'static str,
+}
+
 type HistogramFamily = Family<OutcomeLabel, Histogram, fn() -> Histogram>;
 
 pub struct Metrics {
@@ -48,6 +53,8 @@ pub struct Metrics {
     /// Compaction (`compact.rs`): parts, batches, rows, removed, conflicts, expired dates.
     pub compaction: [Counter; 6],
     pub compaction_failures: Counter,
+    pub connections: Gauge,
+    pub connections_refused: Family<ReasonLabel, Counter>,
 }
 
 impl Metrics {
@@ -93,7 +100,30 @@ impl Metrics {
             "Compaction passes that failed (the log says why)",
             compaction_failures.clone(),
         );
-        Self { registry, batches, bytes, rows, duration, inflight_bytes, compaction, compaction_failures }
+        let connections = Gauge::default();
+        registry.register(
+            "strand_collector_connections",
+            "Connections open (limit: max_connections)",
+            connections.clone(),
+        );
+        let connections_refused = Family::<ReasonLabel, Counter>::default();
+        registry.register(
+            "strand_collector_connections_refused",
+            "Connections closed at accept, by the limit reached (max_connections, max_connections_per_peer)",
+            connections_refused.clone(),
+        );
+        Self {
+            registry,
+            batches,
+            bytes,
+            rows,
+            duration,
+            inflight_bytes,
+            compaction,
+            compaction_failures,
+            connections,
+            connections_refused,
+        }
     }
 
     pub fn record_compaction(&self, s: &crate::compact::CompactStats) {

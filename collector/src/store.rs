@@ -31,6 +31,29 @@ use super::config::StorageConfig;
 /// Where a local root keeps files being written.
 pub const STAGING_DIR: &str = "_staging";
 
+/// The last storage probe, so that `/healthz` probes at most once a second.
+#[derive(Default)]
+pub struct Health {
+    last: tokio::sync::Mutex<Option<(std::time::Instant, Result<(), String>)>>,
+}
+
+impl Health {
+    pub async fn check(&self, store: &Store) -> Result<(), String> {
+        let mut last = self.last.lock().await;
+        if let Some((at, r)) = last.as_ref()
+            && at.elapsed() < std::time::Duration::from_secs(1)
+        {
+            return r.clone();
+        }
+        let r = store.probe().await.map_err(|e| format!("{e:#}"));
+        if let Err(e) = &r {
+            tracing::error!("storage is not writable: {e}");
+        }
+        *last = Some((std::time::Instant::now(), r.clone()));
+        r
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum PutOutcome {
     Stored,
@@ -118,6 +141,32 @@ impl Store {
                     }
                     Err(e) => Err(e.into()),
                 }
+            }
+        }
+    }
+
+    /// Writes, syncs and removes a small probe file at the root: storage that
+    /// cannot take a write (read-only, full, gone) fails here with the reason.
+    pub async fn probe(&self) -> anyhow::Result<()> {
+        match self {
+            Store::Local { root } => {
+                let path = root.join(format!(".strand-probe#{}", std::process::id()));
+                tokio::task::spawn_blocking(move || {
+                    let written = std::fs::File::create(&path)
+                        .and_then(|mut f| f.write_all(b"strand").and_then(|()| f.sync_all()));
+                    let _ = std::fs::remove_file(&path);
+                    written.map_err(|e| anyhow::anyhow!("cannot write to {}: {e}", path.display()))
+                })
+                .await?
+            }
+            Store::Object { store, prefix, url } => {
+                let path = ObjectPath::from(format!("{prefix}/.strand-probe").trim_start_matches('/'));
+                store
+                    .put(&path, Bytes::from_static(b"strand").into())
+                    .await
+                    .map_err(|e| anyhow::anyhow!("cannot write to {url}: {e}"))?;
+                let _ = store.delete(&path).await;
+                Ok(())
             }
         }
     }

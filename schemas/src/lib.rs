@@ -8,18 +8,24 @@
 //! ([`category`]), the table of communication kernels ([`comm_kernels`])
 //! and the upload protocol's names ([`protocol`]).
 
+pub mod bounded;
 pub mod category;
 pub mod clock;
 pub mod column;
 pub mod comm_kernels;
 pub mod hive;
+pub mod hostile;
 pub mod layout;
 pub mod parquet_io;
 pub mod protocol;
 pub mod table;
 pub mod tables;
 
-pub use parquet_io::{FileInfo, TableWriter, inspect_bytes, open_file, read_file, to_parquet_bytes};
+pub use bounded::{Budget, ReadLimits};
+pub use parquet_io::{
+    FileInfo, TableWriter, inspect_bytes, inspect_bytes_with, open_builder, open_file, open_file_with, open_reader,
+    read_file, to_parquet_bytes,
+};
 pub use table::{ColumnDoc, SchemaVersion, Table, TableInfo};
 pub use tables::*;
 
@@ -72,6 +78,14 @@ pub enum ReadError {
     NewerMajor { file: String, table: String, found: SchemaVersion, supported: SchemaVersion },
     #[error("{file}: table `{table}`: {detail}")]
     Schema { file: String, table: String, detail: String },
+    /// The file's metadata is malformed or claims more than a reader's
+    /// [`bounded::ReadLimits`] allow; nothing was allocated for it.
+    #[error("{file}: refused: {detail}")]
+    Limit { file: String, detail: String },
+    /// Decoding the file would take more memory than the reader's
+    /// `max_decoded_bytes`; nothing was decoded.
+    #[error("{file}: too large to decode: {detail}")]
+    TooLarge { file: String, detail: String },
 }
 
 /// The column tables of `docs/schemas.md`, generated from the declarations.

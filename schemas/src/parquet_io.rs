@@ -13,12 +13,15 @@ use arrow::datatypes::{DataType, SchemaRef};
 use arrow::record_batch::RecordBatch;
 use bytes::Bytes;
 use parquet::arrow::ArrowWriter;
-use parquet::arrow::arrow_reader::{ParquetRecordBatchReader, ParquetRecordBatchReaderBuilder};
+use parquet::arrow::arrow_reader::{ArrowReaderOptions, ParquetRecordBatchReader, ParquetRecordBatchReaderBuilder};
 use parquet::basic::{Compression, ZstdLevel};
+use parquet::file::metadata::PageIndexPolicy;
 use parquet::file::metadata::{KeyValue, ParquetMetaData};
 use parquet::file::properties::{EnabledStatistics, WriterProperties};
+use parquet::file::reader::ChunkReader;
 use parquet::schema::types::ColumnPath;
 
+use crate::bounded::{self, Budget, ReadLimits};
 use crate::table::{META_TABLE, META_VERSION, META_WRITER, SchemaVersion, Table, TableInfo};
 use crate::{ReadError, table_info};
 
@@ -184,31 +187,80 @@ pub fn check_schema(name: &str, info: &TableInfo, schema: &SchemaRef) -> Result<
 }
 
 /// Reads the footer of an in-memory file (e.g. an upload) and checks it is a
-/// strand file of a table and version this build reads, with a matching schema.
+/// strand file of a table and version this build reads, with a matching
+/// schema, within the default [`ReadLimits`].
 pub fn inspect_bytes(name: &str, data: Bytes, expected: Option<&str>) -> Result<FileInfo, ReadError> {
+    inspect_bytes_with(name, data, expected, &ReadLimits::default()).map(|(info, _)| info)
+}
+
+/// [`inspect_bytes`] within `limits`; also returns what decoding the file
+/// will cost ([`Budget::decode_bytes`]), to be reserved before decoding.
+pub fn inspect_bytes_with(
+    name: &str,
+    data: Bytes,
+    expected: Option<&str>,
+    limits: &ReadLimits,
+) -> Result<(FileInfo, Budget), ReadError> {
     if data.len() < 12 || &data[..4] != b"PAR1" || &data[data.len() - 4..] != b"PAR1" {
         return Err(ReadError::NotParquet { file: name.to_string() });
     }
-    let builder = ParquetRecordBatchReaderBuilder::try_new(data)
+    let (info, budget, _) = open_builder(name, data, expected, limits)?;
+    Ok((info, budget))
+}
+
+/// The bounded reader: checks the file within `limits` (footer, then page
+/// headers) before the `parquet` crate decodes any of it, then checks its
+/// table (`expected`, or any strand table), version and schema. Callers
+/// that pick row groups (the postmortem) build the reader themselves.
+pub fn open_builder<R: ChunkReader + 'static>(
+    name: &str,
+    reader: R,
+    expected: Option<&str>,
+    limits: &ReadLimits,
+) -> Result<(FileInfo, Budget, ParquetRecordBatchReaderBuilder<R>), ReadError> {
+    let budget = bounded::check_reader(name, &reader, limits)?;
+    // The embedded Arrow schema (`ARROW:schema`, IPC flatbuffers) is skipped:
+    // arrow-ipc panics on some malformed ones, and strand checks the schema
+    // against its own declaration anyway.
+    let options =
+        ArrowReaderOptions::new().with_page_index_policy(PageIndexPolicy::Skip).with_skip_arrow_metadata(true);
+    let builder = ParquetRecordBatchReaderBuilder::try_new_with_options(reader, options)
         .map_err(|source| ReadError::Parquet { file: name.to_string(), source })?;
     let info = file_info(name, builder.metadata())?;
     let table = check_info(name, &info, expected)?;
     check_schema(name, table, builder.schema())?;
-    Ok(info)
+    let builder = builder.with_batch_size(budget.batch_rows(limits));
+    Ok((info, budget, builder))
 }
 
-/// Opens a strand file for streaming reads of table `expected`.
+/// Opens any Parquet source (`File`, `Bytes`) of a strand table within
+/// `limits` for streaming reads in batches sized by [`Budget::batch_rows`].
+pub fn open_reader<R: ChunkReader + 'static>(
+    name: &str,
+    reader: R,
+    expected: Option<&str>,
+    limits: &ReadLimits,
+) -> Result<(FileInfo, Budget, ParquetRecordBatchReader), ReadError> {
+    let (info, budget, builder) = open_builder(name, reader, expected, limits)?;
+    let reader = builder.build().map_err(|source| ReadError::Parquet { file: name.to_string(), source })?;
+    Ok((info, budget, reader))
+}
+
+/// Opens a strand file for streaming reads of table `expected`, within the
+/// default [`ReadLimits`].
 pub fn open_file(path: &Path, expected: &str) -> Result<(FileInfo, ParquetRecordBatchReader), ReadError> {
+    open_file_with(path, expected, &ReadLimits::default()).map(|(info, _, reader)| (info, reader))
+}
+
+/// [`open_file`] within `limits`.
+pub fn open_file_with(
+    path: &Path,
+    expected: &str,
+    limits: &ReadLimits,
+) -> Result<(FileInfo, Budget, ParquetRecordBatchReader), ReadError> {
     let name = path.display().to_string();
     let file = File::open(path).map_err(|source| ReadError::Io { file: name.clone(), source })?;
-    let builder = ParquetRecordBatchReaderBuilder::try_new(file)
-        .map_err(|source| ReadError::Parquet { file: name.clone(), source })?;
-    let info = file_info(&name, builder.metadata())?;
-    let table = check_info(&name, &info, Some(expected))?;
-    check_schema(&name, table, builder.schema())?;
-    let reader =
-        builder.with_batch_size(8192).build().map_err(|source| ReadError::Parquet { file: name.clone(), source })?;
-    Ok((info, reader))
+    open_reader(&name, file, Some(expected), limits)
 }
 
 /// Reads every row of a strand file of table `T`.

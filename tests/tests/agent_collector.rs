@@ -223,8 +223,55 @@ fn an_agent_killed_mid_write_ships_every_complete_batch_and_nothing_corrupt() {
 
     let log = std::fs::read_to_string(s.path("second.log")).unwrap();
     assert!(log.contains("incomplete batch file(s) left by an earlier crash"), "{log}");
+    // The open batches' rows, up to the last second's sync, come back from their journals.
+    assert!(log.contains("recovered from their journals"), "{log}");
     let committed = s.committed(&["first.log", "second.log"]);
     assert_eq!(s.stored(), committed, "every complete batch of both runs, once; no partial one");
     assert_eq!(s.queried_rows(), Setup::committed_samples(&committed));
     assert!(files(&s.path("spool"), ".tmp").is_empty());
+    assert!(files(&s.path("spool"), ".journal").is_empty());
+}
+
+#[test]
+fn kill_9_at_the_default_rotation_loses_about_a_second_of_rows() {
+    let s = Setup::new();
+    // The default rotation: without the journal, kill -9 lost up to 60 s.
+    let toml = std::fs::read_to_string(s.path("agent.toml")).unwrap();
+    std::fs::write(s.path("agent.toml"), toml.replace("rotate_interval = \"1s\"", "rotate_interval = \"60s\""))
+        .unwrap();
+    let mut first = s.agent("first.log");
+    std::thread::sleep(Duration::from_secs(5));
+    let killed_at = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos() as i64;
+    first.signal(SIGKILL);
+    first.wait(Duration::from_secs(10));
+    assert!(files(&s.path("spool"), ".parquet").is_empty(), "nothing was committed before the kill");
+
+    let _collector = s.collector();
+    let mut second = s.agent("second.log");
+    let collected = s.path("collected");
+    assert!(
+        eventually(Duration::from_secs(30), || !files(&collected, ".parquet").is_empty()),
+        "the recovered batch is shipped"
+    );
+    second.signal(SIGTERM);
+    assert!(second.wait(Duration::from_secs(30)).success());
+
+    let before_kill: Vec<i64> = files(&collected, ".parquet")
+        .iter()
+        .filter(|f| f.to_string_lossy().contains("gpu_samples/"))
+        .flat_map(|f| strand_schemas::read_file::<strand_schemas::GpuSample>(f).unwrap())
+        .map(|r| r.ts_ns)
+        .filter(|&t| t < killed_at)
+        .collect();
+    let first_ts = before_kill.iter().min().copied().unwrap_or(killed_at);
+    let last_ts = before_kill.iter().max().copied().unwrap_or(0);
+    let lost_ms = (killed_at - last_ts) / 1_000_000;
+    eprintln!(
+        "kill -9 after {:.1} s of sampling: {} samples kept, the last {lost_ms} ms before the kill lost",
+        (killed_at - first_ts) as f64 / 1e9,
+        before_kill.len()
+    );
+    // The journal is synced every second; samples come every 200 ms.
+    assert!(before_kill.len() >= 10, "{}", before_kill.len());
+    assert!(lost_ms < 1500, "lost the last {lost_ms} ms");
 }

@@ -246,7 +246,7 @@ fn kernels_of_every_communication_library_are_communication_in_the_agents_window
         cfg,
         Arc::new(strand_kernels::Reducer::cpu()),
         Duration::from_secs(1),
-        "gpu-07",
+        Arc::new(SourceContext::with_proc_root("prod", "gpu-07", None, dir.path())),
         crate::live::LiveMetrics::register(&mut reg),
     )
     .unwrap();

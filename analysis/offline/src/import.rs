@@ -35,6 +35,8 @@ pub struct ImportOptions {
     pub hta_scope: bool,
     /// Which kernels are communication (the built-in table and the user's patterns).
     pub comm_kernels: Arc<CommKernels>,
+    /// The longest single JSON value of a trace (`None`: the default, 64 MiB).
+    pub max_json_value: Option<usize>,
     /// Window length of the `windows` rows (the fleet's grid: the agents' `windows.period`).
     pub window_ns: i64,
     pub launch_gap_ns: i64,
@@ -91,6 +93,7 @@ pub fn import_kineto(opts: &ImportOptions) -> anyhow::Result<Vec<ImportSummary>>
             job_id: opts.job.clone(),
             hta_scope: opts.hta_scope,
             comm_kernels: opts.comm_kernels.clone(),
+            max_value_bytes: opts.max_json_value,
         },
         flops_per_step: None,
         dtype: None,
@@ -147,6 +150,7 @@ mod tests {
             job: Some("j1".into()),
             hta_scope: false,
             comm_kernels: Default::default(),
+            max_json_value: None,
             window_ns: 10_000_000_000,
             launch_gap_ns: 50_000,
             backend: Backend::Cpu,

@@ -20,7 +20,6 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use anyhow::{Context, bail};
-use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use parquet::file::statistics::Statistics;
 use strand_analysis::collective::{self, BandwidthBaseline, CollectiveRecord, MatchStats};
 use strand_analysis::idle::StreamIdleTotals;
@@ -28,11 +27,9 @@ use strand_analysis::{BuilderStats, GpuKey, WindowBuilder, WindowConfig};
 use strand_kernels::{Reducer, Values};
 use strand_schemas::category::Category;
 use strand_schemas::comm_kernels::{CommKernels, CommMatch};
-use strand_schemas::parquet_io::{check_info, check_schema};
-use strand_schemas::table::{META_TABLE, META_VERSION};
 use strand_schemas::{
-    CudaSyncCall, FileInfo, GpuEvent, GpuSample, KernelEvent, NcclCall, ProcessEvent, ProcessSample, SchemaVersion,
-    Step, Table, Window,
+    CudaSyncCall, GpuEvent, GpuSample, KernelEvent, NcclCall, ProcessEvent, ProcessSample, ReadLimits, Step, Table,
+    Window, open_builder,
 };
 
 use crate::kineto::{self, KinetoOptions, KinetoTrace};
@@ -114,23 +111,16 @@ struct Part {
     rows: u64,
 }
 
-/// Reads a file's footer: its table, version, schema, and each row group's time range.
+/// Reads a file's footer through the bounded reader (footer and page
+/// headers checked within the default limits before anything is decoded):
+/// its table, version, schema, and each row group's time range.
 fn scan_file(path: &Path) -> anyhow::Result<Vec<Part>> {
     let name = path.display().to_string();
     let file = File::open(path).with_context(|| format!("{name}: cannot open"))?;
-    let builder = ParquetRecordBatchReaderBuilder::try_new(file)
-        .with_context(|| format!("{name}: not a readable Parquet file"))?;
+    let (info, _, builder) = open_builder(&name, file, None, &ReadLimits::default())?;
     let meta = builder.metadata().clone();
-    let kv = meta.file_metadata().key_value_metadata().map(|v| v.as_slice()).unwrap_or(&[]);
-    let get = |k: &str| kv.iter().find(|e| e.key == k).and_then(|e| e.value.clone());
-    let Some(table) = get(META_TABLE) else {
-        bail!("{name}: not a strand file (no `{META_TABLE}` in the Parquet metadata)")
-    };
-    let raw = get(META_VERSION).unwrap_or_default();
-    let version = SchemaVersion::parse(&raw).with_context(|| format!("{name}: bad schema version {raw:?}"))?;
-    let info = FileInfo { table: table.clone(), version, rows: meta.file_metadata().num_rows(), writer: None };
-    let known = check_info(&name, &info, None)?;
-    check_schema(&name, known, builder.schema())?;
+    let known = strand_schemas::table_info(&info.table)
+        .ok_or_else(|| anyhow::anyhow!("{name}: unknown table `{}`", info.table))?;
     let (start_col, end_col) = known.time;
     let cols = meta.file_metadata().schema_descr();
     let idx = |c: &str| (0..cols.num_columns()).find(|&i| cols.column(i).name() == c);
@@ -165,10 +155,9 @@ fn scan_file(path: &Path) -> anyhow::Result<Vec<Part>> {
 fn read_part<T: Table>(p: &Part) -> anyhow::Result<Vec<T>> {
     let name = p.path.display().to_string();
     let file = File::open(&p.path).with_context(|| format!("{name}: cannot open"))?;
-    let reader = ParquetRecordBatchReaderBuilder::try_new(file)
-        .with_context(|| format!("{name}: not a readable Parquet file"))?
+    let (_, _, builder) = open_builder(&name, file, Some(p.table), &ReadLimits::default())?;
+    let reader = builder
         .with_row_groups(vec![p.row_group])
-        .with_batch_size(8192)
         .build()
         .with_context(|| format!("{name}: cannot read row group {}", p.row_group))?;
     let mut rows = Vec::new();
@@ -201,6 +190,20 @@ fn read_all<T: Table + JobRow>(parts: &[Part], job: &Option<String>) -> anyhow::
         out.extend(keep(job, read_part::<T>(p)?));
     }
     Ok(out)
+}
+
+/// A Hive-layout file's dataset root, cluster and node
+/// (`<root>/<table>/date=…/cluster=<c>/node=<n>/<batch>.parquet`).
+fn hive_identity(file: &Path) -> Option<(PathBuf, String, String)> {
+    let real = fs::canonicalize(file).ok()?;
+    let node_dir = real.parent()?;
+    let node = node_dir.file_name()?.to_str()?.strip_prefix("node=")?.to_string();
+    let cluster_dir = node_dir.parent()?;
+    let cluster = cluster_dir.file_name()?.to_str()?.strip_prefix("cluster=")?.to_string();
+    let date_dir = cluster_dir.parent()?;
+    date_dir.file_name()?.to_str()?.strip_prefix("date=")?;
+    let root = date_dir.parent()?.parent()?.to_path_buf();
+    Some((root, cluster, node))
 }
 
 fn is_trace(p: &Path) -> bool {
@@ -397,6 +400,22 @@ pub fn read(
             "a node name for every trace merges {} traces into one node: give no node name, so each trace is its own",
             files.traces.len()
         );
+    }
+    // One node's files from two datasets (two runs) would merge into one
+    // node and one set of GPUs: refuse.
+    let mut owners: HashMap<(String, String), PathBuf> = HashMap::new();
+    for f in &files.parquet {
+        let Some((root, cluster, node)) = hive_identity(f) else { continue };
+        if let Some(other) = owners.get(&(cluster.clone(), node.clone()))
+            && *other != root
+        {
+            bail!(
+                "{} and {} both hold node {node:?} of cluster {cluster:?}: reading them together would merge two runs into one node; read them in separate runs",
+                other.display(),
+                root.display()
+            );
+        }
+        owners.insert((cluster, node), root);
     }
     let mut parts = Vec::new();
     for f in &files.parquet {

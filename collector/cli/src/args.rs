@@ -90,6 +90,13 @@ pub struct QueryArgs {
     /// Output format.
     #[arg(long, value_enum, default_value_t = Format::Table)]
     pub format: Format,
+    /// DataFusion memory pool (e.g. 4GiB): above it sorts and joins spill
+    /// to disk, and what cannot spill fails with a clear error.
+    #[arg(long)]
+    pub memory_limit: Option<String>,
+    /// Stop the query after this long (e.g. 30s, 10m).
+    #[arg(long)]
+    pub timeout: Option<String>,
 }
 
 #[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
@@ -137,6 +144,10 @@ pub struct KinetoArgs {
     /// built-in table (docs/decomposition.md).
     #[arg(long = "comm-kernel", value_name = "REGEX")]
     pub comm_kernels: Vec<String>,
+    /// The longest single JSON value of a Kineto trace (one event), e.g.
+    /// 64MiB (the default); a longer one is an error, not held in memory.
+    #[arg(long)]
+    pub max_json_value: Option<String>,
     /// Length of the `windows` written (the fleet's grid: the agents' `windows.period`).
     #[arg(long, value_parser = humantime::parse_duration, default_value = "10s")]
     pub window: Duration,
@@ -203,6 +214,10 @@ pub struct PostmortemArgs {
     /// for point-to-point kernels (see `strand import kineto --comm-kernel`).
     #[arg(long = "comm-kernel", value_name = "REGEX")]
     pub comm_kernels: Vec<String>,
+    /// The longest single JSON value of a Kineto trace (one event), e.g.
+    /// 64MiB (the default); a longer one is an error, not held in memory.
+    #[arg(long)]
+    pub max_json_value: Option<String>,
 }
 
 #[derive(Subcommand, Debug)]

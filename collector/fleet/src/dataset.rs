@@ -49,6 +49,8 @@ use datafusion::datasource::file_format::parquet::ParquetFormat;
 use datafusion::datasource::listing::{ListingTableUrl, PartitionedFile};
 use datafusion::datasource::physical_plan::{FileGroup, FileScanConfigBuilder};
 use datafusion::datasource::table_schema::TableSchema;
+use datafusion::execution::memory_pool::FairSpillPool;
+use datafusion::execution::runtime_env::RuntimeEnvBuilder;
 use datafusion::functions::core::expr_fn::coalesce;
 use datafusion::logical_expr::TableProviderFilterPushDown;
 use datafusion::physical_plan::ExecutionPlan;
@@ -57,9 +59,9 @@ use datafusion::prelude::{Expr, SessionConfig, SessionContext, col, lit};
 use futures::TryStreamExt;
 use object_store::path::Path as ObjectPath;
 use object_store::{ObjectMeta, ObjectStore, ObjectStoreExt};
-use strand_schemas::TableInfo;
 use strand_schemas::layout::{self, HOUR_NS, LANDING, META_BATCHES};
 use strand_schemas::protocol::utc_date;
+use strand_schemas::{ReadLimits, TableInfo};
 use tokio::sync::OnceCell;
 
 /// The column added from the `date=` directory.
@@ -93,7 +95,14 @@ impl Dataset {
     /// URL, or `s3://bucket/prefix` (credentials, region and endpoint from the
     /// usual `AWS_*` environment variables).
     pub async fn open(location: &str) -> anyhow::Result<Self> {
-        Self::open_with(location, None).await
+        Self::open_with(location, None, None).await
+    }
+
+    /// Like [`Dataset::open`], with a memory pool of `memory_limit` bytes
+    /// (operators that can spill to disk do so above it; others fail with a
+    /// resources-exhausted error instead of growing until allocation fails).
+    pub async fn open_bounded(location: &str, memory_limit: Option<usize>) -> anyhow::Result<Self> {
+        Self::open_with(location, None, memory_limit).await
     }
 
     /// Like [`Dataset::open`], but each table shows only rows that overlap
@@ -104,16 +113,24 @@ impl Dataset {
         if range.end_ns <= range.start_ns {
             bail!("empty time range: end {} is not after start {}", range.end_ns, range.start_ns);
         }
-        Self::open_with(location, Some(range)).await
+        Self::open_with(location, Some(range), None).await
     }
 
-    async fn open_with(location: &str, range: Option<TimeRange>) -> anyhow::Result<Self> {
+    async fn open_with(location: &str, range: Option<TimeRange>, memory_limit: Option<usize>) -> anyhow::Result<Self> {
         // PostgreSQL's grammar, not the generic one: the generic dialect takes
         // trailing commas and so ends `SELECT node, cluster FROM …` at
         // `cluster` (a keyword there), a column of every strand table.
         let config = SessionConfig::new().set_str("datafusion.sql_parser.dialect", "PostgreSQL");
-        let ctx = SessionContext::new_with_config(config);
+        let mut rt = RuntimeEnvBuilder::new();
+        if let Some(bytes) = memory_limit {
+            rt = rt.with_memory_pool(Arc::new(FairSpillPool::new(bytes)));
+        }
+        let ctx = SessionContext::new_with_config_rt(config, rt.build_arc()?);
         let root = root_url(location)?;
+        if root.scheme() == "file" {
+            let path = std::path::PathBuf::from(format!("/{}", root.prefix().as_ref()));
+            tokio::task::spawn_blocking(move || check_local_files(&path)).await??;
+        }
         if root.scheme() == "s3" {
             let store = object_store::aws::AmazonS3Builder::from_env()
                 .with_url(root.as_str())
@@ -405,6 +422,43 @@ fn range_filter(table: &TableInfo, range: TimeRange) -> Expr {
             .lt(lit(range.end_ns))
             .and(coalesce(vec![col(end_col), col(start_col)]).gt_eq(lit(range.start_ns))),
     }
+}
+
+/// Checks the footer of every Parquet file of every table under a local
+/// root with the bounded reader (`strand_schemas::bounded`), the check
+/// ingest and the postmortem make, before DataFusion's Parquet reader sees
+/// them: a damaged or hostile file is an error naming it, not a panic or an
+/// allocation of whatever its footer claims. Two small reads a file; the
+/// pages are decoded later by DataFusion within its memory pool.
+fn check_local_files(root: &std::path::Path) -> anyhow::Result<usize> {
+    fn walk(dir: &std::path::Path, depth: usize, limits: &ReadLimits, n: &mut usize) -> anyhow::Result<()> {
+        let entries = match std::fs::read_dir(dir) {
+            Ok(e) => e,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+            Err(e) => return Err(e).with_context(|| format!("cannot list {}", dir.display())),
+        };
+        for entry in entries {
+            let path = entry.with_context(|| format!("cannot list {}", dir.display()))?.path();
+            let meta = std::fs::metadata(&path).with_context(|| format!("cannot read {}", path.display()))?;
+            // The Hive layout is table/date/cluster/node/file: deeper
+            // directories (a symlink loop) are not part of it.
+            if meta.is_dir() && depth < 4 {
+                walk(&path, depth + 1, limits, n)?;
+            } else if meta.is_file() && path.extension().is_some_and(|e| e == "parquet") {
+                let name = path.display().to_string();
+                let file = std::fs::File::open(&path).with_context(|| format!("cannot open {name}"))?;
+                strand_schemas::bounded::check_reader_footer(&name, &file, limits)?;
+                *n += 1;
+            }
+        }
+        Ok(())
+    }
+    let limits = ReadLimits::default();
+    let mut n = 0;
+    for table in strand_schemas::all_tables() {
+        walk(&root.join(table.name), 0, &limits, &mut n)?;
+    }
+    Ok(n)
 }
 
 /// A dataset location as a directory URL ending in `/`.

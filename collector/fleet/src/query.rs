@@ -8,6 +8,7 @@ use arrow::array::{ArrayRef, RecordBatch, StringBuilder};
 use arrow::datatypes::{DataType, Field, Schema};
 use arrow::util::display::{ArrayFormatter, FormatOptions};
 use datafusion::error::DataFusionError;
+use datafusion::execution::context::SQLOptions;
 use datafusion::sql::sqlparser::parser::ParserError;
 use futures::StreamExt;
 
@@ -21,6 +22,11 @@ pub struct QueryOptions {
     /// The dataset: a directory, a file:// URL, or s3://bucket/prefix.
     pub data: String,
     pub format: Format,
+    /// DataFusion's memory pool: above it, operators spill or the query
+    /// fails with a clear error. `None`: unbounded.
+    pub memory_limit: Option<usize>,
+    /// The query is stopped after this long. `None`: no limit.
+    pub timeout: Option<std::time::Duration>,
 }
 
 /// Output formats.
@@ -34,14 +40,52 @@ pub enum Format {
     Json,
 }
 
+/// Only queries run: DDL (`CREATE`, `DROP`), DML (`INSERT`, `COPY … TO`)
+/// and statements (`SET`, transactions) are refused before planning.
+fn read_only() -> SQLOptions {
+    SQLOptions::new().with_allow_ddl(false).with_allow_dml(false).with_allow_statements(false)
+}
+
 pub async fn run(args: QueryOptions) -> anyhow::Result<()> {
-    let dataset = Dataset::open(&args.data).await?;
-    let df = dataset.sql(&args.sql).await.map_err(query_error)?;
-    let stdout = io::stdout().lock();
-    match write_results(df, args.format, io::BufWriter::new(stdout)).await {
-        // `strand query … | head` closes the pipe early: that is not an error.
-        Err(e) if is_broken_pipe(&e) => Ok(()),
-        other => other,
+    let work = async {
+        let dataset = Dataset::open_bounded(&args.data, args.memory_limit).await?;
+        let df = dataset.context().sql_with_options(&args.sql, read_only()).await.map_err(|e| refused(&args.sql, e))?;
+        let stdout = io::stdout().lock();
+        match write_results(df, args.format, io::BufWriter::new(stdout)).await {
+            // `strand query … | head` closes the pipe early: that is not an error.
+            Err(e) if is_broken_pipe(&e) => Ok(()),
+            other => other,
+        }
+    };
+    match args.timeout {
+        None => work.await,
+        Some(limit) => tokio::time::timeout(limit, work).await.unwrap_or_else(|_| {
+            Err(anyhow::anyhow!("the query was stopped after {} (--timeout)", humantime::format_duration(limit)))
+        }),
+    }
+}
+
+/// A statement `strand query` does not run, named by its leading keywords.
+fn refused(sql: &str, e: DataFusionError) -> anyhow::Error {
+    let message = e.find_root().to_string();
+    let kind =
+        ["DDL not supported", "DML not supported", "Statement not supported"].into_iter().find(|k| message.contains(k));
+    match kind {
+        Some(_) => {
+            let mut words = sql.split_whitespace().map(str::to_uppercase);
+            let mut keyword = words.next().unwrap_or_default();
+            if let Some(next) = words.next().filter(|w| {
+                ["INTO", "TABLE", "VIEW", "EXTERNAL", "SCHEMA", "DATABASE", "FUNCTION", "OR", "INDEX"]
+                    .contains(&w.as_str())
+            }) {
+                keyword = format!("{keyword} {next}");
+            }
+            anyhow::anyhow!(
+                "strand query only reads: refused the {keyword} statement ({}); run SELECT, WITH, EXPLAIN or SHOW",
+                message.rsplit(": ").next().unwrap_or(&message)
+            )
+        }
+        None => query_error(e),
     }
 }
 
@@ -116,6 +160,9 @@ fn query_error(e: DataFusionError) -> anyhow::Error {
             ParserError::ParserError(m) | ParserError::TokenizerError(m) => anyhow::anyhow!("SQL syntax error: {m}"),
             other => anyhow::anyhow!("SQL syntax error: {other}"),
         },
+        DataFusionError::ResourcesExhausted(m) => {
+            anyhow::anyhow!("the query needs more memory than --memory-limit allows and cannot spill: {m}")
+        }
         other => anyhow::anyhow!("query failed: {other}"),
     }
 }

@@ -31,7 +31,12 @@ pub enum SplitError<E> {
     NotObject(Pos),
     /// A callback refused a value.
     Callback(E),
+    /// One value (starting at `Pos`) is longer than the limit, in bytes.
+    TooLarge(Pos, usize),
 }
+
+/// The longest single value (an event, a top-level value) kept by default.
+pub const DEFAULT_MAX_VALUE: usize = 64 << 20;
 
 /// Resumable scan of one JSON value (its first byte at offset 0).
 #[derive(Default)]
@@ -122,6 +127,9 @@ pub struct Splitter<R: Read> {
     line_start: u64,
     /// The block scan may use AVX2 and carry-less multiplication (detected).
     avx2: bool,
+    /// The most bytes one value may take: memory stays bounded whatever the
+    /// input holds (a gzip bomb of one huge string).
+    max_value: usize,
 }
 
 impl<R: Read> Splitter<R> {
@@ -130,7 +138,23 @@ impl<R: Read> Splitter<R> {
         let avx2 = std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("pclmulqdq");
         #[cfg(not(target_arch = "x86_64"))]
         let avx2 = false;
-        Self { src, buf: Vec::with_capacity(2 * CHUNK), pos: 0, eof: false, base: 0, line: 1, line_start: 0, avx2 }
+        Self {
+            src,
+            buf: Vec::with_capacity(2 * CHUNK),
+            pos: 0,
+            eof: false,
+            base: 0,
+            line: 1,
+            line_start: 0,
+            avx2,
+            max_value: DEFAULT_MAX_VALUE,
+        }
+    }
+
+    /// Refuses any value longer than `bytes` ([`SplitError::TooLarge`]).
+    pub fn with_max_value(mut self, bytes: usize) -> Self {
+        self.max_value = bytes.max(1);
+        self
     }
 
     /// The block scan without AVX2 (tests run both scans).
@@ -153,6 +177,11 @@ impl<R: Read> Splitter<R> {
             self.buf.drain(..self.pos);
             self.base += self.pos as u64;
             self.pos = 0;
+        }
+        // What is kept is the value being scanned (from `pos`): past the
+        // limit it is refused instead of read on.
+        if self.buf.len() > self.max_value {
+            return Err(SplitError::TooLarge(self.here(), self.max_value));
         }
         // Read until the chunk is full (a decompressor returns a little at
         // a time; zeroing a chunk per small read cost more than the scan).

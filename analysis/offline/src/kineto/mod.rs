@@ -142,6 +142,14 @@ pub enum KinetoError {
     Version { file: String, found: String, supported: String },
     #[error("{file}: traceEvents[{index}] ({cat} {name:?}): {detail}")]
     Event { file: String, index: usize, cat: String, name: String, detail: String },
+    #[error(
+        "{file}: {event}: ts {ts} ns + dur {dur} ns after the base time {base} ns is not a time (past the year 2262 or before 1677); is `ts` or `baseTimeNanoseconds` damaged?"
+    )]
+    Time { file: String, event: String, base: i64, ts: i64, dur: i64 },
+    #[error(
+        "{file}: the JSON value at line {line}, column {column} is longer than {limit} bytes; strand refuses it rather than hold it in memory (raise --max-json-value if the trace is genuine)"
+    )]
+    ValueTooLarge { file: String, line: usize, column: usize, limit: usize },
 }
 
 /// How imported rows are labelled.
@@ -161,6 +169,9 @@ pub struct KinetoOptions {
     pub hta_scope: bool,
     /// Which kernels are communication (the built-in table and the user's patterns).
     pub comm_kernels: Arc<CommKernels>,
+    /// The longest single JSON value (one event, one top-level value) read;
+    /// a longer one is an error. `None`: [`json_split::DEFAULT_MAX_VALUE`].
+    pub max_value_bytes: Option<usize>,
 }
 
 /// The node a trace's rows are filed under when none is given: its file
@@ -1015,6 +1026,7 @@ pub fn read_trace_from(
     path: &Path,
     opts: &KinetoOptions,
 ) -> Result<KinetoTrace, KinetoError> {
+    let max_value = opts.max_value_bytes.unwrap_or(json_split::DEFAULT_MAX_VALUE);
     std::thread::scope(|scope| {
         let (tx, rx) = std::sync::mpsc::sync_channel::<Msg>(4);
         // Spent batches come back for reuse: no fresh pages per batch.
@@ -1030,7 +1042,7 @@ pub fn read_trace_from(
             let mut batch = fresh();
             let mut index = Vec::new();
             let vtx = tx.clone();
-            let r = Splitter::new(reader).run(
+            let r = Splitter::new(reader).with_max_value(max_value).run(
                 "traceEvents",
                 |key, bytes, at| {
                     if matches!(
@@ -1148,6 +1160,9 @@ fn parse_messages(
         Some(Err(SplitError::Syntax(p, detail))) => {
             return Err(KinetoError::Json { file: file.to_string(), line: p.line, column: p.column, detail });
         }
+        Some(Err(SplitError::TooLarge(p, limit))) => {
+            return Err(KinetoError::ValueTooLarge { file: file.to_string(), line: p.line, column: p.column, limit });
+        }
         Some(Err(SplitError::NotObject(p))) => {
             return Err(KinetoError::NotKineto {
                 file: file.to_string(),
@@ -1207,7 +1222,44 @@ fn check_and_finish(
     } else {
         tracing::warn!("{file}: no schemaVersion; reading it as Kineto version 1");
     }
+    check_times(&c, h.base_ns.unwrap_or(0), file)?;
     Ok(finish(c, h, path, opts))
+}
+
+/// Every time the rows will carry (base + ts, base + ts + dur) fits in i64
+/// nanoseconds: `finish` adds them unchecked.
+fn check_times(c: &Collected, base: i64, file: &str) -> Result<(), KinetoError> {
+    let fits = |ts: i64, dur: i64| base.checked_add(ts).and_then(|t| t.checked_add(dur)).is_some();
+    let err = |event: String, ts: i64, dur: i64| KinetoError::Time { file: file.to_string(), event, base, ts, dur };
+    for g in &c.gpu {
+        if !fits(g.rec.ts, g.rec.dur) {
+            return Err(err(
+                format!("GPU record {:?} (device {}, stream {})", g.name, g.rec.device, g.rec.stream),
+                g.rec.ts,
+                g.rec.dur,
+            ));
+        }
+    }
+    for (corr, l) in &c.launches {
+        if !fits(l.ts, l.dur) {
+            return Err(err(format!("launch with correlation {corr} (pid {}, tid {})", l.pid, l.tid), l.ts, l.dur));
+        }
+    }
+    for s in &c.syncs {
+        if !fits(s.launch.ts, s.launch.dur) {
+            return Err(err(
+                format!("{} (pid {}, tid {})", s.api, s.launch.pid, s.launch.tid),
+                s.launch.ts,
+                s.launch.dur,
+            ));
+        }
+    }
+    for s in &c.steps {
+        if !fits(s.launch.ts, s.launch.dur) {
+            return Err(err(format!("ProfilerStep#{}", s.step), s.launch.ts, s.launch.dur));
+        }
+    }
+    Ok(())
 }
 
 fn finish(mut c: Collected, h: Header, path: &Path, opts: &KinetoOptions) -> KinetoTrace {
@@ -1427,6 +1479,60 @@ mod tests {
             Path::new("t.json"),
             &KinetoOptions { cluster: "c".into(), ..Default::default() },
         )
+    }
+
+    #[test]
+    fn one_huge_json_value_is_refused_past_the_limit() {
+        use std::io::Write;
+        // A gzip trace of a few KB holding one 64 MiB string.
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
+        gz.write_all(br#"{"schemaVersion": 1, "traceEvents": [{"ph": "X", "cat": "kernel", "name": ""#).unwrap();
+        let chunk = vec![b'a'; 1 << 20];
+        for _ in 0..64 {
+            gz.write_all(&chunk).unwrap();
+        }
+        gz.write_all(br#"", "ts": 1, "dur": 1}]}"#).unwrap();
+        let bytes = gz.finish().unwrap();
+        assert!(bytes.len() < 1 << 20, "{}", bytes.len());
+        let opts = KinetoOptions { cluster: "c".into(), max_value_bytes: Some(8 << 20), ..Default::default() };
+        let e = read_trace_from(
+            flate2::read::MultiGzDecoder::new(&bytes[..]),
+            "bomb.json.gz",
+            Path::new("bomb.json.gz"),
+            &opts,
+        )
+        .err()
+        .map(|e| e.to_string())
+        .unwrap_or_default();
+        assert!(e.contains("bomb.json.gz: the JSON value at line 1, column 38 is longer than 8388608 bytes"), "{e}");
+    }
+
+    #[test]
+    fn times_past_the_i64_limit_are_an_error_naming_the_file_and_event() {
+        for (event, says) in [
+            (
+                r#"{"ph": "X", "cat": "kernel", "name": "gemm", "pid": 0, "tid": 7, "ts": 9223372036854775, "dur": 10, "args": {"device": 0, "stream": 7}}"#,
+                "t.json: GPU record \"gemm\" (device 0, stream 7): ts 9223372036854775000 ns + dur 10000 ns",
+            ),
+            (
+                r#"{"ph": "X", "cat": "user_annotation", "name": "ProfilerStep#3", "pid": 77, "tid": 78, "ts": 9223372036854775, "dur": 100}"#,
+                "t.json: ProfilerStep#3: ts 9223372036854775000 ns + dur 100000 ns",
+            ),
+        ] {
+            let e = read(&format!(
+                r#"{{"schemaVersion": 1, "traceEvents": [{event}], "baseTimeNanoseconds": 1700000000000000000}}"#
+            ))
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+            assert!(e.contains(says) && e.contains("is not a time"), "{e}");
+        }
+        // Near the limit but inside it, without a base time: read.
+        let t = read(
+            r#"{"schemaVersion": 1, "traceEvents": [{"ph": "X", "cat": "kernel", "name": "gemm", "pid": 0, "tid": 7, "ts": 9223372036854, "dur": 10, "args": {"device": 0, "stream": 7}}]}"#,
+        )
+        .unwrap();
+        assert_eq!(t.kernel_count(), 1);
     }
 
     #[test]

@@ -107,6 +107,7 @@ fn figures_on_real_traces_equal_a_direct_recount() {
         job: None,
         hta_scope: false,
         comm_kernels: Default::default(),
+        max_json_value: None,
         window_ns: 10_000_000_000,
         launch_gap_ns: 30_000,
         backend: strand_kernels::Backend::Cpu,
@@ -379,6 +380,7 @@ fn kernels_of_every_communication_library_are_communication_in_the_import_and_th
         job: None,
         hta_scope: false,
         comm_kernels: comm.clone(),
+        max_json_value: None,
         window_ns: 10_000_000_000,
         launch_gap_ns: 30_000,
         backend: strand_kernels::Backend::Cpu,
@@ -591,4 +593,60 @@ fn hta_scope_drops_records_without_a_launch_only_with_two_step_names_over_the_se
     a.run.kineto.hta_scope = true;
     let e = format!("{:#}", postmortem(&a).unwrap_err());
     assert!(e.contains("--hta-scope left out all 2 GPU records of") && e.contains("bare2.json"), "{e}");
+}
+
+#[test]
+fn hostile_parquet_is_refused_by_name_before_decoding() {
+    let tmp = tempfile::tempdir().unwrap();
+    for (i, (bytes, says)) in [
+        (strand_schemas::hostile::row_group_bomb(), "2147483647"),
+        (strand_schemas::hostile::schema_depth_bomb(500), "deeper than 32 levels"),
+        (strand_schemas::hostile::footer_length(0xFFFF_FFF0), "declares 4294967280 bytes of metadata"),
+        (strand_schemas::hostile::page_size_bomb(100, i32::MAX), "too large to decode"),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let path = tmp.path().join(format!("bomb{i}.parquet"));
+        std::fs::write(&path, bytes).unwrap();
+        let e = format!("{:#}", postmortem(&args(vec![path.clone()], &tmp.path().join("o"))).unwrap_err());
+        assert!(e.contains(&path.display().to_string()) && e.contains(says), "{e}");
+    }
+}
+
+#[test]
+fn a_symlink_loop_in_a_data_directory_is_read_once() {
+    let tmp = tempfile::tempdir().unwrap();
+    let ds = tmp.path().join("ds");
+    let rows: Vec<KernelEvent> = (0..50).map(strand_schemas::Table::example).collect();
+    let file = ds.join("kernel_events/date=2024-01-01/cluster=c/node=n/b1.parquet");
+    std::fs::create_dir_all(file.parent().unwrap()).unwrap();
+    std::fs::write(&file, strand_schemas::to_parquet_bytes(&rows).unwrap()).unwrap();
+    let reducer = Arc::new(strand_kernels::Reducer::new(strand_kernels::Backend::Cpu).unwrap());
+    let count = |opts: &PostmortemOptions| {
+        let run = crate::run::read(&opts.run, &reducer, |_| Ok(())).unwrap();
+        run.kernels.values().map(|k| k.count).sum::<u64>()
+    };
+    let once = count(&args(vec![ds.clone()], tmp.path()));
+    assert_eq!(once, 50);
+    // A link to the data directory's parent, inside it, and the directory named twice.
+    std::os::unix::fs::symlink(tmp.path(), ds.join("kernel_events/loop")).unwrap();
+    assert_eq!(count(&args(vec![ds.clone(), ds.clone(), tmp.path().to_path_buf()], tmp.path())), once);
+}
+
+#[test]
+fn the_same_node_from_two_datasets_is_refused_not_merged() {
+    let tmp = tempfile::tempdir().unwrap();
+    let rows: Vec<KernelEvent> = (0..10).map(strand_schemas::Table::example).collect();
+    let (c, n) = (rows[0].cluster.to_string(), rows[0].node.to_string());
+    for run in ["run1", "run2"] {
+        let file = tmp.path().join(format!("{run}/kernel_events/date=2024-01-01/cluster={c}/node={n}/b.parquet"));
+        std::fs::create_dir_all(file.parent().unwrap()).unwrap();
+        std::fs::write(&file, strand_schemas::to_parquet_bytes(&rows).unwrap()).unwrap();
+    }
+    let e = format!(
+        "{:#}",
+        postmortem(&args(vec![tmp.path().join("run1"), tmp.path().join("run2")], tmp.path())).unwrap_err()
+    );
+    assert!(e.contains("run1") && e.contains("run2") && e.contains(&format!("both hold node {n:?}")), "{e}");
 }

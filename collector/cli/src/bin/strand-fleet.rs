@@ -16,17 +16,29 @@ fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     strand_cli::init_logging();
     strand_cli::exit(match cli.command {
-        Command::Query(a) => strand_cli::on_runtime(query::run(QueryOptions {
-            sql: a.sql,
-            data: a.data,
-            format: match a.format {
-                Format::Table => query::Format::Table,
-                Format::Csv => query::Format::Csv,
-                Format::Json => query::Format::Json,
-            },
-        })),
+        Command::Query(a) => query_options(a).and_then(|o| strand_cli::on_runtime(query::run(o))),
         Command::Report(ReportCommand::Stranded(a)) => strand_cli::on_runtime(stranded(a)),
         other => Err(strand_cli::exec_sibling(other.binary())),
+    })
+}
+
+/// The options of `strand query`.
+fn query_options(a: args::QueryArgs) -> anyhow::Result<QueryOptions> {
+    Ok(QueryOptions {
+        sql: a.sql,
+        data: a.data,
+        format: match a.format {
+            Format::Table => query::Format::Table,
+            Format::Csv => query::Format::Csv,
+            Format::Json => query::Format::Json,
+        },
+        memory_limit: a.memory_limit.as_deref().map(args::parse_bytes).transpose()?,
+        timeout: a
+            .timeout
+            .as_deref()
+            .map(|t| args::parse_duration("--timeout", t))
+            .transpose()?
+            .map(|ns| std::time::Duration::from_nanos(u64::try_from(ns).unwrap_or(0))),
     })
 }
 
