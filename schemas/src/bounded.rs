@@ -664,7 +664,11 @@ impl Walker<'_> {
         let uncompressed = nonneg(uncompressed, "total_uncompressed_size")?;
         let len = nonneg(compressed, "total_compressed_size")?;
         let data = nonneg(data, "data_page_offset")?;
-        // Writers differ on whether a missing dictionary is absent or 0.
+        // Writers differ on whether a missing dictionary is absent or 0; a
+        // negative one is damage (the Parquet reader asserts on it).
+        if dict.is_some_and(|d| d < 0) {
+            return Err(Bad("a column chunk has a negative dictionary_page_offset".into()));
+        }
         let start = match dict.and_then(|d| u64::try_from(d).ok()).filter(|&d| d > 0) {
             Some(d) => d.min(data),
             None => data,

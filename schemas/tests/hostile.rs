@@ -192,3 +192,17 @@ proptest! {
         inspect_and_decode(file);
     }
 }
+
+/// Found by `damaged_footers_never_crash_the_reader`: one byte of the footer
+/// set to 43 made a column chunk's offsets negative for the Parquet reader,
+/// which asserts on them while reading; the bounded reader refuses the file.
+#[test]
+fn a_footer_with_a_negative_column_offset_is_refused_not_a_panic() {
+    let rows: Vec<Finding> = (0..20).map(Finding::example).collect();
+    let mut file = to_parquet_bytes(&rows).unwrap();
+    let n = file.len();
+    let footer = u32::from_le_bytes(file[n - 8..n - 4].try_into().unwrap()) as usize;
+    let i = n - 8 - footer + ((footer as u128 * 1_931_464_908_452_047_151u128) >> 64) as usize;
+    file[i] = 43;
+    inspect_and_decode(file);
+}

@@ -110,12 +110,15 @@ impl Setup {
     }
 
     /// Batches stored by the collector ((table, batch id) → rows), each
-    /// readable and in the node's Hive directory.
+    /// readable and in the node's Hive directory under the landing area
+    /// (`strand_schemas::layout`); a batch whose rows cross an hour is
+    /// stored as one file per hour, its rows summed here.
     fn stored(&self) -> BTreeMap<(String, String), i64> {
         let root = self.path("collected");
         let mut out = BTreeMap::new();
         for f in files(&root, ".parquet") {
             let rel = f.strip_prefix(&root).unwrap().to_string_lossy().to_string();
+            let rel = rel.strip_prefix(&format!("{}/", strand_schemas::layout::LANDING)).unwrap_or(&rel);
             let table = rel.split('/').next().unwrap().to_string();
             assert!(rel.contains("/cluster=e2e/node=node-a/"), "{rel}");
             let (info, reader) =
@@ -123,7 +126,7 @@ impl Setup {
             let rows: usize = reader.map(|b| b.expect("every page decodes").num_rows()).sum();
             assert_eq!(rows as i64, info.rows);
             let id = f.file_stem().unwrap().to_string_lossy().to_string();
-            assert!(out.insert((table, id), info.rows).is_none());
+            *out.entry((table, id)).or_default() += info.rows;
         }
         out
     }
@@ -158,7 +161,9 @@ impl Setup {
 }
 
 fn wait_batches(dir: &Path, n: usize) -> bool {
-    eventually(Duration::from_secs(30), || files(&dir.join("gpu_samples"), ".parquet").len() >= n)
+    eventually(Duration::from_secs(30), || {
+        files(&dir.join(strand_schemas::layout::LANDING).join("gpu_samples"), ".parquet").len() >= n
+    })
 }
 
 #[test]
