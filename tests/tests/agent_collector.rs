@@ -161,9 +161,7 @@ impl Setup {
 }
 
 fn wait_batches(dir: &Path, n: usize) -> bool {
-    eventually(Duration::from_secs(30), || {
-        files(&dir.join(strand_schemas::layout::LANDING).join("gpu_samples"), ".parquet").len() >= n
-    })
+    eventually(Duration::from_secs(30), || files(&dir.join("gpu_samples"), ".parquet").len() >= n)
 }
 
 #[test]
@@ -171,7 +169,10 @@ fn every_committed_row_is_queryable_exactly_once() {
     let s = Setup::new();
     let _collector = s.collector();
     let mut agent = s.agent("agent.log");
-    assert!(wait_batches(&s.path("collected"), 3), "three batches reached the collector");
+    assert!(
+        wait_batches(&s.path("collected").join(strand_schemas::layout::LANDING), 3),
+        "three batches reached the collector"
+    );
     agent.signal(SIGTERM);
     assert!(agent.wait(Duration::from_secs(30)).success());
 
