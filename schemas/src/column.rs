@@ -269,7 +269,12 @@ pub fn field_type_name(type_name: &'static str, unit: &str) -> &'static str {
 /// only the type changes.
 pub fn to_timestamp(array: ArrayRef) -> ArrayRef {
     match array.data_type() {
-        DataType::Int64 => Arc::new(array.as_primitive::<Int64Type>().reinterpret_cast::<arrow::datatypes::TimestampNanosecondType>().with_timezone("UTC")),
+        DataType::Int64 => Arc::new(
+            array
+                .as_primitive::<Int64Type>()
+                .reinterpret_cast::<arrow::datatypes::TimestampNanosecondType>()
+                .with_timezone("UTC"),
+        ),
         _ => array,
     }
 }

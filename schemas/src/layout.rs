@@ -96,7 +96,10 @@ pub fn hour_start_ns(date: &str, hour: u32) -> Option<i64> {
 /// The landed key of (a part of) a batch, relative to the root.
 pub fn landed_path(table: &str, ts_ns: i64, cluster: &str, node: &str, batch_id: &str) -> String {
     let (date, hour) = date_hour(ts_ns);
-    format!("{LANDING}/{table}/date={date}/{}/{CLUSTER_KEY}={cluster}/{NODE_KEY}={node}/{batch_id}.parquet", hour_dir(hour))
+    format!(
+        "{LANDING}/{table}/date={date}/{}/{CLUSTER_KEY}={cluster}/{NODE_KEY}={node}/{batch_id}.parquet",
+        hour_dir(hour)
+    )
 }
 
 /// The directory of one compaction unit (table, hour, cluster), relative to
@@ -186,7 +189,10 @@ mod tests {
         assert_eq!(partition(&key, "hour"), Some("07"));
         assert_eq!(partition(&key, CLUSTER_KEY), Some("c1"));
         assert_eq!(unit_dir("windows", "2026-01-05", 7, "c1"), "windows/date=2026-01-05/hour=07/cluster_dir=c1");
-        assert_eq!(unit_of(&key[LANDING.len() + 1..]).as_deref(), Some("windows/date=2026-01-05/hour=07/cluster_dir=c1"));
+        assert_eq!(
+            unit_of(&key[LANDING.len() + 1..]).as_deref(),
+            Some("windows/date=2026-01-05/hour=07/cluster_dir=c1")
+        );
         // The older layout's keys are still read, as the same unit.
         let old = "windows/date=2026-01-05/hour=07/cluster=c1/node=n1/b.parquet";
         assert_eq!(unit_of(old).as_deref(), Some("windows/date=2026-01-05/hour=07/cluster_dir=c1"));

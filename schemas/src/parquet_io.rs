@@ -170,7 +170,10 @@ pub fn check_schema(name: &str, info: &TableInfo, schema: &SchemaRef) -> Result<
                         (field.data_type(), found.data_type()),
                         (DataType::Utf8, DataType::LargeUtf8 | DataType::Utf8View)
                             | (DataType::Timestamp(TimeUnit::Nanosecond, _), DataType::Int64)
-                            | (DataType::Timestamp(TimeUnit::Nanosecond, _), DataType::Timestamp(TimeUnit::Nanosecond, _))
+                            | (
+                                DataType::Timestamp(TimeUnit::Nanosecond, _),
+                                DataType::Timestamp(TimeUnit::Nanosecond, _)
+                            )
                     );
                 if !compatible {
                     return Err(ReadError::Schema {

@@ -43,8 +43,9 @@ pub fn batch_date<'a>(batches: impl IntoIterator<Item = &'a RecordBatch>) -> Res
         let name =
             time_column(&schema).ok_or_else(|| format!("no time column (one of {})", TIME_COLUMNS.join(", ")))?;
         let column = batch.column_by_name(name).ok_or_else(|| format!("no column `{name}`"))?;
-        let values = crate::table::time_values(column)
-            .ok_or_else(|| format!("column `{name}` has type {}, expected timestamp[ns] or int64", column.data_type()))?;
+        let values = crate::table::time_values(column).ok_or_else(|| {
+            format!("column `{name}` has type {}, expected timestamp[ns] or int64", column.data_type())
+        })?;
         if let Some(m) = arrow::compute::min(&values) {
             min = Some(min.map_or(m, |x| x.min(m)));
         }

@@ -205,7 +205,8 @@ fn version_1_files_with_int64_times_read_as_the_same_rows() {
     let v2 = Window::to_batch(&rows);
     assert_eq!(v2.schema().field_with_name("start_ns").unwrap().data_type(), &strand_schemas::column::timestamp_type());
     let v1_schema = strand_schemas::table::int64_times(&v2.schema());
-    let cols = v2.columns().iter().zip(v1_schema.fields()).map(|(c, f)| arrow::compute::cast(c, f.data_type()).unwrap());
+    let cols =
+        v2.columns().iter().zip(v1_schema.fields()).map(|(c, f)| arrow::compute::cast(c, f.data_type()).unwrap());
     let v1 = RecordBatch::try_new(v1_schema.clone(), cols.collect()).unwrap();
     assert_eq!(v1.schema().field_with_name("end_ns").unwrap().data_type(), &DataType::Int64);
     let props = writer_properties(&v1_schema, "windows", SchemaVersion::new(1, 2));

@@ -183,11 +183,10 @@ mod tests {
         .unwrap();
         assert_eq!(calls.len(), s[1].nccl);
         // Windows, on the 10 s grid, split by the trace's kernel records and adding up.
-        let w =
-            strand_schemas::read_file::<Window>(&tmp.path().join(
-                "windows/date=2023-09-27/cluster_dir=lab%2Fa/node_dir=alexnet_single_gpu/kineto-alexnet_single_gpu.parquet",
-            ))
-            .unwrap();
+        let w = strand_schemas::read_file::<Window>(&tmp.path().join(
+            "windows/date=2023-09-27/cluster_dir=lab%2Fa/node_dir=alexnet_single_gpu/kineto-alexnet_single_gpu.parquet",
+        ))
+        .unwrap();
         assert_eq!(w.len(), s[0].windows);
         assert!(!w.is_empty());
         for x in &w {

@@ -344,7 +344,11 @@ async fn collector_killed_mid_ingest_leaves_nothing_visible_and_the_retry_stores
     // 20 000 rows a second apart: one landed file per hour they cover.
     let files = files_under(&c2.data);
     let hours: Vec<String> = (0..6)
-        .map(|h| format!("_landing/gpu_samples/date=2024-03-01/hour={h:02}/cluster_dir=c1/node_dir=n1/batch-killed-01.parquet"))
+        .map(|h| {
+            format!(
+                "_landing/gpu_samples/date=2024-03-01/hour={h:02}/cluster_dir=c1/node_dir=n1/batch-killed-01.parquet"
+            )
+        })
         .collect();
     assert_eq!(files, hours);
     assert_eq!(query_value(&c2.data, "SELECT count(*) FROM gpu_samples"), "20000");
