@@ -7,7 +7,7 @@ engine would, and prints what each engine got as JSON (tests/tests/engines.rs).
 Per root, table and engine: `rows`, `types` (the engine's type of every
 column whose name ends in `_ns`), `columns` (every column name, with the
 Hive partition columns), `start_sum` (sum of the table's start time as
-integer ns), `digest` (a hash of every row's file columns, times as integer
+integer ns, as a string), `digest` (a hash of every row's file columns, times as integer
 ns, rows sorted) or `error`. Engines, as their documentation reads a Hive
 directory:
 
@@ -51,7 +51,7 @@ def summary(columns, types, rows, file_columns):
         "rows": len(rows),
         "columns": sorted(columns),
         "types": {c: t for c, t in types.items() if c.endswith("_ns")},
-        "start_sum": sum(canon(r[start]) or 0 for r in rows) if start else 0,
+        "start_sum": str(sum(canon(r[start]) or 0 for r in rows) if start else 0),
         "digest": hashlib.sha256("\n".join(canon_rows).encode()).hexdigest(),
     }
 
