@@ -9,8 +9,9 @@ stored results, Hive directories), never `_landing/` or staging files.
 Prints one line per table: `TABLE ROWS DISTINCT_KEYS COLUMNS`, where
 DISTINCT_KEYS counts distinct (node, time) pairs (a duplicated row would
 show as ROWS > DISTINCT_KEYS) and COLUMNS is the number of columns the
-engine sees (schema evolution). Spark reads with its defaults: no
-`mergeSchema`, no `pathGlobFilter`, Hive partition discovery on.
+engine sees (schema evolution). Spark reads with its defaults (no
+`mergeSchema`, no `pathGlobFilter`, Hive partition discovery on) but for
+`spark.sql.legacy.parquet.nanosAsLong`, which schema version 2 needs.
 """
 
 import glob
@@ -44,6 +45,9 @@ def spark_counts(root, tables):
         .appName("strand-external-count")
         .config("spark.ui.enabled", "false")
         .config("spark.sql.shuffle.partitions", "2")
+        # Spark has no nanosecond timestamp: without this it refuses schema
+        # version 2's TIMESTAMP(NANOS) columns; with it they read as bigint ns.
+        .config("spark.sql.legacy.parquet.nanosAsLong", "true")
         .getOrCreate()
     )
     spark.sparkContext.setLogLevel("ERROR")

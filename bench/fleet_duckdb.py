@@ -49,15 +49,35 @@ def create_views(con, data, start, end):
         if not files:
             missing.append(table)
             continue
-        pattern = os.path.join(data, table, "**", "*.parquet").replace("'", "''")
         if t1 is None:
             where = f"{t0} >= {start} AND {t0} < {end}"
         else:
             where = f"{t0} < {end} AND COALESCE({t1}, {t0}) >= {start}"
-        con.execute(
-            f"CREATE VIEW {table} AS SELECT * FROM read_parquet('{pattern}', union_by_name = true, hive_partitioning = false) WHERE {where}"
-        )
+        con.execute(f"CREATE VIEW {table} AS SELECT * FROM ({int64_times(con, files)}) WHERE {where}")
     return missing
+
+
+def int64_times(con, files):
+    """The files as one relation with points in time as BIGINT ns, as the SQL
+    expects: schema version 2 stores them as TIMESTAMP(NANOS, UTC), which
+    DuckDB reads as TIMESTAMPTZ_NS (`epoch_ns` gives the ns back), version 1
+    as BIGINT. DuckDB cannot union the two types, so each version's files
+    are read apart and united by name."""
+    lit = lambda fs: "[" + ", ".join("'" + f.replace("'", "''") + "'" for f in fs) + "]"
+    rows = con.execute(f"SELECT file_name, name, logical_type FROM parquet_schema({lit(files)})").fetchall()
+    times = {}
+    for f, name, logical in rows:
+        cols = times.setdefault(f, set())
+        if logical and "Timestamp" in str(logical):
+            cols.add(name)
+    groups = {}
+    for f in files:
+        groups.setdefault(frozenset(times.get(f, ())), []).append(f)
+    parts = []
+    for cols, fs in sorted(groups.items(), key=lambda g: sorted(g[0])):
+        replace = f" REPLACE ({', '.join(f'epoch_ns({c}) AS {c}' for c in sorted(cols))})" if cols else ""
+        parts.append(f"SELECT *{replace} FROM read_parquet({lit(fs)}, union_by_name = true, hive_partitioning = false)")
+    return " UNION ALL BY NAME ".join(parts)
 
 
 def render(name, params):

@@ -27,6 +27,10 @@ if [ "${1:-}" = "--test" ]; then
   # the .deb packages; protobuf-compiler builds the kubelet pod-resources
   # test server from its proto (tests/build.rs).
   PKGS="$PKGS prometheus lintian dpkg-dev protobuf-compiler"
+  # A JRE runs Spark (pyspark) in the external-engine tests
+  # (tests/tests/engines.rs, bench/external_count.py). Checked by command:
+  # any Java 17+ will do.
+  command -v java >/dev/null || PKGS="$PKGS default-jre-headless"
   # node and npm run TypeScript against Grafana's dashboard schema
   # (tests/grafana). Checked by command, not package: a NodeSource nodejs
   # bundles npm, and Debian's npm package would conflict with it.
@@ -63,7 +67,9 @@ if [ "$TESTING" = 1 ]; then
     (cd "$GRAFANA_CHECK" && npm ci --no-audit --no-fund --loglevel=error >/dev/null \
       && cp package-lock.json node_modules/.installed-lock.json)
   fi
-  for mod in pyarrow duckdb; do
+  # Independent readers of strand's Parquet: pyarrow and DuckDB everywhere,
+  # pandas, Polars and Spark in tests/tests/engines.rs.
+  for mod in pyarrow duckdb pandas polars pyspark; do
     python3 -c "import $mod" 2>/dev/null && continue
     echo "install-deps: pip install $mod"
     python3 -m pip install -q --disable-pip-version-check "$mod" 2>/dev/null \

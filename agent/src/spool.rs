@@ -8,7 +8,7 @@
 //! the quota, the oldest files are evicted and counted — never silently.
 //!
 //! Layout (Hive, as in the collector):
-//! `<root>/<table>/date=YYYY-MM-DD/cluster=<c>/node=<n>/<batch-id>.parquet`,
+//! `<root>/<table>/date=YYYY-MM-DD/cluster_dir=<c>/node_dir=<n>/<batch-id>.parquet`,
 //! batch id `<utc-ns, 19 digits>-<16 hex>` so names sort oldest first.
 
 use std::collections::BTreeMap;
@@ -17,7 +17,7 @@ use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
-use strand_schemas::protocol;
+use strand_schemas::{layout, protocol};
 
 use crate::metrics::AgentMetrics;
 
@@ -28,7 +28,7 @@ pub struct Entry {
     pub table: String,
     pub date: String,
     pub batch_id: String,
-    /// The identity the batch was written with (its `cluster=`/`node=`
+    /// The identity the batch was written with (its `cluster_dir=`/`node_dir=`
     /// directories): it is uploaded under it, even after a rename.
     pub cluster: String,
     pub node: String,
@@ -182,7 +182,7 @@ impl Spool {
         let min_ns = batches
             .iter()
             .filter_map(|b| {
-                b.column_by_name(time?)?.as_primitive_opt::<arrow::datatypes::Int64Type>().and_then(arrow::compute::min)
+                strand_schemas::table::time_values(b.column_by_name(time?)?).and_then(|v| arrow::compute::min(&v))
             })
             .min();
         let (Some(min_ns), true) = (min_ns, rows > 0) else {
@@ -233,8 +233,8 @@ impl Spool {
         let [table, date, cluster, node, file] = parts.as_slice() else { return None };
         let batch_id = file.strip_suffix(".parquet")?;
         let date = date.strip_prefix("date=")?;
-        let cluster = cluster.strip_prefix("cluster=")?;
-        let node = node.strip_prefix("node=")?;
+        let cluster = layout::dir_value(cluster, layout::CLUSTER_KEY)?;
+        let node = layout::dir_value(node, layout::NODE_KEY)?;
         strand_schemas::table_info(table)?;
         let bytes = fs::metadata(path).ok()?.len();
         Some(Entry {
@@ -425,7 +425,7 @@ mod tests {
         // The earliest row is from the day before the batch was opened.
         let e = spool.commit(p, f, 1_763_769_600_000_000_000 - 1).unwrap();
         let rel = e.path.strip_prefix(dir.path()).unwrap().to_str().unwrap().to_string();
-        assert!(rel.starts_with("windows/date=2025-11-21/cluster=c1/node=n1/1763769600000000000-"), "{rel}");
+        assert!(rel.starts_with("windows/date=2025-11-21/cluster_dir=c1/node_dir=n1/1763769600000000000-"), "{rel}");
         assert!(rel.ends_with(".parquet"));
         assert_eq!(spool.entries(), vec![e]);
     }

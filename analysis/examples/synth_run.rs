@@ -28,7 +28,8 @@ struct Files {
 
 impl Files {
     fn writer<T: Table>(&self, node: &str, part: usize) -> TableWriter<T, fs::File> {
-        let dir = self.out.join(T::NAME).join("date=2025-01-01").join("cluster=synth").join(format!("node={node}"));
+        let dir =
+            self.out.join(T::NAME).join("date=2025-01-01").join("cluster_dir=synth").join(format!("node_dir={node}"));
         fs::create_dir_all(&dir).expect("create the output directory");
         let f = fs::File::create(dir.join(format!("part-{part:05}.parquet"))).expect("create a file");
         TableWriter::new(f).expect("writer")

@@ -87,7 +87,7 @@ pub struct Coverage {
 const COVERAGE_CACHE: usize = 100_000;
 
 impl Coverage {
-    /// Batches (`node=N/<batch>.parquet`) held by the part at `key`.
+    /// Batches (`node_dir=N/<batch>.parquet`) held by the part at `key`.
     pub async fn part(&self, store: &Store, key: &str, size: u64) -> anyhow::Result<Arc<HashSet<String>>> {
         if let Some(b) = self.parts.lock().map_err(|_| anyhow::anyhow!("coverage cache poisoned"))?.get(key) {
             return Ok(b.clone());
@@ -177,7 +177,7 @@ pub async fn compact_once(
                     continue; // not closed yet
                 }
                 for cluster_dir in store.list_dirs(&format!("{base}/{date_dir}/{hour_dir}")).await? {
-                    let Some(cluster) = cluster_dir.strip_prefix("cluster=") else { continue };
+                    let Some(cluster) = layout::dir_value(&cluster_dir, layout::CLUSTER_KEY) else { continue };
                     let unit = layout::unit_dir(table.name, date, hour, cluster);
                     compact_unit(store, coverage, table, &unit, opts, now, &mut stats)
                         .await

@@ -20,7 +20,7 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use arrow::array::{Array, AsArray, Int64Array, RecordBatch};
+use arrow::array::{Array, AsArray, RecordBatch};
 use arrow::datatypes::DataType;
 use axum::Json;
 use axum::body::Body;
@@ -340,8 +340,8 @@ fn split_by_hour(batch_id: &str, data: Bytes, time: &str, limits: &ReadLimits) -
         let batch = batch?;
         let ts = batch
             .column_by_name(time)
-            .and_then(|c| c.as_any().downcast_ref::<Int64Array>())
-            .ok_or_else(|| anyhow::anyhow!("batch {batch_id}: no int64 column `{time}`"))?;
+            .and_then(|c| strand_schemas::table::time_values(c))
+            .ok_or_else(|| anyhow::anyhow!("batch {batch_id}: no timestamp[ns] or int64 column `{time}`"))?;
         let hours: std::collections::BTreeSet<i64> = ts.iter().flatten().map(layout::hour_floor).collect();
         for h in hours {
             let mask: arrow::array::BooleanArray =
@@ -554,8 +554,9 @@ fn check_batch(
                 Rejection::bad("identity_mismatch", format!("{name}: {m}, but header {header} says {expected:?}"))
             })?;
         }
-        // inspect_bytes checked the column is int64.
-        let ts = batch.column_by_name(time).and_then(|c| c.as_any().downcast_ref::<Int64Array>());
+        // inspect_bytes checked the column is timestamp[ns] or int64.
+        let ts = batch.column_by_name(time).and_then(|c| strand_schemas::table::time_values(c));
+        let ts = ts.as_ref();
         if let Some(m) = ts.and_then(arrow::compute::min) {
             min_ts = Some(min_ts.map_or(m, |x| x.min(m)));
         }

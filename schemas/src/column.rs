@@ -10,7 +10,7 @@ use arrow::array::{
     Array, ArrayBuilder, ArrayRef, AsArray, BooleanBuilder, Float64Builder, Int32Builder, Int64Builder, ListBuilder,
     StringBuilder,
 };
-use arrow::datatypes::{DataType, Field, Float64Type, Int32Type, Int64Type};
+use arrow::datatypes::{DataType, Field, Float64Type, Int32Type, Int64Type, TimeUnit};
 
 /// A Rust type that is stored as one Arrow column.
 pub trait Column: Sized {
@@ -243,6 +243,41 @@ macro_rules! list_column {
 
 list_column!(i64, Int64Builder, DataType::Int64, Int64Type, "list<int64>");
 list_column!(i32, Int32Builder, DataType::Int32, Int32Type, "list<int32>");
+
+/// The unit of a column that holds a point in time: UTC nanoseconds since
+/// the Unix epoch. From schema version 2 such a column is an Arrow
+/// `Timestamp(ns, UTC)` (Parquet `TIMESTAMP(NANOS, isAdjustedToUTC=true)`),
+/// so that every engine shows a time; its Rust field stays `i64`.
+pub const UTC_NS: &str = "ns (UTC)";
+
+/// Arrow type of a point in time (see [`UTC_NS`]).
+pub fn timestamp_type() -> DataType {
+    DataType::Timestamp(TimeUnit::Nanosecond, Some("UTC".into()))
+}
+
+/// The Arrow type of a column of Rust type `data_type` and unit `unit`.
+pub fn field_type(data_type: DataType, unit: &str) -> DataType {
+    if unit == UTC_NS && data_type == DataType::Int64 { timestamp_type() } else { data_type }
+}
+
+/// The docs type name of a column of unit `unit`.
+pub fn field_type_name(type_name: &'static str, unit: &str) -> &'static str {
+    if unit == UTC_NS && type_name == "int64" { "timestamp[ns, UTC]" } else { type_name }
+}
+
+/// An `Int64` array of nanoseconds as `Timestamp(ns, UTC)`: the same buffer,
+/// only the type changes.
+pub fn to_timestamp(array: ArrayRef) -> ArrayRef {
+    match array.data_type() {
+        DataType::Int64 => Arc::new(
+            array
+                .as_primitive::<Int64Type>()
+                .reinterpret_cast::<arrow::datatypes::TimestampNanosecondType>()
+                .with_timezone("UTC"),
+        ),
+        _ => array,
+    }
+}
 
 /// Finishes a builder into an `ArrayRef` (keeps generated code short).
 pub fn finish<B: ArrayBuilder>(mut builder: B) -> ArrayRef {

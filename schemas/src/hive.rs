@@ -1,5 +1,5 @@
 //! The one atomic writer of strand's Hive layout
-//! (`<root>/<table>/date=YYYY-MM-DD/cluster=<c>/node=<n>/<batch-id>.parquet`)
+//! (`<root>/<table>/date=YYYY-MM-DD/cluster_dir=<c>/node_dir=<n>/<batch-id>.parquet`)
 //! for the tools that write files directly: `strand import`, the fleet
 //! report's stored stalls and findings, the simulator. A file appears
 //! whole or not at all: written under a hidden staging name that no
@@ -126,7 +126,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let rows: Vec<Step> = (0..3).map(Step::example).collect();
         let paths = write_partitioned(dir.path(), "c", "n/1", "b-1", &rows, |_| 0).unwrap();
-        assert_eq!(paths, [dir.path().join("steps/date=1970-01-01/cluster=c/node=n%2F1/b-1.parquet")]);
+        assert_eq!(paths, [dir.path().join("steps/date=1970-01-01/cluster_dir=c/node_dir=n%2F1/b-1.parquet")]);
         assert_eq!(crate::read_file::<Step>(&paths[0]).unwrap(), rows);
         let bad = dir.path().join("x.parquet");
         let err =

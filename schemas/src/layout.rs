@@ -3,11 +3,16 @@
 //! and the report's stored results (docs/fleet-scale.md, "Storage layout").
 //!
 //! ```text
-//! <root>/_landing/<table>/date=D/hour=HH/cluster=C/node=N/<batch-id>.parquet   landed batches
-//! <root>/<table>/date=D/hour=HH/cluster=C/part-GGGGGG.parquet                  compacted, committed
-//! <root>/<table>/date=D/hour=HH/cluster=C/stalls-… findings-….parquet          the report's stored results
-//! <root>/<table>/date=D/cluster=C/node=N/<batch-id>.parquet                     an agent's data directory, import
+//! <root>/_landing/<table>/date=D/hour=HH/cluster_dir=C/node_dir=N/<batch-id>.parquet   landed batches
+//! <root>/<table>/date=D/hour=HH/cluster_dir=C/part-GGGGGG.parquet                      compacted, committed
+//! <root>/<table>/date=D/hour=HH/cluster_dir=C/stalls-… findings-….parquet              the report's stored results
+//! <root>/<table>/date=D/cluster_dir=C/node_dir=N/<batch-id>.parquet                     an agent's data directory, import
 //! ```
+//!
+//! - The directory keys are not column names of any table: a Hive key named
+//!   as a file column (`cluster=` in schema 1's layout) is a conflict that
+//!   pandas (`read_parquet(dir)`) refuses, as it types keys as dictionaries.
+//!   Readers of strand's paths still accept `cluster=`/`node=` directories.
 //!
 //! - Every landed batch and every compacted part under `hour=HH` holds only
 //!   rows whose start time (the table's time column) falls in that UTC
@@ -18,11 +23,25 @@
 //! - A compacted part is committed by creating it under its generation
 //!   number with a conditional put (create only if absent): of two
 //!   compactors exactly one creates a generation. Its footer key
-//!   [`META_BATCHES`] lists the landed batches (`node=N/<batch-id>.parquet`)
+//!   [`META_BATCHES`] lists the landed batches (`node_dir=N/<batch-id>.parquet`)
 //!   whose rows it holds. A landed batch listed by a part is never read
 //!   again (strand's reader skips it, the compactor deletes it), so no row
 //!   is read twice, whatever step a crash interrupted.
 //! - Staging files are hidden (`.name.tmp`): no `*.parquet` glob matches them.
+
+/// Hive key of the cluster directory (`cluster_dir=<c>`, the value escaped by [`crate::hive::escape`]).
+pub const CLUSTER_KEY: &str = "cluster_dir";
+/// Hive key of the node directory (`node_dir=<n>`).
+pub const NODE_KEY: &str = "node_dir";
+/// The keys of the layout before schema version 2, still read.
+const OLD_KEYS: [(&str, &str); 2] = [(CLUSTER_KEY, "cluster"), (NODE_KEY, "node")];
+
+/// The value of a directory name `<key>=<value>` for `key` ([`CLUSTER_KEY`]
+/// or [`NODE_KEY`]); also reads the keys of the older layout (`cluster=`, `node=`).
+pub fn dir_value<'a>(dir: &'a str, key: &str) -> Option<&'a str> {
+    let (k, v) = dir.split_once('=')?;
+    (k == key || OLD_KEYS.iter().any(|&(new, old)| new == key && k == old)).then_some(v)
+}
 
 /// The directory of landed batches, under the dataset root.
 pub const LANDING: &str = "_landing";
@@ -77,13 +96,16 @@ pub fn hour_start_ns(date: &str, hour: u32) -> Option<i64> {
 /// The landed key of (a part of) a batch, relative to the root.
 pub fn landed_path(table: &str, ts_ns: i64, cluster: &str, node: &str, batch_id: &str) -> String {
     let (date, hour) = date_hour(ts_ns);
-    format!("{LANDING}/{table}/date={date}/{}/cluster={cluster}/node={node}/{batch_id}.parquet", hour_dir(hour))
+    format!(
+        "{LANDING}/{table}/date={date}/{}/{CLUSTER_KEY}={cluster}/{NODE_KEY}={node}/{batch_id}.parquet",
+        hour_dir(hour)
+    )
 }
 
 /// The directory of one compaction unit (table, hour, cluster), relative to
 /// `<root>` for parts and to `<root>/_landing` for landed batches.
 pub fn unit_dir(table: &str, date: &str, hour: u32, cluster: &str) -> String {
-    format!("{table}/date={date}/{}/cluster={cluster}", hour_dir(hour))
+    format!("{table}/date={date}/{}/{CLUSTER_KEY}={cluster}", hour_dir(hour))
 }
 
 /// Name of compaction generation `generation` of a unit: `part-000001.parquet`.
@@ -123,10 +145,25 @@ pub fn parse_batches(value: &str) -> impl Iterator<Item = &str> {
     value.lines().map(str::trim).filter(|l| !l.is_empty())
 }
 
-/// The batch entry of a landed key relative to its unit directory: `node=N/<batch>.parquet`.
+/// The batch entry of a landed key relative to its unit directory: `node_dir=N/<batch>.parquet`.
 pub fn batch_entry(landed_key: &str) -> Option<&str> {
-    let i = landed_key.rfind("/node=")?;
-    Some(&landed_key[i + 1..])
+    let (dir, _) = landed_key.rsplit_once('/')?;
+    let node = dir.rsplit('/').next()?;
+    dir_value(node, NODE_KEY)?;
+    Some(&landed_key[dir.len() - node.len()..])
+}
+
+/// The unit directory (`<table>/date=…/hour=…/cluster_dir=…`) of a path
+/// relative to the root (or to `_landing`), in the current layout's keys.
+pub fn unit_of(rel: &str) -> Option<String> {
+    let parts: Vec<&str> = rel.split('/').collect();
+    if parts.len() < 5 {
+        return None;
+    }
+    let date = parts[1].strip_prefix("date=")?;
+    let hour = parts[2].strip_prefix("hour=")?;
+    let cluster = dir_value(parts[3], CLUSTER_KEY)?;
+    Some(format!("{}/date={date}/hour={hour}/{CLUSTER_KEY}={cluster}", parts[0]))
 }
 
 #[cfg(test)]
@@ -147,11 +184,21 @@ mod tests {
         }
         assert_eq!(hour_start_ns("2026-01-05", 24), None);
         let key = landed_path("windows", t, "c1", "n1", "batch-0001");
-        assert_eq!(key, "_landing/windows/date=2026-01-05/hour=07/cluster=c1/node=n1/batch-0001.parquet");
-        assert_eq!(batch_entry(&key), Some("node=n1/batch-0001.parquet"));
+        assert_eq!(key, "_landing/windows/date=2026-01-05/hour=07/cluster_dir=c1/node_dir=n1/batch-0001.parquet");
+        assert_eq!(batch_entry(&key), Some("node_dir=n1/batch-0001.parquet"));
         assert_eq!(partition(&key, "hour"), Some("07"));
-        assert_eq!(partition(&key, "cluster"), Some("c1"));
-        assert_eq!(unit_dir("windows", "2026-01-05", 7, "c1"), "windows/date=2026-01-05/hour=07/cluster=c1");
+        assert_eq!(partition(&key, CLUSTER_KEY), Some("c1"));
+        assert_eq!(unit_dir("windows", "2026-01-05", 7, "c1"), "windows/date=2026-01-05/hour=07/cluster_dir=c1");
+        assert_eq!(
+            unit_of(&key[LANDING.len() + 1..]).as_deref(),
+            Some("windows/date=2026-01-05/hour=07/cluster_dir=c1")
+        );
+        // The older layout's keys are still read, as the same unit.
+        let old = "windows/date=2026-01-05/hour=07/cluster=c1/node=n1/b.parquet";
+        assert_eq!(unit_of(old).as_deref(), Some("windows/date=2026-01-05/hour=07/cluster_dir=c1"));
+        assert_eq!(batch_entry(old), Some("node=n1/b.parquet"));
+        assert_eq!((dir_value("cluster=c", CLUSTER_KEY), dir_value("node=c", CLUSTER_KEY)), (Some("c"), None));
+        assert_eq!(batch_entry("windows/date=2026-01-05/b.parquet"), None);
         assert_eq!(part_name(12), "part-000012.parquet");
         assert_eq!(parse_part("part-000012.parquet"), Some(12));
         assert_eq!(parse_part("part-12.parquet"), None);

@@ -9,7 +9,7 @@ use std::io::Write;
 use std::marker::PhantomData;
 use std::path::Path;
 
-use arrow::datatypes::{DataType, SchemaRef};
+use arrow::datatypes::{DataType, SchemaRef, TimeUnit};
 use arrow::record_batch::RecordBatch;
 use bytes::Bytes;
 use parquet::arrow::ArrowWriter;
@@ -163,10 +163,17 @@ pub fn check_schema(name: &str, info: &TableInfo, schema: &SchemaRef) -> Result<
             }
             Err(_) => {}
             Ok(found) => {
+                // A point in time is `Int64` in version 1 files and
+                // `Timestamp(ns)` from version 2: both are nanoseconds.
                 let compatible = found.data_type() == field.data_type()
                     || matches!(
                         (field.data_type(), found.data_type()),
                         (DataType::Utf8, DataType::LargeUtf8 | DataType::Utf8View)
+                            | (DataType::Timestamp(TimeUnit::Nanosecond, _), DataType::Int64)
+                            | (
+                                DataType::Timestamp(TimeUnit::Nanosecond, _),
+                                DataType::Timestamp(TimeUnit::Nanosecond, _)
+                            )
                     );
                 if !compatible {
                     return Err(ReadError::Schema {

@@ -1,7 +1,7 @@
 //! What the agent and the collector agree on for `POST /v1/batches`
 //! (the full contract is `docs/protocol.md`).
 
-use arrow::array::{Array, Int64Array, RecordBatch};
+use arrow::array::RecordBatch;
 use arrow::datatypes::Schema;
 
 /// Upload endpoint.
@@ -25,10 +25,11 @@ pub fn time_column(schema: &Schema) -> Option<&'static str> {
 }
 
 /// The Hive-layout path of a batch, relative to the data root:
-/// `<table>/date=YYYY-MM-DD/cluster=<c>/node=<n>/<batch-id>.parquet`.
+/// `<table>/date=YYYY-MM-DD/cluster_dir=<c>/node_dir=<n>/<batch-id>.parquet`.
 /// The agent's data directory and the collector's dataset both use it.
 pub fn batch_path(table: &str, date: &str, cluster: &str, node: &str, batch_id: &str) -> String {
-    format!("{table}/date={date}/cluster={cluster}/node={node}/{batch_id}.parquet")
+    use crate::layout::{CLUSTER_KEY, NODE_KEY};
+    format!("{table}/date={date}/{CLUSTER_KEY}={cluster}/{NODE_KEY}={node}/{batch_id}.parquet")
 }
 
 /// The `date=` partition of a batch: the UTC date of its earliest row, the
@@ -42,11 +43,10 @@ pub fn batch_date<'a>(batches: impl IntoIterator<Item = &'a RecordBatch>) -> Res
         let name =
             time_column(&schema).ok_or_else(|| format!("no time column (one of {})", TIME_COLUMNS.join(", ")))?;
         let column = batch.column_by_name(name).ok_or_else(|| format!("no column `{name}`"))?;
-        let values = column
-            .as_any()
-            .downcast_ref::<Int64Array>()
-            .ok_or_else(|| format!("column `{name}` has type {}, expected int64", column.data_type()))?;
-        if let Some(m) = arrow::compute::min(values) {
+        let values = crate::table::time_values(column).ok_or_else(|| {
+            format!("column `{name}` has type {}, expected timestamp[ns] or int64", column.data_type())
+        })?;
+        if let Some(m) = arrow::compute::min(&values) {
             min = Some(min.map_or(m, |x| x.min(m)));
         }
     }
@@ -57,7 +57,7 @@ pub use crate::clock::utc_date;
 
 /// Checks a cluster or node name: 1–64 characters from `[A-Za-z0-9._-]`, not
 /// starting with `.` or `-`. Such a name can never leave the storage root or
-/// break the Hive layout (`node=<n>`), wherever it is used as a path part.
+/// break the Hive layout (`node_dir=<n>`), wherever it is used as a path part.
 pub fn validate_name(what: &str, name: &str) -> Result<(), String> {
     if name.is_empty() || name.len() > 64 {
         return Err(format!("{what} name must be 1 to 64 characters, got {} ({name:?})", name.len()));
@@ -118,7 +118,7 @@ mod tests {
         assert_eq!(batch_date([&GpuSample::to_batch(&[])]).unwrap(), None);
         assert_eq!(
             batch_path("gpu_samples", "2024-02-29", "c1", "n1", "0123456789"),
-            "gpu_samples/date=2024-02-29/cluster=c1/node=n1/0123456789.parquet"
+            "gpu_samples/date=2024-02-29/cluster_dir=c1/node_dir=n1/0123456789.parquet"
         );
     }
 }

@@ -20,7 +20,8 @@ pub const META_WRITER: &str = "strand.writer";
 
 /// Schema version of one table. A reader accepts any minor version of the
 /// majors it knows (new minor versions only add nullable columns) and refuses
-/// a newer major.
+/// a newer major. Version 2 typed the points in time `Timestamp(ns, UTC)`
+/// (version 1: `Int64`); a reader of version 2 reads both.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct SchemaVersion {
     pub major: u16,
@@ -116,6 +117,37 @@ pub fn time_columns(schema: &arrow::datatypes::Schema) -> Option<(&'static str, 
     Some((start, if schema.field_with_name(end).is_ok() { end } else { start }))
 }
 
+/// `schema` with its points in time (`Timestamp(ns)`, schema version 2) as
+/// `Int64` nanoseconds, the types of version 1: the view strand's SQL runs
+/// on, so that the same queries give the same answers over files of either
+/// version. The Parquet readers cast a timestamp column to it for free.
+pub fn int64_times(schema: &arrow::datatypes::Schema) -> SchemaRef {
+    use arrow::datatypes::{DataType, Field, TimeUnit};
+    let fields: Vec<Field> = schema
+        .fields()
+        .iter()
+        .map(|f| match f.data_type() {
+            DataType::Timestamp(TimeUnit::Nanosecond, _) => f.as_ref().clone().with_data_type(DataType::Int64),
+            _ => f.as_ref().clone(),
+        })
+        .collect();
+    Arc::new(arrow::datatypes::Schema::new_with_metadata(fields, schema.metadata().clone()))
+}
+
+/// The nanoseconds of a point-in-time column: `Timestamp(ns)` (version 2)
+/// or `Int64` (version 1); `None` for any other type.
+pub fn time_values(array: &dyn arrow::array::Array) -> Option<arrow::array::Int64Array> {
+    use arrow::array::AsArray;
+    use arrow::datatypes::{DataType, Int64Type, TimeUnit, TimestampNanosecondType};
+    match array.data_type() {
+        DataType::Int64 => Some(array.as_primitive::<Int64Type>().clone()),
+        DataType::Timestamp(TimeUnit::Nanosecond, _) => {
+            Some(array.as_primitive::<TimestampNanosecondType>().reinterpret_cast::<Int64Type>())
+        }
+        _ => None,
+    }
+}
+
 impl fmt::Debug for TableInfo {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "TableInfo({} v{})", self.name, self.version)
@@ -180,7 +212,7 @@ macro_rules! table {
                 vec![$(
                     $crate::table::ColumnDoc {
                         name: stringify!($field),
-                        type_name: <$ty as $crate::column::Column>::type_name(),
+                        type_name: $crate::column::field_type_name(<$ty as $crate::column::Column>::type_name(), $unit),
                         nullable: <$ty as $crate::column::Column>::NULLABLE,
                         unit: $unit,
                         meaning: $crate::table::doc_text(&[$($fdoc),+]),
@@ -194,7 +226,7 @@ macro_rules! table {
                     let fields = vec![$(
                         ::arrow::datatypes::Field::new(
                             stringify!($field),
-                            <$ty as $crate::column::Column>::data_type(),
+                            $crate::column::field_type(<$ty as $crate::column::Column>::data_type(), $unit),
                             <$ty as $crate::column::Column>::NULLABLE,
                         )
                     ),+];
@@ -212,7 +244,8 @@ macro_rules! table {
                     for r in rows {
                         <$ty as $crate::column::Column>::append(&mut b, &r.$field);
                     }
-                    $crate::column::finish(b)
+                    let array = $crate::column::finish(b);
+                    if $unit == $crate::column::UTC_NS { $crate::column::to_timestamp(array) } else { array }
                 }),+];
                 ::arrow::record_batch::RecordBatch::try_new(Self::schema(), columns)
                     .expect("column builders produce the schema's types")

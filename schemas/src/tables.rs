@@ -1,8 +1,9 @@
-//! The tables of DESIGN §6, version 1.
+//! The tables of DESIGN §6, version 2.
 //!
-//! Conventions: every `*_ns` column holding a point in time is UTC nanoseconds
-//! since the Unix epoch (see [`crate::clock`]); every other `*_ns` column is a
-//! duration in nanoseconds. `*_ratio` columns are in 0..=1. `*_total` columns
+//! Conventions: every `*_ns` column holding a point in time (unit
+//! [`crate::column::UTC_NS`]) is UTC nanoseconds since the Unix epoch (see
+//! [`crate::clock`]), an Arrow `Timestamp(ns, UTC)` in files and an `i64` in
+//! Rust; every other `*_ns` column is a duration in nanoseconds, `int64`. `*_ratio` columns are in 0..=1. `*_total` columns
 //! are counters that only grow (since driver load or boot); take differences.
 //! A metric a GPU or source does not provide is null, never 0.
 
@@ -12,7 +13,7 @@ use crate::table;
 
 table! {
     /// One NVML sample of one GPU, taken every `nvml.period` (default 1 s).
-    pub struct GpuSample = "gpu_samples", version(1, 0) {
+    pub struct GpuSample = "gpu_samples", version(2, 0) {
         /// Cluster name (agent config `cluster`).
         pub cluster: Arc<str> => "",
         /// Host name of the node (agent config `node`, default the hostname).
@@ -92,7 +93,7 @@ table! {
 
 table! {
     /// A GPU event as it happens: XID errors, ECC errors, clock and power events, a GPU lost.
-    pub struct GpuEvent = "gpu_events", version(1, 0) {
+    pub struct GpuEvent = "gpu_events", version(2, 0) {
         /// Cluster name.
         pub cluster: Arc<str> => "",
         /// Node host name.
@@ -120,7 +121,7 @@ table! {
 
 table! {
     /// One GPU activity record: a kernel, a memory copy or a memory set, with device-side start and end.
-    pub struct KernelEvent = "kernel_events", version(1, 0) {
+    pub struct KernelEvent = "kernel_events", version(2, 0) {
         /// Cluster name.
         pub cluster: Arc<str> => "",
         /// Node host name.
@@ -180,7 +181,7 @@ table! {
 
 table! {
     /// One NCCL API call seen on the host (eBPF uprobes, or a Kineto trace), with its communicator identity and, when known, the device-side timing of the kernel it launched.
-    pub struct NcclCall = "nccl_calls", version(1, 0) {
+    pub struct NcclCall = "nccl_calls", version(2, 0) {
         /// Cluster name.
         pub cluster: Arc<str> => "",
         /// Node host name.
@@ -248,7 +249,7 @@ table! {
 
 table! {
     /// One CUDA synchronize call that blocked a host thread (`cudaStreamSynchronize`, `cuCtxSynchronize`, …).
-    pub struct CudaSyncCall = "cuda_sync_calls", version(1, 0) {
+    pub struct CudaSyncCall = "cuda_sync_calls", version(2, 0) {
         /// Cluster name.
         pub cluster: Arc<str> => "",
         /// Node host name.
@@ -280,7 +281,7 @@ table! {
 
 table! {
     /// Start and end of processes that use a GPU library (exec, exit, or found running at agent start).
-    pub struct ProcessEvent = "process_events", version(1, 0) {
+    pub struct ProcessEvent = "process_events", version(2, 0) {
         /// Cluster name.
         pub cluster: Arc<str> => "",
         /// Node host name.
@@ -310,7 +311,7 @@ table! {
 
 table! {
     /// A phase of a training run on one rank: a step, or a checkpoint save or restore.
-    pub struct Step = "steps", version(1, 0) {
+    pub struct Step = "steps", version(2, 0) {
         /// Cluster name.
         pub cluster: Arc<str> => "",
         /// Node host name.
@@ -344,7 +345,7 @@ table! {
 
 table! {
     /// The time decomposition of DESIGN §4 for one GPU and one window. Where kernel records split the time (`split_source = kernels`), `compute_ns + comm_exposed_ns + memcpy_exposed_ns + idle_ns` add up to `end_ns - start_ns`; where only NVML does (`nvml`), `reported_busy_ns + idle_ns` is the sampled part of it. A figure is null when no source could measure it (see `coverage`). docs/decomposition.md defines every column; the accounting over windows is `strand_analysis::accounting`.
-    pub struct Window = "windows", version(1, 2) {
+    pub struct Window = "windows", version(2, 0) {
         /// Cluster name.
         pub cluster: Arc<str> => "",
         /// Node host name.
@@ -432,7 +433,7 @@ table! {
 
 table! {
     /// A finding of the fleet analysis: ai.01 (interconnect stability) or ai.17 (fault-recovery), with its figures and evidence.
-    pub struct Finding = "findings", version(1, 0) {
+    pub struct Finding = "findings", version(2, 0) {
         /// Cluster the finding is about.
         pub cluster: Arc<str> => "",
         /// Node the finding is about (null for cluster, job or communicator scope).
@@ -474,7 +475,7 @@ table! {
 
 table! {
     /// One sample of one InfiniBand / RoCE port's counters, read from sysfs (`/sys/class/infiniband`).
-    pub struct NicSample = "nic_samples", version(1, 0) {
+    pub struct NicSample = "nic_samples", version(2, 0) {
         /// Cluster name.
         pub cluster: Arc<str> => "",
         /// Node host name.
@@ -512,7 +513,7 @@ table! {
 
 table! {
     /// Host-side activity of one GPU process over one sampling period: CPU time and context switches (perf events), cycles and instructions where the host exposes them, and file I/O. Tells host-bound from blocked, and finds checkpoint writes.
-    pub struct ProcessSample = "process_samples", version(1, 0) {
+    pub struct ProcessSample = "process_samples", version(2, 0) {
         /// Cluster name.
         pub cluster: Arc<str> => "",
         /// Node host name.
@@ -546,7 +547,7 @@ table! {
 
 table! {
     /// The exact sync stall of DESIGN §4 for one rank of one collective instance, from matching the instance on every rank and node by communicator and sequence number (`strand_analysis::collective`, the one matcher of the agent, the postmortem and the fleet report), or, for communication kernels without that identity in traces analysed together, by their order on each rank (`matched_by`). Only complete instances (all `nranks` ranks seen) are stored; calls without a communicator are never matched.
-    pub struct CollectiveStall = "collective_stalls", version(1, 2) {
+    pub struct CollectiveStall = "collective_stalls", version(2, 0) {
         /// Cluster of the rank.
         pub cluster: Arc<str> => "",
         /// Node of the rank.

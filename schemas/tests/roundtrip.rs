@@ -55,7 +55,15 @@ fn files_are_zstd_with_dictionary_strings_and_metadata() {
     let kv = meta.file_metadata().key_value_metadata().unwrap();
     let get = |k: &str| kv.iter().find(|e| e.key == k).and_then(|e| e.value.clone());
     assert_eq!(get("strand.table").as_deref(), Some("kernel_events"));
-    assert_eq!(get("strand.schema_version").as_deref(), Some("1.0"));
+    assert_eq!(get("strand.schema_version").as_deref(), Some("2.0"));
+    // Points in time are timestamps every engine shows as times; durations stay int64.
+    let schema = meta.file_metadata().schema_descr();
+    let logical = |name: &str| schema.columns().iter().find(|c| c.name() == name).unwrap().logical_type_ref().cloned();
+    let utc_ns = parquet::basic::LogicalType::timestamp(true, parquet::basic::TimeUnit::NANOS);
+    for time in ["start_ns", "end_ns", "launch_ns"] {
+        assert_eq!(logical(time), Some(utc_ns.clone()), "{time}");
+    }
+    assert_eq!(logical("bytes"), None);
     let rg = meta.row_group(0);
     for col in rg.columns() {
         assert_eq!(col.compression(), parquet::basic::Compression::ZSTD(Default::default()), "{:?}", col.column_path());
@@ -80,14 +88,14 @@ fn write_with_version(path: &std::path::Path, table: &str, version: SchemaVersio
 fn a_newer_major_version_is_refused_naming_file_table_and_both_versions() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("future.parquet");
-    write_with_version(&path, "windows", SchemaVersion::new(2, 0));
+    write_with_version(&path, "windows", SchemaVersion::new(3, 0));
     let err = read_file::<Window>(&path).unwrap_err().to_string();
     assert!(err.contains("future.parquet"), "{err}");
     assert!(err.contains("windows"), "{err}");
-    assert!(err.contains("2.0") && err.contains(&Window::VERSION.to_string()), "{err}");
+    assert!(err.contains("3.0") && err.contains(&Window::VERSION.to_string()), "{err}");
 
     // A newer minor of the same major only adds nullable columns: readable.
-    write_with_version(&path, "windows", SchemaVersion::new(1, 7));
+    write_with_version(&path, "windows", SchemaVersion::new(2, 7));
     assert_eq!(read_file::<Window>(&path).unwrap().len(), 3);
 }
 
@@ -186,4 +194,39 @@ fn docs_schemas_md_matches_the_code() {
         let name = line.trim_start_matches("## `").split('`').next().unwrap();
         assert!(table_info(name).is_some(), "docs/schemas.md documents unknown table `{name}`");
     }
+}
+
+#[test]
+fn version_1_files_with_int64_times_read_as_the_same_rows() {
+    // Schema 1 stored points in time as int64 ns; schema 2 as TIMESTAMP(NANOS, UTC).
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("v1.parquet");
+    let rows: Vec<Window> = (0..5).map(Window::example).collect();
+    let v2 = Window::to_batch(&rows);
+    assert_eq!(v2.schema().field_with_name("start_ns").unwrap().data_type(), &strand_schemas::column::timestamp_type());
+    let v1_schema = strand_schemas::table::int64_times(&v2.schema());
+    let cols =
+        v2.columns().iter().zip(v1_schema.fields()).map(|(c, f)| arrow::compute::cast(c, f.data_type()).unwrap());
+    let v1 = RecordBatch::try_new(v1_schema.clone(), cols.collect()).unwrap();
+    assert_eq!(v1.schema().field_with_name("end_ns").unwrap().data_type(), &DataType::Int64);
+    let props = writer_properties(&v1_schema, "windows", SchemaVersion::new(1, 2));
+    let mut w = ArrowWriter::try_new(std::fs::File::create(&path).unwrap(), v1_schema, Some(props)).unwrap();
+    w.write(&v1).unwrap();
+    w.close().unwrap();
+    assert_eq!(read_file::<Window>(&path).unwrap(), rows);
+
+    // A time in another unit is not nanoseconds: refused by name, never misread.
+    let mut fields: Vec<Field> = v2.schema().fields().iter().map(|f| f.as_ref().clone()).collect();
+    let i = fields.iter().position(|f| f.name() == "start_ns").unwrap();
+    fields[i] = Field::new("start_ns", DataType::Timestamp(arrow::datatypes::TimeUnit::Microsecond, None), false);
+    let mut cols = v2.columns().to_vec();
+    cols[i] = arrow::compute::cast(&cols[i], fields[i].data_type()).unwrap();
+    let schema = Arc::new(Schema::new(fields));
+    let batch = RecordBatch::try_new(schema.clone(), cols).unwrap();
+    let props = writer_properties(&schema, "windows", Window::VERSION);
+    let mut w = ArrowWriter::try_new(std::fs::File::create(&path).unwrap(), schema, Some(props)).unwrap();
+    w.write(&batch).unwrap();
+    w.close().unwrap();
+    let err = read_file::<Window>(&path).unwrap_err().to_string();
+    assert!(err.contains("column `start_ns` has type Timestamp(µs"), "{err}");
 }

@@ -120,7 +120,7 @@ impl Setup {
             let rel = f.strip_prefix(&root).unwrap().to_string_lossy().to_string();
             let rel = rel.strip_prefix(&format!("{}/", strand_schemas::layout::LANDING)).unwrap_or(&rel);
             let table = rel.split('/').next().unwrap().to_string();
-            assert!(rel.contains("/cluster=e2e/node=node-a/"), "{rel}");
+            assert!(rel.contains("/cluster_dir=e2e/node_dir=node-a/"), "{rel}");
             let (info, reader) =
                 strand_schemas::open_file(&f, &table).unwrap_or_else(|e| panic!("stored file unreadable: {e}"));
             let rows: usize = reader.map(|b| b.expect("every page decodes").num_rows()).sum();

@@ -46,7 +46,7 @@ fn sigterm_flushes_every_batch_and_files_are_readable_by_pyarrow() {
     assert_eq!(tables, ["gpu_samples", "windows"], "{parquet:?}");
     let rel = parquet[0].strip_prefix(&data).unwrap().to_string_lossy().to_string();
     assert!(rel.starts_with("gpu_samples/date="), "{rel}");
-    assert!(rel.contains("/cluster=default/node="), "{rel}");
+    assert!(rel.contains("/cluster_dir=default/node_dir="), "{rel}");
 
     let read = pyarrow_read(&parquet);
     assert_eq!(read[0].0, "gpu_samples");

@@ -1,6 +1,6 @@
 //! `strand import kineto`: PyTorch profiler traces as the tables every
 //! door writes, in the Hive layout the agent and the collector write
-//! (`<out>/<table>/date=YYYY-MM-DD/cluster=<c>/node=<n>/<batch-id>.parquet`):
+//! (`<out>/<table>/date=YYYY-MM-DD/cluster_dir=<c>/node_dir=<n>/<batch-id>.parquet`):
 //! the raw rows (`kernel_events`, `nccl_calls` with their collective
 //! identity, `cuda_sync_calls`, `steps`) and the `windows` the agent's
 //! `WindowBuilder` makes of them, with exact sync stalls across the ranks
@@ -169,7 +169,7 @@ mod tests {
         let s2 = import_kineto(&opts).unwrap();
         assert_eq!(s.iter().map(|x| x.kernels).collect::<Vec<_>>(), s2.iter().map(|x| x.kernels).collect::<Vec<_>>());
         let f = tmp.path().join(
-            "kernel_events/date=2023-09-27/cluster=lab%2Fa/node=alexnet_single_gpu/kineto-alexnet_single_gpu.parquet",
+            "kernel_events/date=2023-09-27/cluster_dir=lab%2Fa/node_dir=alexnet_single_gpu/kineto-alexnet_single_gpu.parquet",
         );
         let rows = strand_schemas::read_file::<strand_schemas::KernelEvent>(&f).unwrap();
         assert_eq!(rows.len(), s[0].kernels, "re-importing replaced the file instead of adding one");
@@ -178,16 +178,15 @@ mod tests {
         );
         assert_eq!(s[1].gpu_names.get(&0).map(|n| n.as_str()), Some("NVIDIA A100-PG509-200"));
         let calls = strand_schemas::read_file::<strand_schemas::NcclCall>(
-            &tmp.path().join("nccl_calls/date=2024-05-23/cluster=lab%2Fa/node=nccl_2rank_a100_rank0/kineto-nccl_2rank_a100_rank0.parquet"),
+            &tmp.path().join("nccl_calls/date=2024-05-23/cluster_dir=lab%2Fa/node_dir=nccl_2rank_a100_rank0/kineto-nccl_2rank_a100_rank0.parquet"),
         )
         .unwrap();
         assert_eq!(calls.len(), s[1].nccl);
         // Windows, on the 10 s grid, split by the trace's kernel records and adding up.
-        let w =
-            strand_schemas::read_file::<Window>(&tmp.path().join(
-                "windows/date=2023-09-27/cluster=lab%2Fa/node=alexnet_single_gpu/kineto-alexnet_single_gpu.parquet",
-            ))
-            .unwrap();
+        let w = strand_schemas::read_file::<Window>(&tmp.path().join(
+            "windows/date=2023-09-27/cluster_dir=lab%2Fa/node_dir=alexnet_single_gpu/kineto-alexnet_single_gpu.parquet",
+        ))
+        .unwrap();
         assert_eq!(w.len(), s[0].windows);
         assert!(!w.is_empty());
         for x in &w {

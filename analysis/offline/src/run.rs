@@ -29,7 +29,7 @@ use strand_schemas::category::Category;
 use strand_schemas::comm_kernels::{CommKernels, CommMatch};
 use strand_schemas::{
     CudaSyncCall, GpuEvent, GpuSample, KernelEvent, NcclCall, ProcessEvent, ProcessSample, ReadLimits, Step, Table,
-    Window, open_builder,
+    Window, layout, open_builder,
 };
 
 use crate::kineto::{self, KinetoOptions, KinetoTrace};
@@ -193,13 +193,13 @@ fn read_all<T: Table + JobRow>(parts: &[Part], job: &Option<String>) -> anyhow::
 }
 
 /// A Hive-layout file's dataset root, cluster and node
-/// (`<root>/<table>/date=…/cluster=<c>/node=<n>/<batch>.parquet`).
+/// (`<root>/<table>/date=…/cluster_dir=<c>/node_dir=<n>/<batch>.parquet`).
 fn hive_identity(file: &Path) -> Option<(PathBuf, String, String)> {
     let real = fs::canonicalize(file).ok()?;
     let node_dir = real.parent()?;
-    let node = node_dir.file_name()?.to_str()?.strip_prefix("node=")?.to_string();
+    let node = layout::dir_value(node_dir.file_name()?.to_str()?, layout::NODE_KEY)?.to_string();
     let cluster_dir = node_dir.parent()?;
-    let cluster = cluster_dir.file_name()?.to_str()?.strip_prefix("cluster=")?.to_string();
+    let cluster = layout::dir_value(cluster_dir.file_name()?.to_str()?, layout::CLUSTER_KEY)?.to_string();
     let date_dir = cluster_dir.parent()?;
     date_dir.file_name()?.to_str()?.strip_prefix("date=")?;
     let root = date_dir.parent()?.parent()?.to_path_buf();

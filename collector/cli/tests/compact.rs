@@ -186,7 +186,7 @@ async fn late_batches_of_a_compacted_hour_become_a_new_part_and_resent_ones_stay
     p.sort();
     assert_eq!(p.len(), 2, "{p:?}");
     assert!(p[1].ends_with("/part-000002.parquet"), "{p:?}");
-    assert_eq!(held(&c.data, &p[1]), ["node=n2/late-n2-0.parquet"]);
+    assert_eq!(held(&c.data, &p[1]), ["node_dir=n2/late-n2-0.parquet"]);
     assert_eq!(strand_count(&c.data), (total + 50, total + 50));
     assert_eq!(external("duckdb", &c.data), (total + 50, total + 50));
 }

@@ -90,7 +90,7 @@ async fn a_batch_is_stored_once_in_hive_layout_and_queryable() {
     assert_eq!(status, 201, "{json}");
     assert_eq!(json["status"], "stored");
     assert_eq!(json["rows"], 100);
-    let key = "_landing/gpu_samples/date=2024-03-01/hour=00/cluster=c1/node=n1/batch-000001.parquet";
+    let key = "_landing/gpu_samples/date=2024-03-01/hour=00/cluster_dir=c1/node_dir=n1/batch-000001.parquet";
     assert_eq!(json["key"], key);
     assert_eq!(std::fs::read(c.data.join(key)).unwrap(), body, "the stored file is the uploaded file");
 
@@ -344,7 +344,11 @@ async fn collector_killed_mid_ingest_leaves_nothing_visible_and_the_retry_stores
     // 20 000 rows a second apart: one landed file per hour they cover.
     let files = files_under(&c2.data);
     let hours: Vec<String> = (0..6)
-        .map(|h| format!("_landing/gpu_samples/date=2024-03-01/hour={h:02}/cluster=c1/node=n1/batch-killed-01.parquet"))
+        .map(|h| {
+            format!(
+                "_landing/gpu_samples/date=2024-03-01/hour={h:02}/cluster_dir=c1/node_dir=n1/batch-killed-01.parquet"
+            )
+        })
         .collect();
     assert_eq!(files, hours);
     assert_eq!(query_value(&c2.data, "SELECT count(*) FROM gpu_samples"), "20000");

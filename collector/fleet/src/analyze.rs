@@ -320,7 +320,7 @@ async fn restrict(ctx: &SessionContext, clusters: &[String], nodes: &[String], j
 }
 
 /// Findings of a range go to
-/// `findings/date=D/hour=HH/cluster=C/findings-<start>-<end>.parquet` (the
+/// `findings/date=D/hour=HH/cluster_dir=C/findings-<start>-<end>.parquet` (the
 /// hour of the range's start): the same range replaces the same objects.
 async fn store_findings(out: &Output, range: TimeRange, rows: &[Finding]) -> anyhow::Result<()> {
     let (date, hour) = layout::date_hour(range.start_ns);
@@ -330,9 +330,10 @@ async fn store_findings(out: &Output, range: TimeRange, rows: &[Finding]) -> any
     }
     for (cluster, rows) in by_cluster {
         let key = format!(
-            "{}/date={date}/{}/cluster={}/findings-{}-{}.parquet",
+            "{}/date={date}/{}/{}={}/findings-{}-{}.parquet",
             Finding::NAME,
             layout::hour_dir(hour),
+            layout::CLUSTER_KEY,
             strand_schemas::hive::escape(&cluster),
             range.start_ns,
             range.end_ns

@@ -18,6 +18,8 @@
 //! Every table of `strand_schemas::all_tables()` is registered under its
 //! name, even when it has no file yet (`SELECT count(*) FROM windows` is 0),
 //! with the table's columns and then `date` (a string, from the path).
+//! Points in time (`Timestamp(ns, UTC)` in files of schema version 2,
+//! `Int64` in version 1) are `BIGINT` nanoseconds here, as in version 1.
 //!
 //! Which files a table reads (each row once, whatever compaction is doing):
 //! the landed batches are listed first, then the compacted parts; a landed
@@ -210,7 +212,10 @@ impl StrandTable {
         table: &'static TableInfo,
         range: Option<TimeRange>,
     ) -> Self {
-        let file_schema: SchemaRef = (table.schema)();
+        // Points in time as int64 ns (schema 1's types) whatever the files'
+        // version: the report's SQL and `strand query` give the same answers
+        // over version 1, version 2 and mixed files.
+        let file_schema: SchemaRef = strand_schemas::table::int64_times(&(table.schema)());
         let schema = TableSchema::builder(file_schema)
             .with_table_partition_cols(vec![Arc::new(Field::new(DATE_COLUMN, DataType::Utf8, false))])
             .build();
@@ -327,15 +332,7 @@ impl StrandTable {
     }
 }
 
-/// The unit directory (`<table>/date=…/hour=…/cluster=…`) of a path relative to the root (or to `_landing`).
-fn unit_of(rel: &str) -> Option<String> {
-    let parts: Vec<&str> = rel.split('/').collect();
-    (parts.len() >= 5
-        && parts[1].starts_with("date=")
-        && parts[2].starts_with("hour=")
-        && parts[3].starts_with("cluster="))
-    .then(|| parts[..4].join("/"))
-}
+use layout::unit_of;
 
 /// The landed batches a compacted part holds (its footer's `strand.batches`).
 async fn part_batches(store: &dyn ObjectStore, m: &ObjectMeta) -> datafusion::error::Result<Vec<String>> {
@@ -584,11 +581,11 @@ mod tests {
         // Hour 0 compacted (b1), b1's landed file not yet removed; b2 arrived late, not compacted yet.
         landed(root, T0, "n1", "b1", &b1);
         landed(root, T0, "n2", "b2", &b2);
-        part(root, &layout::unit_dir("gpu_samples", "2024-03-01", 0, "c"), 1, &["node=n1/b1.parquet"], &b1);
+        part(root, &layout::unit_dir("gpu_samples", "2024-03-01", 0, "c"), 1, &["node_dir=n1/b1.parquet"], &b1);
         // Hour 1, landed only; history ten days earlier, compacted.
         landed(root, T0 + H, "n1", "b3", &samples("c", "n1", &[T0 + H + 5]));
         let old = samples("c", "n1", &[T0 - 10 * DAY_NS]);
-        part(root, &layout::unit_dir("gpu_samples", "2024-02-20", 0, "c"), 1, &["node=n1/b0.parquet"], &old);
+        part(root, &layout::unit_dir("gpu_samples", "2024-02-20", 0, "c"), 1, &["node_dir=n1/b0.parquet"], &old);
 
         let ds = Dataset::open(root.to_str().unwrap()).await.unwrap();
         assert_eq!(int(&rows(&ds, "SELECT count(*) FROM gpu_samples").await), 5, "each row once");
@@ -601,9 +598,9 @@ mod tests {
         assert_eq!(
             files,
             [
-                "_landing/gpu_samples/date=2024-03-01/hour=00/cluster=c/node=n2/b2.parquet",
-                "_landing/gpu_samples/date=2024-03-01/hour=01/cluster=c/node=n1/b3.parquet",
-                "gpu_samples/date=2024-03-01/hour=00/cluster=c/part-000001.parquet",
+                "_landing/gpu_samples/date=2024-03-01/hour=00/cluster_dir=c/node_dir=n2/b2.parquet",
+                "_landing/gpu_samples/date=2024-03-01/hour=01/cluster_dir=c/node_dir=n1/b3.parquet",
+                "gpu_samples/date=2024-03-01/hour=00/cluster_dir=c/part-000001.parquet",
             ]
         );
         assert_eq!(int(&rows(&ds, "SELECT count(*) FROM gpu_samples").await), 1);

@@ -10,7 +10,7 @@
 //!   arrival, and each chunk is read with a margin of
 //!   [`StallOptions::match_window_ns`] on both sides. An hour's rows are
 //!   written as one file per cluster,
-//!   `collective_stalls/date=D/hour=HH/cluster=C/stalls-YYYYMMDDHH.parquet`,
+//!   `collective_stalls/date=D/hour=HH/cluster_dir=C/stalls-YYYYMMDDHH.parquet`,
 //!   each replaced whole, so re-running is idempotent, on disk or on S3.
 //! - the hour's `_stalls.json` records the `nccl_calls` files it was
 //!   computed from (a fingerprint of their names and sizes) and its files:
@@ -140,7 +140,7 @@ pub async fn compute(
         let name = format!("{}.parquet", &id[..id.len() - 3]);
         let mut files = Vec::new();
         for (cluster, w) in writers {
-            let key = format!("{dir}/cluster={}/{name}", strand_schemas::hive::escape(&cluster));
+            let key = format!("{dir}/{}={}/{name}", layout::CLUSTER_KEY, strand_schemas::hive::escape(&cluster));
             out.put(&key, bytes::Bytes::from(w.finish()?)).await?;
             files.push(key);
         }
@@ -423,7 +423,7 @@ mod tests {
             files,
             [
                 "collective_stalls/date=2026-01-05/hour=00/_stalls.json",
-                "collective_stalls/date=2026-01-05/hour=00/cluster=c/stalls-2026010500.parquet"
+                "collective_stalls/date=2026-01-05/hour=00/cluster_dir=c/stalls-2026010500.parquet"
             ]
         );
         // Re-running the hour replaces its files; with reuse and the same inputs it is not computed again.

@@ -413,3 +413,87 @@ async fn the_default_deployment_nvml_only_shows_what_it_can_see_and_no_ettr_find
     let md = crate::report::markdown_for_tests(&r);
     assert!(md.contains("unknown (no step source)"), "{md}");
 }
+
+/// Rewrites every `n`-th Parquet file under `root` (from the `first`) as
+/// schema version 1 wrote it: points in time as `Int64`, version `1.0`.
+fn rewrite_as_version_1(root: &Path, first: usize, n: usize) -> usize {
+    use parquet::arrow::ArrowWriter;
+    use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+    use strand_schemas::SchemaVersion;
+    let mut files = Vec::new();
+    let mut stack = vec![root.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).unwrap().flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                stack.push(p);
+            } else if p.extension().is_some_and(|x| x == "parquet") {
+                files.push(p);
+            }
+        }
+    }
+    files.sort();
+    let mut rewritten = 0;
+    for path in files.iter().skip(first).step_by(n) {
+        let builder = ParquetRecordBatchReaderBuilder::try_new(std::fs::File::open(path).unwrap()).unwrap();
+        let kv = builder.metadata().file_metadata().key_value_metadata().cloned().unwrap_or_default();
+        let table = kv.iter().find(|e| e.key == "strand.table").and_then(|e| e.value.clone()).unwrap();
+        let v1 = strand_schemas::table::int64_times(builder.schema());
+        let batches: Vec<_> = builder.build().unwrap().map(|b| b.unwrap()).collect();
+        let props = strand_schemas::parquet_io::writer_properties(&v1, &table, SchemaVersion::new(1, 0));
+        let mut w = ArrowWriter::try_new(std::fs::File::create(path).unwrap(), v1.clone(), Some(props)).unwrap();
+        for b in batches {
+            let cols =
+                b.columns().iter().zip(v1.fields()).map(|(c, f)| arrow::compute::cast(c, f.data_type()).unwrap());
+            w.write(&arrow::record_batch::RecordBatch::try_new(v1.clone(), cols.collect()).unwrap()).unwrap();
+        }
+        w.close().unwrap();
+        rewritten += 1;
+    }
+    rewritten
+}
+
+/// Every result of the report's SQL (`--dump-sql`), lines sorted per file.
+fn dumped(dir: &Path) -> Vec<(String, Vec<String>)> {
+    let mut out: Vec<(String, Vec<String>)> = std::fs::read_dir(dir)
+        .unwrap()
+        .flatten()
+        .map(|e| {
+            let text = std::fs::read_to_string(e.path()).unwrap();
+            let mut lines: Vec<String> = text.lines().map(str::to_string).collect();
+            lines.sort();
+            (e.file_name().to_string_lossy().to_string(), lines)
+        })
+        .collect();
+    out.sort();
+    out
+}
+
+#[tokio::test]
+async fn the_report_gives_the_same_answer_over_schema_1_schema_2_and_mixed_files() {
+    let mut cfg = fleet(3);
+    cfg.jobs.push(cfg.job("late", vec![0, 1], true));
+    cfg.faults.push(Fault::Straggler { job: 0, rank: 13, delay_ns: 10_000_000 });
+    let mut answers = Vec::new();
+    for (what, first, n) in [("schema 2", 0, 0), ("schema 1", 0, 1), ("mixed", 1, 2)] {
+        let dir = tempfile::tempdir().unwrap();
+        strand_sim::write(&cfg, dir.path(), 2).unwrap();
+        if n > 0 {
+            assert!(rewrite_as_version_1(dir.path(), first, n) > 0, "{what}");
+        }
+        let dump = dir.path().join("dump");
+        let mut opts = options(dir.path(), false);
+        opts.dump_dir = Some(dump.clone());
+        let a = analyze(&opts, &Reducer::cpu(), &mut |_, _, _| {}).await.unwrap();
+        let r = build(&opts, a, 0.0).unwrap();
+        let findings: Vec<String> =
+            r.findings.iter().map(|f| format!("{} {} {}", f.kind, f.summary, f.figures)).collect();
+        answers.push((what, dumped(&dump), findings));
+    }
+    assert!(answers[0].1.iter().any(|(_, lines)| !lines.is_empty()), "the SQL returned rows");
+    assert_eq!(answers[0].2.len(), 1, "the straggler is found: {:?}", answers[0].2);
+    for (what, dump, findings) in &answers[1..] {
+        assert!(dump == &answers[0].1, "{what}: the SQL results differ from schema 2's");
+        assert_eq!(findings, &answers[0].2, "{what}: the findings differ from schema 2's");
+    }
+}
