@@ -75,4 +75,10 @@ if [ "$TESTING" = 1 ]; then
     python3 -m pip install -q --disable-pip-version-check "$mod" 2>/dev/null \
       || python3 -m pip install -q --disable-pip-version-check --break-system-packages "$mod"
   done
+  # A local S3-compatible server for the S3 tests (tests/tests/s3_store.rs).
+  if ! python3 -c "import moto.server, flask, flask_cors" 2>/dev/null; then
+    echo "install-deps: pip install moto[server]"
+    python3 -m pip install -q --disable-pip-version-check "moto[server]" 2>/dev/null \
+      || python3 -m pip install -q --disable-pip-version-check --break-system-packages "moto[server]"
+  fi
 fi

@@ -88,11 +88,23 @@ pub struct OutputConfig {
     pub rotate_bytes: u64,
     /// Upper bound on the data directory; the oldest files are evicted (and counted) beyond it.
     pub quota_bytes: u64,
+    /// Full `kernel_events` that are not shipped (`collector.kernel_events = false`,
+    /// the default, or no collector) are kept at most this many bytes...
+    pub kernel_events_max_bytes: u64,
+    /// ...and this long (by their first row); older files are removed.
+    #[serde(deserialize_with = "duration")]
+    pub kernel_events_max_age: Duration,
 }
 
 impl Default for OutputConfig {
     fn default() -> Self {
-        Self { rotate_interval: Duration::from_secs(60), rotate_bytes: 32 << 20, quota_bytes: 10 << 30 }
+        Self {
+            rotate_interval: Duration::from_secs(60),
+            rotate_bytes: 32 << 20,
+            quota_bytes: 10 << 30,
+            kernel_events_max_bytes: 4 << 30,
+            kernel_events_max_age: Duration::from_secs(3 * 24 * 3600),
+        }
     }
 }
 
@@ -105,6 +117,11 @@ pub struct CollectorConfig {
     pub token_file: Option<PathBuf>,
     /// PEM file with extra CA certificates to trust for the collector.
     pub ca_file: Option<PathBuf>,
+    /// Ship the full `kernel_events` (every CUPTI record: tens of GB a day on a
+    /// busy 8-GPU node). Off by default: they stay in the data directory
+    /// within `output.kernel_events_max_*`, and the collector gets
+    /// `kernel_summaries`, which is what fleet reports and top kernels read.
+    pub kernel_events: bool,
 }
 
 #[derive(Debug, Clone, Deserialize)]

@@ -280,10 +280,12 @@ impl Live {
         }
     }
 
-    /// Windows that ended before `now − lateness` (all of them when `flush`).
-    pub(crate) fn close(&self, flush: bool) -> Vec<Window> {
-        let Ok(mut b) = self.builder.lock() else { return Vec::new() };
+    /// Windows that ended before `now − lateness` (all of them when `flush`),
+    /// with their kernel summaries.
+    pub(crate) fn close(&self, flush: bool) -> (Vec<Window>, Vec<KernelSummary>) {
+        let Ok(mut b) = self.builder.lock() else { return Default::default() };
         let result = if flush { b.flush() } else { b.close_until(utc_now_ns()) };
+        let summaries = b.take_kernel_summaries();
         let stats = b.stats();
         drop(b);
         let u = |k: &str| self.metrics.unused_rows.get_or_create(&SourceLabels { source: k.into() }).clone();
@@ -295,11 +297,11 @@ impl Live {
                 for w in &windows {
                     self.export(w);
                 }
-                windows
+                (windows, summaries)
             }
             Err(e) => {
                 tracing::warn!("live windows: reduction failed ({e}); these windows are lost");
-                Vec::new()
+                (Vec::new(), summaries)
             }
         }
     }
@@ -366,6 +368,7 @@ pub async fn run_join(live: Arc<Live>, mut rx: mpsc::Receiver<Vec<NcclCall>>, ou
 pub async fn run_windows(
     live: Arc<Live>,
     windows: RowSink<Window>,
+    summaries: RowSink<KernelSummary>,
     steps: RowSink<Step>,
     done: tokio::sync::oneshot::Receiver<()>,
 ) {
@@ -376,14 +379,16 @@ pub async fn run_windows(
             _ = tick.tick() => {
                 let inferred = live.steps.lock().map(|mut s| s.poll()).unwrap_or_default();
                 steps.send(inferred);
-                let closed = tokio::task::block_in_place(|| live.close(false));
+                let (closed, kernels) = tokio::task::block_in_place(|| live.close(false));
                 windows.send(closed);
+                summaries.send(kernels);
             }
             _ = &mut done => break,
         }
     }
     let inferred = live.steps.lock().map(|mut s| s.poll()).unwrap_or_default();
     steps.send(inferred);
-    let closed = tokio::task::block_in_place(|| live.close(true));
+    let (closed, kernels) = tokio::task::block_in_place(|| live.close(true));
     windows.send(closed);
+    summaries.send(kernels);
 }

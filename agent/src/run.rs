@@ -45,6 +45,7 @@ pub struct Sinks {
     pub process_events: RowSink<ProcessEvent>,
     pub steps: RowSink<Step>,
     pub windows: RowSink<Window>,
+    pub kernel_summaries: RowSink<KernelSummary>,
     pub nic_samples: RowSink<NicSample>,
     pub process_samples: RowSink<ProcessSample>,
 }
@@ -101,8 +102,16 @@ pub async fn run(cfg: Config, opts: RunOptions) -> anyhow::Result<()> {
             .map_err(anyhow::Error::msg)?,
     );
 
-    let (spool, recovery) = Spool::open(&cfg.data_dir, &cfg.cluster, &node, cfg.output.quota_bytes, metrics.clone())
-        .with_context(|| format!("cannot open the data directory {}", cfg.data_dir.display()))?;
+    let (mut spool, recovery) =
+        Spool::open(&cfg.data_dir, &cfg.cluster, &node, cfg.output.quota_bytes, metrics.clone())
+            .with_context(|| format!("cannot open the data directory {}", cfg.data_dir.display()))?;
+    if !(cfg.collector.kernel_events && cfg.collector.url.is_some()) {
+        spool.set_keep_local(vec![crate::spool::KeepLocal {
+            table: KernelEvent::NAME.into(),
+            max_bytes: cfg.output.kernel_events_max_bytes,
+            max_age: cfg.output.kernel_events_max_age,
+        }]);
+    }
     let spool = Arc::new(spool);
     tracing::info!(
         "data directory {}: {} complete batch file(s) ({} bytes) kept from earlier runs",
@@ -186,6 +195,15 @@ pub async fn run(cfg: Config, opts: RunOptions) -> anyhow::Result<()> {
             &late_shutdown,
             &mut last_writers,
         ),
+        kernel_summaries: start_writer(
+            &spool,
+            rotation,
+            &metrics,
+            |r: &KernelSummary| r.start_ns,
+            None,
+            &late_shutdown,
+            &mut last_writers,
+        ),
         nic_samples: start_writer(&spool, rotation, &metrics, |r: &NicSample| r.ts_ns, None, &shutdown, w),
         process_samples: start_writer(&spool, rotation, &metrics, |r: &ProcessSample| r.ts_ns, None, &shutdown, w),
     };
@@ -196,6 +214,7 @@ pub async fn run(cfg: Config, opts: RunOptions) -> anyhow::Result<()> {
     let windows_task = tokio::spawn(crate::live::run_windows(
         live.clone(),
         sinks.windows.clone(),
+        sinks.kernel_summaries.clone(),
         sinks.steps.clone(),
         windows_done_rx,
     ));

@@ -54,12 +54,24 @@ impl Pending {
     }
 }
 
+/// A table kept in the data directory and not shipped (full `kernel_events`
+/// by default: the collector gets `kernel_summaries`), with its retention.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeepLocal {
+    pub table: String,
+    /// Its files together stay under this many bytes (oldest removed first).
+    pub max_bytes: u64,
+    /// A file whose first row is older than this is removed.
+    pub max_age: std::time::Duration,
+}
+
 pub struct Spool {
     root: PathBuf,
     cluster: String,
     node: String,
     quota: u64,
     metrics: AgentMetrics,
+    keep_local: Vec<KeepLocal>,
     /// Committed files by (batch id, table): oldest first.
     index: Mutex<BTreeMap<(String, String), Entry>>,
 }
@@ -103,6 +115,7 @@ impl Spool {
             node: node.into(),
             quota,
             metrics,
+            keep_local: Vec::new(),
             index: Mutex::new(BTreeMap::new()),
         };
         let mut rec = Recovery::default();
@@ -304,6 +317,9 @@ impl Spool {
             idx.insert((entry.batch_id.clone(), entry.table.clone()), entry.clone());
         }
         self.enforce_quota();
+        if !self.keep_local.is_empty() {
+            self.enforce_retention(strand_schemas::clock::utc_now_ns());
+        }
         self.update_gauges();
         Ok(entry)
     }
@@ -315,8 +331,49 @@ impl Spool {
     }
 
     /// Committed batches, oldest first.
+    #[cfg(test)]
     pub fn entries(&self) -> Vec<Entry> {
         self.index.lock().map(|i| i.values().cloned().collect()).unwrap_or_default()
+    }
+
+    /// Keeps these tables in the data directory (never shipped) within their
+    /// retention, applied now and at every commit.
+    pub fn set_keep_local(&mut self, keep: Vec<KeepLocal>) {
+        self.keep_local = keep;
+        self.enforce_retention(strand_schemas::clock::utc_now_ns());
+        self.update_gauges();
+    }
+
+    /// Committed batches to ship, oldest first: all but the tables kept local.
+    pub fn to_ship(&self) -> Vec<Entry> {
+        let local = |e: &Entry| self.keep_local.iter().any(|k| k.table == e.table);
+        self.index.lock().map(|i| i.values().filter(|e| !local(e)).cloned().collect()).unwrap_or_default()
+    }
+
+    /// Removes files of the tables kept local beyond their size or age.
+    fn enforce_retention(&self, now_ns: i64) {
+        let Ok(mut idx) = self.index.lock() else { return };
+        for k in &self.keep_local {
+            let oldest_kept = now_ns.saturating_sub(i64::try_from(k.max_age.as_nanos()).unwrap_or(i64::MAX));
+            // Newest first: keep while within the size and the age.
+            let mut total = 0u64;
+            let mut drop_keys = Vec::new();
+            for (key, e) in idx.iter().rev().filter(|(_, e)| e.table == k.table) {
+                let first_ns: i64 = e.batch_id.split('-').next().and_then(|t| t.parse().ok()).unwrap_or(i64::MAX);
+                total = total.saturating_add(e.bytes);
+                if total > k.max_bytes || first_ns < oldest_kept {
+                    drop_keys.push(key.clone());
+                }
+            }
+            for key in drop_keys {
+                if let Some(e) = idx.remove(&key)
+                    && let Err(err) = fs::remove_file(&e.path)
+                    && err.kind() != io::ErrorKind::NotFound
+                {
+                    tracing::warn!("cannot remove {} past its retention: {err}", e.path.display());
+                }
+            }
+        }
     }
 
     /// Removes a batch (after the collector acknowledged it).
@@ -413,6 +470,28 @@ mod tests {
         let (p, mut f) = spool.create(table, ts).unwrap();
         f.write_all(&vec![7u8; bytes]).unwrap();
         spool.commit(p, f, ts).unwrap()
+    }
+
+    #[test]
+    fn a_table_kept_local_is_not_shipped_and_stays_within_its_size_and_age() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut spool, _) = Spool::open(dir.path(), "c", "n", 1 << 30, AgentMetrics::default()).unwrap();
+        let now = strand_schemas::clock::utc_now_ns();
+        let hour = 3_600_000_000_000i64;
+        let ancient = write_batch(&spool, "kernel_events", now - 30 * hour, 100);
+        spool.set_keep_local(vec![KeepLocal {
+            table: "kernel_events".into(),
+            max_bytes: 250,
+            max_age: std::time::Duration::from_secs(24 * 3600),
+        }]);
+        assert!(!ancient.path.exists(), "older than the age bound: removed when the retention is set");
+        let summary = write_batch(&spool, "kernel_summaries", now - 30 * hour, 100);
+        let k: Vec<Entry> = (0..3).map(|i| write_batch(&spool, "kernel_events", now - 3 * hour + i, 100)).collect();
+        // Size: the two newest (200 bytes) fit, the oldest went.
+        assert!(!k[0].path.exists() && k[1].path.exists() && k[2].path.exists());
+        assert!(summary.path.exists(), "other tables are not under the retention");
+        assert_eq!(spool.to_ship(), vec![summary.clone()], "kernel_events are never shipped");
+        assert_eq!(spool.entries().len(), 3);
     }
 
     #[test]

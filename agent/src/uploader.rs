@@ -181,7 +181,7 @@ pub async fn upload(client: &reqwest::Client, target: &Target, entry: &Entry) ->
 /// in the spool and is shipped at the next start.
 pub async fn drain(spool: &Spool, client: &reqwest::Client, target: &Target, metrics: &AgentMetrics, limit: Duration) {
     let deadline = tokio::time::Instant::now() + limit;
-    for entry in spool.entries() {
+    for entry in spool.to_ship() {
         let Ok(outcome) = tokio::time::timeout_at(deadline, upload(client, target, &entry)).await else { break };
         match outcome {
             Outcome::Done => {
@@ -194,7 +194,7 @@ pub async fn drain(spool: &Spool, client: &reqwest::Client, target: &Target, met
             Outcome::Reject(_) | Outcome::Retry(_) => break,
         }
     }
-    let left = spool.entries().len();
+    let left = spool.to_ship().len();
     if left > 0 {
         tracing::info!("{left} batch file(s) stay in the spool; they are shipped at the next start");
     }
@@ -214,7 +214,7 @@ pub async fn run(
     let mut held: std::collections::HashMap<std::path::PathBuf, tokio::time::Instant> = Default::default();
     loop {
         let mut wait = Duration::from_secs(1);
-        for entry in spool.entries() {
+        for entry in spool.to_ship() {
             if shutdown.is_triggered() {
                 return;
             }

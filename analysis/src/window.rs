@@ -31,7 +31,7 @@ use std::sync::Arc;
 use strand_kernels::{KernelsError, Reducer};
 use strand_schemas::category::Category;
 use strand_schemas::comm_kernels::CommKernels;
-use strand_schemas::{CudaSyncCall, GpuSample, KernelEvent, NcclCall, ProcessEvent, Step, Window};
+use strand_schemas::{CudaSyncCall, GpuSample, KernelEvent, KernelSummary, NcclCall, ProcessEvent, Step, Window};
 
 use crate::collective::{BandwidthBaseline, CollectiveRecord, StallMatcher};
 use crate::decompose::{DecomposeBatch, Segmented};
@@ -162,6 +162,8 @@ struct Act {
     fed: bool,
     /// The record's job ([`WindowBuilder::job_index`]; 0: none).
     job: u32,
+    /// The record's name ([`WindowBuilder::name_index`]).
+    name: u32,
 }
 
 #[derive(Debug, Clone)]
@@ -295,7 +297,20 @@ pub struct WindowBuilder {
     job_ids: HashMap<String, u32>,
     /// Kernel names already classified (whether each is communication).
     comm_names: HashMap<Arc<str>, bool>,
+    /// Kernel names seen, by index (acts carry the index).
+    names: Vec<Arc<str>>,
+    name_ids: HashMap<Arc<str>, u32>,
+    /// `kernel_summaries` rows of closed windows, until taken.
+    summaries: Vec<KernelSummary>,
 }
+
+/// Past this many distinct kernel names, new names are summarised as one.
+const MAX_NAMES: usize = 65_536;
+/// The name of the kernels beyond [`MAX_NAMES`] in `kernel_summaries`.
+pub const OTHER_KERNELS: &str = "(other kernels)";
+
+/// Per window: (name index, job index, category) → (count, total, min, max).
+type SummaryAcc = BTreeMap<(u32, u32, Category), (i64, i64, i64, i64)>;
 
 fn floor_to(t: i64, period: i64) -> i64 {
     t.div_euclid(period).saturating_mul(period)
@@ -322,7 +337,32 @@ impl WindowBuilder {
             jobs: Vec::new(),
             job_ids: HashMap::new(),
             comm_names: HashMap::new(),
+            names: vec![Arc::from(OTHER_KERNELS)],
+            name_ids: HashMap::new(),
+            summaries: Vec::new(),
         })
+    }
+
+    /// The index acts carry for a kernel name (0: beyond [`MAX_NAMES`]).
+    fn name_index(&mut self, name: &Arc<str>) -> u32 {
+        if let Some(&i) = self.name_ids.get(name) {
+            return i;
+        }
+        if self.names.len() > MAX_NAMES {
+            return 0;
+        }
+        let i = self.names.len() as u32;
+        self.names.push(name.clone());
+        self.name_ids.insert(name.clone(), i);
+        i
+    }
+
+    /// The `kernel_summaries` rows of the windows closed so far (since the
+    /// last call): every kernel record the builder used, once, grouped by
+    /// GPU, window, name, job and category. The one place the summary is
+    /// computed; the agent and import write these rows next to `windows`.
+    pub fn take_kernel_summaries(&mut self) -> Vec<KernelSummary> {
+        std::mem::take(&mut self.summaries)
     }
 
     /// The category of a kernel row, with the configured table of
@@ -457,6 +497,7 @@ impl WindowBuilder {
                 g.uuid.get_or_insert_with(|| u.clone());
             }
             let job = self.job_index(k.job_id.as_deref());
+            let name = self.name_index(&k.name);
             let g = self.gpu(&key);
             if k.job_id.is_some() {
                 g.job_id = k.job_id.clone();
@@ -478,6 +519,7 @@ impl WindowBuilder {
                 src,
                 fed: false,
                 job,
+                name,
             });
         }
     }
@@ -753,6 +795,7 @@ impl WindowBuilder {
         let mut hollow_w: Vec<f64> = Vec::new();
         let mut hollow_len: Vec<i64> = Vec::new();
         let mut pending: Vec<Pending> = Vec::new();
+        let mut summaries: Vec<(GpuKey, i64, i64, SummaryAcc)> = Vec::new();
         let sp = self.cfg.sample_period_ns;
         let keys: Vec<GpuKey> = self.gpus.keys().cloned().collect();
 
@@ -797,11 +840,15 @@ impl WindowBuilder {
             for &(t0, t1) in &spans {
                 active.retain(|a| a.end > t0);
                 let mut kernel_count = 0i64;
+                let mut summary = SummaryAcc::new();
                 while p < g.acts.len() && g.acts[p].start < t1 {
                     let a = &mut g.acts[p];
                     if !a.fed {
                         streams.push(a.stream, a.start, a.end, a.launch);
                         a.fed = true;
+                        let d = a.end - a.start;
+                        let e = summary.entry((a.name, a.job, a.cat)).or_insert((0, 0, i64::MAX, i64::MIN));
+                        *e = (e.0 + 1, e.1 + d, e.2.min(d), e.3.max(d));
                     }
                     if a.end > t0 || (a.end == a.start && a.start >= t0) {
                         active.push(*a);
@@ -952,6 +999,9 @@ impl WindowBuilder {
                 if let Some(e) = active.iter().filter(|a| a.start < t1).map(|a| a.end).max() {
                     g.prev_busy_end = Some(g.prev_busy_end.map_or(e, |x| x.max(e)));
                 }
+                if !summary.is_empty() {
+                    summaries.push((key.clone(), t0, t1, summary));
+                }
                 pending.push(Pending {
                     key: key.clone(),
                     t0,
@@ -1003,6 +1053,27 @@ impl WindowBuilder {
                 g.acts.clear();
                 g.samples.clear();
                 g.stalls.clear();
+            }
+        }
+
+        for (key, t0, t1, acc) in summaries {
+            let g = &self.gpus[&key];
+            for ((name, job, cat), (count, total, min, max)) in acc {
+                self.summaries.push(KernelSummary {
+                    cluster: g.cluster.clone().unwrap_or_else(|| Arc::from("")),
+                    node: key.node.clone(),
+                    gpu_index: key.gpu_index,
+                    gpu_uuid: g.uuid.clone(),
+                    job_id: job.checked_sub(1).and_then(|i| self.jobs.get(i as usize).cloned()),
+                    start_ns: t0,
+                    end_ns: t1,
+                    name: self.names[name as usize].clone(),
+                    category: cat.as_str().to_string(),
+                    count,
+                    total_ns: total,
+                    min_ns: min,
+                    max_ns: max,
+                });
             }
         }
 

@@ -327,3 +327,57 @@ fn rows_of_gpus_without_windows_do_not_pile_up() {
     assert!(b.close_until(1000 * MS).unwrap().is_empty());
     assert_eq!(b.stats().buffered_rows, 0);
 }
+
+/// The kernel summary counts every record once, in the window that first
+/// used it: summed over windows it is the aggregate of the records, however
+/// they were batched and whatever window boundaries they cross.
+#[test]
+fn kernel_summaries_add_up_to_the_records_once_each() {
+    use std::collections::BTreeMap;
+    let mut b = builder(100 * MS, 50 * MS);
+    let names = ["gemm", "attn", "ncclDevKernel_AllReduce_Sum_bf16_RING_LL", "Memcpy DtoH"];
+    let mut rows = Vec::new();
+    let mut rng = 7u64;
+    for i in 0..2000i64 {
+        rng = rng.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        let start = i * 250_000 + (rng >> 40) as i64 % 100_000;
+        let dur = 10_000 + (rng >> 20) as i64 % (30 * MS); // some cross a window boundary
+        rows.push(kernel((i % 2) as i32, i % 3, start, start + dur, names[(rng >> 60) as usize % 4], None));
+    }
+    let mut expect: BTreeMap<(i32, String), (i64, i64, i64, i64)> = BTreeMap::new();
+    for k in &rows {
+        let e = expect.entry((k.gpu_index.unwrap(), k.name.to_string())).or_insert((0, 0, i64::MAX, 0));
+        let d = k.end_ns - k.start_ns;
+        *e = (e.0 + 1, e.1 + d, e.2.min(d), e.3.max(d));
+    }
+    let mut got: BTreeMap<(i32, String), (i64, i64, i64, i64)> = BTreeMap::new();
+    let mut windows = 0;
+    for (n, chunk) in rows.chunks(300).enumerate() {
+        b.push_kernels(chunk);
+        windows += b.close_until(chunk[0].start_ns + n as i64 * MS).unwrap().len();
+        for s in b.take_kernel_summaries() {
+            assert!(s.start_ns < s.end_ns && s.end_ns - s.start_ns <= 100 * MS);
+            let e = got.entry((s.gpu_index, s.name.to_string())).or_insert((0, 0, i64::MAX, 0));
+            *e = (e.0 + s.count, e.1 + s.total_ns, e.2.min(s.min_ns), e.3.max(s.max_ns));
+        }
+    }
+    windows += b.flush().unwrap().len();
+    for s in b.take_kernel_summaries() {
+        let e = got.entry((s.gpu_index, s.name.to_string())).or_insert((0, 0, i64::MAX, 0));
+        *e = (e.0 + s.count, e.1 + s.total_ns, e.2.min(s.min_ns), e.3.max(s.max_ns));
+        assert_eq!(
+            s.category,
+            if s.name.starts_with("nccl") {
+                "communication"
+            } else if s.name.starts_with("Memcpy") {
+                "copy"
+            } else {
+                "compute"
+            }
+        );
+    }
+    assert!(windows > 10);
+    assert_eq!(b.stats().late_rows, 0);
+    assert_eq!(got, expect);
+    assert!(b.take_kernel_summaries().is_empty(), "rows are taken once");
+}

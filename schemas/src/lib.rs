@@ -37,6 +37,7 @@ pub fn all_tables() -> &'static [TableInfo] {
             TableInfo::of::<GpuSample>(),
             TableInfo::of::<GpuEvent>(),
             TableInfo::of::<KernelEvent>(),
+            TableInfo::of::<KernelSummary>(),
             TableInfo::of::<NcclCall>(),
             TableInfo::of::<CudaSyncCall>(),
             TableInfo::of::<ProcessEvent>(),

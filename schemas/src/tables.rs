@@ -180,6 +180,38 @@ table! {
 }
 
 table! {
+    /// Kernels, copies and sets of one GPU and window grouped by name: what a report's "top kernels" needs where the full `kernel_events` stay on the node (the agent's default). Built by `strand_analysis::WindowBuilder` as it closes the window, from the same records: each record is counted once, in the window where the builder first consumed it (the window holding its start, or the first open window for a record that arrived late but still overlapped one). Summing `count` and `total_ns` and taking the min of `min_ns` and max of `max_ns` over windows gives the figures of the full records.
+    pub struct KernelSummary = "kernel_summaries", version(2, 0) {
+        /// Cluster name.
+        pub cluster: Arc<str> => "",
+        /// Node host name.
+        pub node: Arc<str> => "",
+        /// NVML device index on the node.
+        pub gpu_index: i32 => "",
+        /// GPU UUID, when the records resolved it.
+        pub gpu_uuid: Option<Arc<str>> => "",
+        /// Job of the records, when known.
+        pub job_id: Option<String> => "",
+        /// Window start (as in `windows`).
+        pub start_ns: i64 => "ns (UTC)",
+        /// Window end.
+        pub end_ns: i64 => "ns (UTC)",
+        /// Kernel name as in `kernel_events.name`.
+        pub name: Arc<str> => "",
+        /// `compute`, `communication` or `copy` (as `kernel_events.category`, with the configured table of communication kernels).
+        pub category: String => "",
+        /// Records of that name.
+        pub count: i64 => "count",
+        /// Sum of their durations (end − start).
+        pub total_ns: i64 => "ns",
+        /// Shortest duration.
+        pub min_ns: i64 => "ns",
+        /// Longest duration.
+        pub max_ns: i64 => "ns",
+    }
+}
+
+table! {
     /// One NCCL API call seen on the host (eBPF uprobes, or a Kineto trace), with its communicator identity and, when known, the device-side timing of the kernel it launched.
     pub struct NcclCall = "nccl_calls", version(2, 0) {
         /// Cluster name.

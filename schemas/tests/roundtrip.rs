@@ -33,6 +33,7 @@ fn every_table_round_trips_through_parquet() {
     roundtrip::<GpuSample>();
     roundtrip::<GpuEvent>();
     roundtrip::<KernelEvent>();
+    roundtrip::<KernelSummary>();
     roundtrip::<NcclCall>();
     roundtrip::<CudaSyncCall>();
     roundtrip::<ProcessEvent>();
@@ -42,7 +43,7 @@ fn every_table_round_trips_through_parquet() {
     roundtrip::<NicSample>();
     roundtrip::<ProcessSample>();
     roundtrip::<CollectiveStall>();
-    assert_eq!(all_tables().len(), 12, "a new table needs a round-trip line above");
+    assert_eq!(all_tables().len(), 13, "a new table needs a round-trip line above");
 }
 
 #[test]

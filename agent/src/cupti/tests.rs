@@ -256,7 +256,13 @@ fn kernels_of_every_communication_library_are_communication_in_the_agents_window
         k.category = "compute".into();
     }
     live.on_kernels(&stale);
-    let windows = live.close(true);
+    let (windows, summaries) = live.close(true);
+    // The kernel summary shipped in place of the records: the same categories, each record once.
+    assert_eq!(summaries.len(), NAMES.len() + 1);
+    for k in &summaries {
+        let want = if &*k.name == GEMM { "compute" } else { "communication" };
+        assert_eq!((k.category.as_str(), k.count, k.total_ns), (want, 1, 5_000), "{}", k.name);
+    }
     let comm: i64 = windows.iter().map(|w| w.comm_ns.unwrap()).sum();
     let unidentified: i64 = windows.iter().map(|w| w.comm_unidentified_ns.unwrap()).sum();
     let compute: i64 = windows.iter().map(|w| w.compute_ns.unwrap()).sum();

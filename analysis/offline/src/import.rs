@@ -12,9 +12,9 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use strand_kernels::{Backend, Reducer};
-use strand_schemas::Window;
 use strand_schemas::comm_kernels::CommKernels;
 use strand_schemas::hive::write_partitioned;
+use strand_schemas::{KernelSummary, Window};
 
 use crate::kineto::{KinetoOptions, KinetoTrace};
 use crate::run::{self, RunOptions};
@@ -128,10 +128,17 @@ pub fn import_kineto(opts: &ImportOptions) -> anyhow::Result<Vec<ImportSummary>>
     for w in run.windows {
         by_node.entry(w.node.clone()).or_default().push(w);
     }
+    let mut summaries: HashMap<Arc<str>, Vec<KernelSummary>> = HashMap::new();
+    for k in run.kernel_summaries {
+        summaries.entry(k.node.clone()).or_default().push(k);
+    }
     for s in &mut out {
         if let Some(ws) = by_node.get(s.node.as_str()) {
             write_partitioned(&opts.out, &opts.cluster, &s.node, &batch_of(&s.node), ws, |w| w.start_ns)?;
             s.windows = ws.len();
+        }
+        if let Some(ks) = summaries.get(s.node.as_str()) {
+            write_partitioned(&opts.out, &opts.cluster, &s.node, &batch_of(&s.node), ks, |k| k.start_ns)?;
         }
     }
     Ok(out)

@@ -28,8 +28,8 @@ use strand_kernels::{Reducer, Values};
 use strand_schemas::category::Category;
 use strand_schemas::comm_kernels::{CommKernels, CommMatch};
 use strand_schemas::{
-    CudaSyncCall, GpuEvent, GpuSample, KernelEvent, NcclCall, ProcessEvent, ProcessSample, ReadLimits, Step, Table,
-    Window, layout, open_builder,
+    CudaSyncCall, GpuEvent, GpuSample, KernelEvent, KernelSummary, NcclCall, ProcessEvent, ProcessSample, ReadLimits,
+    Step, Table, Window, layout, open_builder,
 };
 
 use crate::kineto::{self, KinetoOptions, KinetoTrace};
@@ -98,6 +98,8 @@ pub struct Run {
     pub ordered: Vec<CollectiveRecord>,
     /// What the order numbering did.
     pub order_stats: MatchStats,
+    /// `kernel_summaries` of the windows built here (import writes them).
+    pub kernel_summaries: Vec<KernelSummary>,
 }
 
 /// One row group of one strand Parquet file, with its time range.
@@ -175,7 +177,18 @@ trait JobRow {
 macro_rules! job_row {
     ($($t:ty),*) => { $(impl JobRow for $t { fn job(&self) -> Option<&str> { self.job_id.as_deref() } })* };
 }
-job_row!(KernelEvent, NcclCall, CudaSyncCall, Step, Window, GpuSample, ProcessEvent, GpuEvent, ProcessSample);
+job_row!(
+    KernelEvent,
+    KernelSummary,
+    NcclCall,
+    CudaSyncCall,
+    Step,
+    Window,
+    GpuSample,
+    ProcessEvent,
+    GpuEvent,
+    ProcessSample
+);
 
 fn keep<T: JobRow>(job: &Option<String>, rows: Vec<T>) -> Vec<T> {
     match job {
@@ -325,6 +338,29 @@ fn aggregate_kernels(
     Ok(())
 }
 
+/// The figures of [`aggregate_kernels`] from `kernel_summaries` rows:
+/// counts and totals add, minimum and maximum combine.
+fn aggregate_summaries(
+    comm: &CommKernels,
+    rows: &[KernelSummary],
+    agg: &mut HashMap<Arc<str>, KernelAgg>,
+    counts: &mut HashMap<GpuKey, u64>,
+) {
+    for s in rows {
+        let count = s.count.max(0) as u64;
+        let e = agg.entry(s.name.clone()).or_insert_with(|| KernelAgg {
+            category: comm.classify_row("kernel", &s.name, Category::parse(&s.category)).as_str().to_string(),
+            min: i64::MAX,
+            ..Default::default()
+        });
+        e.count += count;
+        e.total += s.total_ns;
+        e.min = e.min.min(s.min_ns);
+        e.max = e.max.max(s.max_ns);
+        *counts.entry(GpuKey { node: s.node.clone(), gpu_index: s.gpu_index }).or_default() += count;
+    }
+}
+
 /// Counts records per GPU.
 fn count_records(rows: &[KernelEvent], counts: &mut HashMap<GpuKey, u64>) {
     let mut last: Option<(GpuKey, u64)> = None;
@@ -449,6 +485,16 @@ pub fn read(
             let rows = keep(job, read_part::<KernelEvent>(p)?);
             aggregate_kernels(reducer, &opts.comm_kernels, &rows, &mut run.kernels)?;
             count_records(&rows, &mut run.kernel_records);
+        }
+        if kernel_parts.is_empty() {
+            // The agent keeps full kernel records on the node by default: the
+            // same figures come from its per-window summary.
+            let summaries = read_all::<KernelSummary>(&parts, job)?;
+            if !summaries.is_empty() {
+                run.notes
+                    .push("top kernels from `kernel_summaries` (the full `kernel_events` stayed on the nodes)".into());
+            }
+            aggregate_summaries(&opts.comm_kernels, &summaries, &mut run.kernels, &mut run.kernel_records);
         }
         finish_steps(opts, &mut run);
         return Ok(run);
@@ -658,10 +704,12 @@ pub fn read(
             b.push_steps(&steps_sorted[next_step..upto].iter().map(|s| (*s).clone()).collect::<Vec<_>>());
             next_step = upto;
             run.windows.extend(b.close_until(next.min_ts)?);
+            run.kernel_summaries.extend(b.take_kernel_summaries());
         }
     }
     b.push_steps(&steps_sorted[next_step..].iter().map(|s| (*s).clone()).collect::<Vec<_>>());
     run.windows.extend(b.flush()?);
+    run.kernel_summaries.extend(b.take_kernel_summaries());
     bar.finish_and_clear();
     run.stats = b.stats();
     if run.stats.late_rows > 0 {

@@ -650,3 +650,49 @@ fn the_same_node_from_two_datasets_is_refused_not_merged() {
     );
     assert!(e.contains("run1") && e.contains("run2") && e.contains(&format!("both hold node {n:?}")), "{e}");
 }
+
+/// Where the full `kernel_events` stayed on the nodes (the agent's default),
+/// the postmortem's top kernels come from `kernel_summaries` and are the same
+/// figures as from the full records.
+#[test]
+fn top_kernels_from_the_summary_equal_those_from_the_full_records() {
+    let data = kineto_dir();
+    let traces: Vec<PathBuf> =
+        ["nccl_2rank_a100_rank0", "alexnet_single_gpu"].iter().map(|n| data.join(format!("{n}.json.gz"))).collect();
+    let tmp = tempfile::tempdir().unwrap();
+    let ds = tmp.path().join("ds");
+    crate::import::import_kineto(&crate::import::ImportOptions {
+        traces,
+        out: ds.clone(),
+        cluster: "kineto".into(),
+        node: None,
+        job: None,
+        hta_scope: false,
+        comm_kernels: Default::default(),
+        max_json_value: None,
+        window_ns: 10_000_000_000,
+        launch_gap_ns: 30_000,
+        backend: strand_kernels::Backend::Cpu,
+    })
+    .unwrap();
+    let mut opts = args(vec![ds.clone()], &tmp.path().join("pm"));
+    opts.top_kernels = usize::MAX;
+    let full = postmortem(&opts).unwrap();
+    assert!(full.top_kernels.len() > 20, "the traces have many kernels");
+    std::fs::remove_dir_all(ds.join("kernel_events")).unwrap();
+    let summed = postmortem(&opts).unwrap();
+    let rows = |r: &Report| -> Vec<(String, String, u64, i64, i64, i64)> {
+        r.top_kernels
+            .iter()
+            .map(|k| (k.name.clone(), k.category.clone(), k.count, k.total_ns, k.min_ns, k.max_ns))
+            .collect()
+    };
+    assert_eq!(rows(&summed), rows(&full));
+    assert_eq!(summed.kernel_records, full.kernel_records);
+    assert_eq!(summed.kernels_total_ns, full.kernels_total_ns);
+    let per_gpu =
+        |r: &Report| r.gpus.iter().map(|g| (g.node.clone(), g.gpu_index, g.kernel_records)).collect::<Vec<_>>();
+    assert_eq!(per_gpu(&summed), per_gpu(&full));
+    assert!(summed.notes.iter().any(|n| n.contains("kernel_summaries")));
+    assert!(!full.notes.iter().any(|n| n.contains("kernel_summaries")));
+}
