@@ -5,7 +5,7 @@
 
 SIM_HOUR_DIR is `strand-sim --hours 1` output (every row from the agents'
 tables, windows by the agent's WindowBuilder). OUT receives the collector's
-compacted layout (`<table>/date=D/hour=HH/cluster=C/part-000000.parquet`,
+compacted layout (`<table>/date=D/hour=HH/cluster_dir=C/part-000000.parquet`,
 docs/fleet-scale.md) for DAYS days *before* the simulated hour: every hour of
 history is the simulated hour's rows shifted by whole hours (every `*_ns`
 column holding a time), one part per table, hour and cluster, as compaction
@@ -25,6 +25,12 @@ import pyarrow.parquet as pq
 
 HOUR = 3_600_000_000_000
 DAY = 24 * HOUR
+
+
+def as_int64(t: pa.Table) -> pa.Table:
+    """Schema 2's `Timestamp(ns, UTC)` columns as int64 ns (schema 1's type)."""
+    cols = [c.cast(pa.int64()) if pa.types.is_timestamp(c.type) else c for c in t.columns]
+    return pa.Table.from_arrays(cols, names=t.column_names)
 
 
 def time_columns(t: pa.Table):
@@ -50,7 +56,8 @@ def main():
     for table, paths in sorted(files.items()):
         parts = [pq.read_table(p, partitioning=None) for p in paths]
         meta = dict(parts[0].schema.metadata or {})
-        t = pa.concat_tables(parts)
+        schema = parts[0].schema.with_metadata(None)
+        t = as_int64(pa.concat_tables(parts))
         tcols = time_columns(t)
         start_col = next(c for c in ("ts_ns", "start_ns", "enter_ns") if c in t.column_names)
         t0 = pc.min(t.column(start_col)).as_py() // HOUR * HOUR
@@ -64,15 +71,15 @@ def main():
                 c = rows.column(name)
                 if name in tcols and h != 0:
                     c = pc.add(c, pa.scalar(h * HOUR, pa.int64()))
-                cols.append(c)
-            shifted = pa.Table.from_arrays(cols, schema=rows.schema.with_metadata(meta))
+                cols.append(c.cast(schema.field(name).type))
+            shifted = pa.Table.from_arrays(cols, schema=schema.with_metadata(meta))
             at = t0 + h * HOUR
             day = at // DAY
             date = (datetime.date(1970, 1, 1) + datetime.timedelta(days=day)).isoformat()
             hour = (at % DAY) // HOUR
             for cluster in clusters:
                 part = shifted if len(clusters) == 1 else shifted.filter(pc.equal(shifted.column("cluster"), cluster))
-                d = os.path.join(out, table, f"date={date}", f"hour={hour:02d}", f"cluster={cluster}")
+                d = os.path.join(out, table, f"date={date}", f"hour={hour:02d}", f"cluster_dir={cluster}")
                 os.makedirs(d, exist_ok=True)
                 pq.write_table(part, os.path.join(d, "part-000000.parquet"), compression="zstd")
         print(f"{table}: {t.num_rows} rows an hour, {thin.num_rows} in a history hour, {days * 24} history hours", flush=True)

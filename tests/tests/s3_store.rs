@@ -125,8 +125,14 @@ fn batches(root: &Path) -> Vec<(PathBuf, String, String, String)> {
         .map(|f| {
             let rel: Vec<String> =
                 f.strip_prefix(root).unwrap().iter().map(|p| p.to_string_lossy().to_string()).collect();
-            let part = |k: &str| rel.iter().find_map(|p| p.strip_prefix(k)).unwrap().to_string();
-            (f.clone(), rel[0].clone(), part("cluster="), part("node="))
+            // Schema 2's keys (`cluster_dir=`), or schema 1's (`cluster=`).
+            let part = |k: &str| {
+                rel.iter()
+                    .find_map(|p| p.strip_prefix(&format!("{k}_dir=")).or_else(|| p.strip_prefix(&format!("{k}="))))
+                    .unwrap()
+                    .to_string()
+            };
+            (f.clone(), rel[0].clone(), part("cluster"), part("node"))
         })
         .collect()
 }
