@@ -474,6 +474,45 @@ impl std::fmt::Display for OrderRefusal {
     }
 }
 
+/// What a report says about order matching (the postmortem's and the fleet
+/// report's notes, one wording): the kinds matched, the kinds refused (ten
+/// at most, each with its reason) and the kernels left unmatched, by library.
+pub fn order_notes(
+    stats: &MatchStats,
+    refusals: &[String],
+    unmatched: u64,
+    unmatched_libraries: &[String],
+) -> Vec<String> {
+    let mut notes = Vec::new();
+    if unmatched > 0 {
+        notes.push(format!(
+            "{unmatched} communication kernels ({}) have no collective identity and were not matched across ranks: their exposed time is communication whose split into transfer and sync stall is unknown",
+            unmatched_libraries.join(", ")
+        ));
+    }
+    notes.extend(refusals.iter().take(10).cloned());
+    if refusals.len() > 10 {
+        notes.push(format!("… and {} more kinds of communication kernel not matched by order", refusals.len() - 10));
+    }
+    if stats.order_kinds_matched > 0 {
+        notes.push(format!(
+            "{} kinds of communication kernel without a collective identity matched across ranks by their order (collective_stalls.matched_by = order)",
+            stats.order_kinds_matched
+        ));
+    }
+    notes
+}
+
+/// The libraries of records that [`order_by_position`] left without an
+/// instance, sorted and once each, and how many such records there are.
+pub fn unmatched_libraries(ordered: &[CollectiveRecord]) -> (u64, Vec<String>) {
+    let lone: Vec<&CollectiveRecord> = ordered.iter().filter(|r| r.instance_key().is_none()).collect();
+    let mut libs: Vec<String> = lone.iter().filter_map(|r| r.order.as_ref().map(|o| o.library.to_string())).collect();
+    libs.sort_unstable();
+    libs.dedup();
+    (lone.len() as u64, libs)
+}
+
 /// Numbers communication kernels without a collective identity by their
 /// order on each rank, so that the k-th kernel of one library, kernel and
 /// group on every rank of a job is one instance (`matched_by = order`).

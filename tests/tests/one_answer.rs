@@ -41,6 +41,10 @@ fn leaves(v: &Value) -> BTreeMap<String, i64> {
 }
 
 fn report(data: &Path, out: &Path, from: i64, to: i64, window: &str) -> Value {
+    report_with(data, out, from, to, window, &[])
+}
+
+fn report_with(data: &Path, out: &Path, from: i64, to: i64, window: &str, extra: &[&str]) -> Value {
     run(
         Command::new(bin("strand"))
             .args([
@@ -56,7 +60,8 @@ fn report(data: &Path, out: &Path, from: i64, to: i64, window: &str) -> Value {
             ])
             .arg(data)
             .arg("--out")
-            .arg(out),
+            .arg(out)
+            .args(extra),
         "strand report stranded",
     );
     json_file(&out.join("stranded.json"))
@@ -147,6 +152,17 @@ fn a_simulated_fleet_gives_the_same_answer_through_every_door() {
 /// A Kineto trace of one rank of a 4-rank job: 24 steps of 20 ms, each a
 /// GEMM then an all-reduce; `late` computes `late_ns` longer per step.
 fn kineto_rank(rank: i64, late_rank: i64, late_ns: i64) -> Value {
+    kineto_rank_with(rank, late_rank, late_ns, NCCL_ALLREDUCE, true)
+}
+
+const NCCL_ALLREDUCE: &str = "ncclDevKernel_AllReduce_Sum_bf16_RING_LL(ncclDevKernelArgsStorage<4096ul>)";
+/// DeepEP's intranode dispatch as Kineto names it (demangled).
+const DEEP_EP_DISPATCH: &str = "void deep_ep::intranode::dispatch<8, 768, 8192>(int4*, float*, int*, int const*)";
+
+/// [`kineto_rank`] with another communication kernel, with or without the
+/// collective metadata newer PyTorch puts on NCCL kernels (`Collective
+/// name`, `Process Group Name`, `Seq`, …).
+fn kineto_rank_with(rank: i64, late_rank: i64, late_ns: i64, comm_kernel: &str, metadata: bool) -> Value {
     let base: i64 = 1_767_571_200_000_000_000 + 3 * 3_600_000_000_000;
     let us = |ns: i64| ns as f64 / 1000.0;
     let compute = |r: i64| 10 * MS + if r == late_rank { late_ns } else { 0 } + r * 20_000;
@@ -162,10 +178,14 @@ fn kineto_rank(rank: i64, late_rank: i64, late_ns: i64) -> Value {
         ev.push(json!({"ph": "X", "cat": "kernel", "name": "sm90_xmma_gemm_bf16bf16_bf16f32", "pid": 0, "tid": 7, "ts": us(t + MS / 2), "dur": us(c),
             "args": {"device": 0, "stream": 7, "correlation": 2 * step + 1}}));
         ev.push(json!({"ph": "X", "cat": "cuda_runtime", "name": "cudaLaunchKernel", "pid": 100, "tid": 100, "ts": us(t + 20_000), "dur": 5.0, "args": {"correlation": 2 * step + 2}}));
-        ev.push(json!({"ph": "X", "cat": "kernel", "name": "ncclDevKernel_AllReduce_Sum_bf16_RING_LL(ncclDevKernelArgsStorage<4096ul>)", "pid": 0, "tid": 9,
-            "ts": us(start_ar), "dur": us(end_ar - start_ar),
-            "args": {"device": 0, "stream": 9, "correlation": 2 * step + 2, "Collective name": "allreduce", "In msg nelems": 1 << 20, "Group size": 4,
-                     "dtype": "BFloat16", "Process Group Name": "0", "Process Group Ranks": "[0, 1, 2, 3]", "Seq": step}}));
+        let mut args = json!({"device": 0, "stream": 9, "correlation": 2 * step + 2});
+        if metadata {
+            let meta = json!({"Collective name": "allreduce", "In msg nelems": 1 << 20, "Group size": 4, "dtype": "BFloat16",
+                              "Process Group Name": "0", "Process Group Ranks": "[0, 1, 2, 3]", "Seq": step});
+            args.as_object_mut().unwrap().extend(meta.as_object().unwrap().clone());
+        }
+        ev.push(json!({"ph": "X", "cat": "kernel", "name": comm_kernel, "pid": 0, "tid": 9,
+            "ts": us(start_ar), "dur": us(end_ar - start_ar), "args": args}));
     }
     json!({"schemaVersion": 1, "distributedInfo": {"rank": rank, "world_size": 4, "backend": "nccl"},
            "deviceProperties": [{"id": 0, "name": "NVIDIA H100 80GB HBM3"}], "baseTimeNanoseconds": base, "traceEvents": ev})
@@ -205,6 +225,143 @@ fn imported_kineto_traces_name_the_late_rank_in_the_fleet_report_as_in_the_postm
     // 3 peers wait 3 ms (+ the small rank offsets) in each of 24 all-reduces.
     assert!((caused(pm_f) - 24.0 * 3.0 * 3e-3).abs() < 24.0 * 3.0 * 0.1e-3, "{}", caused(pm_f));
     assert!(pm_f["summary"].as_str().unwrap().contains("of their GPU time"), "{}", pm_f["summary"]);
+}
+
+/// The stored `collective_stalls` rows of a dataset (`--store`), in (seq, rank) order.
+fn stored_stalls(data: &Path) -> Vec<strand_schemas::CollectiveStall> {
+    let mut rows = Vec::new();
+    let mut dirs = vec![data.join("collective_stalls")];
+    while let Some(d) = dirs.pop() {
+        for e in std::fs::read_dir(&d).unwrap().map(Result::unwrap) {
+            let p = e.path();
+            if p.is_dir() {
+                dirs.push(p);
+            } else if p.extension().is_some_and(|x| x == "parquet") {
+                rows.extend(strand_schemas::parquet_io::read_file::<strand_schemas::CollectiveStall>(&p).unwrap());
+            }
+        }
+    }
+    rows.sort_by_key(|r| (r.comm_hash, r.seq, r.rank));
+    rows
+}
+
+/// Four ranks' traces whose communication kernels carry no collective
+/// identity, imported together and reported on by the fleet, and the same
+/// traces through the postmortem, of the traces and of the import:
+/// (fleet report, stored stall rows, postmortems).
+fn without_identity(
+    dir: &Path,
+    comm_kernel: &str,
+    drop_one: bool,
+) -> (Value, Vec<strand_schemas::CollectiveStall>, [Value; 2]) {
+    let traces: Vec<PathBuf> = (0..4)
+        .map(|r| {
+            let mut t = kineto_rank_with(r, 2, 3 * MS, comm_kernel, false);
+            if drop_one && r == 1 {
+                // Rank 1's trace lost its last communication kernel.
+                let ev = t["traceEvents"].as_array_mut().unwrap();
+                let last = ev.iter().rposition(|e| e["name"] == json!(comm_kernel)).unwrap();
+                ev.remove(last);
+            }
+            let p = dir.join(format!("rank{r}.json"));
+            std::fs::write(&p, t.to_string()).unwrap();
+            p
+        })
+        .collect();
+    let data = dir.join("ds");
+    run(
+        Command::new(bin("strand")).args(["import", "kineto", "--job", "j1", "--out"]).arg(&data).args(&traces),
+        "strand import kineto",
+    );
+    let day = T0 + 2 * HOUR;
+    let r = report_with(&data, &dir.join("report"), day, day + 3 * HOUR, "10s", &["--store"]);
+    let pm = postmortem(&traces, Some("j1"), &dir.join("pm"));
+    let pm_import = postmortem(std::slice::from_ref(&data), Some("j1"), &dir.join("pm-import"));
+    (r, stored_stalls(&data), [pm, pm_import])
+}
+
+/// Traces of older PyTorch (no collective metadata on NCCL kernels) and of a
+/// library other than NCCL (DeepEP) give the fleet report what they give
+/// the postmortem (of the traces, and of their import): each rank's k-th
+/// kernel of a kind is one instance (`matched_by = order`), the late rank is
+/// named, and its peers' sync stall is exactly its lateness.
+#[test]
+fn kernels_without_collective_identity_are_matched_by_order_in_the_fleet_report_as_in_the_postmortem() {
+    for (kernel, library) in [(NCCL_ALLREDUCE, "nccl"), (DEEP_EP_DISPATCH, "deep_ep")] {
+        let dir = tempfile::tempdir().unwrap();
+        let (r, rows, pms) = without_identity(dir.path(), kernel, false);
+        // 24 instances of 4 ranks, all matched by order, on device times.
+        assert_eq!(rows.len(), 96, "{library}: {:#?}", r["notes"]);
+        assert!(rows.iter().all(|x| x.matched_by.as_deref() == Some("order") && x.time_source == "kernel"));
+        assert!(rows.iter().all(|x| x.comm_name.as_deref() == Some("stream 9") && x.nranks == 4));
+        // Rank r starts 3 ms + (2 − r)·20 µs before rank 2 in every step: its stall, exactly.
+        for x in &rows {
+            let want = if x.rank == 2 { 0 } else { 3 * MS + (2 - i64::from(x.rank)) * 20_000 };
+            assert_eq!(x.stall_ns, want, "{library}: rank {} seq {}", x.rank, x.seq);
+            assert_eq!(x.is_last, x.rank == 2);
+        }
+        let stats = (r["stalls"]["instances_by_order"].as_i64(), r["stalls"]["order_kinds_matched"].as_i64());
+        assert_eq!(stats, (Some(24), Some(1)), "{library}");
+        let fleet = named(&r["findings"], &["straggler"]);
+        assert_eq!(fleet.len(), 1, "{library}: {:#?}", r["findings"]);
+        assert_eq!((fleet[0].1.clone(), fleet[0].2.clone()), (json!("rank2"), json!(2)));
+        let caused = |v: &Value| {
+            let f = v["findings"].as_array().unwrap().iter().find(|f| f["kind"] == "straggler").unwrap();
+            f["figures"]["caused_stall_gpu_s"].as_f64().unwrap()
+        };
+        // Rank 2 leads rank 3 by 2.98 ms: each peer's stall it caused is at most that (figure in 3 decimals).
+        assert!((caused(&r) - 24.0 * 3.0 * 2.98e-3).abs() < 0.5e-3, "{library}: {}", caused(&r));
+        let fleet_leaves = leaves(&r["totals"]["leaves_ns"]);
+        assert_eq!(fleet_leaves["comm_split_unknown"], 0, "{library}: every communication kernel is split");
+        assert!(fleet_leaves["sync_stall"] > 0);
+        let said = |v: &Value| {
+            v["notes"].as_array().unwrap().iter().any(|n| n.as_str().unwrap().contains("matched_by = order"))
+        };
+        assert!(said(&r), "{library}: {:#?}", r["notes"]);
+        // The same instances, late rank, stall caused, time split and notes through the postmortems.
+        for pm in &pms {
+            for k in ["instances_by_order", "order_kinds_matched", "instances_exact"] {
+                assert_eq!(r["stalls"][k], pm["collectives"][k], "{library}: {k}");
+            }
+            assert_eq!(named(&pm["findings"], &["straggler"]), fleet, "{library}");
+            assert_eq!(caused(&r), caused(pm), "{library}");
+            assert_eq!(
+                leaves(&pm["run"]["leaves_ns"]),
+                fleet_leaves,
+                "{library}: postmortem and fleet report disagree"
+            );
+            assert!(said(pm), "{library}: {:#?}", pm["notes"]);
+        }
+    }
+}
+
+/// When one rank's sequence of a kind is shorter, no door guesses: no
+/// instance is matched by order, nobody is named, the split stays unknown,
+/// and each says why in the same words.
+#[test]
+fn order_matching_refused_in_the_postmortem_is_refused_in_the_fleet_report_too() {
+    let dir = tempfile::tempdir().unwrap();
+    let (r, rows, pms) = without_identity(dir.path(), DEEP_EP_DISPATCH, true);
+    assert!(rows.is_empty(), "{rows:?}");
+    assert_eq!(r["stalls"]["order_refused_length"], json!(1));
+    assert!(named(&r["findings"], &["straggler"]).is_empty());
+    let refusal = |v: &Value| -> Vec<String> {
+        let notes = v["notes"].as_array().unwrap().iter().filter_map(Value::as_str);
+        notes.filter(|n| n.contains("not matched by order")).map(str::to_string).collect()
+    };
+    let want = "deep_ep kernel void deep_ep::intranode::dispatch<8, 768, 8192>(int4*, float*, int*, int const*) (stream 9): \
+                not matched by order, the ranks ran it a different number of times \
+                (rank0 GPU 0: 24, rank1 GPU 0: 23, rank2 GPU 0: 24, rank3 GPU 0: 24)";
+    assert_eq!(refusal(&r), [want], "{:#?}", r["notes"]);
+    let fleet_leaves = leaves(&r["totals"]["leaves_ns"]);
+    assert_eq!(fleet_leaves["sync_stall"], 0);
+    assert!(fleet_leaves["comm_split_unknown"] > 0, "the split is unknown, not guessed");
+    for pm in &pms {
+        assert_eq!(r["stalls"]["order_refused_length"], pm["collectives"]["order_refused_length"]);
+        assert!(named(&pm["findings"], &["straggler"]).is_empty());
+        assert_eq!(refusal(pm), [want]);
+        assert_eq!(leaves(&pm["run"]["leaves_ns"]), fleet_leaves);
+    }
 }
 
 fn scrape(port: u16) -> String {

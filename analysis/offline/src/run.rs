@@ -266,7 +266,8 @@ impl Files {
             }
             if p.is_dir() {
                 self.walk(&p, depth + 1)?;
-            } else {
+            } else if !p.file_name().is_some_and(|n| n.to_string_lossy().starts_with('_')) {
+                // `_…` files are a dataset's bookkeeping (the fleet report's `_stalls.json`).
                 self.add_file(&p)?;
             }
         }
@@ -481,10 +482,24 @@ pub fn read(
         ));
         run.windows = recorded;
         run.recorded_windows = true;
+        // Imported traces' communication kernels that no call identifies:
+        // matched by order, as when the traces themselves are read.
+        let called: HashSet<(Arc<str>, i32, i64)> =
+            run.calls.iter().filter_map(|c| Some((c.node.clone(), c.gpu_index?, c.kernel_start_ns?))).collect();
+        let ranks = trace_ranks(&run.steps);
+        let mut comm_records = Vec::new();
         for p in &kernel_parts {
             let rows = keep(job, read_part::<KernelEvent>(p)?);
             aggregate_kernels(reducer, &opts.comm_kernels, &rows, &mut run.kernels)?;
             count_records(&rows, &mut run.kernel_records);
+            for k in rows.iter().filter(|k| k.source == "kineto" && k.category == "communication") {
+                if k.gpu_index.is_some_and(|g| called.contains(&(k.node.clone(), g, k.start_ns))) {
+                    continue;
+                }
+                if let Some(m) = opts.comm_kernels.lookup(&k.name) {
+                    comm_records.extend(CollectiveRecord::from_kernel(k, &m, ranks.get(&k.node).copied(), None));
+                }
+            }
         }
         if kernel_parts.is_empty() {
             // The agent keeps full kernel records on the node by default: the
@@ -496,6 +511,7 @@ pub fn read(
             }
             aggregate_summaries(&opts.comm_kernels, &summaries, &mut run.kernels, &mut run.kernel_records);
         }
+        number_by_order(&mut run, comm_records);
         finish_steps(opts, &mut run);
         return Ok(run);
     }
@@ -598,34 +614,8 @@ pub fn read(
         ));
     }
     // Communication kernels without a collective identity: matched by their order across the traces' ranks.
-    let (mut ordered, refusals) = collective::order_by_position(comm_records, &mut run.order_stats);
-    b.push_collectives(&ordered, "kineto");
-    let unmatched: Vec<&CollectiveRecord> = ordered.iter().filter(|r| r.instance_key().is_none()).collect();
-    if !unmatched.is_empty() {
-        let mut libs: Vec<&str> = unmatched.iter().filter_map(|r| r.order.as_ref().map(|o| &*o.library)).collect();
-        libs.sort_unstable();
-        libs.dedup();
-        run.notes.push(format!(
-            "{} communication kernels ({}) have no collective identity and were not matched across ranks: their exposed time is communication whose split into transfer and sync stall is unknown",
-            unmatched.len(),
-            libs.join(", ")
-        ));
-    }
-    for r in refusals.iter().take(10) {
-        run.notes.push(r.to_string());
-    }
-    if refusals.len() > 10 {
-        run.notes
-            .push(format!("… and {} more kinds of communication kernel not matched by order", refusals.len() - 10));
-    }
-    if run.order_stats.order_kinds_matched > 0 {
-        run.notes.push(format!(
-            "{} kinds of communication kernel without a collective identity matched across ranks by their order (collective_stalls.matched_by = order)",
-            run.order_stats.order_kinds_matched
-        ));
-    }
-    ordered.retain(|r| r.instance_key().is_some());
-    run.ordered = ordered;
+    number_by_order(&mut run, comm_records);
+    b.push_collectives(&run.ordered, "kineto");
     b.push_sync(&syncs);
     drop(syncs);
     run.calls.extend(trace_calls.iter().cloned());
@@ -724,6 +714,29 @@ pub fn read(
     }
     run.streams = b.stream_idle().into_iter().map(|(k, s)| (k, s.streams())).collect();
     Ok(run)
+}
+
+/// Numbers communication kernels without a collective identity by their
+/// order across ranks (`collective::order_by_position`), says what it did
+/// in the run's notes, and keeps the matched ones in `run.ordered`.
+fn number_by_order(run: &mut Run, records: Vec<CollectiveRecord>) {
+    let (mut ordered, refusals) = collective::order_by_position(records, &mut run.order_stats);
+    let (unmatched, libs) = collective::unmatched_libraries(&ordered);
+    let refusals: Vec<String> = refusals.iter().map(ToString::to_string).collect();
+    run.notes.extend(collective::order_notes(&run.order_stats, &refusals, unmatched, &libs));
+    ordered.retain(|r| r.instance_key().is_some());
+    run.ordered = ordered;
+}
+
+/// Each imported trace's rank (its `distributedInfo`), as its steps carry
+/// it: node → rank, for nodes whose Kineto steps name one rank.
+fn trace_ranks(steps: &[Step]) -> HashMap<Arc<str>, i32> {
+    let mut seen: HashMap<Arc<str>, Option<i32>> = HashMap::new();
+    for s in steps.iter().filter(|s| s.source == "kineto") {
+        let Some(r) = s.rank else { continue };
+        seen.entry(s.node.clone()).and_modify(|x| *x = x.filter(|x| *x == r)).or_insert(Some(r));
+    }
+    seen.into_iter().filter_map(|(n, r)| Some((n, r?))).collect()
 }
 
 /// Steps: inferred from NCCL periodicity for ranks without markers or

@@ -274,6 +274,13 @@ pub struct StrandedArgs {
     /// Exact-stall work unit (divides an hour): shorter holds fewer rows at once, longer rereads less.
     #[arg(long, default_value = "10m")]
     pub stall_chunk: String,
+    /// Kernels of an in-house communication library, as a regular expression
+    /// over the kernel name; repeatable (`p2p:` prefix for point-to-point).
+    /// Imported kernels of such a library without a collective identity are
+    /// matched across ranks by their order, as `strand postmortem
+    /// --comm-kernel` matches them (the same patterns give the same answer).
+    #[arg(long = "comm-kernel", value_name = "REGEX")]
+    pub comm_kernels: Vec<String>,
     /// Reductions backend: auto, gpu or cpu.
     #[arg(long, default_value = "auto")]
     pub kernels: String,

@@ -17,6 +17,15 @@
 //!   with `reuse`, an hour whose inputs have not changed since is not
 //!   computed again. The pass reads only the partitions of its hours and
 //!   their margins (`Dataset::open_range`), whatever the history holds.
+//! - communication kernels of imported Kineto traces that no call gives a
+//!   collective identity (traces without collective metadata, libraries
+//!   other than NCCL's API) are numbered by their order on each rank of their
+//!   job, as the postmortem numbers them ([`collective::order_by_position`]),
+//!   once per pass, and join the instances of the chunk of their first
+//!   arrival (`matched_by = order`). A job's traces are numbered whole: the
+//!   pass reads them a day beyond its range, and a job whose kernels reach
+//!   the edges of that is not numbered (said, never guessed), as kinds whose
+//!   sequences differ across ranks are refused.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
@@ -26,13 +35,15 @@ use arrow::array::RecordBatch;
 use datafusion::prelude::SessionContext;
 use futures::StreamExt;
 use strand_analysis::collective::{self, CollectiveRecord, CommId, MatchStats};
+use strand_analysis::findings::sql_str;
 use strand_kernels::Reducer;
+use strand_schemas::comm_kernels::CommKernels;
 use strand_schemas::layout::{self, hour_dir};
 use strand_schemas::parquet_io::TableWriter;
 use strand_schemas::protocol::utc_date;
-use strand_schemas::{CollectiveStall, Table};
+use strand_schemas::{CollectiveStall, KernelEvent, Table};
 
-use super::dataset::{DEFAULT_LOOKBACK_NS, Dataset};
+use super::dataset::{DEFAULT_LOOKBACK_NS, Dataset, TimeRange};
 use super::output::Output;
 use super::sql::Rows;
 
@@ -46,13 +57,25 @@ pub struct StallOptions {
     pub batch_rows: usize,
     /// Work unit within an hour (divides an hour): bounds the rows held at once.
     pub chunk_ns: i64,
+    /// Which kernels are communication, and of which library (the built-in
+    /// table and `--comm-kernel`), for the kernels matched by order.
+    pub comm_kernels: Arc<CommKernels>,
 }
 
 impl Default for StallOptions {
     fn default() -> Self {
-        Self { match_window_ns: 120_000_000_000, batch_rows: 1 << 18, chunk_ns: 600_000_000_000 }
+        Self {
+            match_window_ns: 120_000_000_000,
+            batch_rows: 1 << 18,
+            chunk_ns: 600_000_000_000,
+            comm_kernels: Arc::new(CommKernels::builtin()),
+        }
     }
 }
+
+/// How far beyond the pass's input the order matching reads a job's
+/// imported kernels, so that its traces are numbered whole.
+pub const ORDER_REACH_NS: i64 = 86_400_000_000_000;
 
 /// What the stall pass did.
 #[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
@@ -65,6 +88,33 @@ pub struct StallStats {
     #[serde(flatten)]
     pub matched: MatchStats,
     pub rows_written: u64,
+    /// Kinds of communication kernel refused by order matching, each with its reason.
+    pub order_refusals: Vec<String>,
+    /// Communication kernels of imported traces left without an instance, and their libraries.
+    pub order_unmatched_kernels: u64,
+    pub order_unmatched_libraries: Vec<String>,
+    /// Jobs (`cluster/job`) whose imported kernels reach the edges of what
+    /// the pass reads: not numbered by order, since a rank's sequence may be cut.
+    pub order_jobs_cut: Vec<String>,
+}
+
+impl StallStats {
+    /// What the report says about order matching.
+    pub fn order_notes(&self) -> Vec<String> {
+        let mut notes = collective::order_notes(
+            &self.matched,
+            &self.order_refusals,
+            self.order_unmatched_kernels,
+            &self.order_unmatched_libraries,
+        );
+        if !self.order_jobs_cut.is_empty() {
+            notes.push(format!(
+                "communication kernels without a collective identity of job(s) {} were not matched by order: their traces reach beyond the day around the range that the report reads, so a rank's sequence may be cut",
+                self.order_jobs_cut.join(", ")
+            ));
+        }
+        notes
+    }
 }
 
 /// The dataset range the stall pass of `[start_ns, end_ns)` reads: its
@@ -105,7 +155,10 @@ pub async fn compute(
     let first = layout::hour_floor(start_ns);
     let hours = ((end_ns - first) + HOUR_NS - 1).div_euclid(HOUR_NS).max(0) as u64;
     let per_hour = HOUR_NS / opts.chunk_ns;
-    let inputs = ds.files("nccl_calls").await?;
+    let mut inputs = ds.files("nccl_calls").await?;
+    // Imported traces' kernels: order matching reads them (whatever their hour).
+    inputs.extend(ds.files("kernel_events").await?.into_iter().filter(|(k, _)| is_import(k)));
+    let mut ordered: Option<Vec<Vec<CollectiveRecord>>> = None;
     for h in 0..hours {
         let h0 = first + h as i64 * HOUR_NS;
         let (date, hour) = layout::date_hour(h0);
@@ -121,12 +174,16 @@ pub async fn compute(
             stats.hours_reused += 1;
             continue;
         }
+        if ordered.is_none() {
+            ordered = Some(ordered_instances(ds, ctx, start_ns, end_ns, opts, &mut stats).await?);
+        }
+        let by_order = ordered.as_deref().unwrap_or_default();
         let mut writers: BTreeMap<Arc<str>, TableWriter<CollectiveStall, Vec<u8>>> = BTreeMap::new();
         let mut rows_hour = 0u64;
         for c in 0..per_hour {
             progress(h * per_hour as u64 + c as u64, hours * per_hour as u64);
             let c0 = h0 + c * opts.chunk_ns;
-            let rows = chunk(ctx, reducer, c0, opts, &mut stats).await?;
+            let rows = chunk(ctx, reducer, c0, opts, by_order, &mut stats).await?;
             for ((cluster, _), rows) in rows {
                 let w = match writers.entry(cluster) {
                     std::collections::btree_map::Entry::Occupied(o) => o.into_mut(),
@@ -162,6 +219,114 @@ pub async fn compute(
     }
     progress(hours * per_hour as u64, hours * per_hour as u64);
     Ok(stats)
+}
+
+/// Whether a file key is one `strand import kineto` wrote (its batch id).
+fn is_import(key: &str) -> bool {
+    key.rsplit('/').next().is_some_and(|n| n.starts_with("kineto-"))
+}
+
+/// The first arrival of an instance: its earliest kernel start when every
+/// record has one, else its earliest host entry (the matcher's clocks).
+fn first_arrival(recs: &[CollectiveRecord]) -> i64 {
+    let kernel = recs.iter().all(|r| r.kernel.is_some());
+    recs.iter()
+        .map(|r| if kernel { r.kernel.map_or(r.enter_ns, |k| k.0) } else { r.enter_ns })
+        .min()
+        .unwrap_or(i64::MIN)
+}
+
+/// The communication kernels of imported Kineto traces that no call gives a
+/// collective identity, for the jobs of the range (after `--cluster` and
+/// `--job`), numbered by their order on each rank as the postmortem numbers
+/// them, grouped by instance. Refusals and what stays unmatched go to `stats`.
+async fn ordered_instances(
+    ds: &Dataset,
+    ctx: &SessionContext,
+    start_ns: i64,
+    end_ns: i64,
+    opts: &StallOptions,
+    stats: &mut StallStats,
+) -> anyhow::Result<Vec<Vec<CollectiveRecord>>> {
+    const KINETO_COMM: &str = "source = 'kineto' AND category = 'communication' AND gpu_index IS NOT NULL";
+    let jobs = Rows::new(
+        "jobs",
+        ctx.sql(&format!(
+            "SELECT DISTINCT cluster, job_id FROM kernel_events WHERE {KINETO_COMM} ORDER BY cluster, job_id"
+        ))
+        .await
+        .context("planning the imported kernels' jobs")?
+        .collect()
+        .await
+        .context("reading the imported kernels' jobs")?,
+    );
+    let (clusters, job_ids) = (jobs.str_req("cluster")?, jobs.str("job_id")?);
+    if clusters.is_empty() {
+        return Ok(Vec::new());
+    }
+    let inner = input_range(start_ns, end_ns, opts);
+    let wide = TimeRange::new(inner.start_ns - ORDER_REACH_NS, inner.end_ns + ORDER_REACH_NS);
+    let wds = Dataset::open_range(ds.root(), wide).await?;
+    let mut groups = Vec::new();
+    for (cluster, job) in clusters.iter().zip(&job_ids) {
+        let job_is = job.as_deref().map_or("job_id IS NULL".to_string(), |j| format!("job_id = {}", sql_str(j)));
+        let this = format!("cluster = {} AND {job_is}", sql_str(cluster));
+        let sql = format!(
+            "SELECT * FROM kernel_events k WHERE {KINETO_COMM} AND {this} AND NOT EXISTS (\
+             SELECT 1 FROM nccl_calls c WHERE c.cluster = k.cluster AND c.node = k.node \
+             AND c.gpu_index = k.gpu_index AND c.kernel_start_ns = k.start_ns)"
+        );
+        let batches = wds.sql(&sql).await.context("planning the imported communication kernels")?;
+        let batches = batches.collect().await.context("reading the imported communication kernels")?;
+        let mut kernels = Vec::new();
+        for b in &batches {
+            kernels.extend(KernelEvent::from_batch(b).map_err(|e| anyhow::anyhow!("kernel_events: {e}"))?);
+        }
+        let margin = opts.match_window_ns;
+        if kernels.iter().any(|k| k.start_ns < wide.start_ns + margin || k.end_ns > wide.end_ns - margin) {
+            stats.order_jobs_cut.push(format!("{cluster}/{}", job.as_deref().unwrap_or("")));
+            continue;
+        }
+        // Each trace's rank (`distributedInfo`), as its steps carry it.
+        let ranks = Rows::new(
+            "steps",
+            wds.sql(&format!(
+                "SELECT node, MIN(rank) AS lo, MAX(rank) AS hi FROM steps \
+                 WHERE source = 'kineto' AND rank IS NOT NULL AND {this} GROUP BY node"
+            ))
+            .await
+            .context("planning the imported traces' ranks")?
+            .collect()
+            .await
+            .context("reading the imported traces' ranks")?,
+        );
+        let (nodes, lo, hi) = (ranks.str_req("node")?, ranks.i64_req("lo")?, ranks.i64_req("hi")?);
+        let rank: HashMap<Arc<str>, i32> = nodes
+            .into_iter()
+            .zip(lo.into_iter().zip(hi))
+            .filter(|(_, (lo, hi))| lo == hi)
+            .filter_map(|(n, (r, _))| Some((n, i32::try_from(r).ok()?)))
+            .collect();
+        let records: Vec<CollectiveRecord> = kernels
+            .iter()
+            .filter_map(|k| {
+                let m = opts.comm_kernels.lookup(&k.name)?;
+                CollectiveRecord::from_kernel(k, &m, rank.get(&k.node).copied(), None)
+            })
+            .collect();
+        let (numbered, refusals) = collective::order_by_position(records, &mut stats.matched);
+        stats.order_refusals.extend(refusals.iter().map(ToString::to_string));
+        let (lone, libs) = collective::unmatched_libraries(&numbered);
+        stats.order_unmatched_kernels += lone;
+        for l in libs {
+            if !stats.order_unmatched_libraries.contains(&l) {
+                stats.order_unmatched_libraries.push(l);
+            }
+        }
+        groups.extend(collective::group(numbered).0);
+    }
+    stats.order_unmatched_libraries.sort_unstable();
+    Ok(groups)
 }
 
 /// A fingerprint of the input files (names and sizes) that can hold rows of `[lo, hi)`.
@@ -203,6 +368,7 @@ async fn chunk(
     reducer: &Reducer,
     c0: i64,
     opts: &StallOptions,
+    by_order: &[Vec<CollectiveRecord>],
     stats: &mut StallStats,
 ) -> anyhow::Result<NodeBatches> {
     let c1 = c0 + opts.chunk_ns;
@@ -249,6 +415,7 @@ async fn chunk(
     if let Some((_, recs)) = current.take() {
         pending.push(recs);
     }
+    pending.extend(by_order.iter().filter(|recs| (c0..c1).contains(&first_arrival(recs))).cloned());
     add_rows(&mut out, resolve(reducer, pending, (c0, c1), stats)?);
     Ok(out)
 }
@@ -301,18 +468,8 @@ fn resolve(
     span: (i64, i64),
     stats: &mut StallStats,
 ) -> anyhow::Result<Vec<CollectiveStall>> {
-    let mine: Vec<Vec<CollectiveRecord>> = groups
-        .into_iter()
-        .filter(|recs| {
-            let kernel = recs.iter().all(|r| r.kernel.is_some());
-            let first = recs
-                .iter()
-                .map(|r| if kernel { r.kernel.map_or(r.enter_ns, |k| k.0) } else { r.enter_ns })
-                .min()
-                .unwrap_or(i64::MIN);
-            (span.0..span.1).contains(&first)
-        })
-        .collect();
+    let mine: Vec<Vec<CollectiveRecord>> =
+        groups.into_iter().filter(|recs| (span.0..span.1).contains(&first_arrival(recs))).collect();
     let (rows, _unmatched) = collective::resolve(reducer, mine, &mut stats.matched).context("reducer: sync stalls")?;
     Ok(rows)
 }
@@ -352,6 +509,93 @@ mod tests {
         (c.enter_ns, c.exit_ns, c.gpu_index, c.bytes) = (T0 + enter, Some(T0 + enter + 10), Some(rank), Some(1 << 20));
         (c.kernel_start_ns, c.kernel_end_ns) = (kernel.map(|k| T0 + k.0), kernel.map(|k| T0 + k.1));
         c
+    }
+
+    /// A communication kernel of an imported trace on `node`'s GPU 0.
+    fn kernel(node: &str, job: &str, name: &str, start: i64, dur: i64) -> KernelEvent {
+        let mut k = KernelEvent::example(3);
+        (k.cluster, k.node, k.job_id, k.gpu_index, k.device_id) =
+            ("c".into(), node.into(), Some(job.into()), Some(0), 0);
+        (k.start_ns, k.end_ns, k.launch_ns, k.stream_id) = (T0 + start, T0 + start + dur, None, 7);
+        (k.kind, k.category, k.name, k.bytes, k.source) =
+            ("kernel".into(), "communication".into(), name.into(), None, "kineto".into());
+        k
+    }
+
+    fn write<T: Table>(dir: &std::path::Path, node: &str, batch: &str, rows: &[T], ts: i64) {
+        let path = dir.join(batch_path(T::NAME, &utc_date(ts), "c", node, batch));
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(path, to_parquet_bytes(rows).unwrap()).unwrap();
+    }
+
+    /// Imported kernels without a collective identity are matched by their
+    /// order per job, as the postmortem matches them; kernels a call
+    /// identifies are matched by that call only; a job whose traces reach
+    /// beyond what the pass reads is not numbered, and said so.
+    #[tokio::test]
+    async fn imported_kernels_without_identity_are_matched_by_order_per_job() {
+        let dir = tempfile::tempdir().unwrap();
+        const DISPATCH: &str = "void deep_ep::intranode::dispatch<8, 768, 8192>(int4*, float*)";
+        const ALLREDUCE: &str = "ncclDevKernel_AllReduce_Sum_f32_RING_LL";
+        for node in ["a", "b"] {
+            // Three dispatches; b starts the second 100 ns late. One all-reduce a call identifies.
+            let mut ks: Vec<KernelEvent> = [1_000, 5_000, 9_000]
+                .iter()
+                .map(|&t| kernel(node, "j", DISPATCH, if node == "b" && t == 5_000 { t + 100 } else { t }, 500))
+                .collect();
+            ks.push(kernel(node, "j", ALLREDUCE, 20_000, 400));
+            // Job k: one kernel in the range and one a day before it, at the edge of what is read.
+            ks.push(kernel(node, "k", DISPATCH, 30_000, 10));
+            ks.push(kernel(node, "k", DISPATCH, -HOUR_NS * 24 - 60_000_000_000, 10));
+            for k in ks.iter().filter(|k| k.start_ns < T0) {
+                write(dir.path(), node, &format!("kineto-{node}"), std::slice::from_ref(k), k.start_ns);
+            }
+            let ks: Vec<KernelEvent> = ks.into_iter().filter(|k| k.start_ns >= T0).collect();
+            write(dir.path(), node, &format!("kineto-{node}"), &ks, T0);
+            let rank = i32::from(node == "b");
+            let mut c = call(node, Some(5), 0, "allreduce", rank, 2, 19_000, Some((20_000, 20_400)));
+            c.gpu_index = Some(0);
+            write(dir.path(), node, "batch-0001", &[c], T0);
+        }
+        let opts = StallOptions::default();
+        let ds = Dataset::open_range(dir.path().to_str().unwrap(), input_range(T0, T0 + HOUR_NS, &opts)).await.unwrap();
+        let out = tempfile::tempdir().unwrap();
+        let sink = Output::local(out.path());
+        let stats = compute(&ds, ds.context(), &Reducer::cpu(), T0, T0 + HOUR_NS, &sink, false, &opts, |_, _| {})
+            .await
+            .unwrap();
+        let m = &stats.matched;
+        assert_eq!((m.instances_exact, m.instances_by_order, m.order_kinds_matched), (4, 3, 1));
+        assert_eq!(stats.order_jobs_cut, ["c/k"]);
+        assert_eq!(stats.order_unmatched_kernels, 0, "the all-reduces are their calls'");
+        assert!(stats.order_notes().iter().any(|n| n.contains("job(s) c/k were not matched by order")));
+        let got = Dataset::open(out.path().to_str().unwrap()).await.unwrap();
+        let b = got
+            .sql("SELECT node, seq, stall_ns, matched_by, comm_name FROM collective_stalls ORDER BY matched_by, seq, node")
+            .await
+            .unwrap()
+            .collect()
+            .await
+            .unwrap();
+        let r = Rows::new("collective_stalls", b);
+        let (node, seq, stall) =
+            (r.str_req("node").unwrap(), r.i64_req("seq").unwrap(), r.i64_req("stall_ns").unwrap());
+        let by = r.str_req("matched_by").unwrap();
+        let rows: Vec<(&str, &str, i64, i64)> = (0..r.len()).map(|i| (&*by[i], &*node[i], seq[i], stall[i])).collect();
+        assert_eq!(
+            rows,
+            [
+                ("id", "a", 0, 0),
+                ("id", "b", 0, 0),
+                ("order", "a", 0, 0),
+                ("order", "b", 0, 0),
+                ("order", "a", 1, 100),
+                ("order", "b", 1, 0),
+                ("order", "a", 2, 0),
+                ("order", "b", 2, 0)
+            ]
+        );
+        assert!(r.str("comm_name").unwrap()[2..].iter().all(|n| n.as_deref() == Some("stream 7")));
     }
 
     #[tokio::test]

@@ -3,6 +3,7 @@
 
 use std::io::IsTerminal;
 
+use anyhow::Context;
 use clap::Parser;
 use strand_cli::args::{self, Cli, Command, Format, ReportCommand, StrandedArgs};
 use strand_fleet::analyze::Options;
@@ -70,6 +71,9 @@ fn options(a: &StrandedArgs, now_ns: i64) -> anyhow::Result<Options> {
         thresholds: Default::default(),
         stall: StallOptions {
             chunk_ns: args::parse_duration("--stall-chunk", &a.stall_chunk)?,
+            comm_kernels: std::sync::Arc::new(
+                strand_schemas::comm_kernels::CommKernels::with_patterns(&a.comm_kernels).context("--comm-kernel")?,
+            ),
             ..StallOptions::default()
         },
         store: a.store,

@@ -276,6 +276,7 @@ pub fn build(opts: &Options, a: Analysis, elapsed_s: f64) -> anyhow::Result<Repo
             a.stall_stats.matched.instances_incomplete
         ));
     }
+    notes.extend(a.stall_stats.order_notes());
     if totals.nvml_only_gpu_h > 0.0 {
         notes.push(format!(
             "{:.1} of {:.1} powered GPU-hours had no kernel records (no CUPTI or trace): NVML utilization split them into busy and idle, and GPM into hollow busy where it exists; their busy time is not split into compute and communication.",
