@@ -93,21 +93,11 @@ pub fn parse_retry_after(v: &str) -> Option<Duration> {
     let d = if let Ok(secs) = v.parse::<u64>() {
         Duration::from_secs(secs)
     } else {
-        let when = humantime::parse_rfc3339_weak(v).ok().or_else(|| httpdate(v))?;
+        // HTTP dates (IMF-fixdate and the two obsolete forms, RFC 9110 §5.6.7), else RFC 3339.
+        let when = httpdate::parse_http_date(v).ok().or_else(|| humantime::parse_rfc3339_weak(v).ok())?;
         when.duration_since(std::time::SystemTime::now()).unwrap_or_default()
     };
     Some(d.min(Duration::from_secs(600)))
-}
-
-/// IMF-fixdate (`Sun, 06 Nov 1994 08:49:37 GMT`), the form servers send.
-fn httpdate(v: &str) -> Option<std::time::SystemTime> {
-    let parts: Vec<&str> = v.split_whitespace().collect();
-    let [_, day, mon, year, time, "GMT"] = parts.as_slice() else { return None };
-    let month = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"]
-        .iter()
-        .position(|m| m == mon)?
-        + 1;
-    humantime::parse_rfc3339(&format!("{year}-{month:02}-{:0>2}T{time}Z", day)).ok()
 }
 
 pub fn client(ca_file: Option<&std::path::Path>) -> anyhow::Result<reqwest::Client> {
@@ -307,6 +297,13 @@ mod tests {
         assert_eq!(parse_retry_after("999999"), Some(Duration::from_secs(600)));
         assert_eq!(parse_retry_after("Sun, 06 Nov 1994 08:49:37 GMT"), Some(Duration::ZERO), "a past date means now");
         assert_eq!(parse_retry_after("soon"), None);
+        // The obsolete HTTP date forms a server may still send (RFC 9110 §5.6.7).
+        assert_eq!(parse_retry_after("Sunday, 06-Nov-94 08:49:37 GMT"), Some(Duration::ZERO));
+        assert_eq!(parse_retry_after("Sun Nov  6 08:49:37 1994"), Some(Duration::ZERO));
+        let soon = httpdate::fmt_http_date(std::time::SystemTime::now() + Duration::from_secs(90));
+        let d = parse_retry_after(&soon).unwrap();
+        assert!(d > Duration::from_secs(85) && d <= Duration::from_secs(90), "{soon}: {d:?}");
+        assert_eq!(parse_retry_after("Sun, 32 Nov 1994 08:49:37 GMT"), None, "no such day");
     }
 
     #[test]

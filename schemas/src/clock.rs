@@ -57,33 +57,36 @@ impl MonoToUtc {
     }
 }
 
-/// `(year, month, day)` of a day number since 1970-01-01 (proleptic
-/// Gregorian calendar, any day; Howard Hinnant's days-to-civil).
-fn civil(days: i64) -> (i64, i64, i64) {
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    (yoe + era * 400 + i64::from(m <= 2), m, d)
+// Dates: chrono, the one date/time crate of strand. Arrow already links it
+// (its temporal types), so the agent and the offline `strand` carry no
+// second calendar; every door prints the same day for the same instant,
+// before 1970 too.
+
+/// The instant of a UTC-nanosecond timestamp. Every i64 is one (1677-09-21
+/// to 2262-04-11), so this cannot fail.
+pub fn utc(ts_ns: i64) -> chrono::DateTime<chrono::Utc> {
+    chrono::DateTime::from_timestamp_nanos(ts_ns)
 }
 
 /// `YYYY-MM-DD` of a UTC-nanosecond timestamp: the `date=` partition of
 /// every table (one definition for the agent, the collector and import).
 pub fn utc_date(ts_ns: i64) -> String {
-    let (y, m, d) = civil(ts_ns.div_euclid(86_400_000_000_000));
-    format!("{y:04}-{m:02}-{d:02}")
+    utc(ts_ns).format("%Y-%m-%d").to_string()
 }
 
 /// `YYYY-MM-DDTHH:MM:SSZ` of a UTC-nanosecond timestamp (reports).
 pub fn rfc3339(ts_ns: i64) -> String {
-    let secs = ts_ns.div_euclid(1_000_000_000);
-    let s = secs.rem_euclid(86_400);
-    let (y, m, d) = civil(secs.div_euclid(86_400));
-    format!("{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z", s / 3600, s % 3600 / 60, s % 60)
+    utc(ts_ns).to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+}
+
+/// UTC nanoseconds of an RFC 3339 time (`2026-01-05T00:00:00Z`, any offset,
+/// a space for the `T`); `None` for what is not one or lies outside the
+/// range of an i64 of nanoseconds (1677–2262).
+pub fn parse_rfc3339(s: &str) -> Option<i64> {
+    let t = chrono::DateTime::parse_from_rfc3339(s.trim())
+        .or_else(|_| chrono::DateTime::parse_from_str(s.trim(), "%Y-%m-%d %H:%M:%S%.f%:z"))
+        .ok()?;
+    t.timestamp_nanos_opt()
 }
 
 #[cfg(test)]
@@ -107,5 +110,24 @@ mod tests {
         assert_eq!(rfc3339(1_767_571_200_000_000_000), "2026-01-05T00:00:00Z");
         assert_eq!(rfc3339(-1_000_000_000), "1969-12-31T23:59:59Z");
         assert_eq!(&rfc3339(-86_400_000_000_000 * 365)[..10], utc_date(-86_400_000_000_000 * 365));
+        assert_eq!(rfc3339(-86_400_000_000_000 * 365), "1969-01-01T00:00:00Z");
+    }
+
+    #[test]
+    fn the_ends_of_the_nanosecond_range_print_and_parse_back() {
+        assert_eq!(rfc3339(i64::MIN), "1677-09-21T00:12:43Z");
+        assert_eq!(rfc3339(i64::MAX), "2262-04-11T23:47:16Z");
+        assert_eq!(utc_date(i64::MIN), "1677-09-21");
+        for t in [i64::MIN + 1_000_000_000, -1_000_000_000, 0, 1_767_571_200_000_000_000, i64::MAX - 1_000_000_000] {
+            let whole = t.div_euclid(1_000_000_000) * 1_000_000_000;
+            assert_eq!(parse_rfc3339(&rfc3339(t)), Some(whole), "{}", rfc3339(t));
+        }
+        assert_eq!(parse_rfc3339("1969-12-31T23:59:59Z"), Some(-1_000_000_000));
+        assert_eq!(parse_rfc3339("2026-01-05T01:00:00+01:00"), Some(1_767_571_200_000_000_000));
+        assert_eq!(parse_rfc3339("2026-01-05 00:00:00Z"), Some(1_767_571_200_000_000_000));
+        assert_eq!(parse_rfc3339("2262-04-12T00:00:00Z"), None, "past the i64 range");
+        assert_eq!(parse_rfc3339("1600-01-01T00:00:00Z"), None, "before the i64 range");
+        assert_eq!(parse_rfc3339("2026-02-30T00:00:00Z"), None);
+        assert_eq!(parse_rfc3339("yesterday"), None);
     }
 }

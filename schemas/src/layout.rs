@@ -69,28 +69,23 @@ pub fn hour_dir(hour: u32) -> String {
 /// The day number (since 1970-01-01) of `YYYY-MM-DD`, if it is a valid date.
 pub fn parse_date(s: &str) -> Option<i64> {
     let b = s.as_bytes();
-    if b.len() != 10 || b[4] != b'-' || b[7] != b'-' {
+    // Exactly the partition form (chrono alone would take `2026-1-5`).
+    if b.len() != 10
+        || b[4] != b'-'
+        || b[7] != b'-'
+        || !b.iter().enumerate().all(|(i, c)| i == 4 || i == 7 || c.is_ascii_digit())
+    {
         return None;
     }
-    let (y, m, d): (i64, i64, i64) = (s[..4].parse().ok()?, s[5..7].parse().ok()?, s[8..].parse().ok()?);
-    if !(1..=12).contains(&m) || !(1..=31).contains(&d) {
-        return None;
-    }
-    // Howard Hinnant's days-from-civil.
-    let y = if m <= 2 { y - 1 } else { y };
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let doy = (153 * (if m > 2 { m - 3 } else { m + 9 }) + 2) / 5 + d - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    let days = era * 146_097 + doe - 719_468;
-    // Refuse 2026-02-31 and the like: the date must print back the same.
-    (crate::clock::utc_date(days * DAY_NS) == s).then_some(days)
+    let d = chrono::NaiveDate::parse_from_str(s, "%Y-%m-%d").ok()?;
+    Some((d - chrono::NaiveDate::from_ymd_opt(1970, 1, 1)?).num_days())
 }
 
 /// The start (UTC ns) of partition `date=D/hour=HH`.
 pub fn hour_start_ns(date: &str, hour: u32) -> Option<i64> {
     (hour < 24).then_some(())?;
-    Some(parse_date(date)? * DAY_NS + i64::from(hour) * HOUR_NS)
+    // A date outside the i64 range of nanoseconds (after 2262) has no start.
+    parse_date(date)?.checked_mul(DAY_NS)?.checked_add(i64::from(hour) * HOUR_NS)
 }
 
 /// The landed key of (a part of) a batch, relative to the root.
@@ -183,6 +178,12 @@ mod tests {
             assert_eq!(parse_date(bad), None, "{bad}");
         }
         assert_eq!(hour_start_ns("2026-01-05", 24), None);
+        // Partition names are outside data: a date past 2262 has no start in
+        // i64 nanoseconds, and says so instead of overflowing.
+        assert_eq!(parse_date("9999-12-31"), Some(2_932_896));
+        assert_eq!(hour_start_ns("9999-12-31", 0), None);
+        assert_eq!(hour_start_ns("1677-09-22", 0), Some(-106_751 * 24 * HOUR_NS));
+        assert_eq!(parse_date("+202-01-05"), None);
         let key = landed_path("windows", t, "c1", "n1", "batch-0001");
         assert_eq!(key, "_landing/windows/date=2026-01-05/hour=07/cluster_dir=c1/node_dir=n1/batch-0001.parquet");
         assert_eq!(batch_entry(&key), Some("node_dir=n1/batch-0001.parquet"));

@@ -96,3 +96,57 @@ fn the_fleet_report_sql_gives_the_same_answers_in_duckdb() {
     assert!(same >= 10 && !out.contains("DIFFERS") && !out.contains("skipped"), "every query, same answers:\n{out}");
     assert_eq!(same, files(&dump, "").len(), "one comparison per dumped result:\n{out}");
 }
+
+/// `strand export trace` on an agent-style dataset (the simulator's) and
+/// `strand postmortem --trace`: the timeline reads back as Chrome Trace
+/// Event JSON, holds the dataset's windows as counters, says where
+/// `--max-events` cut it, and the postmortem page links to it.
+#[test]
+fn the_timeline_export_reads_back_says_where_it_cut_and_the_postmortem_links_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = fleet(dir.path());
+    let full = dir.path().join("full.json");
+    let out = Command::new(bin("strand"))
+        .args(["export", "trace", "--no-progress", "-o"])
+        .arg(&full)
+        .arg(&data)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&std::fs::read(&full).unwrap()).unwrap();
+    let events = v["traceEvents"].as_array().unwrap();
+    let windows = std::fs::read_dir(data.join("windows")).is_ok();
+    assert!(windows, "the simulator writes windows rows");
+    let counters = events.iter().filter(|e| e["ph"] == "C").count();
+    let processes = events.iter().filter(|e| e["ph"] == "M" && e["name"] == "process_name").count();
+    assert!(counters > 0 && processes > 0, "{counters} counters, {processes} processes");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("window samples"));
+
+    let cut = dir.path().join("cut.json");
+    let out = Command::new(bin("strand"))
+        .args(["export", "trace", "--no-progress", "--max-events", "50", "-o"])
+        .arg(&cut)
+        .arg(&data)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("cut at --max-events 50"), "{err}");
+    let v: serde_json::Value = serde_json::from_slice(&std::fs::read(&cut).unwrap()).unwrap();
+    assert!(v["traceEvents"].as_array().unwrap().iter().filter(|e| e["ph"] != "M").count() <= 50);
+
+    let kineto = shared_data().join("kineto");
+    run(
+        Command::new(bin("strand"))
+            .args(["postmortem", "--trace", "--no-progress"])
+            .arg(kineto.join("alexnet_single_gpu.json.gz"))
+            .arg("--out")
+            .arg(dir.path().join("pm")),
+        "strand postmortem --trace",
+    );
+    let html = std::fs::read_to_string(dir.path().join("pm/report.html")).unwrap();
+    assert!(html.contains("<a href=\"trace.json\">"), "the report links the timeline");
+    let v: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.path().join("pm/trace.json")).unwrap()).unwrap();
+    assert!(v["traceEvents"].as_array().unwrap().iter().any(|e| e["ph"] == "X" && e["cat"] == "kernel"));
+}

@@ -6,8 +6,11 @@
 //!   writes (raw rows and `windows`, through the agent's `WindowBuilder`).
 //! - [`postmortem`]: `strand postmortem`, where every GPU-second of one run
 //!   went and what the findings engine says about it.
+//! - [`export`]: `strand export trace`, the run as a timeline for Perfetto UI
+//!   and `chrome://tracing`.
 //! - [`run`]: reading one run's inputs, shared by both.
 
+pub mod export;
 pub mod import;
 pub mod kineto;
 pub mod postmortem;

@@ -394,15 +394,26 @@ fn common_length(windows: &[Window]) -> Option<i64> {
     n.into_iter().max_by_key(|(len, c)| (*c, *len)).map(|(len, _)| len)
 }
 
-/// Reads a run. `on_trace` sees every Kineto trace once, as it is parsed
-/// (import writes its rows then; the trace is dropped right after).
-pub fn read(
+/// The `kernel_events` rows of the run's strand Parquet files, row group by
+/// row group (those of Kineto traces come through [`read`]'s `on_trace`):
+/// for `strand export trace`, which needs each kernel, not their sums.
+pub fn for_each_parquet_kernels(
     opts: &RunOptions,
-    reducer: &Arc<Reducer>,
-    mut on_trace: impl FnMut(&KinetoTrace) -> anyhow::Result<()>,
-) -> anyhow::Result<Run> {
+    mut f: impl FnMut(Vec<KernelEvent>) -> anyhow::Result<()>,
+) -> anyhow::Result<()> {
+    let files = collect_files(&opts.inputs)?;
+    for path in &files.parquet {
+        for p in scan_file(path)?.iter().filter(|p| p.table == KernelEvent::NAME) {
+            f(keep(&opts.job, read_part::<KernelEvent>(p)?))?;
+        }
+    }
+    Ok(())
+}
+
+/// The inputs' files: directories walked, files checked by kind.
+fn collect_files(inputs: &[PathBuf]) -> anyhow::Result<Files> {
     let mut files = Files::default();
-    for input in &opts.inputs {
+    for input in inputs {
         if input.is_dir() {
             files.walk(input, 0)?;
         } else if input.extension().is_some_and(|e| e == "parquet") || is_trace(input) {
@@ -416,9 +427,21 @@ pub fn read(
     if files.parquet.is_empty() && files.traces.is_empty() {
         bail!(
             "no strand Parquet files or Kineto traces in {}",
-            opts.inputs.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(", ")
+            inputs.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(", ")
         );
     }
+    Ok(files)
+}
+
+/// Reads a run. `on_trace` sees every Kineto trace once, as it is parsed
+/// (import writes its rows then; the trace is dropped right after).
+pub fn read(
+    opts: &RunOptions,
+    reducer: &Arc<Reducer>,
+    mut on_trace: impl FnMut(&KinetoTrace) -> anyhow::Result<()>,
+) -> anyhow::Result<Run> {
+    let files = collect_files(&opts.inputs)?;
+
     // Two traces that would be one node would merge into one GPU: refuse.
     if opts.kineto.node.is_none() {
         let mut nodes: HashMap<String, &Path> = HashMap::new();

@@ -27,6 +27,9 @@ pub enum Command {
     Import(ImportCommand),
     /// Explain one training run: where every GPU-second went, and what went wrong.
     Postmortem(PostmortemArgs),
+    /// Export one run for other tools.
+    #[command(subcommand)]
+    Export(ExportCommand),
     /// Fleet reports.
     #[command(subcommand)]
     Report(ReportCommand),
@@ -38,7 +41,7 @@ impl Command {
         match self {
             Command::Serve(_) | Command::Compact(_) => "strand-collector",
             Command::Query(_) | Command::Report(_) => "strand-fleet",
-            Command::Import(_) | Command::Postmortem(_) => "strand",
+            Command::Import(_) | Command::Postmortem(_) | Command::Export(_) => "strand",
         }
     }
 }
@@ -161,13 +164,31 @@ pub struct KinetoArgs {
 
 #[derive(clap::Args, Debug, Clone)]
 pub struct PostmortemArgs {
+    #[command(flatten)]
+    pub run: RunArgs,
+    /// Output directory for report.html, summary.md and report.json.
+    #[arg(short, long, default_value = "postmortem")]
+    pub out: PathBuf,
+    /// Kernels listed in "top kernels".
+    #[arg(long, default_value_t = 20)]
+    pub top_kernels: usize,
+    /// Also write the run's timeline (`strand export trace`) as trace.json
+    /// next to report.html, which then links to it.
+    #[arg(long)]
+    pub trace: bool,
+    /// With --trace: at most this many timeline events (the earliest are kept).
+    #[arg(long, default_value_t = 1_000_000)]
+    pub max_events: usize,
+}
+
+/// How one run is read: the flags `strand postmortem` and `strand export
+/// trace` share, so both read the same rows the same way.
+#[derive(clap::Args, Debug, Clone)]
+pub struct RunArgs {
     /// Run directory (strand dataset or a directory of Kineto traces) or
     /// files (`.parquet`, `.json`, `.json.gz`).
     #[arg(required = true)]
     pub inputs: Vec<PathBuf>,
-    /// Output directory for report.html, summary.md and report.json.
-    #[arg(short, long, default_value = "postmortem")]
-    pub out: PathBuf,
     /// Only this job's rows (`job_id`), e.g. one job of a collector's dataset.
     #[arg(long)]
     pub job: Option<String>,
@@ -199,9 +220,6 @@ pub struct PostmortemArgs {
     /// Reduction backend: auto, gpu or cpu.
     #[arg(long, default_value = "auto")]
     pub backend: String,
-    /// Kernels listed in "top kernels".
-    #[arg(long, default_value_t = 20)]
-    pub top_kernels: usize,
     /// Never draw a progress bar.
     #[arg(long)]
     pub no_progress: bool,
@@ -218,6 +236,38 @@ pub struct PostmortemArgs {
     /// 64MiB (the default); a longer one is an error, not held in memory.
     #[arg(long)]
     pub max_json_value: Option<String>,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum ExportCommand {
+    /// The run as a timeline for Perfetto UI (ui.perfetto.dev) and
+    /// chrome://tracing: kernels per GPU and stream, collectives with their
+    /// sync stall, the time decomposition per window as counters, steps and
+    /// checkpoints (Chrome Trace Event Format JSON).
+    Trace(ExportTraceArgs),
+}
+
+#[derive(clap::Args, Debug)]
+#[command(after_help = "\
+Examples:
+  strand export trace strand-data -o trace.json
+  strand export trace traces/ --from 10s --to 12s -o step.json   # a part of the run (from its start)")]
+pub struct ExportTraceArgs {
+    #[command(flatten)]
+    pub run: RunArgs,
+    /// Output file.
+    #[arg(short, long, default_value = "trace.json")]
+    pub out: PathBuf,
+    /// At most this many events; the earliest are kept and the command says
+    /// where it cut (viewers slow down past a few million).
+    #[arg(long, default_value_t = 1_000_000)]
+    pub max_events: usize,
+    /// Only what overlaps the part of the run from this long after its start.
+    #[arg(long, value_parser = humantime::parse_duration)]
+    pub from: Option<Duration>,
+    /// … to this long after its start.
+    #[arg(long, value_parser = humantime::parse_duration)]
+    pub to: Option<Duration>,
 }
 
 #[derive(Subcommand, Debug)]
@@ -302,10 +352,11 @@ pub fn parse_time(s: &str) -> anyhow::Result<i64> {
     if let Ok(ns) = s.parse::<i64>() {
         return Ok(ns);
     }
-    let t = humantime::parse_rfc3339_weak(s)
-        .map_err(|e| anyhow::anyhow!("bad time {s:?} ({e}): use RFC 3339 (2026-01-05T00:00:00Z) or UTC nanoseconds"))?;
-    let d = t.duration_since(std::time::UNIX_EPOCH).map_err(|_| anyhow::anyhow!("bad time {s:?}: before 1970"))?;
-    i64::try_from(d.as_nanos()).map_err(|_| anyhow::anyhow!("bad time {s:?}: after 2262"))
+    strand_schemas::clock::parse_rfc3339(s).ok_or_else(|| {
+        anyhow::anyhow!(
+            "bad time {s:?}: use RFC 3339 (2026-01-05T00:00:00Z) or UTC nanoseconds, between 1677-09-21 and 2262-04-11"
+        )
+    })
 }
 
 /// A positive duration (`10s`, `1h`).
@@ -354,6 +405,9 @@ mod tests {
         assert!(Cli::try_parse_from(["strand", "import", "kineto", "t.json"]).is_err(), "--out is required");
         assert_eq!(parse_time("2026-01-05T00:00:00Z").unwrap(), 1_767_571_200_000_000_000);
         assert!(parse_time("yesterday").unwrap_err().to_string().contains("RFC 3339"));
+        // Before 1970 is a time like any other; past 2262 is said, not wrapped.
+        assert_eq!(parse_time("1969-12-31T23:59:59Z").unwrap(), -1_000_000_000);
+        assert!(parse_time("2300-01-01T00:00:00Z").unwrap_err().to_string().contains("2262-04-11"));
         assert_eq!(parse_bytes("4GiB").unwrap(), 4 << 30);
         assert!(parse_duration("--window", "0s").is_err());
     }

@@ -10,6 +10,7 @@ fn main() -> std::process::ExitCode {
     strand_cli::exit(match cli.command {
         Command::Import(cmd) => strand_cli::offline::import(cmd),
         Command::Postmortem(args) => strand_cli::offline::postmortem(args),
+        Command::Export(cmd) => strand_cli::offline::export(cmd),
         other => Err(strand_cli::exec_sibling(other.binary())),
     })
 }

@@ -488,6 +488,23 @@ pub fn render(r: &Report) -> String {
     o.push_str("<h2>Per-GPU timeline</h2><p class=\"note\">Each column is one time bucket; its height splits the bucket into the exclusive categories.</p>");
     o.push_str(&legend(&leg));
     o.push_str(&chart_timelines(r));
+    // Kernel by kernel: the timeline export, linked when written beside the report.
+    match &r.timeline {
+        Some(t) => {
+            let _ = write!(
+                o,
+                "<p class=\"note\">Kernel by kernel: <a href=\"{0}\">{0}</a> (every kernel per GPU and stream, collectives with their sync stall, these categories per window as counters, steps); open it in ui.perfetto.dev or chrome://tracing.</p>",
+                esc(t)
+            );
+        }
+        None => {
+            let _ = write!(
+                o,
+                "<p class=\"note\">Kernel by kernel: <code>strand export trace {} -o trace.json</code> (or <code>strand postmortem --trace</code>) writes this run's timeline for ui.perfetto.dev or chrome://tracing.</p>",
+                esc(&r.inputs.join(" "))
+            );
+        }
+    }
     if r.gpus.len() > MAX_ROWS {
         let _ = write!(
             o,

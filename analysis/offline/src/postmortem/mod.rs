@@ -312,5 +312,6 @@ fn report_of(opts: &PostmortemOptions, run: Run, reducer: &Reducer) -> anyhow::R
         checkpoints,
         notes,
         stats: serde_json::to_value(run.stats)?,
+        timeline: None,
     })
 }

@@ -100,6 +100,9 @@ pub struct Report {
     pub checkpoints: Vec<(String, Option<i32>, String, i64, i64)>,
     pub notes: Vec<String>,
     pub stats: serde_json::Value,
+    /// The run's timeline (`strand export trace`) written next to the report, by its file name.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub timeline: Option<String>,
 }
 
 /// Step series per (node, pid, source) from `steps` rows of phase `step`.

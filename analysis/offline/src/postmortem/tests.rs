@@ -329,7 +329,7 @@ fn auto_windows_are_round() {
 }
 
 /// Writes a Kineto trace (as JSON) to `path`.
-fn write_trace(path: &Path, trace: &serde_json::Value) {
+pub(crate) fn write_trace(path: &Path, trace: &serde_json::Value) {
     std::fs::write(path, serde_json::to_vec(trace).unwrap()).unwrap();
 }
 
@@ -422,7 +422,7 @@ const COLLECTIVE_ARGS: &[&str] = &[
 
 /// The real 2-rank NCCL trace as older PyTorch writes it (no collective
 /// metadata on the kernels), as rank `rank`.
-fn without_collective_metadata(rank: i64) -> serde_json::Value {
+pub(crate) fn without_collective_metadata(rank: i64) -> serde_json::Value {
     let gz = std::fs::read(kineto_dir().join("nccl_2rank_a100_rank0.json.gz")).unwrap();
     let mut v: serde_json::Value = serde_json::from_reader(flate2::read::GzDecoder::new(&gz[..])).unwrap();
     for e in v["traceEvents"].as_array_mut().unwrap() {
@@ -435,7 +435,7 @@ fn without_collective_metadata(rank: i64) -> serde_json::Value {
 }
 
 /// The NCCL kernel events of a trace, in time order (indices into `traceEvents`).
-fn nccl_kernels(v: &serde_json::Value) -> Vec<usize> {
+pub(crate) fn nccl_kernels(v: &serde_json::Value) -> Vec<usize> {
     let ev = v["traceEvents"].as_array().unwrap();
     let mut idx: Vec<usize> = (0..ev.len())
         .filter(|&i| ev[i]["cat"] == "kernel" && ev[i]["name"].as_str().is_some_and(|n| n.starts_with("nccl")))
