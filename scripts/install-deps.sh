@@ -59,6 +59,12 @@ if [ "$TESTING" = 1 ]; then
     echo "install-deps: cargo install cargo-deb"
     cargo install --locked --quiet cargo-deb@3.8.0
   fi
+  # cargo-fuzz runs the fuzz targets (tests/tests/fuzz.rs) on stable rustc;
+  # libfuzzer-sys compiles libFuzzer with g++.
+  if ! command -v cargo-fuzz >/dev/null; then
+    echo "install-deps: cargo install cargo-fuzz"
+    cargo install --locked --quiet cargo-fuzz@0.13.2
+  fi
   # TypeScript and Grafana's published dashboard schema (@grafana/schema),
   # pinned by tests/grafana/package-lock.json, check the dashboard.
   GRAFANA_CHECK="$(dirname "$0")/../tests/grafana"

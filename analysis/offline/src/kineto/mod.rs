@@ -37,7 +37,8 @@ use strand_schemas::category::{Category, classify_marked};
 use strand_schemas::comm_kernels::CommKernels;
 use strand_schemas::{CudaSyncCall, KernelEvent, NcclCall, Step};
 
-mod json_split;
+#[doc(hidden)] // Public for the fuzz target (fuzz/fuzz_targets/json_split.rs).
+pub mod json_split;
 
 use json_split::{Pos, SplitError, Splitter};
 
