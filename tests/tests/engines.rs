@@ -107,7 +107,12 @@ fn agent_and_import_output_read_the_same_in_pandas_pyarrow_polars_duckdb_and_spa
                 let at = format!("{engine} reading {root}/{table}");
                 assert!(r.get("error").is_none(), "{at}: {}", r["error"]);
                 assert_eq!(r["rows"].as_i64(), Some(rows), "{at}: rows");
-                assert_eq!(r["start_sum"].as_str(), Some(start_sum.to_string().as_str()), "{at}: sum of {}", info.time.0);
+                assert_eq!(
+                    r["start_sum"].as_str(),
+                    Some(start_sum.to_string().as_str()),
+                    "{at}: sum of {}",
+                    info.time.0
+                );
                 assert_eq!(&r["digest"], reference, "{at}: the rows differ from pyarrow's");
                 let names: Vec<&str> = r["columns"].as_array().unwrap().iter().filter_map(Value::as_str).collect();
                 for c in ["cluster", "node", "date", "cluster_dir", "node_dir"] {
