@@ -11,7 +11,15 @@ use libfuzzer_sys::fuzz_target;
 use strand_schemas::protocol::time_column;
 use strand_schemas::{ReadLimits, all_tables, inspect_bytes_with, open_reader};
 
+/// libfuzzer-sys's panic hook aborts on every panic, even one the reader
+/// catches: `strand_schemas::Batches` turns a decoder panic on corrupt page
+/// data into an error for that file, as the collector sees it. With the
+/// default hook, a panic that escapes still aborts (libfuzzer-sys wraps the
+/// target in `catch_unwind` and aborts on an escaped panic).
+static DEFAULT_HOOK: std::sync::Once = std::sync::Once::new();
+
 fuzz_target!(|input: &[u8]| {
+    DEFAULT_HOOK.call_once(|| drop(std::panic::take_hook()));
     // The first byte picks the table the upload claims to be.
     let Some((&pick, data)) = input.split_first() else { return };
     let tables = all_tables();

@@ -23,8 +23,8 @@ pub mod tables;
 
 pub use bounded::{Budget, ReadLimits};
 pub use parquet_io::{
-    FileInfo, TableWriter, inspect_bytes, inspect_bytes_with, open_builder, open_file, open_file_with, open_reader,
-    read_file, to_parquet_bytes,
+    Batches, FileInfo, TableWriter, inspect_bytes, inspect_bytes_with, open_builder, open_file, open_file_with,
+    open_reader, read_file, to_parquet_bytes,
 };
 pub use table::{ColumnDoc, SchemaVersion, Table, TableInfo};
 pub use tables::*;

@@ -247,15 +247,58 @@ pub fn open_reader<R: ChunkReader + 'static>(
     reader: R,
     expected: Option<&str>,
     limits: &ReadLimits,
-) -> Result<(FileInfo, Budget, ParquetRecordBatchReader), ReadError> {
+) -> Result<(FileInfo, Budget, Batches), ReadError> {
     let (info, budget, builder) = open_builder(name, reader, expected, limits)?;
     let reader = builder.build().map_err(|source| ReadError::Parquet { file: name.to_string(), source })?;
-    Ok((info, budget, reader))
+    Ok((info, budget, Batches::new(name, reader)))
+}
+
+/// The record batches of one file, decoded by the `parquet` crate. The
+/// bounded reader checks footers and page headers, not the encoded values
+/// inside pages; the decoder asserts on some corrupt ones (fuzzing found an
+/// RLE run with a bit width over 32, `debug_assert` in parquet 59's
+/// `bit_util`). Such a panic ends this file with an error naming it, so one
+/// bad upload or file never takes the process down.
+pub struct Batches {
+    name: String,
+    schema: SchemaRef,
+    inner: Option<ParquetRecordBatchReader>,
+}
+
+impl Batches {
+    pub fn new(name: &str, inner: ParquetRecordBatchReader) -> Self {
+        use arrow::record_batch::RecordBatchReader;
+        Self { name: name.to_string(), schema: inner.schema(), inner: Some(inner) }
+    }
+}
+
+impl Iterator for Batches {
+    type Item = Result<RecordBatch, arrow::error::ArrowError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        let inner = self.inner.as_mut()?;
+        match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| inner.next())) {
+            Ok(next) => next,
+            Err(_) => {
+                self.inner = None;
+                Some(Err(arrow::error::ArrowError::ParquetError(format!(
+                    "{}: corrupt page data (the Parquet decoder failed on it)",
+                    self.name
+                ))))
+            }
+        }
+    }
+}
+
+impl arrow::record_batch::RecordBatchReader for Batches {
+    fn schema(&self) -> SchemaRef {
+        self.schema.clone()
+    }
 }
 
 /// Opens a strand file for streaming reads of table `expected`, within the
 /// default [`ReadLimits`].
-pub fn open_file(path: &Path, expected: &str) -> Result<(FileInfo, ParquetRecordBatchReader), ReadError> {
+pub fn open_file(path: &Path, expected: &str) -> Result<(FileInfo, Batches), ReadError> {
     open_file_with(path, expected, &ReadLimits::default()).map(|(info, _, reader)| (info, reader))
 }
 
@@ -264,7 +307,7 @@ pub fn open_file_with(
     path: &Path,
     expected: &str,
     limits: &ReadLimits,
-) -> Result<(FileInfo, Budget, ParquetRecordBatchReader), ReadError> {
+) -> Result<(FileInfo, Budget, Batches), ReadError> {
     let name = path.display().to_string();
     let file = File::open(path).map_err(|source| ReadError::Io { file: name.clone(), source })?;
     open_reader(&name, file, Some(expected), limits)

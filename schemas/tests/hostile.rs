@@ -206,3 +206,23 @@ fn a_footer_with_a_negative_column_offset_is_refused_not_a_panic() {
     file[i] = 43;
     inspect_and_decode(file);
 }
+
+/// Found by the fuzz target `ingest_check`: a data page whose RLE run
+/// declares a bit width over 32 makes the `parquet` crate's decoder assert
+/// (debug builds). The reader must end that file with an error naming it,
+/// not take the process down.
+#[test]
+fn a_page_the_decoder_asserts_on_is_an_error_naming_the_file() {
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../fuzz/regressions/ingest_check-rle-bit-width");
+    let data = std::fs::read(path).unwrap();
+    // Byte 0 is the fuzz target's table index; the file says its own table.
+    let limits = ReadLimits { max_decoded_bytes: 64 << 20, ..Default::default() };
+    let (_, _, reader) = open_reader("upload-7", Bytes::from(data[1..].to_vec()), None, &limits).unwrap();
+    let errors: Vec<String> = reader.filter_map(|b| b.err()).map(|e| e.to_string()).collect();
+    // Release builds compile the assertion out; the decoder then goes on
+    // (garbage or an error of its own), and nothing may panic either way.
+    if cfg!(debug_assertions) {
+        assert_eq!(errors.len(), 1, "{errors:?}");
+        assert!(errors[0].contains("upload-7: corrupt page data"), "{errors:?}");
+    }
+}

@@ -15,6 +15,11 @@ use strand_schemas::{GpuSample, KernelEvent, NcclCall, Table, all_tables, to_par
 /// a debug assertion in the parquet crate's RLE decoder) is fixed: it trips in seconds.
 const TARGETS: &[&str] = &["kineto_import", "json_split", "wire_decoder"];
 
+/// cargo-fuzz builds with one codegen unit by default: the arrow and parquet
+/// crates then optimise on one core. 16 halves the build on CI's 2 cores, for
+/// slightly slower runs, which a bounded CI run can afford.
+const CODEGEN_UNITS: &str = "16";
+
 fn fuzz_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../fuzz")
 }
@@ -61,13 +66,16 @@ fn fuzz_targets_find_nothing_in_bounded_runs() {
     assert!(seeds.success(), "fuzz/seeds.py failed");
     write_ingest_seeds(&fuzz_dir().join("corpus/ingest_check"));
 
-    let build = cargo_fuzz().args(["build", "--sanitizer", "none"]).output().expect("cargo fuzz runs");
+    let build = cargo_fuzz()
+        .args(["build", "--sanitizer", "none", "--codegen-units", CODEGEN_UNITS])
+        .output()
+        .expect("cargo fuzz runs");
     assert!(build.status.success(), "cargo fuzz build failed:\n{}", String::from_utf8_lossy(&build.stderr));
 
     let mut failed = Vec::new();
     for target in TARGETS {
         let out = cargo_fuzz()
-            .args(["run", target, "--sanitizer", "none", "--"])
+            .args(["run", target, "--sanitizer", "none", "--codegen-units", CODEGEN_UNITS, "--"])
             .arg(format!("-max_total_time={secs}"))
             // A slow input is a finding (a hang), as is one over 2 GB.
             .args(["-timeout=10", "-rss_limit_mb=2048", "-print_final_stats=1"])
