@@ -77,11 +77,16 @@ def run_check(check, out_path, body):
 # ---- reading what the agent wrote ----------------------------------------
 
 def read_table(data_dir, table, columns=None):
-    """Rows of every committed Parquet batch of `table` under an agent's data dir."""
-    import pyarrow.parquet as pq  # imported here: only the analysers need it
+    """Rows of every committed Parquet batch of `table` under an agent's data dir,
+    times as int64 UTC nanoseconds whatever the schema version (schema 2
+    types them `timestamp[ns, UTC]`, schema 1 as int64)."""
+    import pyarrow as pa  # imported here: only the analysers need it
+    import pyarrow.parquet as pq
     rows = []
     for f in sorted(glob.glob(os.path.join(data_dir, table, "**", "*.parquet"), recursive=True)):
-        rows += pq.read_table(f, columns=columns).to_pylist()
+        t = pq.read_table(f, columns=columns, partitioning=None)
+        cols = [c.cast(pa.int64()) if pa.types.is_timestamp(c.type) else c for c in t.columns]
+        rows += pa.Table.from_arrays(cols, names=t.column_names).to_pylist()
     return rows
 
 
