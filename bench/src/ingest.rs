@@ -11,13 +11,11 @@
 //! The client runs on the same machine as the collector and takes part of
 //! its CPU: the figures are a lower bound for a dedicated collector.
 
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, bail};
+use anyhow::bail;
 use clap::Parser;
 use strand_schemas::protocol;
 use strand_schemas::{GpuSample, KernelEvent, Table, to_parquet_bytes};
@@ -109,41 +107,14 @@ async fn run(args: Args) -> anyhow::Result<()> {
         started.elapsed()
     );
 
-    let config = tmp.path().join("collector.toml");
-    let mut text = format!("listen = \"127.0.0.1:0\"\n[storage]\nroot = {data:?}\n");
-    for u in 0..args.uploaders {
-        let hash: String = ring::digest::digest(&ring::digest::SHA256, token(u).as_bytes())
-            .as_ref()
-            .iter()
-            .map(|b| format!("{b:02x}"))
-            .collect();
-        text.push_str(&format!("[[nodes]]\ncluster = \"bench\"\nnode = \"{}\"\ntoken_sha256 = \"{hash}\"\n", node(u)));
-    }
-    std::fs::write(&config, text)?;
-    let mut server = Command::new(&strand)
-        .args(["serve", "--config"])
-        .arg(&config)
-        .env("STRAND_LOG", "info")
-        .env("NO_COLOR", "1")
-        .stderr(Stdio::piped())
-        .spawn()
-        .with_context(|| format!("cannot start {}", strand.display()))?;
-    let stderr = server.stderr.take().context("no stderr")?;
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            if line.contains("WARN") || line.contains("ERROR") {
-                eprintln!("[strand serve] {line}");
-            }
-            let _ = tx.send(line);
-        }
-    });
-    let url = loop {
-        let line = rx.recv_timeout(Duration::from_secs(30)).context("strand serve did not start")?;
-        if let Some(rest) = line.split("listening on ").nth(1) {
-            break rest.split([',', ' ']).next().unwrap_or_default().to_string();
-        }
-    };
+    let (mut server, url) = strand_bench::start_collector(
+        &strand,
+        tmp.path(),
+        &data,
+        "bench",
+        (0..args.uploaders).map(|u| (node(u), token(u))),
+        "strand serve",
+    )?;
 
     let client = reqwest::Client::builder().pool_max_idle_per_host(args.uploaders).build()?;
     let begin = Instant::now();

@@ -16,15 +16,13 @@
 //! collector inherits it): 1,000 agents hold 1,000 connections on each side.
 
 use std::collections::HashMap;
-use std::io::{BufRead, BufReader};
 use std::net::{IpAddr, Ipv4Addr};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use anyhow::{Context, bail};
+use anyhow::bail;
 use bytes::Bytes;
 use clap::Parser;
 use strand_schemas::protocol;
@@ -271,45 +269,15 @@ async fn run(args: Args) -> anyhow::Result<()> {
     let sizes: Vec<usize> = all[0].iter().map(Bytes::len).collect();
     eprintln!("{} agents' batches made in {:?}; sizes {sizes:?} bytes", args.agents, made.elapsed());
 
-    let config = tmp.path().join("collector.toml");
-    let mut text = format!("listen = \"127.0.0.1:0\"\n[storage]\nroot = {data:?}\n");
-    for a in 0..args.agents {
-        let hash: String = ring::digest::digest(&ring::digest::SHA256, token(a).as_bytes())
-            .as_ref()
-            .iter()
-            .map(|b| format!("{b:02x}"))
-            .collect();
-        text.push_str(&format!(
-            "[[nodes]]\ncluster = \"{CLUSTER}\"\nnode = \"{}\"\ntoken_sha256 = \"{hash}\"\n",
-            node(a)
-        ));
-    }
-    std::fs::write(&config, text)?;
-    let mut server = Command::new(&collector)
-        .args(["serve", "--config"])
-        .arg(&config)
-        .env("STRAND_LOG", "info")
-        .env("NO_COLOR", "1")
-        .stderr(Stdio::piped())
-        .spawn()
-        .with_context(|| format!("cannot start {}", collector.display()))?;
+    let (mut server, url) = strand_bench::start_collector(
+        &collector,
+        tmp.path(),
+        &data,
+        CLUSTER,
+        (0..args.agents).map(|a| (node(a), token(a))),
+        "collector",
+    )?;
     let pid = server.id();
-    let stderr = server.stderr.take().context("no stderr")?;
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            if line.contains("WARN") || line.contains("ERROR") {
-                eprintln!("[collector] {line}");
-            }
-            let _ = tx.send(line);
-        }
-    });
-    let url = loop {
-        let line = rx.recv_timeout(Duration::from_secs(30)).context("the collector did not start")?;
-        if let Some(rest) = line.split("listening on ").nth(1) {
-            break rest.split([',', ' ']).next().unwrap_or_default().to_string();
-        }
-    };
     let url = Arc::new(url);
 
     // The collector's RSS, sampled (VmHWM gives the peak at the end too).
@@ -467,7 +435,7 @@ fn stored_rows(root: &Path) -> anyhow::Result<HashMap<(String, String, String), 
             }
             let rel = p.strip_prefix(&landing)?.to_string_lossy().to_string();
             let table = rel.split('/').next().unwrap_or_default().to_string();
-            let node = strand_schemas::layout::partition(&rel, "node").unwrap_or_default().to_string();
+            let node = strand_schemas::layout::partition(&rel, strand_schemas::layout::NODE_KEY).unwrap_or_default().to_string();
             let id = p.file_stem().unwrap_or_default().to_string_lossy().to_string();
             let (info, _, _) = open_file_with(&p, &table, &ReadLimits::default())?;
             *out.entry((table, node, id)).or_insert(0) += info.rows;
