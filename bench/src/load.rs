@@ -435,7 +435,9 @@ fn stored_rows(root: &Path) -> anyhow::Result<HashMap<(String, String, String), 
             }
             let rel = p.strip_prefix(&landing)?.to_string_lossy().to_string();
             let table = rel.split('/').next().unwrap_or_default().to_string();
-            let node = strand_schemas::layout::partition(&rel, strand_schemas::layout::NODE_KEY).unwrap_or_default().to_string();
+            let node = strand_schemas::layout::partition(&rel, strand_schemas::layout::NODE_KEY)
+                .unwrap_or_default()
+                .to_string();
             let id = p.file_stem().unwrap_or_default().to_string_lossy().to_string();
             let (info, _, _) = open_file_with(&p, &table, &ReadLimits::default())?;
             *out.entry((table, node, id)).or_insert(0) += info.rows;

@@ -171,3 +171,20 @@ pub fn agent_config(dir: &Path, data: &Path, extra: &str) -> PathBuf {
     .expect("write the agent config");
     cfg
 }
+
+/// Starts `strand-agent --config cfg --simulate-gpus 1` and waits (20 s at
+/// most) until it listens on `socket` (its CUPTI or markers socket), so the
+/// test can feed it records.
+pub fn simulated_agent(cfg: &Path, socket: &Path) -> Proc {
+    let agent = Proc::spawn(
+        Command::new(bin("strand-agent"))
+            .arg("--config")
+            .arg(cfg)
+            .arg("--simulate-gpus")
+            .arg("1")
+            .env("STRAND_LOG", "warn"),
+        "strand-agent",
+    );
+    assert!(eventually(Duration::from_secs(20), || socket.exists()), "{} appears", socket.display());
+    agent
+}

@@ -87,17 +87,8 @@ fn run(dir: &Path, ship_kernel_events: bool) {
         ),
     )
     .unwrap();
-    let mut agent = Proc::spawn(
-        Command::new(bin("strand-agent"))
-            .arg("--config")
-            .arg(&cfg)
-            .arg("--simulate-gpus")
-            .arg("1")
-            .env("STRAND_LOG", "warn"),
-        "strand-agent",
-    );
     let socket = data.join("cupti.sock");
-    assert!(eventually(Duration::from_secs(20), || socket.exists()), "the CUPTI socket appears");
+    let mut agent = simulated_agent(&cfg, &socket);
     let period = 2_000 * MS;
     let t0 = (utc_now_ns() / period + 2) * period;
     let clock = MonoToUtc::measure();

@@ -2,7 +2,6 @@
 //! injection library's real sender) sends a known kernel timeline; the
 //! agent's `windows` rows must decompose it exactly as DESIGN §4 says.
 
-use std::process::Command;
 use std::time::Duration;
 
 use strand_inject::sender::{Batch, Sender, SenderConfig};
@@ -34,17 +33,8 @@ fn a_known_kernel_timeline_is_decomposed_exactly_in_the_live_windows() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
     let cfg = agent_config(dir.path(), &data, "[ebpf]\nenabled = false\n");
-    let mut agent = Proc::spawn(
-        Command::new(bin("strand-agent"))
-            .arg("--config")
-            .arg(&cfg)
-            .arg("--simulate-gpus")
-            .arg("1")
-            .env("STRAND_LOG", "warn"),
-        "strand-agent",
-    );
     let socket = data.join("cupti.sock");
-    assert!(eventually(Duration::from_secs(20), || socket.exists()), "the CUPTI socket appears");
+    let mut agent = simulated_agent(&cfg, &socket);
 
     // A window a little in the future: [t0, t0 + 2 s).
     let period = 2_000 * MS;

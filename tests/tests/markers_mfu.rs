@@ -28,17 +28,8 @@ fn step_markers_with_flops_give_the_window_its_mfu() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
     let cfg = agent_config(dir.path(), &data, "[ebpf]\nenabled = false\n[cupti]\nenabled = false\n");
-    let mut agent = Proc::spawn(
-        Command::new(bin("strand-agent"))
-            .arg("--config")
-            .arg(&cfg)
-            .arg("--simulate-gpus")
-            .arg("1")
-            .env("STRAND_LOG", "warn"),
-        "strand-agent",
-    );
     let socket = data.join("markers.sock");
-    assert!(eventually(Duration::from_secs(20), || socket.exists()), "the markers socket appears");
+    let mut agent = simulated_agent(&cfg, &socket);
 
     // Three 0.5 s steps inside the window [t0, t0 + 2 s), then a checkpoint.
     // MFU = 3 · F / (2 s · peak) = 0.4 for F below.

@@ -30,8 +30,8 @@ use std::sync::Arc;
 use anyhow::Context;
 use serde::Serialize;
 use serde_json::{Value, json};
-use strand_analysis::accounting::{LEAVES, window_cell};
-use strand_analysis::{GpuTime, collective};
+use strand_analysis::GpuTime;
+use strand_analysis::accounting::LEAVES;
 use strand_kernels::{Backend, Reducer};
 use strand_schemas::KernelEvent;
 
@@ -253,17 +253,10 @@ pub fn export_trace(opts: &ExportOptions) -> anyhow::Result<ExportSummary> {
     trim(&mut kernels, &mut dropped_kernels, &mut n_dropped);
 
     // Collectives: the one matcher, as the postmortem runs it.
-    let mut stats = run.order_stats.clone();
-    let stalls = collective::match_all(&reducer, &run.calls, &run.ordered, &mut stats)?;
-    let window_ns = run.window_ns.max(1);
-    let mut exact: HashMap<(Arc<str>, Arc<str>, i32, i64), i64> = HashMap::new();
+    let all = run.matched(&reducer)?;
     let mut matched: HashSet<(Arc<str>, i32, i64, i64)> = HashSet::new();
     let mut slices: Vec<Slice> = Vec::new();
-    for s in &stalls {
-        if let Some(g) = s.gpu_index {
-            *exact.entry((s.cluster.clone(), s.node.clone(), g, window_cell(s.start_ns, window_ns))).or_default() +=
-                s.stall_ns;
-        }
+    for s in &all.stalls {
         matched.insert((s.node.clone(), s.pid, s.comm_hash, s.seq));
         let (Some(g), true) = (s.gpu_index, within(s.start_ns, s.end_ns)) else { continue };
         let end = s.end_ns.max(s.start_ns);
@@ -343,9 +336,7 @@ pub fn export_trace(opts: &ExportOptions) -> anyhow::Result<ExportSummary> {
         let leaves: Vec<(i64, Vec<i64>)> = ws
             .iter()
             .map(|w| {
-                let e = exact
-                    .get(&(w.cluster.clone(), w.node.clone(), w.gpu_index, window_cell(w.start_ns, window_ns)))
-                    .copied();
+                let e = all.exact_stall(w);
                 let mut t = GpuTime::new();
                 t.update(w, e);
                 (w.start_ns, LEAVES.iter().map(|l| t.leaf(*l)).collect())

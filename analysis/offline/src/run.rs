@@ -21,6 +21,7 @@ use std::sync::Arc;
 
 use anyhow::{Context, bail};
 use parquet::file::statistics::Statistics;
+use strand_analysis::accounting::window_cell;
 use strand_analysis::collective::{self, BandwidthBaseline, CollectiveRecord, MatchStats};
 use strand_analysis::idle::StreamIdleTotals;
 use strand_analysis::{BuilderStats, GpuKey, WindowBuilder, WindowConfig};
@@ -28,8 +29,8 @@ use strand_kernels::{Reducer, Values};
 use strand_schemas::category::Category;
 use strand_schemas::comm_kernels::{CommKernels, CommMatch};
 use strand_schemas::{
-    CudaSyncCall, GpuEvent, GpuSample, KernelEvent, KernelSummary, NcclCall, ProcessEvent, ProcessSample, ReadLimits,
-    Step, Table, Window, layout, open_builder,
+    CollectiveStall, CudaSyncCall, GpuEvent, GpuSample, KernelEvent, KernelSummary, NcclCall, ProcessEvent,
+    ProcessSample, ReadLimits, Step, Table, Window, layout, open_builder,
 };
 
 use crate::kineto::{self, KinetoOptions, KinetoTrace};
@@ -100,6 +101,43 @@ pub struct Run {
     pub order_stats: MatchStats,
     /// `kernel_summaries` of the windows built here (import writes them).
     pub kernel_summaries: Vec<KernelSummary>,
+}
+
+/// The run's collectives through the one matcher, with each GPU window's
+/// exact sync stall: what the postmortem's accounting and the timeline's
+/// counters both add to a window.
+pub struct Matched {
+    pub stalls: Vec<CollectiveStall>,
+    pub stats: MatchStats,
+    exact: HashMap<(Arc<str>, Arc<str>, i32, i64), i64>,
+    window_ns: i64,
+}
+
+impl Matched {
+    /// The exact sync stall of window `w`, where a matched instance starts in it.
+    pub fn exact_stall(&self, w: &Window) -> Option<i64> {
+        self.exact
+            .get(&(w.cluster.clone(), w.node.clone(), w.gpu_index, window_cell(w.start_ns, self.window_ns)))
+            .copied()
+    }
+}
+
+impl Run {
+    /// Matches the run's calls and ordered records across ranks.
+    pub fn matched(&self, reducer: &Reducer) -> anyhow::Result<Matched> {
+        let mut stats = self.order_stats.clone();
+        let stalls = collective::match_all(reducer, &self.calls, &self.ordered, &mut stats)?;
+        let window_ns = self.window_ns.max(1);
+        let mut exact: HashMap<(Arc<str>, Arc<str>, i32, i64), i64> = HashMap::new();
+        for s in &stalls {
+            if let Some(g) = s.gpu_index {
+                *exact
+                    .entry((s.cluster.clone(), s.node.clone(), g, window_cell(s.start_ns, window_ns)))
+                    .or_default() += s.stall_ns;
+            }
+        }
+        Ok(Matched { stalls, stats, exact, window_ns })
+    }
 }
 
 /// One row group of one strand Parquet file, with its time range.

@@ -6,7 +6,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 
 use serde_json::Value;
-use strand_analysis::Leaf;
+use strand_analysis::{Leaf, collective};
 use strand_schemas::{Step, Window, read_file};
 
 use super::*;

@@ -25,8 +25,6 @@ use std::path::Path;
 use std::sync::Arc;
 
 use anyhow::Context;
-use strand_analysis::accounting::window_cell;
-use strand_analysis::collective;
 use strand_analysis::findings::{self, FindingView, Inputs, JobTime, Stragglers, Thresholds, recovery};
 use strand_analysis::{GpuKey, GpuTime};
 use strand_kernels::{Backend, Reducer};
@@ -82,22 +80,15 @@ pub fn postmortem(opts: &PostmortemOptions) -> anyhow::Result<Report> {
 fn report_of(opts: &PostmortemOptions, run: Run, reducer: &Reducer) -> anyhow::Result<Report> {
     let mut notes = run.notes.clone();
     // Collectives across ranks: the one matcher.
-    let mut collectives = run.order_stats.clone();
-    let stalls = collective::match_all(reducer, &run.calls, &run.ordered, &mut collectives)?;
+    let matched = run.matched(reducer)?;
     let mut stragglers = Stragglers::new();
-    let mut exact: HashMap<(Arc<str>, Arc<str>, i32, i64), i64> = HashMap::new();
-    for s in &stalls {
+    for s in &matched.stalls {
         stragglers.update(s);
-        if let Some(g) = s.gpu_index {
-            *exact
-                .entry((s.cluster.clone(), s.node.clone(), g, window_cell(s.start_ns, run.window_ns)))
-                .or_default() += s.stall_ns;
-        }
     }
-    if collectives.instances_incomplete > 0 {
+    if matched.stats.instances_incomplete > 0 {
         notes.push(format!(
             "{} collective instances lacked a rank (peer data missing): their stalls stay estimates",
-            collectives.instances_incomplete
+            matched.stats.instances_incomplete
         ));
     }
 
@@ -120,8 +111,7 @@ fn report_of(opts: &PostmortemOptions, run: Run, reducer: &Reducer) -> anyhow::R
     type JobAcc = (GpuTime, std::collections::BTreeSet<GpuKey>, i64, i64);
     let mut jobs: BTreeMap<(Arc<str>, String), JobAcc> = BTreeMap::new();
     for w in &run.windows {
-        let e =
-            exact.get(&(w.cluster.clone(), w.node.clone(), w.gpu_index, window_cell(w.start_ns, window_ns))).copied();
+        let e = matched.exact_stall(w);
         let key = GpuKey { node: w.node.clone(), gpu_index: w.gpu_index };
         let g = gpus.entry(key.clone()).or_insert_with(|| GpuAgg {
             uuid: w.gpu_uuid.clone(),
@@ -180,7 +170,7 @@ fn report_of(opts: &PostmortemOptions, run: Run, reducer: &Reducer) -> anyhow::R
     });
     let inputs = Inputs {
         jobs: &job_times,
-        stragglers: (!stalls.is_empty()).then_some(&stragglers),
+        stragglers: (!matched.stalls.is_empty()).then_some(&stragglers),
         gpu_powered: Some(&gpu_powered),
         recovery: (!job_windows.is_empty()).then(|| recovery::RecoveryInput {
             windows: &job_windows,
@@ -303,7 +293,7 @@ fn report_of(opts: &PostmortemOptions, run: Run, reducer: &Reducer) -> anyhow::R
         run: run_total,
         buckets,
         jobs: outcome.jobs,
-        collectives,
+        collectives: matched.stats,
         top_kernels,
         kernel_records: run.kernel_records.values().sum(),
         kernels_total_ns,
