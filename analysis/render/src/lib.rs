@@ -1,26 +1,18 @@
 //! strand-render: what `strand postmortem`'s and `strand report
 //! stranded`'s self-contained HTML pages share (inline CSS and SVG, no
-//! script, no network): escaping, number formats, charts. The category
-//! colours and labels come from `strand_analysis::accounting::Leaf`, so
-//! both pages draw a category the same way.
+//! script, no network): number formats and charts. The category colours
+//! and labels come from `strand_analysis::accounting::Leaf`, so both pages
+//! draw a category the same way.
+//!
+//! Both pages are [maud](https://maud.lambda.xyz/) templates: `html!` is
+//! checked when strand compiles (an unclosed element or a misspelt
+//! variable is a build error, not a broken page), every spliced value is
+//! escaped unless wrapped in `PreEscaped` (which only the pages' own CSS
+//! constants are), and the template is Rust code in the binary, so there is
+//! no template file to ship or find and nothing to parse at run time.
+//! Chart builders return [`maud::Markup`], which the pages splice in as is.
 
 pub mod svg;
-
-/// Escapes text for HTML and SVG.
-pub fn esc(s: &str) -> String {
-    let mut o = String::with_capacity(s.len());
-    for c in s.chars() {
-        match c {
-            '&' => o.push_str("&amp;"),
-            '<' => o.push_str("&lt;"),
-            '>' => o.push_str("&gt;"),
-            '"' => o.push_str("&quot;"),
-            '\'' => o.push_str("&#39;"),
-            c => o.push(c),
-        }
-    }
-    o
-}
 
 /// `1.25 s`, `435.6 ms`, `12.0 µs`, `3 h 20 min`.
 pub fn fmt_duration(ns: i64) -> String {
@@ -51,8 +43,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn text_is_escaped_and_times_read_as_people_write_them() {
-        assert_eq!(esc("<a href=\"x\">&'"), "&lt;a href=&quot;x&quot;&gt;&amp;&#39;");
+    fn times_read_as_people_write_them() {
         assert_eq!(fmt_duration(1_250_000_000), "1.25 s");
         assert_eq!(fmt_duration(12_000), "12.0 µs");
         assert_eq!(fmt_duration(3 * 3_600_000_000_000 + 20 * 60_000_000_000), "3 h 20 min");

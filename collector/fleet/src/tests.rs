@@ -497,3 +497,46 @@ async fn the_report_gives_the_same_answer_over_schema_1_schema_2_and_mixed_files
         assert_eq!(findings, &answers[0].2, "{what}: the findings differ from schema 2's");
     }
 }
+
+/// Text that comes from the data (node names, job ids, finding summaries,
+/// filters) is escaped in stranded.html: it never reaches the page as markup.
+#[tokio::test]
+async fn hostile_text_from_the_data_comes_out_of_stranded_html_escaped() {
+    const BAD: &str = "<script>alert(1)</script>\"&";
+    const ESCAPED: &str = "&lt;script&gt;alert(1)&lt;/script&gt;&quot;&amp;";
+    let mut cfg = fleet(2);
+    cfg.jobs.push(cfg.job("a", vec![0], true));
+    let (_dir, mut r) = report_of(&cfg, false).await;
+    r.title = BAD.into();
+    r.filters.insert("node".into(), vec![BAD.into()]);
+    r.by_node[0].key = BAD.into();
+    r.by_job[0].key = BAD.into();
+    r.by_cluster[0].key = BAD.into();
+    r.jobs[0].job_id = BAD.into();
+    r.notes.push(BAD.into());
+    r.findings.push(strand_analysis::findings::FindingView {
+        finding_id: BAD.into(),
+        code: BAD.into(),
+        kind: BAD.into(),
+        scope: BAD.into(),
+        severity: BAD.into(),
+        cluster: BAD.into(),
+        node: Some(BAD.into()),
+        gpu_uuid: None,
+        job_id: Some(BAD.into()),
+        comm_hash: None,
+        rank: None,
+        start_ns: T0,
+        end_ns: T0 + H,
+        summary: BAD.into(),
+        gpu_seconds: None,
+        figures: serde_json::json!({ "node": BAD }),
+        evidence: serde_json::json!({ "query": BAD }),
+    });
+    let html = crate::report::html_for_tests(&r);
+    assert!(!html.contains("<script") && !html.contains("</script>"), "raw markup from the data");
+    // Title and h1, the filter, the finding's class, severity, code, kind, scope and summary,
+    // the slices in their charts and tables, the job, the note.
+    let n = html.matches(ESCAPED).count();
+    assert!(n >= 14, "{n} escaped copies:\n{html}");
+}

@@ -696,3 +696,48 @@ fn top_kernels_from_the_summary_equal_those_from_the_full_records() {
     assert!(summed.notes.iter().any(|n| n.contains("kernel_summaries")));
     assert!(!full.notes.iter().any(|n| n.contains("kernel_summaries")));
 }
+
+/// Text that comes from the input (job id, node name, kernel name, finding
+/// summary, notes, the timeline's file name) is escaped in report.html: it
+/// never reaches the page as markup.
+#[test]
+fn hostile_text_from_the_input_comes_out_of_report_html_escaped() {
+    const BAD: &str = "<script>alert(1)</script>\"&";
+    const ESCAPED: &str = "&lt;script&gt;alert(1)&lt;/script&gt;&quot;&amp;";
+    let data = kineto_dir();
+    let tmp = tempfile::tempdir().unwrap();
+    let mut report = postmortem(&args(vec![data.join("nccl_2rank_a100_rank0.json.gz")], tmp.path())).unwrap();
+    report.job = Some(BAD.into());
+    report.gpus[0].node = BAD.into();
+    report.top_kernels[0].name = BAD.into();
+    if let Some(s) = report.steps.first_mut() {
+        s.node = BAD.into();
+    }
+    report.notes.push(BAD.into());
+    report.timeline = Some(BAD.into());
+    report.findings.push(strand_analysis::findings::FindingView {
+        finding_id: BAD.into(),
+        code: BAD.into(),
+        kind: BAD.into(),
+        scope: BAD.into(),
+        severity: BAD.into(),
+        cluster: BAD.into(),
+        node: Some(BAD.into()),
+        gpu_uuid: None,
+        job_id: Some(BAD.into()),
+        comm_hash: None,
+        rank: Some(0),
+        start_ns: report.start_ns,
+        end_ns: report.end_ns,
+        summary: BAD.into(),
+        gpu_seconds: None,
+        figures: serde_json::json!({}),
+        evidence: serde_json::json!({ "query": BAD }),
+    });
+    let html = html::render(&report);
+    assert!(!html.contains("<script") && !html.contains("</script>"), "raw markup from the input");
+    // h1, the finding's class, severity, kind, summary and query, the kernel's
+    // tooltip and label, the node in its tooltips, the step table, the note, the link.
+    let n = html.matches(ESCAPED).count();
+    assert!(n >= 12, "{n} escaped copies:\n{html}");
+}

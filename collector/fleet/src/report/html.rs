@@ -1,14 +1,18 @@
-//! The report as one self-contained HTML page (inline CSS and SVG, no script, no network).
+//! The report as one self-contained HTML page (inline CSS and SVG, no
+//! script, no network), a maud template: every value is escaped as it is
+//! spliced in.
 
-use std::fmt::Write;
-
+use maud::{DOCTYPE, Markup, PreEscaped, html};
 use strand_analysis::accounting::{LEAVES, Leaf};
-use strand_render::esc;
 use strand_render::svg::{lines, stacked_bars};
 use strand_schemas::clock::rfc3339;
 
 use super::markdown::{cells, columns};
 use super::{Breakdown, Report, Slice};
+
+const CSS: &str = "body{font-family:sans-serif;margin:2em;max-width:1100px}table{border-collapse:collapse;margin:1em 0;font-size:13px}\
+td,th{border:1px solid #ccc;padding:3px 6px}td.n{text-align:right}.critical{color:#b71c1c}.warning{color:#e65100}\
+.big{font-size:20px}details{margin:.3em 0}pre{background:#f5f5f5;padding:.5em;white-space:pre-wrap}";
 
 /// The exclusive categories of powered GPU time, in the accounting's one
 /// order, with the unallocatable part of idle_no_process drawn apart:
@@ -28,7 +32,7 @@ pub fn categories(h: &Breakdown) -> Vec<(&'static str, &'static str, f64)> {
     out
 }
 
-fn chart(slices: &[Slice], limit: usize) -> String {
+fn chart(slices: &[Slice], limit: usize) -> Markup {
     let names: Vec<(&str, &str)> = categories(&Breakdown::default()).iter().map(|c| (c.0, c.1)).collect();
     let rows: Vec<(String, Vec<f64>)> = slices
         .iter()
@@ -38,86 +42,33 @@ fn chart(slices: &[Slice], limit: usize) -> String {
     stacked_bars(&rows, &names, "GPU-h")
 }
 
-fn table(out: &mut String, key: &str, slices: &[Slice], limit: usize) {
-    let _ = write!(out, "<table><tr><th>{key}</th>");
-    for c in columns() {
-        let _ = write!(out, "<th>{c}</th>");
-    }
-    out.push_str("</tr>");
-    for s in slices.iter().take(limit) {
-        let _ = write!(out, "<tr><td>{}</td>", esc(&s.key));
-        for c in cells(s.gpus, &s.hours) {
-            let _ = write!(out, "<td class=n>{c}</td>");
+fn table(key: &str, slices: &[Slice], limit: usize) -> Markup {
+    html! {
+        table {
+            tr {
+                th { (key) }
+                @for c in columns() { th { (c) } }
+            }
+            @for s in slices.iter().take(limit) {
+                tr {
+                    td { (s.key) }
+                    @for c in cells(s.gpus, &s.hours) { td.n { (c) } }
+                }
+            }
         }
-        out.push_str("</tr>");
+        @if slices.len() > limit {
+            p { (slices.len() - limit) " more in stranded.json." }
+        }
     }
-    out.push_str("</table>");
-    if slices.len() > limit {
-        let _ = write!(out, "<p>{} more in stranded.json.</p>", slices.len() - limit);
-    }
+}
+
+/// `12`, or `–` when unknown.
+fn f0(v: Option<f64>) -> String {
+    v.map_or("–".into(), |v| format!("{v:.0}"))
 }
 
 pub fn render(r: &Report, top: usize) -> String {
     let t = &r.totals;
-    let mut o = String::new();
-    let _ = write!(
-        o,
-        "<!doctype html><html><head><meta charset=utf-8><title>{}</title><style>\
-         body{{font-family:sans-serif;margin:2em;max-width:1100px}}table{{border-collapse:collapse;margin:1em 0;font-size:13px}}\
-         td,th{{border:1px solid #ccc;padding:3px 6px}}td.n{{text-align:right}}.critical{{color:#b71c1c}}.warning{{color:#e65100}}\
-         .big{{font-size:20px}}details{{margin:.3em 0}}pre{{background:#f5f5f5;padding:.5em;white-space:pre-wrap}}</style></head><body>",
-        esc(&r.title)
-    );
-    let _ = write!(o, "<h1>{}</h1><p>{} to {}", esc(&r.title), r.start, r.end);
-    for (k, v) in &r.filters {
-        let _ = write!(o, " · {k}: {}", esc(&v.join(", ")));
-    }
-    let _ = write!(
-        o,
-        "</p><p class=big><b>{:.1}</b> GPU-hours powered, <b>{:.1}</b> stranded ({:.1}%): idle while held {:.1}, ghost compute {:.1}, unallocatable {:.1}. Recoverable: <b>{:.1}</b> GPU-hours.</p>",
-        t.powered_gpu_h,
-        t.stranded_gpu_h,
-        100.0 * t.stranded_gpu_h / t.powered_gpu_h.max(1e-12),
-        t.idle_gpu_h - t.leaf(Leaf::IdleNoProcess),
-        t.ghost_gpu_h,
-        t.unallocatable_gpu_h,
-        r.recoverable_gpu_h
-    );
-    o += "<h2>Where the time went, by cluster</h2>";
-    o += &chart(&r.by_cluster, 20);
-    o += "<h2>Top findings</h2>";
-    if r.findings.is_empty() {
-        o += "<p>No findings.</p>";
-    }
-    for f in r.findings.iter().take(top) {
-        let _ = write!(
-            o,
-            "<details><summary><span class={}>{}</span> <b>{} {}</b> ({}, {}): {}</summary><pre>figures: {}\nevidence: {}</pre></details>",
-            esc(&f.severity),
-            esc(&f.severity),
-            esc(&f.code),
-            esc(&f.kind),
-            esc(&f.scope),
-            rfc3339(f.start_ns),
-            esc(&f.summary),
-            esc(&serde_json::to_string_pretty(&f.figures).unwrap_or_default()),
-            esc(&serde_json::to_string_pretty(&f.evidence).unwrap_or_default())
-        );
-    }
-    if r.findings.len() > top {
-        let _ = write!(o, "<p>{} more findings in stranded.json.</p>", r.findings.len() - top);
-    }
-    o += "<h2>Recoverable capacity</h2><table><tr><th>kind</th><th>GPU-hours</th><th>assumption</th></tr>";
-    for x in &r.recoverable {
-        let _ = write!(
-            o,
-            "<tr><td>{}</td><td class=n>{:.2}</td><td>{}</td></tr>",
-            esc(&x.kind),
-            x.gpu_h,
-            esc(&x.assumption)
-        );
-    }
-    o += "</table><h2>Trend</h2>";
     let labels: Vec<String> =
         r.trends.iter().map(|p| p.bucket.get(5..16).unwrap_or(&p.bucket).replace('T', " ")).collect();
     let series = vec![
@@ -125,52 +76,105 @@ pub fn render(r: &Report, top: usize) -> String {
         ("productive compute", r.trends.iter().map(|p| p.hours.leaf(Leaf::ProductiveCompute)).collect()),
         ("stranded", r.trends.iter().map(|p| p.hours.stranded_gpu_h).collect()),
     ];
-    o += &lines(&labels, &series, "GPU-h");
-    o += "<h2>By cluster</h2>";
-    table(&mut o, "cluster", &r.by_cluster, 50);
-    o += "<h2>By GPU model</h2>";
-    table(&mut o, "GPU model", &r.by_gpu_model, 50);
-    o += "<h2>Nodes with the most stranded capacity</h2>";
-    o += &chart(&r.by_node, 15);
-    table(&mut o, "node", &r.by_node, 25);
-    o += "<h2>Jobs with the most stranded capacity</h2>";
-    table(&mut o, "job", &r.by_job, 25);
-    o += "<h2>Jobs: goodput and recovery</h2><table><tr><th>job</th><th>wall h</th><th>GPUs</th><th>goodput</th><th>startup s</th><th>ckpt save s</th><th>restore s</th><th>wasted s</th><th>recovery s</th><th>other s</th><th>failures</th><th>MTTR s</th><th>ckpt interval s</th><th>Young s</th></tr>";
-    let f0 = |v: Option<f64>| v.map_or("–".into(), |v| format!("{v:.0}"));
-    for j in &r.jobs {
-        let b = &j.badput;
-        let _ = write!(
-            o,
-            "<tr><td>{}/{}</td><td class=n>{:.2}</td><td class=n>{}</td><td class=n>{}</td><td class=n>{:.0}</td><td class=n>{:.0}</td><td class=n>{:.0}</td><td class=n>{:.0}</td><td class=n>{:.0}</td><td class=n>{:.0}</td><td class=n>{}</td><td class=n>{}</td><td class=n>{}</td><td class=n>{}</td></tr>",
-            esc(&j.cluster),
-            esc(&j.job_id),
-            j.wall_s / 3600.0,
-            j.gpus,
-            j.goodput.map_or("unknown (no step source)".into(), |g| format!("{:.1}%", g * 100.0)),
-            b.startup_s,
-            b.checkpoint_save_s,
-            b.checkpoint_restore_s,
-            b.wasted_progress_s,
-            b.recovery_s,
-            b.other_s,
-            j.failures.len(),
-            f0(j.mttr_s),
-            f0(j.checkpoint_interval_s),
-            f0(j.young_interval_s)
-        );
-    }
-    o += "</table><h2>Notes</h2><ul>";
-    for n in &r.notes {
-        let _ = write!(o, "<li>{}</li>", esc(n));
-    }
-    let _ = write!(
-        o,
-        "<li>Exact sync stalls: {} instances matched across ranks ({} host-timed), {} incomplete, {} inconsistent.</li><li>Definitions: docs/findings.md, docs/goodput.md. Computed in {:.1} s.</li></ul></body></html>",
-        r.stalls.matched.instances_exact,
-        r.stalls.matched.instances_host_timed,
-        r.stalls.matched.instances_incomplete,
-        r.stalls.matched.instances_inconsistent,
-        r.elapsed_s
-    );
-    o
+    let json = |v: &serde_json::Value| serde_json::to_string_pretty(v).unwrap_or_default();
+    let page = html! {
+        (DOCTYPE)
+        html {
+            head {
+                meta charset="utf-8";
+                title { (r.title) }
+                style { (PreEscaped(CSS)) }
+            }
+            body {
+                h1 { (r.title) }
+                p {
+                    (r.start) " to " (r.end)
+                    @for (k, v) in &r.filters { " · " (k) ": " (v.join(", ")) }
+                }
+                p.big {
+                    b { (format!("{:.1}", t.powered_gpu_h)) } " GPU-hours powered, "
+                    b { (format!("{:.1}", t.stranded_gpu_h)) }
+                    (format!(
+                        " stranded ({:.1}%): idle while held {:.1}, ghost compute {:.1}, unallocatable {:.1}. Recoverable: ",
+                        100.0 * t.stranded_gpu_h / t.powered_gpu_h.max(1e-12),
+                        t.idle_gpu_h - t.leaf(Leaf::IdleNoProcess),
+                        t.ghost_gpu_h,
+                        t.unallocatable_gpu_h,
+                    ))
+                    b { (format!("{:.1}", r.recoverable_gpu_h)) } " GPU-hours."
+                }
+                h2 { "Where the time went, by cluster" }
+                (chart(&r.by_cluster, 20))
+                h2 { "Top findings" }
+                @if r.findings.is_empty() { p { "No findings." } }
+                @for f in r.findings.iter().take(top) {
+                    details {
+                        summary {
+                            span class=(f.severity) { (f.severity) } " "
+                            b { (f.code) " " (f.kind) }
+                            " (" (f.scope) ", " (rfc3339(f.start_ns)) "): " (f.summary)
+                        }
+                        pre { "figures: " (json(&f.figures)) "\nevidence: " (json(&f.evidence)) }
+                    }
+                }
+                @if r.findings.len() > top {
+                    p { (r.findings.len() - top) " more findings in stranded.json." }
+                }
+                h2 { "Recoverable capacity" }
+                table {
+                    tr { th { "kind" } th { "GPU-hours" } th { "assumption" } }
+                    @for x in &r.recoverable {
+                        tr { td { (x.kind) } td.n { (format!("{:.2}", x.gpu_h)) } td { (x.assumption) } }
+                    }
+                }
+                h2 { "Trend" }
+                (lines(&labels, &series, "GPU-h"))
+                h2 { "By cluster" }
+                (table("cluster", &r.by_cluster, 50))
+                h2 { "By GPU model" }
+                (table("GPU model", &r.by_gpu_model, 50))
+                h2 { "Nodes with the most stranded capacity" }
+                (chart(&r.by_node, 15))
+                (table("node", &r.by_node, 25))
+                h2 { "Jobs with the most stranded capacity" }
+                (table("job", &r.by_job, 25))
+                h2 { "Jobs: goodput and recovery" }
+                table {
+                    tr {
+                        @for h in ["job", "wall h", "GPUs", "goodput", "startup s", "ckpt save s", "restore s", "wasted s",
+                                   "recovery s", "other s", "failures", "MTTR s", "ckpt interval s", "Young s"] {
+                            th { (h) }
+                        }
+                    }
+                    @for j in &r.jobs {
+                        @let b = &j.badput;
+                        tr {
+                            td { (j.cluster) "/" (j.job_id) }
+                            td.n { (format!("{:.2}", j.wall_s / 3600.0)) }
+                            td.n { (j.gpus) }
+                            td.n { (j.goodput.map_or("unknown (no step source)".into(), |g| format!("{:.1}%", g * 100.0))) }
+                            @for s in [b.startup_s, b.checkpoint_save_s, b.checkpoint_restore_s, b.wasted_progress_s, b.recovery_s, b.other_s] {
+                                td.n { (format!("{s:.0}")) }
+                            }
+                            td.n { (j.failures.len()) }
+                            td.n { (f0(j.mttr_s)) }
+                            td.n { (f0(j.checkpoint_interval_s)) }
+                            td.n { (f0(j.young_interval_s)) }
+                        }
+                    }
+                }
+                h2 { "Notes" }
+                ul {
+                    @for n in &r.notes { li { (n) } }
+                    li {
+                        "Exact sync stalls: " (r.stalls.matched.instances_exact) " instances matched across ranks ("
+                        (r.stalls.matched.instances_host_timed) " host-timed), " (r.stalls.matched.instances_incomplete)
+                        " incomplete, " (r.stalls.matched.instances_inconsistent) " inconsistent."
+                    }
+                    li { "Definitions: docs/findings.md, docs/goodput.md. Computed in " (format!("{:.1}", r.elapsed_s)) " s." }
+                }
+            }
+        }
+    };
+    page.into_string()
 }

@@ -62,6 +62,11 @@ pub fn markdown_for_tests(r: &Report) -> String {
     markdown::render(r, 20)
 }
 
+#[cfg(test)]
+pub fn html_for_tests(r: &Report) -> String {
+    html::render(r, 20)
+}
+
 /// GPU-hours of one slice of the fleet: the accounting's figures in hours,
 /// and the unallocatable GPUs the fleet adds.
 #[derive(Debug, Clone, Default, Serialize, PartialEq)]
