@@ -15,6 +15,7 @@ mod nccl_join;
 mod nvml;
 mod procstat;
 mod run;
+mod ship_requests;
 mod shutdown;
 mod sink;
 mod source;
@@ -50,6 +51,21 @@ enum Command {
     Check,
     /// Run a command with the CUPTI injection library pointed at this agent.
     Wrap(WrapArgs),
+    /// Ship one job's full kernel_events to the collector (they stay on the
+    /// node by default): what the data directory keeps of it and what comes,
+    /// until `--stop`. The running agent picks the request up within seconds.
+    /// Without a job, lists the requests.
+    ShipKernelEvents(ShipArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct ShipArgs {
+    /// The job id, as the agent records it (`STRAND_JOB_ID`, `SLURM_JOB_ID`,
+    /// the SLURM job or Kubernetes pod UID of its cgroup, or `job_id`).
+    pub job: Option<String>,
+    /// Stop shipping this job's kernel_events (what is shipped stays shipped).
+    #[arg(long, requires = "job")]
+    pub stop: bool,
 }
 
 /// Options of every subcommand; they may come before or after it.
@@ -114,6 +130,54 @@ impl RunArgs {
     }
 }
 
+/// `strand-agent ship-kernel-events`: edits the request file the running
+/// agent reads (`ship_requests`), and says what will happen.
+fn ship_kernel_events(cfg: &Config, args: &ShipArgs) -> ExitCode {
+    let requests = ship_requests::ShipRequests::in_data_dir(&cfg.data_dir);
+    let Some(job) = &args.job else {
+        return match requests.read() {
+            Ok(jobs) if jobs.is_empty() => {
+                println!("no job's kernel_events are requested ({})", requests.path().display());
+                ExitCode::SUCCESS
+            }
+            Ok(jobs) => {
+                jobs.iter().for_each(|j| println!("{j}"));
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("strand-agent: {e}");
+                ExitCode::FAILURE
+            }
+        };
+    };
+    if cfg.collector.url.is_none() && !args.stop {
+        eprintln!(
+            "strand-agent: no collector is configured (collector.url): kernel_events stay in {}; nothing to ship them to",
+            cfg.data_dir.display()
+        );
+        return ExitCode::from(2);
+    }
+    match requests.set(job, !args.stop) {
+        Ok(changed) => {
+            let what = match (args.stop, changed) {
+                (false, true) => "will ship",
+                (false, false) => "already ships",
+                (true, true) => "no longer ships",
+                (true, false) => "was not asked to ship",
+            };
+            println!("the agent {what} the full kernel_events of job {job} ({})", requests.path().display());
+            if cfg.collector.kernel_events && !args.stop {
+                println!("(collector.kernel_events = true: it ships every job's kernel_events anyway)");
+            }
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("strand-agent: cannot record the request in {}: {e}", requests.path().display());
+            ExitCode::FAILURE
+        }
+    }
+}
+
 fn init_logging() {
     tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::try_from_env("STRAND_LOG").unwrap_or_else(|_| "info".into()))
@@ -137,6 +201,7 @@ fn main() -> ExitCode {
     match cli.command {
         None | Some(Command::Run) => {}
         Some(Command::Check) => return check::report(&check::probe(&cfg)),
+        Some(Command::ShipKernelEvents(s)) => return ship_kernel_events(&cfg, &s),
         // Execs the command; returns only when it could not be started.
         Some(Command::Wrap(w)) => {
             return match wrap::run(w, &cfg) {

@@ -11,7 +11,7 @@
 //! `<root>/<table>/date=YYYY-MM-DD/cluster_dir=<c>/node_dir=<n>/<batch-id>.parquet`,
 //! batch id `<utc-ns, 19 digits>-<16 hex>` so names sort oldest first.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fs::{self, File};
 use std::io;
 use std::path::{Path, PathBuf};
@@ -20,6 +20,7 @@ use std::sync::Mutex;
 use strand_schemas::{layout, protocol};
 
 use crate::metrics::AgentMetrics;
+use crate::ship_requests::ShipRequests;
 
 /// A committed batch file.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -72,6 +73,12 @@ pub struct Spool {
     quota: u64,
     metrics: AgentMetrics,
     keep_local: Vec<KeepLocal>,
+    /// Jobs whose batches of the tables kept local are shipped all the same.
+    requests: ShipRequests,
+    /// What the last look at the requests found, to log only changes.
+    requests_seen: Mutex<String>,
+    /// The jobs in each kept-local file, read once (the file does not change).
+    jobs_in: Mutex<HashMap<PathBuf, BTreeSet<String>>>,
     /// Committed files by (batch id, table): oldest first.
     index: Mutex<BTreeMap<(String, String), Entry>>,
 }
@@ -116,6 +123,9 @@ impl Spool {
             quota,
             metrics,
             keep_local: Vec::new(),
+            requests: ShipRequests::in_data_dir(root),
+            requests_seen: Mutex::new(String::new()),
+            jobs_in: Mutex::new(HashMap::new()),
             index: Mutex::new(BTreeMap::new()),
         };
         let mut rec = Recovery::default();
@@ -344,10 +354,69 @@ impl Spool {
         self.update_gauges();
     }
 
-    /// Committed batches to ship, oldest first: all but the tables kept local.
+    /// Committed batches to ship, oldest first: all but the tables kept
+    /// local, and of those the files holding a row of a job an operator
+    /// asked for (`strand-agent ship-kernel-events`). A file holding rows of
+    /// several jobs ships whole.
     pub fn to_ship(&self) -> Vec<Entry> {
         let local = |e: &Entry| self.keep_local.iter().any(|k| k.table == e.table);
-        self.index.lock().map(|i| i.values().filter(|e| !local(e)).cloned().collect()).unwrap_or_default()
+        let all: Vec<Entry> = self.index.lock().map(|i| i.values().cloned().collect()).unwrap_or_default();
+        let requested = if all.iter().any(local) { self.requested_jobs() } else { BTreeSet::new() };
+        all.into_iter().filter(|e| !local(e) || (!requested.is_empty() && self.holds_a_job(e, &requested))).collect()
+    }
+
+    /// The jobs requested now; logs when that changes (or the file is bad).
+    fn requested_jobs(&self) -> BTreeSet<String> {
+        let (jobs, seen) = match self.requests.read() {
+            Ok(jobs) => {
+                let names: Vec<&str> = jobs.iter().map(String::as_str).collect();
+                (jobs.clone(), names.join(", "))
+            }
+            Err(e) => (BTreeSet::new(), format!("error: {e}")),
+        };
+        if let Ok(mut last) = self.requests_seen.lock()
+            && *last != seen
+        {
+            if let Some(err) = seen.strip_prefix("error: ") {
+                tracing::error!("cannot read the requests to ship kernel_events: {err}; nothing kept local is shipped");
+            } else if seen.is_empty() {
+                tracing::info!("no job's kernel_events are requested any more: they stay in the data directory");
+            } else {
+                tracing::info!(
+                    "shipping the full kernel_events of job(s) {seen}, as requested in {}",
+                    self.requests.path().display()
+                );
+            }
+            *last = seen;
+        }
+        jobs
+    }
+
+    /// Whether a committed file holds a row of one of `jobs` (its `job_id`
+    /// column, read once per file; an unreadable file holds none).
+    fn holds_a_job(&self, e: &Entry, jobs: &BTreeSet<String>) -> bool {
+        let cached = self.jobs_in.lock().ok().and_then(|c| c.get(&e.path).cloned());
+        let held = match cached {
+            Some(held) => held,
+            None => {
+                let held = match jobs_in_file(&e.path) {
+                    Ok(held) => held,
+                    Err(err) => {
+                        tracing::warn!("cannot read the job ids of {}: {err}", e.path.display());
+                        BTreeSet::new()
+                    }
+                };
+                if let Ok(mut c) = self.jobs_in.lock() {
+                    // Entries of removed files go; the map stays the size of the spool.
+                    if c.len() > 100_000 {
+                        c.clear();
+                    }
+                    c.insert(e.path.clone(), held.clone());
+                }
+                held
+            }
+        };
+        !held.is_disjoint(jobs)
     }
 
     /// Removes files of the tables kept local beyond their size or age.
@@ -380,6 +449,9 @@ impl Spool {
     pub fn remove(&self, entry: &Entry) -> io::Result<()> {
         if let Ok(mut idx) = self.index.lock() {
             idx.remove(&(entry.batch_id.clone(), entry.table.clone()));
+        }
+        if let Ok(mut jobs) = self.jobs_in.lock() {
+            jobs.remove(&entry.path);
         }
         let r = match fs::remove_file(&entry.path) {
             Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
@@ -434,6 +506,27 @@ impl Spool {
             self.metrics.spool_bytes.set(idx.values().map(|e| e.bytes).sum::<u64>() as i64);
         }
     }
+}
+
+/// The distinct non-null `job_id` values of a batch file (at most 1,024).
+fn jobs_in_file(path: &Path) -> Result<BTreeSet<String>, parquet::errors::ParquetError> {
+    use arrow::array::AsArray;
+    use parquet::arrow::ProjectionMask;
+    use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+    let builder = ParquetRecordBatchReaderBuilder::try_new(File::open(path)?)?;
+    let mask = ProjectionMask::columns(builder.parquet_schema(), ["job_id"]);
+    let mut jobs = BTreeSet::new();
+    for batch in builder.with_projection(mask).build()? {
+        let batch = batch?;
+        let Some(col) = batch.column_by_name("job_id") else { break };
+        let col = arrow::compute::cast(col, &arrow::datatypes::DataType::Utf8)?;
+        for job in col.as_string::<i32>().iter().flatten() {
+            if jobs.len() < 1024 && !jobs.contains(job) {
+                jobs.insert(job.to_string());
+            }
+        }
+    }
+    Ok(jobs)
 }
 
 /// Row count from a Parquet footer (for eviction accounting).
@@ -492,6 +585,53 @@ mod tests {
         assert!(summary.path.exists(), "other tables are not under the retention");
         assert_eq!(spool.to_ship(), vec![summary.clone()], "kernel_events are never shipped");
         assert_eq!(spool.entries().len(), 3);
+    }
+
+    /// A committed `kernel_events` batch whose rows belong to `jobs`.
+    fn kernel_batch(spool: &Spool, ts: i64, jobs: &[Option<&str>]) -> Entry {
+        use strand_schemas::Table;
+        let e = write_batch(spool, "kernel_events", ts, 4);
+        let rows: Vec<_> = jobs
+            .iter()
+            .map(|j| {
+                let mut k = strand_schemas::KernelEvent::example(1);
+                k.job_id = j.map(String::from);
+                k
+            })
+            .collect();
+        strand_schemas::hive::write_file(&e.path, &rows).unwrap();
+        e
+    }
+
+    #[test]
+    fn a_requested_job_ships_its_kept_local_batches_and_no_other() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut spool, _) = Spool::open(dir.path(), "c1", "n1", 1 << 30, AgentMetrics::default()).unwrap();
+        spool.set_keep_local(vec![KeepLocal {
+            table: "kernel_events".into(),
+            max_bytes: 1 << 30,
+            max_age: std::time::Duration::from_secs(3600),
+        }]);
+        let now = strand_schemas::clock::utc_now_ns();
+        let a = kernel_batch(&spool, now - 3_000, &[Some("job-a"), Some("job-a")]);
+        let b = kernel_batch(&spool, now - 2_000, &[Some("job-b"), None]);
+        let mixed = kernel_batch(&spool, now - 1_000, &[Some("job-b"), Some("job-a")]);
+        let windows = write_batch(&spool, "windows", now, 10);
+        assert_eq!(spool.to_ship(), vec![windows.clone()], "kept local until asked");
+
+        let requests = ShipRequests::in_data_dir(dir.path());
+        requests.set("job-a", true).unwrap();
+        assert_eq!(spool.to_ship(), vec![a.clone(), mixed.clone(), windows.clone()], "job-a's files, oldest first");
+        spool.remove(&a).unwrap();
+        let later = kernel_batch(&spool, now + 1_000, &[Some("job-a")]);
+        assert_eq!(spool.to_ship(), vec![mixed.clone(), windows.clone(), later.clone()], "and what comes");
+
+        requests.set("job-a", false).unwrap();
+        requests.set("job-c", true).unwrap();
+        assert_eq!(spool.to_ship(), vec![windows.clone()], "a job with no rows here ships nothing");
+        fs::write(requests.path(), "bad\u{7}job\n").unwrap();
+        assert_eq!(spool.to_ship(), vec![windows], "an unreadable request ships nothing kept local");
+        assert!(b.path.exists() && mixed.path.exists() && later.path.exists());
     }
 
     #[test]

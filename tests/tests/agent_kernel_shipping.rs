@@ -1,7 +1,8 @@
 //! What an agent ships of its CUPTI records (issue 17): by default the full
 //! `kernel_events` stay in the node's data directory and the collector gets
 //! the per-window `kernel_summaries`; with `collector.kernel_events = true`
-//! it gets the records too. Real processes: a collector, an agent with one
+//! it gets the records too; `strand-agent ship-kernel-events JOB` ships one
+//! job's records on demand, to a running agent. Real processes: a collector, an agent with one
 //! simulated GPU, and the injection library's real sender.
 
 use std::path::Path;
@@ -44,9 +45,15 @@ fn rows_of<T: Table>(dir: &Path) -> Vec<T> {
         .collect()
 }
 
-/// Runs a collector and an agent that receives 3 kernels (2 GEMMs of 100 and
-/// 300 ms, one all-reduce of 400 ms) in a 2 s window, then stops both.
-fn run(dir: &Path, ship_kernel_events: bool) {
+const JOB: &str = "llama-7b/run-3";
+
+/// Runs a collector and an agent of job [`JOB`] that receives 3 kernels (2
+/// GEMMs of 100 and 300 ms, one all-reduce of 400 ms) in a 2 s window, then
+/// stops both. With `request`, once the records are committed in the data
+/// directory, asks the running agent to ship their job's records (the job
+/// the agent found for the test process: [`JOB`] unless the environment or
+/// cgroup names one) and returns that job.
+fn run(dir: &Path, ship_kernel_events: bool, request: bool) -> Option<String> {
     let port = free_port();
     std::fs::write(dir.join("token"), format!("{TOKEN}\n")).unwrap();
     let sha = Command::new("sha256sum").stdin(Stdio::piped()).stdout(Stdio::piped()).spawn().and_then(|mut c| {
@@ -78,7 +85,7 @@ fn run(dir: &Path, ship_kernel_events: bool) {
     std::fs::write(
         &cfg,
         format!(
-            "cluster = \"e2e\"\nnode = \"node-k\"\ndata_dir = \"{}\"\n[metrics]\nlisten = \"\"\n\
+            "cluster = \"e2e\"\nnode = \"node-k\"\njob_id = \"{JOB}\"\ndata_dir = \"{}\"\n[metrics]\nlisten = \"\"\n\
              [output]\nrotate_interval = \"1s\"\n[nvml]\nperiod = \"250ms\"\ninfiniband = false\n[ebpf]\nenabled = false\n\
              [windows]\nperiod = \"2s\"\nlateness = \"3s\"\nnccl_join_hold = \"1s\"\n\
              [collector]\nurl = \"http://127.0.0.1:{port}\"\ntoken_file = \"{}\"\nkernel_events = {ship_kernel_events}\n",
@@ -109,10 +116,28 @@ fn run(dir: &Path, ship_kernel_events: bool) {
     sender.shutdown(Duration::from_secs(2));
     let close_at = t0 + period + 3_000 * MS;
     std::thread::sleep(Duration::from_nanos((close_at - utc_now_ns()).max(0) as u64 + 1_500_000_000));
+    let mut requested = None;
+    if request {
+        let kept = rows_of::<KernelEvent>(&data);
+        assert_eq!(kept.len(), 3, "committed and kept before the request");
+        let job = kept[0].job_id.clone().expect("the configured job_id at least");
+        let out = Command::new(bin("strand-agent"))
+            .args(["ship-kernel-events", &job, "--config"])
+            .arg(&cfg)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        let said = String::from_utf8_lossy(&out.stdout);
+        assert!(said.contains(&format!("will ship the full kernel_events of job {job}")), "{said}");
+        let collected = dir.join("collected");
+        eventually(Duration::from_secs(20), || !rows_of::<KernelEvent>(&collected).is_empty());
+        requested = Some(job);
+    }
     agent.signal(SIGTERM);
     assert!(agent.wait(Duration::from_secs(30)).success());
     collector.signal(SIGTERM);
     assert!(collector.wait(Duration::from_secs(30)).success());
+    requested
 }
 
 /// The summary as (name, category, count, total, min, max), sorted.
@@ -128,7 +153,7 @@ fn summary(rows: &[KernelSummary]) -> Vec<(String, String, i64, i64, i64, i64)> 
 #[test]
 fn by_default_kernel_events_stay_on_the_node_and_the_collector_gets_the_summary() {
     let dir = tempfile::tempdir().unwrap();
-    run(dir.path(), false);
+    run(dir.path(), false, false);
     let (collected, data) = (dir.path().join("collected"), dir.path().join("data"));
     assert!(rows_of::<KernelEvent>(&collected).is_empty(), "no kernel_events shipped");
     assert_eq!(rows_of::<KernelEvent>(&data).len(), 3, "the records stay in the data directory");
@@ -146,7 +171,7 @@ fn by_default_kernel_events_stay_on_the_node_and_the_collector_gets_the_summary(
 #[test]
 fn with_kernel_events_on_the_collector_gets_the_records_and_the_summary() {
     let dir = tempfile::tempdir().unwrap();
-    run(dir.path(), true);
+    run(dir.path(), true, false);
     let (collected, data) = (dir.path().join("collected"), dir.path().join("data"));
     let mut starts: Vec<i64> = rows_of::<KernelEvent>(&collected).iter().map(|k| k.start_ns).collect();
     starts.sort();
@@ -155,4 +180,16 @@ fn with_kernel_events_on_the_collector_gets_the_records_and_the_summary() {
     assert_eq!(rows_of::<KernelEvent>(&collected).len(), 3);
     assert!(rows_of::<KernelEvent>(&data).is_empty(), "shipped records left the spool");
     assert_eq!(summary(&rows_of::<KernelSummary>(&collected)).len(), 2);
+}
+
+#[test]
+fn on_demand_one_job_kernel_events_ship_from_a_running_agent() {
+    let dir = tempfile::tempdir().unwrap();
+    let job = run(dir.path(), false, true);
+    let (collected, data) = (dir.path().join("collected"), dir.path().join("data"));
+    let shipped = rows_of::<KernelEvent>(&collected);
+    assert_eq!(shipped.len(), 3, "the job's records, each once");
+    assert!(shipped.iter().all(|k| k.job_id == job));
+    assert!(rows_of::<KernelEvent>(&data).is_empty(), "shipped records left the spool");
+    assert_eq!(summary(&rows_of::<KernelSummary>(&collected)).len(), 2, "the summary ships as always");
 }
