@@ -21,26 +21,13 @@ import time
 
 import duckdb
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-SQL_DIR = os.path.join(ROOT, "collector", "fleet", "sql")
-
-# Each table's time columns, as Dataset::open_range filters them.
-TIME = {
-    "gpu_samples": ("ts_ns", None),
-    "gpu_events": ("ts_ns", None),
-    "nic_samples": ("ts_ns", None),
-    "process_samples": ("ts_ns", None),
-    "process_events": ("ts_ns", None),
-    "windows": ("start_ns", "end_ns"),
-    "steps": ("start_ns", "end_ns"),
-    "collective_stalls": ("start_ns", "end_ns"),
-    "nccl_calls": ("enter_ns", "exit_ns"),
-}
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from fleet_sql import TIME, add_param_args, names as sql_names, params_of, render, time_filter  # noqa: E402
 
 
 def create_views(con, data, start, end):
     missing = []
-    for table, (t0, t1) in TIME.items():
+    for table in TIME:
         # Every data file under the table: compacted hours
         # (date=/hour=/cluster=/part-*.parquet), the report's stored results,
         # an agent's or import's Hive directories. Landed batches (_landing/)
@@ -49,10 +36,7 @@ def create_views(con, data, start, end):
         if not files:
             missing.append(table)
             continue
-        if t1 is None:
-            where = f"{t0} >= {start} AND {t0} < {end}"
-        else:
-            where = f"{t0} < {end} AND COALESCE({t1}, {t0}) >= {start}"
+        where = time_filter(table, start, end)
         con.execute(f"CREATE VIEW {table} AS SELECT * FROM ({int64_times(con, files)}) WHERE {where}")
     return missing
 
@@ -78,16 +62,6 @@ def int64_times(con, files):
         replace = f" REPLACE ({', '.join(f'epoch_ns({c}) AS {c}' for c in sorted(cols))})" if cols else ""
         parts.append(f"SELECT *{replace} FROM read_parquet({lit(fs)}, union_by_name = true, hive_partitioning = false)")
     return " UNION ALL BY NAME ".join(parts)
-
-
-def render(name, params):
-    with open(os.path.join(SQL_DIR, name + ".sql")) as f:
-        sql = f.read()
-    for k, v in params.items():
-        sql = sql.replace("{{" + k + "}}", str(v))
-    if "{{" in sql:
-        raise SystemExit(f"{name}.sql: unknown parameter")
-    return sql
 
 
 def norm(v):
@@ -137,10 +111,7 @@ def main():
     p.add_argument("--data", required=True)
     p.add_argument("--from", dest="start", type=int, required=True, help="UTC ns")
     p.add_argument("--to", dest="end", type=int, required=True, help="UTC ns, exclusive")
-    p.add_argument("--window-ns", type=int, default=10_000_000_000)
-    p.add_argument("--bucket-ns", type=int, default=600_000_000_000)
-    p.add_argument("--alloc-ns", type=int, default=60_000_000_000)
-    p.add_argument("--bw-bucket-ns", type=int, default=300_000_000_000)
+    add_param_args(p)
     p.add_argument("--threads", type=int, default=0, help="DuckDB threads (0: its default)")
     p.add_argument("--memory-limit", default=None, help="DuckDB memory_limit, e.g. 4GB")
     p.add_argument("--compare", help="directory of DataFusion results (strand report stranded --dump-sql)")
@@ -152,8 +123,8 @@ def main():
     if a.memory_limit:
         con.execute(f"SET memory_limit = '{a.memory_limit}'")
     missing = create_views(con, a.data, a.start, a.end)
-    params = {"window_ns": a.window_ns, "bucket_ns": a.bucket_ns, "alloc_ns": a.alloc_ns, "bw_bucket_ns": a.bw_bucket_ns}
-    names = sorted(os.path.splitext(os.path.basename(f))[0] for f in glob.glob(os.path.join(SQL_DIR, "*.sql")))
+    params = params_of(a)
+    names = sql_names()
     failures = []
     total = 0.0
     for name in names:

@@ -229,7 +229,7 @@ impl CollectiveRecord {
 }
 
 /// What the matcher did.
-#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct MatchStats {
     /// Instances matched on device times / host times.
     pub instances_exact: u64,

@@ -1,7 +1,9 @@
 //! The reports as users get them: the postmortem and the stranded-capacity
 //! pages render in headless Chromium with their charts (issue 6), and the
 //! fleet report's SQL gives the same answers in DuckDB on the same files
-//! (issue 8: the report logic runs unchanged in a second engine).
+//! (issue 8: the report logic runs unchanged in a second engine), and the
+//! report rendered from Spark's results is the single-process report
+//! (issue 18).
 
 use std::path::Path;
 use std::process::Command;
@@ -94,7 +96,74 @@ fn the_fleet_report_sql_gives_the_same_answers_in_duckdb() {
     );
     let same = out.matches("same as DataFusion").count();
     assert!(same >= 10 && !out.contains("DIFFERS") && !out.contains("skipped"), "every query, same answers:\n{out}");
-    assert_eq!(same, files(&dump, "").len(), "one comparison per dumped result:\n{out}");
+    assert_eq!(same, files(&dump, ".jsonl").len(), "one comparison per dumped result:\n{out}");
+}
+
+/// stranded.json without what differs from run to run.
+fn stranded_json(dir: &Path) -> serde_json::Value {
+    let mut v: serde_json::Value = serde_json::from_slice(&std::fs::read(dir.join("stranded.json")).unwrap()).unwrap();
+    for k in ["timings", "elapsed_s"] {
+        v.as_object_mut().unwrap().remove(k);
+    }
+    v
+}
+
+/// The Spark path of docs/fleet-scale.md: strand stores the exact stalls
+/// (`--stalls-only`), Spark `local[2]` runs the twelve SQL files
+/// (`bench/fleet_spark.py`), strand renders from their results
+/// (`--from-results`): the same stranded.json as the single-process run.
+#[test]
+fn the_fleet_report_from_spark_results_is_the_single_process_report() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = fleet(dir.path());
+    let range = ["--from".to_string(), T0.to_string(), "--to".to_string(), (T0 + HOUR).to_string()];
+    let single = dir.path().join("single");
+    run(
+        Command::new(bin("strand"))
+            .args(["report", "stranded"])
+            .args(&range)
+            .arg("--data")
+            .arg(&data)
+            .arg("--out")
+            .arg(&single),
+        "strand report stranded",
+    );
+    let results = dir.path().join("results");
+    run(
+        Command::new(bin("strand"))
+            .args(["report", "stranded", "--store", "--stalls-only"])
+            .args(&range)
+            .arg("--data")
+            .arg(&data)
+            .arg("--dump-sql")
+            .arg(&results),
+        "strand report stranded --stalls-only",
+    );
+    assert!(!results.join("gpu_time.jsonl").exists(), "--stalls-only runs no SQL");
+    run(
+        Command::new("python3")
+            .arg(repo().join("bench/fleet_spark.py"))
+            .args(["--master", "local[2]", "--shuffle-partitions", "2"])
+            .args(&range)
+            .arg("--data")
+            .arg(&data)
+            .arg("--out")
+            .arg(&results),
+        "bench/fleet_spark.py (needs pyspark and a JRE: scripts/install-deps.sh --test)",
+    );
+    let spark = dir.path().join("spark");
+    run(
+        Command::new(bin("strand"))
+            .args(["report", "stranded", "--from-results"])
+            .arg(&results)
+            .args(&range)
+            .arg("--out")
+            .arg(&spark),
+        "strand report stranded --from-results",
+    );
+    let (want, got) = (stranded_json(&single), stranded_json(&spark));
+    assert!(want["findings"].as_array().is_some_and(|f| !f.is_empty()), "the faults are found");
+    assert!(got == want, "the report from Spark's results differs from the single-process report");
 }
 
 /// `strand export trace` on an agent-style dataset (the simulator's) and

@@ -283,7 +283,8 @@ pub enum ReportCommand {
 Examples:
   strand report stranded --data /srv/strand --last 24h
   strand report stranded --data s3://bucket/strand --from 2026-01-05T00:00:00Z --to 2026-01-06T00:00:00Z --cluster a100
-  strand report stranded --data /srv/strand --last 1h --store     # also store collective_stalls and findings")]
+  strand report stranded --data /srv/strand --last 1h --store     # also store collective_stalls and findings
+  strand report stranded --from-results results/ --from … --to …  # from the SQL results of Spark (docs/fleet-scale.md)")]
 pub struct StrandedArgs {
     /// The dataset: a directory, file:// URL or s3://bucket/prefix.
     #[arg(long, env = "STRAND_DATA", default_value = "strand-data")]
@@ -337,9 +338,18 @@ pub struct StrandedArgs {
     /// Findings shown in full in HTML and Markdown (all are in the JSON).
     #[arg(long, default_value_t = 20)]
     pub top: usize,
-    /// Write every report query's result as JSON lines into this directory (engine comparison).
-    #[arg(long, hide = true)]
+    /// Write every report query's result as JSON lines into this directory,
+    /// and the stall pass's statistics as stalls.json.
+    #[arg(long, value_name = "DIR")]
     pub dump_sql: Option<PathBuf>,
+    /// Only compute and store the exact stalls of the range (with --store),
+    /// for another engine to run the SQL over the dataset (docs/fleet-scale.md).
+    #[arg(long, requires = "store", conflicts_with = "from_results")]
+    pub stalls_only: bool,
+    /// Render the report from the query results another engine wrote into
+    /// DIR (one per SQL file, as --dump-sql names them, and stalls.json).
+    #[arg(long, value_name = "DIR", conflicts_with_all = ["store", "dump_sql"])]
+    pub from_results: Option<PathBuf>,
 }
 
 /// Nanoseconds of a duration, saturating.

@@ -51,8 +51,13 @@ pub struct Options {
     pub store: bool,
     /// DataFusion memory pool; beyond it sorts and aggregations spill to disk.
     pub memory_limit: Option<usize>,
-    /// Write every report query's result as JSON lines here (engine comparison).
+    /// Write every report query's result as JSON lines here, and the stall
+    /// pass's statistics as `stalls.json` (engine comparison, `--from-results`).
     pub dump_dir: Option<PathBuf>,
+    /// Render from the query results another engine wrote into this
+    /// directory (one per SQL file, as `dump_dir` names them, and the stall
+    /// pass's `stalls.json`), instead of running the stall pass and the SQL.
+    pub from_results: Option<PathBuf>,
     /// Time the findings are stamped with.
     pub created_ns: i64,
 }
@@ -73,11 +78,20 @@ pub struct Analysis {
 pub type Progress<'a> = &'a mut dyn FnMut(&str, u64, u64);
 
 pub async fn analyze(opts: &Options, reducer: &Reducer, progress: Progress<'_>) -> anyhow::Result<Analysis> {
-    let filtered = !(opts.clusters.is_empty() && opts.nodes.is_empty() && opts.jobs.is_empty());
-    if opts.store && filtered {
-        bail!(
-            "--store computes the whole fleet's stalls and findings; it cannot be combined with --cluster, --node or --job"
-        );
+    check_store(opts)?;
+    if let Some(dir) = &opts.from_results {
+        if opts.store {
+            bail!("--from-results renders what another engine computed; --store does not apply to it");
+        }
+        if !(opts.clusters.is_empty() && opts.nodes.is_empty() && opts.jobs.is_empty()) {
+            bail!(
+                "--from-results renders the results as the other engine computed them: filter there, not with --cluster, --node or --job"
+            );
+        }
+        let t = Instant::now();
+        let (stall_stats, results) = crate::results::load(dir)?;
+        let timings = vec![("results".to_string(), results.values().map(Rows::len).sum(), t.elapsed().as_secs_f64())];
+        return conclude(opts, None, stall_stats, results, timings).await;
     }
     let mut timings = Vec::new();
 
@@ -115,6 +129,9 @@ pub async fn analyze(opts: &Options, reducer: &Reducer, progress: Progress<'_>) 
     .context("computing exact sync stalls")?;
     timings.push(("collective_stalls".to_string(), stall_stats.rows_written as usize, t.elapsed().as_secs_f64()));
     drop(ctx);
+    if let Some(dir) = &opts.dump_dir {
+        crate::results::write_stall_stats(dir, &stall_stats)?;
+    }
 
     // 2. The report's queries over the range.
     let ds = Dataset::open_range(&opts.data, opts.range).await?;
@@ -140,9 +157,63 @@ pub async fn analyze(opts: &Options, reducer: &Reducer, progress: Progress<'_>) 
         results.insert(*name, rows);
     }
     progress("report queries", sql::QUERIES.len() as u64, sql::QUERIES.len() as u64);
+    let out = if opts.store { Some(&out) } else { None };
+    conclude(opts, out, stall_stats, results, timings).await
+}
+
+/// The exact stalls of the range only, stored in the dataset for another
+/// engine's run of the SQL (`--stalls-only`); their statistics go to
+/// `dump_dir/stalls.json` for `--from-results`.
+pub async fn stall_pass(opts: &Options, reducer: &Reducer, progress: Progress<'_>) -> anyhow::Result<StallStats> {
+    check_store(opts)?;
+    if !opts.store {
+        bail!("--stalls-only stores the exact stalls for another engine to read: add --store");
+    }
+    let out = Output::open(&opts.data)?;
+    let inputs =
+        Dataset::open_range(&opts.data, stalls::input_range(opts.range.start_ns, opts.range.end_ns, &opts.stall))
+            .await?;
+    let ctx = session(&inputs, opts.memory_limit).await?;
+    let stats = stalls::compute(
+        &inputs,
+        &ctx,
+        reducer,
+        opts.range.start_ns,
+        opts.range.end_ns,
+        &out,
+        true,
+        &opts.stall,
+        |d, n| progress("exact sync stalls (hours)", d, n),
+    )
+    .await
+    .context("computing exact sync stalls")?;
+    if let Some(dir) = &opts.dump_dir {
+        crate::results::write_stall_stats(dir, &stats)?;
+        crate::results::write_table_schemas(dir)?;
+    }
+    Ok(stats)
+}
+
+fn check_store(opts: &Options) -> anyhow::Result<()> {
+    let filtered = !(opts.clusters.is_empty() && opts.nodes.is_empty() && opts.jobs.is_empty());
+    if opts.store && filtered {
+        bail!(
+            "--store computes the whole fleet's stalls and findings; it cannot be combined with --cluster, --node or --job"
+        );
+    }
+    Ok(())
+}
+
+/// 3. The findings engine over the queries' results, wherever they ran.
+async fn conclude(
+    opts: &Options,
+    store: Option<&Output>,
+    stall_stats: StallStats,
+    mut results: std::collections::HashMap<&'static str, Rows>,
+    timings: Vec<(String, usize, f64)>,
+) -> anyhow::Result<Analysis> {
     let mut take = |name: &str| results.remove(name).with_context(|| format!("query {name} did not run"));
 
-    // 3. The findings engine over the results.
     let gpu_time = inputs::gpu_time(&take("gpu_time")?)?;
     type JobAcc = (JobTime, std::collections::HashSet<Arc<str>>);
     let mut jobs: std::collections::BTreeMap<(Arc<str>, Arc<str>), JobAcc> = Default::default();
@@ -211,8 +282,8 @@ pub async fn analyze(opts: &Options, reducer: &Reducer, progress: Progress<'_>) 
     };
     let outcome = findings::detect(&engine, &opts.thresholds, opts.created_ns);
     let findings = outcome.findings;
-    if opts.store {
-        store_findings(&out, opts.range, &findings).await?;
+    if let Some(out) = store {
+        store_findings(out, opts.range, &findings).await?;
     }
     Ok(Analysis { stall_stats, gpu_time, topology: outcome.topology, jobs: outcome.jobs, findings, timings })
 }
@@ -348,7 +419,10 @@ fn dump(dir: &Path, rows: &Rows) -> anyhow::Result<()> {
     std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
     let path = dir.join(format!("{}.jsonl", rows.name));
     let file = std::fs::File::create(&path).with_context(|| format!("cannot create {}", path.display()))?;
-    let mut w = arrow::json::LineDelimitedWriter::new(std::io::BufWriter::new(file));
+    // Null values written as `null`, so that every column is in every line.
+    let mut w = arrow::json::WriterBuilder::new()
+        .with_explicit_nulls(true)
+        .build::<_, arrow::json::writer::LineDelimited>(std::io::BufWriter::new(file));
     for b in &rows.batches {
         w.write(b)?;
     }

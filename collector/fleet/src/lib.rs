@@ -8,6 +8,7 @@
 //! | the exact sync stalls, hour by hour (the one collective matcher) → `collective_stalls` | [`stalls`] |
 //! | from the SQL results to the findings engine's inputs, and its outcome | [`analyze`] |
 //! | `strand report stranded`: the one accounting per cluster, node, model, job, bucket | [`report`] |
+//! | the SQL's results on disk, from strand or another engine (`--dump-sql`, `--from-results`) | [`results`] |
 //!
 //! Big data stays in the engine: the SQL reduces the dataset to per-GPU,
 //! per-job and per-communicator rows, and only those come into Rust.
@@ -18,6 +19,7 @@ pub mod inputs;
 pub mod output;
 pub mod query;
 pub mod report;
+pub mod results;
 pub mod sql;
 pub mod stalls;
 #[cfg(test)]

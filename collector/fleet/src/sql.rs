@@ -163,6 +163,11 @@ impl Rows {
         let mut out = Vec::with_capacity(self.len());
         for b in &self.batches {
             let a = b.column_by_name(name).with_context(|| format!("query {}: no column `{name}`", self.name))?;
+            if a.data_type() == &DataType::Null {
+                // Every value null: JSON lines give no list type to infer.
+                out.extend(std::iter::repeat_n(None, a.len()));
+                continue;
+            }
             let list = a
                 .as_list_opt::<i32>()
                 .with_context(|| format!("query {}: column `{name}` is {}, not a list", self.name, a.data_type()))?;

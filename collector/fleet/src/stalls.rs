@@ -78,7 +78,7 @@ impl Default for StallOptions {
 pub const ORDER_REACH_NS: i64 = 86_400_000_000_000;
 
 /// What the stall pass did.
-#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct StallStats {
     pub hours: u64,
     /// Hours whose stored stalls were still current (`--store`): not computed again.

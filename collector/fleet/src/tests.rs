@@ -39,6 +39,7 @@ fn options(dir: &Path, store: bool) -> Options {
         store,
         memory_limit: Some(256 << 20),
         dump_dir: None,
+        from_results: None,
         created_ns: T0 + 2 * H,
     }
 }
@@ -496,6 +497,47 @@ async fn the_report_gives_the_same_answer_over_schema_1_schema_2_and_mixed_files
         assert!(dump == &answers[0].1, "{what}: the SQL results differ from schema 2's");
         assert_eq!(findings, &answers[0].2, "{what}: the findings differ from schema 2's");
     }
+}
+
+/// The report without its timings (they differ from run to run).
+fn without_timings(r: &Report) -> serde_json::Value {
+    let mut v = serde_json::to_value(r).unwrap();
+    v.as_object_mut().unwrap().remove("timings");
+    v.as_object_mut().unwrap().remove("elapsed_s");
+    v
+}
+
+/// `--from-results`: the report rendered from the SQL results and stall
+/// statistics written to disk (by strand here; by Spark in
+/// tests/tests/reports.rs) is the report, finding for finding; a missing
+/// result is an error naming it, never an empty result.
+#[tokio::test]
+async fn a_report_from_written_results_is_the_report_and_a_missing_one_is_an_error() {
+    let mut cfg = fleet(3);
+    cfg.jobs.push(cfg.job("late", vec![0, 1], true));
+    cfg.faults.push(Fault::Straggler { job: 0, rank: 13, delay_ns: 10_000_000 });
+    let dir = tempfile::tempdir().unwrap();
+    strand_sim::write(&cfg, dir.path(), 2).unwrap();
+    let results = dir.path().join("results");
+    let mut opts = options(dir.path(), false);
+    opts.dump_dir = Some(results.clone());
+    let direct = build(&opts, analyze(&opts, &Reducer::cpu(), &mut |_, _, _| {}).await.unwrap(), 0.0).unwrap();
+    assert!(!direct.findings.is_empty() && direct.stalls.rows_written > 0);
+
+    let mut from = options(Path::new("/nonexistent"), false);
+    from.from_results = Some(results.clone());
+    let again = build(&from, analyze(&from, &Reducer::cpu(), &mut |_, _, _| {}).await.unwrap(), 0.0).unwrap();
+    assert_eq!(without_timings(&again), without_timings(&direct));
+
+    std::fs::remove_file(results.join("stragglers.jsonl")).unwrap();
+    let err = analyze(&from, &Reducer::cpu(), &mut |_, _, _| {}).await.err().unwrap();
+    assert!(format!("{err:#}").contains("no result of query stragglers"), "{err:#}");
+    std::fs::write(results.join("stragglers.jsonl"), "{\"cluster\": \"c\", \"ra").unwrap();
+    let err = analyze(&from, &Reducer::cpu(), &mut |_, _, _| {}).await.err().unwrap();
+    assert!(format!("{err:#}").contains("cannot read the result of query stragglers"), "{err:#}");
+    std::fs::remove_file(results.join("stalls.json")).unwrap();
+    let err = analyze(&from, &Reducer::cpu(), &mut |_, _, _| {}).await.err().unwrap();
+    assert!(format!("{err:#}").contains("--stalls-only --store"), "{err:#}");
 }
 
 /// Text that comes from the data (node names, job ids, finding summaries,

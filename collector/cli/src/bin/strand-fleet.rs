@@ -79,6 +79,7 @@ fn options(a: &StrandedArgs, now_ns: i64) -> anyhow::Result<Options> {
         store: a.store,
         memory_limit: a.memory_limit.as_deref().map(args::parse_bytes).transpose()?,
         dump_dir: a.dump_sql.clone(),
+        from_results: a.from_results.clone(),
         created_ns: now_ns,
     })
 }
@@ -96,6 +97,22 @@ async fn stranded(a: StrandedArgs) -> anyhow::Result<()> {
         }
     };
     let started = std::time::Instant::now();
+    if a.stalls_only {
+        let s = strand_fleet::analyze::stall_pass(&opts, &reducer, &mut progress).await?;
+        if let Some(b) = &bar {
+            b.finish_and_clear();
+        }
+        eprintln!(
+            "strand report: exact sync stalls of {} hour(s) stored in {} ({} rows, {} hour(s) reused) in {:.1} s{}",
+            s.hours,
+            a.data,
+            s.rows_written,
+            s.hours_reused,
+            started.elapsed().as_secs_f64(),
+            a.dump_sql.as_ref().map(|d| format!("; statistics in {}/stalls.json", d.display())).unwrap_or_default()
+        );
+        return Ok(());
+    }
     let r = report::stranded(&opts, &reducer, &mut progress).await?;
     if let Some(b) = &bar {
         b.finish_and_clear();
