@@ -79,6 +79,7 @@ def main():
     p.add_argument("--out", required=True, help="results directory (the --dump-sql of the --stalls-only step)")
     p.add_argument("--schemas", help="empty files of each table (default: OUT/schemas)")
     p.add_argument("--master", help="Spark master when run without spark-submit, e.g. local[2]")
+    p.add_argument("--driver-memory", help="with --master: the driver's heap, e.g. 4g")
     p.add_argument("--window-ns", type=int, default=10_000_000_000, help="the agents' windows.period")
     p.add_argument("--bucket-ns", type=int, help="trend bucket (default: strand's)")
     p.add_argument("--alloc-ns", type=int, default=60_000_000_000)
@@ -96,6 +97,8 @@ def main():
     b = SparkSession.builder.appName("strand report stranded (SQL)")
     if a.master:
         b = b.master(a.master).config("spark.ui.enabled", "false")
+        if a.driver_memory:
+            b = b.config("spark.driver.memory", a.driver_memory)
     # Spark has no nanosecond timestamp: schema 2's TIMESTAMP(NANOS) read as
     # bigint ns, which is what the SQL expects (as schema 1's files hold).
     b = b.config("spark.sql.legacy.parquet.nanosAsLong", "true").config("spark.sql.session.timeZone", "UTC")
