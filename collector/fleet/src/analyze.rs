@@ -95,8 +95,6 @@ pub async fn analyze(opts: &Options, reducer: &Reducer, progress: Progress<'_>) 
     }
     let mut timings = Vec::new();
 
-    // 1. Exact sync stalls, hour by hour, over the whole fleet (peers live on
-    // other nodes), reading only the partitions of the range and its margins.
     let t = Instant::now();
     let (out, temp) = if opts.store {
         (Output::open(&opts.data)?, None)
@@ -109,26 +107,8 @@ pub async fn analyze(opts: &Options, reducer: &Reducer, progress: Progress<'_>) 
             .with_context(|| format!("cannot create a temporary directory in {}", std::env::temp_dir().display()))?;
         (Output::local(dir.path()), Some(dir))
     };
-    let inputs =
-        Dataset::open_range(&opts.data, stalls::input_range(opts.range.start_ns, opts.range.end_ns, &opts.stall))
-            .await?;
-    let ctx = session(&inputs, opts.memory_limit).await?;
-    restrict(&ctx, &opts.clusters, &[], &opts.jobs).await?;
-    let stall_stats = stalls::compute(
-        &inputs,
-        &ctx,
-        reducer,
-        opts.range.start_ns,
-        opts.range.end_ns,
-        &out,
-        opts.store,
-        &opts.stall,
-        |d, n| progress("exact sync stalls (hours)", d, n),
-    )
-    .await
-    .context("computing exact sync stalls")?;
+    let stall_stats = exact_stalls(opts, reducer, &out, progress).await?;
     timings.push(("collective_stalls".to_string(), stall_stats.rows_written as usize, t.elapsed().as_secs_f64()));
-    drop(ctx);
     if let Some(dir) = &opts.dump_dir {
         crate::results::write_stall_stats(dir, &stall_stats)?;
     }
@@ -169,29 +149,64 @@ pub async fn stall_pass(opts: &Options, reducer: &Reducer, progress: Progress<'_
     if !opts.store {
         bail!("--stalls-only stores the exact stalls for another engine to read: add --store");
     }
-    let out = Output::open(&opts.data)?;
-    let inputs =
-        Dataset::open_range(&opts.data, stalls::input_range(opts.range.start_ns, opts.range.end_ns, &opts.stall))
-            .await?;
-    let ctx = session(&inputs, opts.memory_limit).await?;
-    let stats = stalls::compute(
-        &inputs,
-        &ctx,
-        reducer,
-        opts.range.start_ns,
-        opts.range.end_ns,
-        &out,
-        true,
-        &opts.stall,
-        |d, n| progress("exact sync stalls (hours)", d, n),
-    )
-    .await
-    .context("computing exact sync stalls")?;
+    uncompacted_refused(opts).await?;
+    let stats = exact_stalls(opts, reducer, &Output::open(&opts.data)?, progress).await?;
     if let Some(dir) = &opts.dump_dir {
         crate::results::write_stall_stats(dir, &stats)?;
         crate::results::write_table_schemas(dir)?;
     }
     Ok(stats)
+}
+
+/// Step 1, the exact sync stalls, hour by hour, over the whole fleet (peers live on
+/// other nodes), reading only the partitions of the range and its margins,
+/// written to `out` (stored for reuse with `opts.store`).
+async fn exact_stalls(
+    opts: &Options,
+    reducer: &Reducer,
+    out: &Output,
+    progress: Progress<'_>,
+) -> anyhow::Result<StallStats> {
+    let inputs =
+        Dataset::open_range(&opts.data, stalls::input_range(opts.range.start_ns, opts.range.end_ns, &opts.stall))
+            .await?;
+    let ctx = session(&inputs, opts.memory_limit).await?;
+    restrict(&ctx, &opts.clusters, &[], &opts.jobs).await?;
+    stalls::compute(
+        &inputs,
+        &ctx,
+        reducer,
+        opts.range.start_ns,
+        opts.range.end_ns,
+        out,
+        opts.store,
+        &opts.stall,
+        |d, n| progress("exact sync stalls (hours)", d, n),
+    )
+    .await
+    .context("computing exact sync stalls")
+}
+
+/// Outside engines read `<table>/**/*.parquet`: compacted hours, not the
+/// landing area. A range with landed batches no part holds yet would give
+/// them fewer rows than strand reads, so it is refused, naming what to do.
+async fn uncompacted_refused(opts: &Options) -> anyhow::Result<()> {
+    let ds = Dataset::open_range(&opts.data, opts.range).await?;
+    let mut landed = Vec::new();
+    for t in strand_schemas::all_tables() {
+        let n = ds.files(t.name).await?.iter().filter(|(key, _)| key.starts_with(layout::LANDING)).count();
+        if n > 0 {
+            landed.push(format!("{} {}", n, t.name));
+        }
+    }
+    if !landed.is_empty() {
+        bail!(
+            "the range holds landed batches not compacted yet ({}): another engine reads compacted hours only \
+             and would see fewer rows than strand; run `strand compact` (or wait for compaction.after) first",
+            landed.join(", ")
+        );
+    }
+    Ok(())
 }
 
 fn check_store(opts: &Options) -> anyhow::Result<()> {

@@ -540,6 +540,25 @@ async fn a_report_from_written_results_is_the_report_and_a_missing_one_is_an_err
     assert!(format!("{err:#}").contains("--stalls-only --store"), "{err:#}");
 }
 
+/// `--stalls-only` prepares a run of the SQL by another engine, which reads
+/// compacted hours only: a range still holding landed batches is refused.
+#[tokio::test]
+async fn the_stall_pass_for_another_engine_refuses_a_range_not_compacted_yet() {
+    let mut cfg = fleet(2);
+    cfg.jobs.push(cfg.job("a", vec![0, 1], true));
+    let dir = tempfile::tempdir().unwrap();
+    strand_sim::write(&cfg, dir.path(), 2).unwrap();
+    let opts = options(dir.path(), true);
+    let stats = crate::analyze::stall_pass(&opts, &Reducer::cpu(), &mut |_, _, _| {}).await.unwrap();
+    assert!(stats.rows_written > 0);
+    let node = dir.path().join("windows/date=2026-01-05/cluster_dir=sim/node_dir=node-0000");
+    let landing = dir.path().join("_landing/windows/date=2026-01-05/hour=00/cluster_dir=sim/node_dir=node-0000");
+    std::fs::create_dir_all(landing.parent().unwrap()).unwrap();
+    std::fs::rename(&node, &landing).unwrap();
+    let err = crate::analyze::stall_pass(&opts, &Reducer::cpu(), &mut |_, _, _| {}).await.err().unwrap();
+    assert!(format!("{err:#}").contains("not compacted yet (1 windows)"), "{err:#}");
+}
+
 /// Text that comes from the data (node names, job ids, finding summaries,
 /// filters) is escaped in stranded.html: it never reaches the page as markup.
 #[tokio::test]
