@@ -227,7 +227,7 @@ pub async fn run<T: Table>(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use strand_schemas::GpuSample;
+    use strand_schemas::{GpuSample, KernelEvent};
 
     fn files_under(dir: &std::path::Path) -> Vec<String> {
         let mut out = Vec::new();
@@ -277,12 +277,9 @@ mod tests {
         assert!(!files.iter().any(|f| f.ends_with(".tmp") || f.ends_with(".journal")), "{files:?}");
     }
 
-    /// What the journal costs: `cargo test -p strand-agent --release --bins
-    /// journal_cost -- --ignored --nocapture` (numbers in docs/performance.md).
-    #[test]
-    #[ignore]
-    fn journal_cost() {
-        let rows: Vec<GpuSample> = (0..100).map(GpuSample::example).collect();
+    /// 200,000 rows of `T` in 2,000 writes of `rows`, 20 journal syncs:
+    /// (Parquet only, with the journal, journal bytes, Parquet bytes).
+    fn journal_cost_of<T: Table + Clone + Send + 'static>(rows: &[T], ts: i64) -> (Duration, Duration, u64, u64) {
         let time = |journal: bool| {
             let dir = tempfile::tempdir().unwrap();
             let metrics = AgentMetrics::default();
@@ -292,9 +289,9 @@ mod tests {
             let mut journal_bytes = 0;
             if journal {
                 let rotation = Rotation { interval: Duration::from_secs(3600), bytes: 1 << 40 };
-                let mut w = BatchWriter::<GpuSample>::new(spool.clone(), rotation, metrics.clone());
+                let mut w = BatchWriter::<T>::new(spool.clone(), rotation, metrics.clone());
                 for i in 0..2000 {
-                    w.write(&rows, rows[0].ts_ns);
+                    w.write(rows, ts);
                     if i % 100 == 99 {
                         w.sync_journal();
                     }
@@ -306,20 +303,46 @@ mod tests {
                     .sum();
                 w.commit();
             } else {
-                let (pending, file) = spool.create("gpu_samples", rows[0].ts_ns).unwrap();
-                let mut w = TableWriter::<GpuSample, File>::new(file).unwrap();
+                let (pending, file) = spool.create(T::NAME, ts).unwrap();
+                let mut w = TableWriter::<T, File>::new(file).unwrap();
                 for _ in 0..2000 {
-                    w.write(&rows).unwrap();
+                    w.write(rows).unwrap();
                 }
-                spool.commit(pending, w.finish().unwrap(), rows[0].ts_ns).unwrap();
+                spool.commit(pending, w.finish().unwrap(), ts).unwrap();
             }
             (started.elapsed(), journal_bytes, spool.entries()[0].bytes)
         };
         let (plain, _, parquet) = time(false);
         let (journaled, journal_bytes, _) = time(true);
-        eprintln!(
-            "200,000 gpu_samples rows in 2,000 writes, 20 syncs: Parquet only {plain:?}, with the journal {journaled:?}; journal {journal_bytes} bytes for {parquet} bytes of Parquet"
-        );
+        (plain, journaled, journal_bytes, parquet)
+    }
+
+    /// What the journal costs: `cargo test -p strand-agent --release --bins
+    /// journal_cost -- --ignored --nocapture` (numbers in docs/performance.md).
+    #[test]
+    #[ignore]
+    fn journal_cost() {
+        let samples: Vec<GpuSample> = (0..100).map(GpuSample::example).collect();
+        // CUPTI records: 20 kernel names of a training step, distinct times.
+        let kernels: Vec<KernelEvent> = (0..100)
+            .map(|i| {
+                let mut k = KernelEvent::example(i);
+                k.name =
+                    format!("_Z{}sm90_xmma_gemm_bf16bf16_bf16f32_f32_tn_n_tilesize128x256x64_stage{}", i % 20, i % 7)
+                        .into();
+                k.start_ns += i as i64 * 1_000;
+                k.end_ns = k.start_ns + 40_000;
+                k
+            })
+            .collect();
+        for (what, (plain, journaled, journal_bytes, parquet)) in [
+            ("gpu_samples", journal_cost_of(&samples, samples[0].ts_ns)),
+            ("kernel_events", journal_cost_of(&kernels, kernels[0].start_ns)),
+        ] {
+            eprintln!(
+                "200,000 {what} rows in 2,000 writes, 20 syncs: Parquet only {plain:?}, with the journal {journaled:?}; journal {journal_bytes} bytes for {parquet} bytes of Parquet"
+            );
+        }
     }
 
     #[test]
