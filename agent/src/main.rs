@@ -161,7 +161,7 @@ fn ship_kernel_events(cfg: &Config, args: &ShipArgs) -> ExitCode {
         Ok(changed) => {
             let what = match (args.stop, changed) {
                 (false, true) => "will ship",
-                (false, false) => "already ships",
+                (false, false) => "was already asked to ship",
                 (true, true) => "no longer ships",
                 (true, false) => "was not asked to ship",
             };

@@ -1,14 +1,4 @@
 //! `strand report stranded`: how much paid GPU capacity is stranded, where
-//! and why (issue 8 item 4). One JSON document ([`Report`]) rendered as a
-//! self-contained HTML page ([`html`]) and Markdown ([`markdown`]).
-//!
-//! Accounting (docs/goodput.md, "GPU-time accounting"): every powered
-//! GPU-second of a window is exactly one of productive compute, ghost compute
-//! (sync stall, hollow busy, wasted progress), communication transfer,
-//! exposed memcpy, or idle (host bound, launch gap, I/O blocked, no process,
-//! other). Stranded = idle of held GPUs + ghost + unallocatable.
-
-//! `strand report stranded`: how much paid GPU capacity is stranded, where
 //! and why. One JSON document ([`Report`]) rendered as a self-contained HTML
 //! page ([`html`]) and Markdown ([`markdown`]).
 //!
