@@ -70,6 +70,10 @@ fn start_writer<T: Table>(
 }
 
 pub async fn run(cfg: Config, opts: RunOptions) -> anyhow::Result<()> {
+    // Handlers first: a SIGTERM while the sources start (systemd stopping a
+    // unit that is still starting) then stops the agent cleanly, not by the
+    // signal's default action.
+    let stop = StopSignals::install();
     let node = cfg.node_name();
     let comm_kernels = Arc::new(cfg.comm_kernel_table().map_err(anyhow::Error::msg)?);
     let ctx =
@@ -313,7 +317,7 @@ pub async fn run(cfg: Config, opts: RunOptions) -> anyhow::Result<()> {
     }
     tracing::info!("strand-agent running: cluster {}, node {}, {} GPU(s)", cfg.cluster, node, gpu_count);
 
-    wait_for_signal().await;
+    stop.wait().await;
     tracing::info!("stopping: flushing open batches");
     crate::systemd::notify("STOPPING=1");
     trigger.trigger();
@@ -351,15 +355,29 @@ pub async fn run(cfg: Config, opts: RunOptions) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn wait_for_signal() {
-    use tokio::signal::unix::{SignalKind, signal};
-    let (Ok(mut term), Ok(mut int)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) else {
-        // Without signal handlers there is no clean stop; wait forever.
-        std::future::pending::<()>().await;
-        return;
-    };
-    tokio::select! {
-        _ = term.recv() => tracing::info!("SIGTERM received"),
-        _ = int.recv() => tracing::info!("SIGINT received"),
+/// SIGTERM and SIGINT, caught from the start of `run` on.
+struct StopSignals(Option<(tokio::signal::unix::Signal, tokio::signal::unix::Signal)>);
+
+impl StopSignals {
+    fn install() -> Self {
+        use tokio::signal::unix::{SignalKind, signal};
+        match (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) {
+            (Ok(term), Ok(int)) => Self(Some((term, int))),
+            (Err(e), _) | (_, Err(e)) => {
+                tracing::warn!("cannot catch SIGTERM/SIGINT ({e}): a signal stops the agent without flushing");
+                Self(None)
+            }
+        }
+    }
+
+    async fn wait(self) {
+        let Some((mut term, mut int)) = self.0 else {
+            // Without signal handlers there is no clean stop; wait forever.
+            return std::future::pending::<()>().await;
+        };
+        tokio::select! {
+            _ = term.recv() => tracing::info!("SIGTERM received"),
+            _ = int.recv() => tracing::info!("SIGINT received"),
+        }
     }
 }

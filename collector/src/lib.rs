@@ -113,7 +113,10 @@ pub async fn run(args: ServeOptions) -> anyhow::Result<()> {
     listener.set_nonblocking(true)?;
     let local = listener.local_addr()?;
     let handle = axum_server::Handle::new();
-    tokio::spawn(shutdown_on_signal(handle.clone(), cfg.shutdown_grace));
+    // Installed before the first request is served, so a SIGTERM from then
+    // on always drains instead of killing.
+    let signals = stop_signals();
+    tokio::spawn(shutdown_on_signal(signals, handle.clone(), cfg.shutdown_grace));
 
     let service = router(app.clone()).into_make_service_with_connect_info::<SocketAddr>();
     let scheme = if tls.is_some() { "https" } else { "http" };
@@ -255,13 +258,23 @@ async fn metrics_text(State(app): State<Arc<App>>) -> impl IntoResponse {
     )
 }
 
-/// SIGTERM or SIGINT: stop accepting, give requests in flight `grace` to finish.
-async fn shutdown_on_signal(handle: axum_server::Handle<SocketAddr>, grace: Duration) {
+/// SIGTERM and SIGINT, caught from the moment this is called.
+type Signals = (tokio::signal::unix::Signal, tokio::signal::unix::Signal);
+
+fn stop_signals() -> Option<Signals> {
     use tokio::signal::unix::{SignalKind, signal};
-    let (Ok(mut term), Ok(mut int)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) else {
-        tracing::error!("cannot install signal handlers; stop the collector with SIGKILL");
-        return;
-    };
+    match (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) {
+        (Ok(term), Ok(int)) => Some((term, int)),
+        _ => {
+            tracing::error!("cannot install signal handlers; stop the collector with SIGKILL");
+            None
+        }
+    }
+}
+
+/// SIGTERM or SIGINT: stop accepting, give requests in flight `grace` to finish.
+async fn shutdown_on_signal(signals: Option<Signals>, handle: axum_server::Handle<SocketAddr>, grace: Duration) {
+    let Some((mut term, mut int)) = signals else { return };
     tokio::select! {
         _ = term.recv() => {}
         _ = int.recv() => {}
