@@ -138,7 +138,9 @@ fn scrape(port: u16) -> Option<String> {
     text.contains("strand_agent_source_up").then_some(text)
 }
 
-/// Runs the agent until its `/metrics` shows the eBPF parts, then stops it.
+/// Runs the agent until its `/metrics` shows the eBPF parts and the markers
+/// socket (the endpoint serves while the sources still start, so the test
+/// waits for every part it asserts), then stops it.
 fn metrics_of(mounts: Mounts, extra_config: &str) -> String {
     let dir = tempfile::tempdir().unwrap();
     let port = std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).unwrap();
@@ -150,16 +152,17 @@ fn metrics_of(mounts: Mounts, extra_config: &str) -> String {
         .unwrap();
     let deadline = Instant::now() + Duration::from_secs(30);
     let text = loop {
-        if let Some(t) = scrape(port).filter(|t| t.contains(r#"part="proc_scan""#)) {
+        if let Some(t) = scrape(port).filter(|t| t.contains(r#"part="proc_scan""#) && t.contains(r#"part="socket""#)) {
             break t;
         }
-        assert!(Instant::now() < deadline, "no eBPF parts on /metrics");
+        assert!(Instant::now() < deadline, "no eBPF parts or markers socket on /metrics");
         assert!(child.try_wait().unwrap().is_none(), "the agent stopped");
         std::thread::sleep(Duration::from_millis(100));
     };
     // SAFETY: our own child.
     unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
-    assert!(child.wait().unwrap().success());
+    let status = child.wait().unwrap();
+    assert!(status.success(), "the agent stops cleanly on SIGTERM: {status}");
     text
 }
 
