@@ -76,7 +76,7 @@ pub struct Spool {
     /// Jobs whose batches of the tables kept local are shipped all the same.
     requests: ShipRequests,
     /// What the last look at the requests found, to log only changes.
-    requests_seen: Mutex<String>,
+    requests_seen: Mutex<Requested>,
     /// The jobs in each kept-local file, read once (the file does not change).
     jobs_in: Mutex<HashMap<PathBuf, BTreeSet<String>>>,
     /// Committed files by (batch id, table): oldest first.
@@ -103,6 +103,13 @@ fn sync_dir(dir: &Path) -> io::Result<()> {
     File::open(dir)?.sync_all()
 }
 
+/// What the request file said when it was last read (logged on change).
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Requested {
+    Jobs(BTreeSet<String>),
+    Unreadable(String),
+}
+
 impl Spool {
     /// Opens (creating) the spool, removes temporary files of a crashed run
     /// and indexes the complete ones.
@@ -124,7 +131,7 @@ impl Spool {
             metrics,
             keep_local: Vec::new(),
             requests: ShipRequests::in_data_dir(root),
-            requests_seen: Mutex::new(String::new()),
+            requests_seen: Mutex::new(Requested::Jobs(BTreeSet::new())),
             jobs_in: Mutex::new(HashMap::new()),
             index: Mutex::new(BTreeMap::new()),
         };
@@ -367,29 +374,32 @@ impl Spool {
 
     /// The jobs requested now; logs when that changes (or the file is bad).
     fn requested_jobs(&self) -> BTreeSet<String> {
-        let (jobs, seen) = match self.requests.read() {
-            Ok(jobs) => {
-                let names: Vec<&str> = jobs.iter().map(String::as_str).collect();
-                (jobs.clone(), names.join(", "))
-            }
-            Err(e) => (BTreeSet::new(), format!("error: {e}")),
+        let now = match self.requests.read() {
+            Ok(jobs) => Requested::Jobs(jobs),
+            Err(e) => Requested::Unreadable(e.to_string()),
         };
         if let Ok(mut last) = self.requests_seen.lock()
-            && *last != seen
+            && *last != now
         {
-            if let Some(err) = seen.strip_prefix("error: ") {
-                tracing::error!("cannot read the requests to ship kernel_events: {err}; nothing kept local is shipped");
-            } else if seen.is_empty() {
-                tracing::info!("no job's kernel_events are requested any more: they stay in the data directory");
-            } else {
-                tracing::info!(
-                    "shipping the full kernel_events of job(s) {seen}, as requested in {}",
+            match &now {
+                Requested::Unreadable(err) => tracing::error!(
+                    "cannot read the requests to ship kernel_events: {err}; nothing kept local is shipped"
+                ),
+                Requested::Jobs(jobs) if jobs.is_empty() => {
+                    tracing::info!("no job's kernel_events are requested any more: they stay in the data directory")
+                }
+                Requested::Jobs(jobs) => tracing::info!(
+                    "shipping the full kernel_events of job(s) {}, as requested in {}",
+                    jobs.iter().map(String::as_str).collect::<Vec<_>>().join(", "),
                     self.requests.path().display()
-                );
+                ),
             }
-            *last = seen;
+            *last = now.clone();
         }
-        jobs
+        match now {
+            Requested::Jobs(jobs) => jobs,
+            Requested::Unreadable(_) => BTreeSet::new(),
+        }
     }
 
     /// Whether a committed file holds a row of one of `jobs` (its `job_id`
