@@ -13,10 +13,13 @@
 //!   `collective_stalls/date=D/hour=HH/cluster_dir=C/stalls-YYYYMMDDHH.parquet`,
 //!   each replaced whole, so re-running is idempotent, on disk or on S3.
 //! - the hour's `_stalls.json` records the `nccl_calls` files it was
-//!   computed from (a fingerprint of their names and sizes) and its files:
-//!   with `reuse`, an hour whose inputs have not changed since is not
-//!   computed again. The pass reads only the partitions of its hours and
-//!   their margins (`Dataset::open_range`), whatever the history holds.
+//!   computed from (a fingerprint of their names and sizes), its files and
+//!   what the matcher counted: with `reuse`, an hour whose inputs have not
+//!   changed since is not computed again, and its counts come from there,
+//!   so the report says the same whether an hour was computed or reused
+//!   (an hour recorded without counts, by an older version, is
+//!   recomputed). The pass reads only the partitions of its hours and their
+//!   margins (`Dataset::open_range`), whatever the history holds.
 //! - communication kernels of imported Kineto traces that no call gives a
 //!   collective identity (traces without collective metadata, libraries
 //!   other than NCCL's API) are numbered by their order on each rank of their
@@ -131,6 +134,24 @@ struct HourRecord {
     inputs: String,
     files: Vec<String>,
     rows: u64,
+    /// The hour's counts, added to the pass's when the hour is reused.
+    #[serde(default)]
+    counted: Option<HourCounts>,
+}
+
+/// What reading and matching one hour counted.
+#[derive(Debug, Default, serde::Serialize, serde::Deserialize)]
+struct HourCounts {
+    calls_read: u64,
+    matched: MatchStats,
+}
+
+impl HourCounts {
+    /// Adds the hour's counts to the pass's, computed or reused alike.
+    fn add_to(&self, stats: &mut StallStats) {
+        stats.calls_read += self.calls_read;
+        stats.matched.add(&self.matched);
+    }
 }
 
 /// Computes the exact stalls of every UTC hour meeting `[start_ns, end_ns)`
@@ -158,7 +179,9 @@ pub async fn compute(
     let mut inputs = ds.files("nccl_calls").await?;
     // Imported traces' kernels: order matching reads them (whatever their hour).
     inputs.extend(ds.files("kernel_events").await?.into_iter().filter(|(k, _)| is_import(k)));
-    let mut ordered: Option<Vec<Vec<CollectiveRecord>>> = None;
+    // Numbered once for the whole pass, reused hours or not: the order
+    // notes are the pass's, whichever hours it computes.
+    let by_order = ordered_instances(ds, ctx, start_ns, end_ns, opts, &mut stats).await?;
     for h in 0..hours {
         let h0 = first + h as i64 * HOUR_NS;
         let (date, hour) = layout::date_hour(h0);
@@ -169,21 +192,20 @@ pub async fn compute(
             && let Some(data) = out.get(&marker).await?
             && let Ok(rec) = serde_json::from_slice::<HourRecord>(&data)
             && rec.inputs == fingerprint
+            && let Some(counted) = rec.counted
         {
             stats.hours += 1;
             stats.hours_reused += 1;
+            counted.add_to(&mut stats);
             continue;
         }
-        if ordered.is_none() {
-            ordered = Some(ordered_instances(ds, ctx, start_ns, end_ns, opts, &mut stats).await?);
-        }
-        let by_order = ordered.as_deref().unwrap_or_default();
+        let mut counted = HourCounts::default();
         let mut writers: BTreeMap<Arc<str>, TableWriter<CollectiveStall, Vec<u8>>> = BTreeMap::new();
         let mut rows_hour = 0u64;
         for c in 0..per_hour {
             progress(h * per_hour as u64 + c as u64, hours * per_hour as u64);
             let c0 = h0 + c * opts.chunk_ns;
-            let rows = chunk(ctx, reducer, c0, opts, by_order, &mut stats).await?;
+            let rows = chunk(ctx, reducer, c0, opts, &by_order, &mut counted).await?;
             for ((cluster, _), rows) in rows {
                 let w = match writers.entry(cluster) {
                     std::collections::btree_map::Entry::Occupied(o) => o.into_mut(),
@@ -213,7 +235,8 @@ pub async fn compute(
             }
         }
         stats.rows_written += rows_hour;
-        let rec = HourRecord { inputs: fingerprint, files, rows: rows_hour };
+        counted.add_to(&mut stats);
+        let rec = HourRecord { inputs: fingerprint, files, rows: rows_hour, counted: Some(counted) };
         out.put(&marker, bytes::Bytes::from(serde_json::to_vec(&rec)?)).await?;
         stats.hours += 1;
     }
@@ -369,7 +392,7 @@ async fn chunk(
     c0: i64,
     opts: &StallOptions,
     by_order: &[Vec<CollectiveRecord>],
-    stats: &mut StallStats,
+    counted: &mut HourCounts,
 ) -> anyhow::Result<NodeBatches> {
     let c1 = c0 + opts.chunk_ns;
     let ops = collective::COLLECTIVE_OPS.iter().map(|o| format!("'{o}'")).collect::<Vec<_>>().join(", ");
@@ -393,7 +416,7 @@ async fn chunk(
     let mut current: Option<((CommId, i64), Vec<CollectiveRecord>)> = None;
     while let Some(batch) = stream.next().await {
         let batch = batch.context("reading nccl_calls")?;
-        stats.calls_read += batch.num_rows() as u64;
+        counted.calls_read += batch.num_rows() as u64;
         for r in read_calls(batch)? {
             let Some(key) = r.instance_key() else { continue };
             match &mut current {
@@ -408,7 +431,7 @@ async fn chunk(
             }
         }
         if pending_rows >= opts.batch_rows {
-            add_rows(&mut out, resolve(reducer, std::mem::take(&mut pending), (c0, c1), stats)?);
+            add_rows(&mut out, resolve(reducer, std::mem::take(&mut pending), (c0, c1), counted)?);
             pending_rows = 0;
         }
     }
@@ -416,7 +439,7 @@ async fn chunk(
         pending.push(recs);
     }
     pending.extend(by_order.iter().filter(|recs| (c0..c1).contains(&first_arrival(recs))).cloned());
-    add_rows(&mut out, resolve(reducer, pending, (c0, c1), stats)?);
+    add_rows(&mut out, resolve(reducer, pending, (c0, c1), counted)?);
     Ok(out)
 }
 
@@ -466,11 +489,12 @@ fn resolve(
     reducer: &Reducer,
     groups: Vec<Vec<CollectiveRecord>>,
     span: (i64, i64),
-    stats: &mut StallStats,
+    counted: &mut HourCounts,
 ) -> anyhow::Result<Vec<CollectiveStall>> {
     let mine: Vec<Vec<CollectiveRecord>> =
         groups.into_iter().filter(|recs| (span.0..span.1).contains(&first_arrival(recs))).collect();
-    let (rows, _unmatched) = collective::resolve(reducer, mine, &mut stats.matched).context("reducer: sync stalls")?;
+    let (rows, _unmatched) =
+        collective::resolve(reducer, mine, &mut counted.matched).context("reducer: sync stalls")?;
     Ok(rows)
 }
 
@@ -674,7 +698,10 @@ mod tests {
         let again = run(false).await.unwrap();
         assert_eq!((again.hours, again.hours_reused, again.rows_written), (1, 0, 5));
         let reused = run(true).await.unwrap();
-        assert_eq!((reused.hours, reused.hours_reused, reused.calls_read), (1, 1, 0));
+        assert_eq!((reused.hours, reused.hours_reused, reused.rows_written), (1, 1, 0));
+        // A reused hour counts what it counted when computed: the same report.
+        assert_eq!((reused.calls_read, &reused.matched), (again.calls_read, &again.matched));
+        assert!(reused.calls_read > 0);
         let got = Dataset::open(out.path().to_str().unwrap()).await.unwrap();
         let n = got.sql("SELECT count(*) AS n FROM collective_stalls").await.unwrap().collect().await.unwrap();
         assert_eq!(Rows::new("n", n).i64_req("n").unwrap(), [5]);
