@@ -1,12 +1,13 @@
 #!/usr/bin/env python3
 """Runs the fleet report's aggregation SQL (collector/fleet/sql/*.sql) unchanged in
-DuckDB over a strand dataset, and optionally compares every result with the
-one DataFusion produced (`strand report stranded --dump-sql DIR`).
+DuckDB over a strand dataset and compares every result with the one
+DataFusion produced (`strand report stranded --dump-sql DUMP_DIR`), for the
+range and parameters of that run (DUMP_DIR/params.json).
 
 The second engine proves the report logic is portable (docs/fleet-scale.md):
 the same files, the same parameters, the same answers.
 
-    python3 bench/fleet_duckdb.py --data DIR --from NS --to NS [--compare DUMP_DIR]
+    python3 bench/fleet_duckdb.py --data DIR --compare DUMP_DIR
 
 Exit status 1 when a result differs. Needs `pip install duckdb`.
 """
@@ -22,12 +23,12 @@ import time
 import duckdb
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from fleet_sql import TIME, add_param_args, names as sql_names, params_of, render, time_filter  # noqa: E402
+from fleet_sql import load_params, names as sql_names, render  # noqa: E402
 
 
-def create_views(con, data, start, end):
+def create_views(con, data, filters):
     missing = []
-    for table in TIME:
+    for table, where in filters.items():
         # Every data file under the table: compacted hours
         # (date=/hour=/cluster=/part-*.parquet), the report's stored results,
         # an agent's or import's Hive directories. Landed batches (_landing/)
@@ -36,7 +37,6 @@ def create_views(con, data, start, end):
         if not files:
             missing.append(table)
             continue
-        where = time_filter(table, start, end)
         con.execute(f"CREATE VIEW {table} AS SELECT * FROM ({int64_times(con, files)}) WHERE {where}")
     return missing
 
@@ -109,12 +109,9 @@ def compare(name, cols, duck_rows, dump_dir):
 def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--data", required=True)
-    p.add_argument("--from", dest="start", type=int, required=True, help="UTC ns")
-    p.add_argument("--to", dest="end", type=int, required=True, help="UTC ns, exclusive")
-    add_param_args(p)
     p.add_argument("--threads", type=int, default=0, help="DuckDB threads (0: its default)")
     p.add_argument("--memory-limit", default=None, help="DuckDB memory_limit, e.g. 4GB")
-    p.add_argument("--compare", help="directory of DataFusion results (strand report stranded --dump-sql)")
+    p.add_argument("--compare", required=True, help="directory of DataFusion results (strand report stranded --dump-sql)")
     a = p.parse_args()
 
     con = duckdb.connect()
@@ -122,14 +119,14 @@ def main():
         con.execute(f"SET threads = {a.threads}")
     if a.memory_limit:
         con.execute(f"SET memory_limit = '{a.memory_limit}'")
-    missing = create_views(con, a.data, a.start, a.end)
-    params = params_of(a)
+    params, filters = load_params(a.compare)
+    missing = create_views(con, a.data, filters)
     names = sql_names()
     failures = []
     total = 0.0
     for name in names:
         sql = render(name, params)
-        if any(f" {t}" in sql and t in missing for t in TIME):
+        if any(f" {t}" in sql and t in missing for t in filters):
             print(f"{name:18s} skipped (a table it reads has no files: {', '.join(missing)})")
             continue
         t = time.monotonic()
@@ -138,18 +135,15 @@ def main():
         cols = [d[0] for d in cur.description]
         dt = time.monotonic() - t
         total += dt
-        status = ""
-        if a.compare:
-            err = compare(name, cols, rows, a.compare)
-            status = "same as DataFusion" if err is None else "DIFFERS"
-            if err:
-                failures.append(err)
+        err = compare(name, cols, rows, a.compare)
+        status = "same as DataFusion" if err is None else "DIFFERS"
+        if err:
+            failures.append(err)
         print(f"{name:18s} {len(rows):8d} rows {dt:8.3f} s  {status}")
     print(f"duckdb {duckdb.__version__}: {len(names)} queries in {total:.3f} s")
     for f in failures:
         print("  " + f, file=sys.stderr)
-    if a.compare:
-        print(f"{len(names) - len(failures)} passed, {len(failures)} failed")
+    print(f"{len(names) - len(failures)} passed, {len(failures)} failed")
     sys.exit(1 if failures else 0)
 
 

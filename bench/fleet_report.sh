@@ -39,7 +39,7 @@ for n in "${@:-8 64 512}"; do
     /usr/bin/time -v "$BIN" report stranded --data "$data" --from "$START" --to "$END" --store --memory-limit "$MEM" \
       --out "$WORK/report-$nodes" --dump-sql "$WORK/dump-$nodes" 2> "$WORK/strand-$nodes.time" >/dev/null
     sql=$(python3 -c "import json; r=json.load(open('$WORK/report-$nodes/stranded.json')); print('%.1f' % sum(t[2] for t in r['timings'] if t[0] != 'collective_stalls'))")
-    /usr/bin/time -v python3 bench/fleet_duckdb.py --data "$data" --from "$START" --to "$END" --compare "$WORK/dump-$nodes" --memory-limit "$MEM" \
+    /usr/bin/time -v python3 bench/fleet_duckdb.py --data "$data" --compare "$WORK/dump-$nodes" --memory-limit "$MEM" \
       > "$WORK/duckdb-$nodes.out" 2> "$WORK/duckdb-$nodes.time" || true
     dsql=$(awk '/queries in/ {print $(NF-1)}' "$WORK/duckdb-$nodes.out")
     same=$(grep -E '^[0-9]+ passed' "$WORK/duckdb-$nodes.out" || echo "see $WORK/duckdb-$nodes.time")

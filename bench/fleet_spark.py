@@ -5,18 +5,16 @@ strand computes the exact stalls and renders; Spark runs the twelve
 aggregations where the data lives:
 
     strand report stranded --data ROOT --from A --to B --store --stalls-only --dump-sql RESULTS
-    spark-submit --py-files bench/fleet_sql.py bench/fleet_spark.py --data ROOT --from A --to B --out RESULTS
+    spark-submit --py-files bench/fleet_sql.py bench/fleet_spark.py --data ROOT --out RESULTS
     strand report stranded --from-results RESULTS --from A --to B --out report/
 
 The first step stores `collective_stalls` in the dataset and writes
-RESULTS/stalls.json and RESULTS/schemas/ (each table's columns, for tables
-with no files). This job writes RESULTS/<query>.jsonl, one directory of JSON
-lines part files per SQL file. ROOT is any path Spark reads (a directory,
-hdfs://, s3a:// with the usual Hadoop settings); A and B are UTC ns or
-RFC 3339, the same as strand's. Give the same --window-ns/--bucket-ns as
-strand's --window/--bucket (strand's default bucket is the range cut in
-about 24, at least 10 minutes: it is passed here as `--bucket-ns`, default
-computed the same way).
+RESULTS/stalls.json, RESULTS/params.json (the range and the queries'
+parameters: this job runs the SQL with exactly those) and RESULTS/schemas/
+(each table's columns, for tables with no files). This job writes
+RESULTS/<query>.jsonl, one directory of JSON lines part files per SQL file.
+ROOT is any path Spark reads (a directory, hdfs://, s3a:// with the usual
+Hadoop settings).
 
 Local: `python3 bench/fleet_spark.py --master local[2] ...` (pip install
 pyspark; a JRE 17+).
@@ -25,29 +23,12 @@ pyspark; a JRE 17+).
 import argparse
 import os
 import sys
-from datetime import datetime
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from fleet_sql import TIME, names, params_of, render, time_filter  # noqa: E402
+from fleet_sql import load_params, names, render  # noqa: E402
 
 
-def utc_ns(s):
-    """UTC ns from an integer or RFC 3339 text, as strand parses --from/--to."""
-    try:
-        return int(s)
-    except ValueError:
-        t = datetime.fromisoformat(s.replace("Z", "+00:00"))
-        if t.tzinfo is None:
-            raise SystemExit(f"bad time {s!r}: give a UTC offset (2026-01-05T00:00:00Z) or UTC ns")
-        return int(t.timestamp()) * 1_000_000_000 + t.microsecond * 1000
-
-
-def default_bucket(start, end):
-    ten_min = 600_000_000_000
-    return max(((end - start) // 24 + ten_min - 1) // ten_min * ten_min, ten_min)
-
-
-def table_view(spark, root, schemas, table, start, end):
+def table_view(spark, root, schemas, table, where):
     """`table` limited to the range: every Parquet file under ROOT/<table>
     (compacted hours, stored stalls, an agent's or import's directories;
     Spark skips `_landing`-free names starting with `_` or `.`), or, with no
@@ -68,29 +49,19 @@ def table_view(spark, root, schemas, table, start, end):
             )
         print(f"{table:18s} no files: empty, strand's columns", file=sys.stderr)
         df = spark.read.parquet(empty)
-    df.where(time_filter(table, start, end)).createOrReplaceTempView(table)
+    df.where(where).createOrReplaceTempView(table)
 
 
 def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--data", required=True, help="the dataset's root")
-    p.add_argument("--from", dest="start", required=True, help="UTC ns or RFC 3339")
-    p.add_argument("--to", dest="end", required=True, help="UTC ns or RFC 3339, exclusive")
     p.add_argument("--out", required=True, help="results directory (the --dump-sql of the --stalls-only step)")
     p.add_argument("--schemas", help="empty files of each table (default: OUT/schemas)")
     p.add_argument("--master", help="Spark master when run without spark-submit, e.g. local[2]")
     p.add_argument("--driver-memory", help="with --master: the driver's heap, e.g. 4g")
-    p.add_argument("--window-ns", type=int, default=10_000_000_000, help="the agents' windows.period")
-    p.add_argument("--bucket-ns", type=int, help="trend bucket (default: strand's)")
-    p.add_argument("--alloc-ns", type=int, default=60_000_000_000)
-    p.add_argument("--bw-bucket-ns", type=int, default=300_000_000_000)
     p.add_argument("--shuffle-partitions", type=int, default=0, help="spark.sql.shuffle.partitions (0: Spark's)")
     a = p.parse_args()
-    start, end = utc_ns(a.start), utc_ns(a.end)
-    if end <= start:
-        raise SystemExit("the range is empty: --to must be after --from")
-    if a.bucket_ns is None:
-        a.bucket_ns = default_bucket(start, end)
+    params, filters = load_params(a.out)
 
     from pyspark.sql import SparkSession
 
@@ -108,9 +79,8 @@ def main():
     spark = b.getOrCreate()
     spark.sparkContext.setLogLevel("ERROR")
     schemas = a.schemas or os.path.join(a.out, "schemas")
-    for table in TIME:
-        table_view(spark, a.data, schemas, table, start, end)
-    params = params_of(a)
+    for table, where in filters.items():
+        table_view(spark, a.data, schemas, table, where)
     for name in names():
         df = spark.sql(render(name, params))
         # One directory of JSON lines per query; nulls written, so that every

@@ -188,3 +188,44 @@ pub fn simulated_agent(cfg: &Path, socket: &Path) -> Proc {
     assert!(eventually(Duration::from_secs(20), || socket.exists()), "{} appears", socket.display());
     agent
 }
+
+/// A Ballista scheduler and `executors` executors, each its own
+/// `strand-ballista` process on loopback, logging into `dir`; returns the
+/// `--engine` URL once every executor has registered. `env` adds what each
+/// process needs (the S3 endpoint and keys of a dataset on S3).
+pub fn ballista_cluster(
+    dir: &Path,
+    executors: usize,
+    env: impl Fn(&mut Command) -> &mut Command,
+) -> (String, Vec<Proc>) {
+    let port = free_port();
+    let log = |name: &str| std::fs::File::create(dir.join(format!("{name}.log"))).unwrap();
+    let mut procs = vec![Proc::spawn(
+        env(&mut Command::new(bin("strand-ballista")))
+            .args(["scheduler", "--bind", &format!("127.0.0.1:{port}"), "--external-host", "127.0.0.1"])
+            .env("RUST_LOG", "info")
+            .stderr(log("scheduler")),
+        "strand-ballista scheduler",
+    )];
+    for i in 0..executors {
+        let work = dir.join(format!("executor{i}"));
+        std::fs::create_dir_all(&work).unwrap();
+        procs.push(Proc::spawn(
+            env(&mut Command::new(bin("strand-ballista")))
+                .args(["executor", "--scheduler", &format!("127.0.0.1:{port}"), "--bind-host", "127.0.0.1"])
+                .args(["--port", &free_port().to_string(), "--grpc-port", &free_port().to_string()])
+                .args(["--concurrent-tasks", "2", "--work-dir"])
+                .arg(&work)
+                .env("RUST_LOG", "info")
+                .stderr(log(&format!("executor{i}"))),
+            "strand-ballista executor",
+        ));
+    }
+    let registered = eventually(Duration::from_secs(60), || {
+        let log = std::fs::read_to_string(dir.join("scheduler.log")).unwrap_or_default();
+        log.matches("register executor request").count() >= executors
+    });
+    let log = std::fs::read_to_string(dir.join("scheduler.log")).unwrap_or_default();
+    assert!(registered, "{executors} executors did not register with the scheduler within 60 s:\n{log}");
+    (format!("ballista://127.0.0.1:{port}"), procs)
+}

@@ -2,8 +2,8 @@
 //! pages render in headless Chromium with their charts (issue 6), and the
 //! fleet report's SQL gives the same answers in DuckDB on the same files
 //! (issue 8: the report logic runs unchanged in a second engine), and the
-//! report rendered from Spark's results is the single-process report
-//! (issue 18).
+//! report rendered from Spark's results, and the report whose SQL ran on a
+//! Ballista cluster, are the single-process report (issue 18).
 
 use std::path::Path;
 use std::process::Command;
@@ -36,6 +36,13 @@ fn fleet(dir: &Path) -> std::path::PathBuf {
     data
 }
 
+/// `strand report stranded` over the fleet's first hour of `data`.
+fn stranded(data: &Path) -> Command {
+    let mut c = Command::new(bin("strand"));
+    c.args(["report", "stranded", "--from", &T0.to_string(), "--to", &(T0 + HOUR).to_string(), "--data"]).arg(data);
+    c
+}
+
 #[test]
 fn the_postmortem_and_the_fleet_report_render_in_chromium() {
     let dir = tempfile::tempdir().unwrap();
@@ -50,14 +57,7 @@ fn the_postmortem_and_the_fleet_report_render_in_chromium() {
         "strand postmortem",
     );
     let data = fleet(dir.path());
-    run(
-        Command::new(bin("strand"))
-            .args(["report", "stranded", "--from", &T0.to_string(), "--to", &(T0 + HOUR).to_string(), "--data"])
-            .arg(&data)
-            .arg("--out")
-            .arg(dir.path().join("report")),
-        "strand report stranded",
-    );
+    run(stranded(&data).arg("--out").arg(dir.path().join("report")), "strand report stranded");
     let check = repo().join("bench/render_check.sh");
     let out = run(Command::new(&check).arg(dir.path().join("pm/report.html")), "render_check (postmortem)");
     assert_eq!(out.matches("render_check: ok").count(), 4, "{out}");
@@ -74,9 +74,7 @@ fn the_fleet_report_sql_gives_the_same_answers_in_duckdb() {
     let data = fleet(dir.path());
     let dump = dir.path().join("dump");
     run(
-        Command::new(bin("strand"))
-            .args(["report", "stranded", "--from", &T0.to_string(), "--to", &(T0 + HOUR).to_string(), "--data"])
-            .arg(&data)
+        stranded(&data)
             .arg("--out")
             .arg(dir.path().join("report"))
             .arg("--dump-sql")
@@ -90,7 +88,7 @@ fn the_fleet_report_sql_gives_the_same_answers_in_duckdb() {
             .arg(repo().join("bench/fleet_duckdb.py"))
             .arg("--data")
             .arg(&data)
-            .args(["--from", &T0.to_string(), "--to", &(T0 + HOUR).to_string(), "--compare"])
+            .arg("--compare")
             .arg(&dump),
         "bench/fleet_duckdb.py (needs duckdb: scripts/install-deps.sh --test)",
     );
@@ -118,25 +116,10 @@ fn the_fleet_report_from_spark_results_is_the_single_process_report() {
     let data = fleet(dir.path());
     let range = ["--from".to_string(), T0.to_string(), "--to".to_string(), (T0 + HOUR).to_string()];
     let single = dir.path().join("single");
-    run(
-        Command::new(bin("strand"))
-            .args(["report", "stranded"])
-            .args(&range)
-            .arg("--data")
-            .arg(&data)
-            .arg("--out")
-            .arg(&single),
-        "strand report stranded",
-    );
+    run(stranded(&data).arg("--out").arg(&single), "strand report stranded");
     let results = dir.path().join("results");
     run(
-        Command::new(bin("strand"))
-            .args(["report", "stranded", "--store", "--stalls-only"])
-            .args(&range)
-            .arg("--data")
-            .arg(&data)
-            .arg("--dump-sql")
-            .arg(&results),
+        stranded(&data).args(["--store", "--stalls-only", "--dump-sql"]).arg(&results),
         "strand report stranded --stalls-only",
     );
     assert!(!results.join("gpu_time.jsonl").exists(), "--stalls-only runs no SQL");
@@ -144,7 +127,6 @@ fn the_fleet_report_from_spark_results_is_the_single_process_report() {
         Command::new("python3")
             .arg(repo().join("bench/fleet_spark.py"))
             .args(["--master", "local[2]", "--shuffle-partitions", "2"])
-            .args(&range)
             .arg("--data")
             .arg(&data)
             .arg("--out")
@@ -164,6 +146,54 @@ fn the_fleet_report_from_spark_results_is_the_single_process_report() {
     let (want, got) = (stranded_json(&single), stranded_json(&spark));
     assert!(want["findings"].as_array().is_some_and(|f| !f.is_empty()), "the faults are found");
     assert!(got == want, "the report from Spark's results differs from the single-process report");
+}
+
+/// Issue 18's Ballista path: a real scheduler and two executors as separate
+/// processes; strand stores the exact stalls, the cluster runs the twelve
+/// SQL files over the files strand lists, strand renders: the same
+/// stranded.json as the single-process run, with tasks on both executors.
+#[test]
+fn the_fleet_report_on_a_ballista_cluster_is_the_single_process_report() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = fleet(dir.path());
+    let single = dir.path().join("single");
+    run(stranded(&data).arg("--out").arg(&single), "strand report stranded");
+    let (engine, _cluster) = ballista_cluster(dir.path(), 2, |c| c);
+    let refused = stranded(&data).args(["--engine", &engine]).output().unwrap();
+    assert!(!refused.status.success(), "without --store the executors would not see the stalls");
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("add --store"), "{refused:?}");
+    let ballista = dir.path().join("ballista");
+    run(
+        stranded(&data).args(["--store", "--engine", &engine, "--out"]).arg(&ballista),
+        "strand report stranded --engine ballista://",
+    );
+    let (want, got) = (stranded_json(&single), stranded_json(&ballista));
+    assert!(want["findings"].as_array().is_some_and(|f| !f.is_empty()), "the faults are found");
+    assert!(got == want, "the report whose SQL ran on Ballista differs from the single-process report");
+    for i in 0..2 {
+        let log = std::fs::read_to_string(dir.path().join(format!("executor{i}.log"))).unwrap();
+        assert!(log.contains("Execute task"), "executor {i} ran no task:\n{log}");
+    }
+    let log = std::fs::read_to_string(dir.path().join("scheduler.log")).unwrap();
+    assert!(!log.contains("Failed to update"), "the scheduler dropped a task's status:\n{log}");
+}
+
+/// `--timeout` stops a report whose engine does not answer at the limit
+/// given, with an error naming the engine. (The gRPC client's own timeout
+/// covers only a silent connection; a job the cluster accepts and never
+/// ends, as Ballista's dropped task statuses did, has no other bound.)
+#[test]
+fn a_report_on_an_engine_that_never_answers_stops_at_its_timeout() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = fleet(dir.path());
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let engine = format!("ballista://{}", silent.local_addr().unwrap());
+    let started = std::time::Instant::now();
+    let out = stranded(&data).args(["--store", "--engine", &engine, "--timeout", "3s"]).output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{stderr}");
+    assert!(stderr.contains("stopped after 3s (--timeout)") && stderr.contains(&engine), "{stderr}");
+    assert!(started.elapsed() < std::time::Duration::from_secs(60), "{:?}", started.elapsed());
 }
 
 /// `strand export trace` on an agent-style dataset (the simulator's) and

@@ -3,7 +3,8 @@
 //! ingested by `strand serve` storing to `s3://`, compacted by `strand
 //! compact`, queried, and reported on with `--store`; every row is counted
 //! exactly once at each step and the report equals the one on the same
-//! files in a local directory.
+//! files in a local directory, and the one whose SQL runs on a Ballista
+//! cluster reading the bucket (issue 18).
 
 use std::collections::BTreeMap;
 use std::io::{Read, Write};
@@ -245,7 +246,7 @@ fn ingest_compaction_query_and_report_on_s3_count_every_row_once() {
     assert!(collector.wait(Duration::from_secs(30)).success());
 
     // The report on S3, storing its results there, equals the report on the local files.
-    let report = |data: &str, out: &Path, store: bool| {
+    let report = |data: &str, out: &Path, extra: &[&str]| {
         let mut cmd = Command::new(bin("strand"));
         cmd.args([
             "report",
@@ -258,29 +259,53 @@ fn ingest_compaction_query_and_report_on_s3_count_every_row_once() {
             "cpu",
         ])
         .args(["--data", data, "--out"])
-        .arg(out);
-        if store {
-            cmd.arg("--store");
-        }
-        run(moto.env(&mut cmd), "strand report stranded");
+        .arg(out)
+        .args(extra);
+        run(moto.env(&mut cmd), &format!("strand report stranded {}", extra.join(" ")));
         report_json(out)
     };
-    let on_s3 = report(&s3, &dir.path().join("r-s3"), true);
-    let on_disk = report(local.to_str().unwrap(), &dir.path().join("r-local"), false);
+    let on_s3 = report(&s3, &dir.path().join("r-s3"), &["--store"]);
+    let on_disk = report(local.to_str().unwrap(), &dir.path().join("r-local"), &[]);
     assert_eq!(differing(&on_s3, &on_disk), Vec::<String>::new(), "the report on S3 differs from the one on disk");
     let stored = moto.keys("fleet/");
     assert!(
         stored.iter().any(|k| k.starts_with("fleet/collective_stalls/") || k.starts_with("fleet/findings/")),
         "--store wrote its results into the bucket: {stored:?}"
     );
-    // A second run reuses the stalls stored on S3 (their fingerprint matches) and gives the same figures.
-    let mut again = report(&s3, &dir.path().join("r-s3-again"), true);
+    // A second run reuses the stalls stored on S3 (their fingerprint matches)
+    // and gives the same figures, the matcher's counts included; only what
+    // this run did (hours reused, rows written) differs.
+    let mut again = report(&s3, &dir.path().join("r-s3-again"), &["--store"]);
     assert!(on_s3["stalls"]["rows_written"].as_i64().unwrap() > 0, "{}", on_s3["stalls"]);
+    assert!(on_s3["stalls"]["instances_exact"].as_i64().unwrap() > 0, "{}", on_s3["stalls"]);
     assert_eq!(again["stalls"]["hours_reused"], 1, "{}", again["stalls"]);
+    // What a run did, not what it found: differs between a run that
+    // computed the stall hours and one that reused them.
+    let without_run_counts = |r: &mut serde_json::Value| {
+        let stalls = r["stalls"].as_object_mut().unwrap();
+        stalls.remove("hours_reused");
+        stalls.remove("rows_written");
+    };
     let mut first = on_s3.clone();
     for r in [&mut again, &mut first] {
-        r.as_object_mut().unwrap().remove("stalls");
+        without_run_counts(r);
     }
     assert_eq!(differing(&again, &first), Vec::<String>::new(), "the second report differs");
+
+    // The report's SQL on a Ballista cluster whose scheduler and executors
+    // read the bucket themselves (Ballista's S3 registry, the same AWS_*
+    // environment): the same figures.
+    let (engine, _cluster) = ballista_cluster(dir.path(), 2, |c| moto.env(c));
+    let mut on_ballista = report(&s3, &dir.path().join("r-ballista"), &["--store", "--engine", &engine]);
+    without_run_counts(&mut on_ballista);
+    assert_eq!(differing(&on_ballista, &first), Vec::<String>::new(), "the report on Ballista over S3 differs");
+    for i in 0..2 {
+        let log = std::fs::read_to_string(dir.path().join(format!("executor{i}.log"))).unwrap();
+        assert!(log.contains("Execute task"), "executor {i} ran no task:\n{log}");
+    }
+    // This fleet has no gpu_events: the empty table is read from an empty file (see engine.rs).
+    let log = std::fs::read_to_string(dir.path().join("scheduler.log")).unwrap();
+    assert!(!log.contains("Failed to update"), "the scheduler dropped a task's status:\n{log}");
+    assert!(moto.keys("fleet/_strand_no_files/").iter().any(|k| k.contains("gpu_events")), "an empty gpu_events file");
     drop(moto.proc);
 }

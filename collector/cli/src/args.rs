@@ -284,7 +284,8 @@ Examples:
   strand report stranded --data /srv/strand --last 24h
   strand report stranded --data s3://bucket/strand --from 2026-01-05T00:00:00Z --to 2026-01-06T00:00:00Z --cluster a100
   strand report stranded --data /srv/strand --last 1h --store     # also store collective_stalls and findings
-  strand report stranded --from-results results/ --from … --to …  # from the SQL results of Spark (docs/fleet-scale.md)")]
+  strand report stranded --from-results results/ --from … --to …  # from the SQL results of Spark (docs/fleet-scale.md)
+  strand report stranded --data /shared/strand --last 24h --store --engine ballista://scheduler:50050")]
 pub struct StrandedArgs {
     /// The dataset: a directory, file:// URL or s3://bucket/prefix.
     #[arg(long, env = "STRAND_DATA", default_value = "strand-data")]
@@ -339,7 +340,8 @@ pub struct StrandedArgs {
     #[arg(long, default_value_t = 20)]
     pub top: usize,
     /// Write every report query's result as JSON lines into this directory,
-    /// and the stall pass's statistics as stalls.json.
+    /// the stall pass's statistics as stalls.json, and the range and the
+    /// queries' parameters as params.json (which another engine runs with).
     #[arg(long, value_name = "DIR")]
     pub dump_sql: Option<PathBuf>,
     /// Only compute and store the exact stalls of the range (with --store),
@@ -347,9 +349,20 @@ pub struct StrandedArgs {
     #[arg(long, requires = "store", conflicts_with = "from_results")]
     pub stalls_only: bool,
     /// Render the report from the query results another engine wrote into
-    /// DIR (one per SQL file, as --dump-sql names them, and stalls.json).
+    /// DIR (one per SQL file, as --dump-sql names them, stalls.json and
+    /// params.json, which must match this run's range and parameters).
     #[arg(long, value_name = "DIR", conflicts_with_all = ["store", "dump_sql"])]
     pub from_results: Option<PathBuf>,
+    /// Where the report's queries run (the stall pass's scans and the SQL):
+    /// `local`, or `ballista://HOST:PORT`, an Apache DataFusion Ballista 55
+    /// scheduler whose executors read the dataset (needs --store: they read
+    /// the exact stalls from it).
+    #[arg(long, default_value = "local", conflicts_with_all = ["stalls_only", "from_results"])]
+    pub engine: String,
+    /// Stop the report after this long (e.g. 30m): an engine that stops
+    /// answering then fails the run with this error instead of holding it.
+    #[arg(long)]
+    pub timeout: Option<String>,
 }
 
 /// Nanoseconds of a duration, saturating.

@@ -15,7 +15,11 @@ use std::path::PathBuf;
 /// Logs to stderr, without colours when stderr is not a terminal.
 pub fn init_logging() {
     tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::try_from_env("STRAND_LOG").unwrap_or_else(|_| "info".into()))
+        // Ballista's client logs every job at info: a report is twelve.
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("STRAND_LOG")
+                .unwrap_or_else(|_| "info,ballista=warn,ballista_core=warn".into()),
+        )
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();

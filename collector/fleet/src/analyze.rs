@@ -29,6 +29,7 @@ use strand_schemas::layout;
 use strand_schemas::{CollectiveStall, Finding, Table};
 
 use crate::dataset::{Dataset, TimeRange};
+use crate::engine::{self, Engine};
 use crate::inputs::{self, GpuTimeRow};
 use crate::output::Output;
 use crate::sql::{self, Rows, SqlParams};
@@ -51,15 +52,23 @@ pub struct Options {
     pub store: bool,
     /// DataFusion memory pool; beyond it sorts and aggregations spill to disk.
     pub memory_limit: Option<usize>,
-    /// Write every report query's result as JSON lines here, and the stall
-    /// pass's statistics as `stalls.json` (engine comparison, `--from-results`).
+    /// Write every report query's result as JSON lines here, the stall
+    /// pass's statistics as `stalls.json` and the range and parameters as
+    /// `params.json` (engine comparison, `--from-results`).
     pub dump_dir: Option<PathBuf>,
     /// Render from the query results another engine wrote into this
-    /// directory (one per SQL file, as `dump_dir` names them, and the stall
-    /// pass's `stalls.json`), instead of running the stall pass and the SQL.
+    /// directory (one per SQL file, as `dump_dir` names them, the stall
+    /// pass's `stalls.json`, and `params.json`, which must match `range` and
+    /// `params`), instead of running the stall pass and the SQL.
     pub from_results: Option<PathBuf>,
+    /// Where the queries run: the stall pass's scans and the report's SQL
+    /// (the matching and the findings always run here).
+    pub engine: Engine,
     /// Time the findings are stamped with.
     pub created_ns: i64,
+    /// The run (stall pass and SQL) is stopped after this long: an engine
+    /// that stops answering fails it instead of holding it. `None`: no limit.
+    pub timeout: Option<std::time::Duration>,
 }
 
 /// Everything the report needs.
@@ -78,20 +87,42 @@ pub struct Analysis {
 pub type Progress<'a> = &'a mut dyn FnMut(&str, u64, u64);
 
 pub async fn analyze(opts: &Options, reducer: &Reducer, progress: Progress<'_>) -> anyhow::Result<Analysis> {
+    bounded(opts, analyze_unbounded(opts, reducer, progress)).await
+}
+
+/// `work`, stopped after `opts.timeout` with an error naming the engine.
+async fn bounded<T>(opts: &Options, work: impl std::future::Future<Output = anyhow::Result<T>>) -> anyhow::Result<T> {
+    let Some(limit) = opts.timeout else { return work.await };
+    tokio::time::timeout(limit, work).await.unwrap_or_else(|_| {
+        bail!(
+            "the report was stopped after {} (--timeout), its queries on {} still running",
+            humantime::format_duration(limit),
+            opts.engine
+        )
+    })
+}
+
+async fn analyze_unbounded(opts: &Options, reducer: &Reducer, progress: Progress<'_>) -> anyhow::Result<Analysis> {
     check_store(opts)?;
     if let Some(dir) = &opts.from_results {
         if opts.store {
             bail!("--from-results renders what another engine computed; --store does not apply to it");
         }
-        if !(opts.clusters.is_empty() && opts.nodes.is_empty() && opts.jobs.is_empty()) {
+        if filtered(opts) {
             bail!(
                 "--from-results renders the results as the other engine computed them: filter there, not with --cluster, --node or --job"
             );
         }
         let t = Instant::now();
-        let (stall_stats, results) = crate::results::load(dir)?;
+        let (stall_stats, results) = crate::results::load(dir, opts.range, &opts.params)?;
         let timings = vec![("results".to_string(), results.values().map(Rows::len).sum(), t.elapsed().as_secs_f64())];
         return conclude(opts, None, stall_stats, results, timings).await;
+    }
+    if opts.engine != Engine::Local && !opts.store {
+        bail!(
+            "--engine {}: the executors read the exact stalls from the dataset; add --store (they are stored there)",
+            opts.engine
+        );
     }
     let mut timings = Vec::new();
 
@@ -110,12 +141,16 @@ pub async fn analyze(opts: &Options, reducer: &Reducer, progress: Progress<'_>) 
     let stall_stats = exact_stalls(opts, reducer, &out, progress).await?;
     timings.push(("collective_stalls".to_string(), stall_stats.rows_written as usize, t.elapsed().as_secs_f64()));
     if let Some(dir) = &opts.dump_dir {
+        crate::results::write_params(dir, opts.range, &opts.params)?;
         crate::results::write_stall_stats(dir, &stall_stats)?;
     }
 
     // 2. The report's queries over the range.
     let ds = Dataset::open_range(&opts.data, opts.range).await?;
-    let ctx = session(&ds, opts.memory_limit).await?;
+    let ctx = match &opts.engine {
+        Engine::Local => session(&ds, opts.memory_limit).await?,
+        Engine::Ballista { scheduler } => engine::ballista_session(scheduler, &ds, opts.range, &out).await?,
+    };
     if let Some(dir) = &temp {
         let tmp =
             Dataset::open_range(dir.path().to_str().context("temporary directory is not UTF-8")?, opts.range).await?;
@@ -123,13 +158,19 @@ pub async fn analyze(opts: &Options, reducer: &Reducer, progress: Progress<'_>) 
         ctx.deregister_table(CollectiveStall::NAME)?;
         ctx.register_table(CollectiveStall::NAME, provider)?;
     }
-    restrict(&ctx, &opts.clusters, &opts.nodes, &opts.jobs).await?;
-    check_window(&ctx, opts.params.window_ns).await?;
+    // A remote engine's errors (a scheduler that does not answer, an
+    // executor that cannot read a file) name the engine.
+    let on_engine = |e: anyhow::Error| match &opts.engine {
+        Engine::Local => e,
+        remote => e.context(format!("the report's SQL on {remote}")),
+    };
+    restrict(&ctx, &opts.clusters, &opts.nodes, &opts.jobs).await.map_err(on_engine)?;
+    check_window(&ctx, opts.params.window_ns).await.map_err(on_engine)?;
     let mut results = std::collections::HashMap::new();
     for (i, (name, _)) in sql::QUERIES.iter().enumerate() {
         progress("report queries", i as u64, sql::QUERIES.len() as u64);
         let t = Instant::now();
-        let rows = sql::run(&ctx, name, &opts.params).await?;
+        let rows = sql::run(&ctx, name, &opts.params).await.map_err(on_engine)?;
         timings.push((name.to_string(), rows.len(), t.elapsed().as_secs_f64()));
         if let Some(dir) = &opts.dump_dir {
             dump(dir, &rows)?;
@@ -145,6 +186,10 @@ pub async fn analyze(opts: &Options, reducer: &Reducer, progress: Progress<'_>) 
 /// engine's run of the SQL (`--stalls-only`); their statistics go to
 /// `dump_dir/stalls.json` for `--from-results`.
 pub async fn stall_pass(opts: &Options, reducer: &Reducer, progress: Progress<'_>) -> anyhow::Result<StallStats> {
+    bounded(opts, stall_pass_unbounded(opts, reducer, progress)).await
+}
+
+async fn stall_pass_unbounded(opts: &Options, reducer: &Reducer, progress: Progress<'_>) -> anyhow::Result<StallStats> {
     check_store(opts)?;
     if !opts.store {
         bail!("--stalls-only stores the exact stalls for another engine to read: add --store");
@@ -152,6 +197,7 @@ pub async fn stall_pass(opts: &Options, reducer: &Reducer, progress: Progress<'_
     uncompacted_refused(opts).await?;
     let stats = exact_stalls(opts, reducer, &Output::open(&opts.data)?, progress).await?;
     if let Some(dir) = &opts.dump_dir {
+        crate::results::write_params(dir, opts.range, &opts.params)?;
         crate::results::write_stall_stats(dir, &stats)?;
         crate::results::write_table_schemas(dir)?;
     }
@@ -167,10 +213,13 @@ async fn exact_stalls(
     out: &Output,
     progress: Progress<'_>,
 ) -> anyhow::Result<StallStats> {
-    let inputs =
-        Dataset::open_range(&opts.data, stalls::input_range(opts.range.start_ns, opts.range.end_ns, &opts.stall))
-            .await?;
-    let ctx = session(&inputs, opts.memory_limit).await?;
+    let range = stalls::input_range(opts.range.start_ns, opts.range.end_ns, &opts.stall);
+    let inputs = Dataset::open_range(&opts.data, range).await?;
+    // The pass's scans and sorts run on the engine; the matching is strand's.
+    let ctx = match &opts.engine {
+        Engine::Local => session(&inputs, opts.memory_limit).await?,
+        Engine::Ballista { scheduler } => engine::ballista_session(scheduler, &inputs, range, out).await?,
+    };
     restrict(&ctx, &opts.clusters, &[], &opts.jobs).await?;
     stalls::compute(
         &inputs,
@@ -184,7 +233,10 @@ async fn exact_stalls(
         |d, n| progress("exact sync stalls (hours)", d, n),
     )
     .await
-    .context("computing exact sync stalls")
+    .with_context(|| match &opts.engine {
+        Engine::Local => "computing exact sync stalls".to_string(),
+        remote => format!("computing exact sync stalls (their scans on {remote})"),
+    })
 }
 
 /// Outside engines read `<table>/**/*.parquet`: compacted hours, not the
@@ -209,9 +261,13 @@ async fn uncompacted_refused(opts: &Options) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Whether `--cluster`, `--node` or `--job` limits the run.
+fn filtered(opts: &Options) -> bool {
+    !(opts.clusters.is_empty() && opts.nodes.is_empty() && opts.jobs.is_empty())
+}
+
 fn check_store(opts: &Options) -> anyhow::Result<()> {
-    let filtered = !(opts.clusters.is_empty() && opts.nodes.is_empty() && opts.jobs.is_empty());
-    if opts.store && filtered {
+    if opts.store && filtered(opts) {
         bail!(
             "--store computes the whole fleet's stalls and findings; it cannot be combined with --cluster, --node or --job"
         );

@@ -411,13 +411,24 @@ impl TableProvider for StrandTable {
 }
 
 /// The filter of a table for `range`: the rows' own times.
-fn range_filter(table: &TableInfo, range: TimeRange) -> Expr {
+pub(crate) fn range_filter(table: &TableInfo, range: TimeRange) -> Expr {
     let (start_col, end_col) = table.time;
     match (end_col != start_col).then_some(end_col) {
         None => col(start_col).gt_eq(lit(range.start_ns)).and(col(start_col).lt(lit(range.end_ns))),
         Some(end_col) => col(start_col)
             .lt(lit(range.end_ns))
             .and(coalesce(vec![col(end_col), col(start_col)]).gt_eq(lit(range.start_ns))),
+    }
+}
+
+/// [`range_filter`] as SQL text: what an outside engine (Spark, DuckDB)
+/// filters each table with, from `params.json`, so that the rule stays here.
+pub(crate) fn range_filter_sql(table: &TableInfo, range: TimeRange) -> String {
+    let (start_col, end_col) = table.time;
+    if end_col == start_col {
+        format!("{start_col} >= {} AND {start_col} < {}", range.start_ns, range.end_ns)
+    } else {
+        format!("{start_col} < {} AND COALESCE({end_col}, {start_col}) >= {}", range.end_ns, range.start_ns)
     }
 }
 

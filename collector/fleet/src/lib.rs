@@ -4,6 +4,7 @@
 //! |---|---|
 //! | the dataset, its tables in DataFusion with Hive partitions and time ranges | [`dataset`] |
 //! | `strand query`: SQL over a dataset | [`query`] |
+//! | where the report's SQL runs: this process or a Ballista cluster | [`engine`] |
 //! | the report's portable SQL (`collector/fleet/sql/`) and typed access to results | [`sql`] |
 //! | the exact sync stalls, hour by hour (the one collective matcher) → `collective_stalls` | [`stalls`] |
 //! | from the SQL results to the findings engine's inputs, and its outcome | [`analyze`] |
@@ -15,6 +16,7 @@
 
 pub mod analyze;
 pub mod dataset;
+pub mod engine;
 pub mod inputs;
 pub mod output;
 pub mod query;

@@ -2,7 +2,10 @@
 //! the SQL (`strand report stranded --from-results DIR`, docs/fleet-scale.md):
 //! one result per SQL file, `<query>.jsonl` or `<query>.parquet` (a file, or
 //! a directory of part files as Spark writes them), and the stall pass's
-//! statistics, `stalls.json`. `--dump-sql DIR` writes the same names;
+//! statistics, `stalls.json`. `--dump-sql DIR` writes the same names, and
+//! `params.json`: the range, the queries' parameters and each table's range
+//! filter, which the other engine takes from there (one rule for them,
+//! strand's) and which `--from-results` checks against its own;
 //! `--stalls-only` also writes `schemas/`, each table's columns.
 
 use std::collections::HashMap;
@@ -16,7 +19,8 @@ use arrow::array::RecordBatch;
 use arrow::json::reader::{ReaderBuilder, infer_json_schema_from_seekable};
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 
-use crate::sql::{self, Rows};
+use crate::dataset::TimeRange;
+use crate::sql::{self, Rows, SqlParams};
 use crate::stalls::StallStats;
 
 /// The stall pass's statistics in a results directory.
@@ -24,6 +28,40 @@ pub const STALLS_FILE: &str = "stalls.json";
 /// A result is small by design (per GPU, job and bucket): a file past this
 /// is not one, and is refused before it is read.
 pub const MAX_RESULT_BYTES: u64 = 2 << 30;
+
+/// The range, parameters and filters the results are for.
+pub const PARAMS_FILE: &str = "params.json";
+
+/// What a results directory was computed for.
+#[derive(Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+struct ResultsFor {
+    start_ns: i64,
+    end_ns: i64,
+    #[serde(flatten)]
+    params: SqlParams,
+    /// Each table's range filter as SQL (`dataset::range_filter_sql`): the
+    /// engine filters with these, not with a rule of its own.
+    filters: std::collections::BTreeMap<String, String>,
+}
+
+impl ResultsFor {
+    fn new(range: TimeRange, params: &SqlParams) -> Self {
+        let filters = strand_schemas::all_tables()
+            .iter()
+            .map(|t| (t.name.to_string(), crate::dataset::range_filter_sql(t, range)))
+            .collect();
+        Self { start_ns: range.start_ns, end_ns: range.end_ns, params: *params, filters }
+    }
+}
+
+/// `params.json`: the range, parameters and filters the other engine runs the SQL with.
+pub fn write_params(dir: &Path, range: TimeRange, params: &SqlParams) -> anyhow::Result<()> {
+    std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    let path = dir.join(PARAMS_FILE);
+    let for_ = ResultsFor::new(range, params);
+    std::fs::write(&path, serde_json::to_string_pretty(&for_)?)
+        .with_context(|| format!("cannot write {}", path.display()))
+}
 
 pub fn write_stall_stats(dir: &Path, stats: &StallStats) -> anyhow::Result<()> {
     std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
@@ -40,15 +78,50 @@ pub fn write_table_schemas(dir: &Path) -> anyhow::Result<()> {
     std::fs::create_dir_all(&d).with_context(|| format!("cannot create {}", d.display()))?;
     for t in strand_schemas::all_tables() {
         let path = d.join(format!("{}.parquet", t.name));
-        let file = File::create(&path).with_context(|| format!("cannot create {}", path.display()))?;
-        parquet::arrow::ArrowWriter::try_new(file, (t.schema)(), None)?.close()?;
+        std::fs::write(&path, empty_table_file(t)?).with_context(|| format!("cannot write {}", path.display()))?;
     }
     Ok(())
 }
 
-/// Every query's result and the stall statistics from `dir`; a missing or
-/// unreadable one is an error naming it (an absent result is not an empty one).
-pub fn load(dir: &Path) -> anyhow::Result<(StallStats, HashMap<&'static str, Rows>)> {
+/// A Parquet file of `t`'s columns and no rows: what an engine reads for a
+/// table that has no file in the range.
+pub(crate) fn empty_table_file(t: &strand_schemas::TableInfo) -> anyhow::Result<Vec<u8>> {
+    let mut buf = Vec::new();
+    parquet::arrow::ArrowWriter::try_new(&mut buf, (t.schema)(), None)?.close()?;
+    Ok(buf)
+}
+
+/// Every query's result and the stall statistics from `dir`, computed for
+/// `range` and `params`; a missing or unreadable one is an error naming it
+/// (an absent result is not an empty one), and so are results computed for
+/// another range or other parameters (their report would be wrong).
+pub fn load(
+    dir: &Path,
+    range: TimeRange,
+    params: &SqlParams,
+) -> anyhow::Result<(StallStats, HashMap<&'static str, Rows>)> {
+    let params_path = dir.join(PARAMS_FILE);
+    let text = read_bounded(&params_path).with_context(|| {
+        format!(
+            "no {} in {}: run `strand report stranded --stalls-only --store --dump-sql {}` over the same range first",
+            PARAMS_FILE,
+            dir.display(),
+            dir.display()
+        )
+    })?;
+    let found: ResultsFor = serde_json::from_slice(&text)
+        .with_context(|| format!("{} is not the range and parameters of the results", params_path.display()))?;
+    let want = ResultsFor::new(range, params);
+    if found != want {
+        // Named without the filters, which follow from the range.
+        let brief = |r: &ResultsFor| format!("[{}, {}) with {:?}", r.start_ns, r.end_ns, r.params);
+        bail!(
+            "the results in {} were computed for {}, this report asks for {}: give the same --from, --to, --window and --bucket",
+            dir.display(),
+            brief(&found),
+            brief(&want)
+        );
+    }
     let stalls_path = dir.join(STALLS_FILE);
     let text = read_bounded(&stalls_path).with_context(|| {
         format!(

@@ -31,7 +31,7 @@ pub const QUERIES: &[(&str, &str)] = &[
 ];
 
 /// The integer parameters of the queries (`{{name}}` in the files).
-#[derive(Debug, Clone, Copy, serde::Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct SqlParams {
     /// The agent's window period (`windows.period`): windows and exact stalls
     /// are joined on the window grid.
@@ -45,6 +45,19 @@ pub struct SqlParams {
 }
 
 impl SqlParams {
+    /// The report's parameters over `[start_ns, end_ns)`: the trend bucket,
+    /// unless given, cuts the range in about 24, at least 10 minutes.
+    /// Outside engines take them from `params.json` (`--dump-sql`), never
+    /// from a rule of their own.
+    pub fn new(start_ns: i64, end_ns: i64, window_ns: i64, bucket_ns: Option<i64>) -> Self {
+        const TEN_MIN: i64 = 600_000_000_000;
+        let bucket_ns = bucket_ns.unwrap_or_else(|| {
+            let per = end_ns.saturating_sub(start_ns).max(0) / 24;
+            (per.saturating_add(TEN_MIN - 1) / TEN_MIN).saturating_mul(TEN_MIN).max(TEN_MIN)
+        });
+        Self { window_ns, bucket_ns, alloc_ns: 60_000_000_000, bw_bucket_ns: 300_000_000_000 }
+    }
+
     pub fn pairs(&self) -> [(&'static str, i64); 4] {
         [
             ("window_ns", self.window_ns),

@@ -40,7 +40,9 @@ fn options(dir: &Path, store: bool) -> Options {
         memory_limit: Some(256 << 20),
         dump_dir: None,
         from_results: None,
+        engine: Default::default(),
         created_ns: T0 + 2 * H,
+        timeout: None,
     }
 }
 
@@ -529,6 +531,18 @@ async fn a_report_from_written_results_is_the_report_and_a_missing_one_is_an_err
     let again = build(&from, analyze(&from, &Reducer::cpu(), &mut |_, _, _| {}).await.unwrap(), 0.0).unwrap();
     assert_eq!(without_timings(&again), without_timings(&direct));
 
+    // Results of another range, or of another trend bucket, are not this report.
+    let mut other = options(Path::new("/nonexistent"), false);
+    other.from_results = Some(results.clone());
+    other.range.end_ns -= 600 * S;
+    let err = analyze(&other, &Reducer::cpu(), &mut |_, _, _| {}).await.err().unwrap();
+    assert!(format!("{err:#}").contains("were computed for"), "{err:#}");
+    let mut other = options(Path::new("/nonexistent"), false);
+    other.from_results = Some(results.clone());
+    other.params.bucket_ns *= 2;
+    let err = analyze(&other, &Reducer::cpu(), &mut |_, _, _| {}).await.err().unwrap();
+    assert!(format!("{err:#}").contains("give the same --from, --to, --window and --bucket"), "{err:#}");
+
     std::fs::remove_file(results.join("stragglers.jsonl")).unwrap();
     let err = analyze(&from, &Reducer::cpu(), &mut |_, _, _| {}).await.err().unwrap();
     assert!(format!("{err:#}").contains("no result of query stragglers"), "{err:#}");
@@ -538,6 +552,9 @@ async fn a_report_from_written_results_is_the_report_and_a_missing_one_is_an_err
     std::fs::remove_file(results.join("stalls.json")).unwrap();
     let err = analyze(&from, &Reducer::cpu(), &mut |_, _, _| {}).await.err().unwrap();
     assert!(format!("{err:#}").contains("--stalls-only --store"), "{err:#}");
+    std::fs::remove_file(results.join("params.json")).unwrap();
+    let err = analyze(&from, &Reducer::cpu(), &mut |_, _, _| {}).await.err().unwrap();
+    assert!(format!("{err:#}").contains("no params.json in"), "{err:#}");
 }
 
 /// `--stalls-only` prepares a run of the SQL by another engine, which reads
@@ -600,4 +617,58 @@ async fn hostile_text_from_the_data_comes_out_of_stranded_html_escaped() {
     // the slices in their charts and tables, the job, the note.
     let n = html.matches(ESCAPED).count();
     assert!(n >= 14, "{n} escaped copies:\n{html}");
+}
+
+/// The trend bucket cuts the range in about 24, in whole 10 minutes, never
+/// under 10 minutes; a given bucket wins.
+#[test]
+fn the_default_trend_bucket_follows_the_range() {
+    let bucket = |hours: i64, given: Option<i64>| SqlParams::new(T0, T0 + hours * H, 10 * S, given).bucket_ns;
+    assert_eq!(bucket(1, None), 600 * S);
+    assert_eq!(bucket(24, None), 3600 * S);
+    assert_eq!(bucket(7 * 24, None), 7 * 3600 * S);
+    assert_eq!(bucket(5, None), 1200 * S, "5 h / 24 = 12.5 min, rounded up to 20");
+    assert_eq!(bucket(24, Some(60 * S)), 60 * S);
+}
+
+/// The range filter written to `params.json` for Spark and DuckDB selects
+/// exactly the rows strand's own filter selects, for every table and every
+/// start/end around the range's edges (a missing end included).
+#[tokio::test]
+async fn the_range_filter_outside_engines_get_is_the_one_strand_applies() {
+    use std::sync::Arc;
+
+    use arrow::array::{ArrayRef, Int64Array, RecordBatch};
+    use datafusion::prelude::SessionContext;
+
+    let range = TimeRange::new(100, 200);
+    let edges = [None, Some(50), Some(99), Some(100), Some(150), Some(199), Some(200), Some(250)];
+    for t in strand_schemas::all_tables() {
+        let (start, end) = t.time;
+        let (mut starts, mut ends) = (Vec::new(), Vec::new());
+        for a in edges.iter().flatten() {
+            for b in edges {
+                starts.push(Some(*a));
+                ends.push(b);
+            }
+        }
+        let ids = Int64Array::from_iter_values(0..starts.len() as i64);
+        let mut cols: Vec<(&str, ArrayRef)> = vec![("id", Arc::new(ids)), (start, Arc::new(Int64Array::from(starts)))];
+        if end != start {
+            cols.push((end, Arc::new(Int64Array::from(ends))));
+        }
+        let ctx = SessionContext::new();
+        ctx.register_batch("t", RecordBatch::try_from_iter(cols).unwrap()).unwrap();
+        let ids = |batches: Vec<RecordBatch>| {
+            let mut v: Vec<i64> = Rows::new("t", batches).i64_req("id").unwrap();
+            v.sort_unstable();
+            v
+        };
+        let by_expr = ctx.table("t").await.unwrap().filter(crate::dataset::range_filter(t, range)).unwrap();
+        let by_expr = ids(by_expr.collect().await.unwrap());
+        let sql = format!("SELECT id FROM t WHERE {}", crate::dataset::range_filter_sql(t, range));
+        let by_sql = ids(ctx.sql(&sql).await.unwrap().collect().await.unwrap());
+        assert!(!by_expr.is_empty(), "{}", t.name);
+        assert_eq!(by_sql, by_expr, "{}: {sql}", t.name);
+    }
 }

@@ -34,13 +34,14 @@ fn query_options(a: args::QueryArgs) -> anyhow::Result<QueryOptions> {
             Format::Json => query::Format::Json,
         },
         memory_limit: a.memory_limit.as_deref().map(args::parse_bytes).transpose()?,
-        timeout: a
-            .timeout
-            .as_deref()
-            .map(|t| args::parse_duration("--timeout", t))
-            .transpose()?
-            .map(|ns| std::time::Duration::from_nanos(u64::try_from(ns).unwrap_or(0))),
+        timeout: timeout(a.timeout.as_deref())?,
     })
+}
+
+/// `--timeout`, as the limit the libraries take.
+fn timeout(arg: Option<&str>) -> anyhow::Result<Option<std::time::Duration>> {
+    let ns = arg.map(|t| args::parse_duration("--timeout", t)).transpose()?;
+    Ok(ns.map(|ns| std::time::Duration::from_nanos(u64::try_from(ns).unwrap_or(0))))
 }
 
 /// The analysis options of `strand report stranded`.
@@ -54,20 +55,14 @@ fn options(a: &StrandedArgs, now_ns: i64) -> anyhow::Result<Options> {
         anyhow::bail!("the range is empty: --to must be after --from");
     }
     let window_ns = args::parse_duration("--window", &a.window)?;
-    let bucket_ns = match &a.bucket {
-        Some(b) => args::parse_duration("--bucket", b)?,
-        None => {
-            let ten_min = 600_000_000_000i64;
-            (((end_ns - start_ns) / 24 + ten_min - 1) / ten_min * ten_min).max(ten_min)
-        }
-    };
+    let bucket_ns = a.bucket.as_deref().map(|b| args::parse_duration("--bucket", b)).transpose()?;
     Ok(Options {
         data: a.data.clone(),
         range: TimeRange::new(start_ns, end_ns),
         clusters: a.cluster.clone(),
         nodes: a.node.clone(),
         jobs: a.job.clone(),
-        params: SqlParams { window_ns, bucket_ns, alloc_ns: 60_000_000_000, bw_bucket_ns: 300_000_000_000 },
+        params: SqlParams::new(start_ns, end_ns, window_ns, bucket_ns),
         thresholds: Default::default(),
         stall: StallOptions {
             chunk_ns: args::parse_duration("--stall-chunk", &a.stall_chunk)?,
@@ -80,7 +75,9 @@ fn options(a: &StrandedArgs, now_ns: i64) -> anyhow::Result<Options> {
         memory_limit: a.memory_limit.as_deref().map(args::parse_bytes).transpose()?,
         dump_dir: a.dump_sql.clone(),
         from_results: a.from_results.clone(),
+        engine: a.engine.parse().map_err(|e: String| anyhow::anyhow!("--engine: {e}"))?,
         created_ns: now_ns,
+        timeout: timeout(a.timeout.as_deref())?,
     })
 }
 
