@@ -74,6 +74,34 @@ fn the_agent_unit_stays_hardened_with_its_four_capabilities() {
     }
 }
 
+/// The Ballista units of docs/fleet-scale.md verify against the built
+/// `strand-ballista`, start it with options it accepts, and are as
+/// confined as the collector's (read-only dataset, one cache directory).
+#[test]
+fn the_ballista_units_verify_and_stay_confined() {
+    let dir = tempfile::tempdir().unwrap();
+    for name in ["strand-ballista-scheduler.service", "strand-ballista-executor.service"] {
+        let body = std::fs::read_to_string(repo().join("systemd").join(name)).unwrap();
+        let exec = body.lines().find_map(|l| l.strip_prefix("ExecStart=")).unwrap();
+        // The options the unit gives are the binary's: `--help` of the subcommand lists each.
+        let mut words = exec.split_whitespace().skip(1);
+        let sub = words.next().unwrap();
+        let help = run(Command::new(bin("strand-ballista")).args([sub, "--help"]));
+        for flag in words.filter(|w| w.starts_with("--")) {
+            assert!(help.contains(flag), "{name}: strand-ballista {sub} has no {flag}");
+        }
+        let unit = dir.path().join(name);
+        std::fs::write(&unit, body.replace("/usr/bin/strand-ballista", &bin("strand-ballista").display().to_string()))
+            .unwrap();
+        let verify = Command::new("systemd-analyze").arg("verify").arg(&unit).output().unwrap();
+        let err = String::from_utf8_lossy(&verify.stderr);
+        assert!(verify.status.success() && !err.contains(name), "systemd-analyze verify {name}: {err}");
+        let (score, text) = exposure(&unit);
+        assert!(score <= AGENT_EXPOSURE_MAX, "{name}: exposure {score} above {AGENT_EXPOSURE_MAX}:\n{text}");
+        assert!(body.contains("ReadOnlyPaths=/var/lib/strand-collector"), "{name} must not write the dataset");
+    }
+}
+
 fn run(cmd: &mut Command) -> String {
     let out = cmd.output().unwrap_or_else(|e| panic!("{cmd:?}: {e} (scripts/install-deps.sh --test)"));
     assert!(
@@ -198,7 +226,7 @@ fn the_strand_package_refers_to_the_collector_unit() {
     let manifest = std::fs::read_to_string(repo().join("collector/cli/Cargo.toml")).unwrap();
     let meta = manifest.split("[package.metadata.deb]").nth(1).expect("collector/cli has Debian package metadata");
     assert!(meta.contains("name = \"strand\""), "{meta}");
-    for b in ["strand", "strand-collector", "strand-fleet"] {
+    for b in ["strand", "strand-collector", "strand-fleet", "strand-ballista"] {
         assert!(meta.contains(&format!("\"target/release/{b}\", \"usr/bin/\"")), "{b} is packaged: {meta}");
     }
     // strand-collector and strand-fleet exist only with these features.
@@ -210,14 +238,16 @@ fn the_strand_package_refers_to_the_collector_unit() {
 }
 
 /// The `strand` package, built and checked like the agent's, once the
-/// collector's unit is in the tree (the collector-hardening work adds it).
+/// collector's unit is in the tree (the collector-hardening work adds it):
+/// its four binaries, the collector's unit and the Ballista units, each
+/// verifying against the unpacked binaries.
 #[test]
-fn the_strand_package_installs_three_binaries_and_the_collector_unit() {
+fn the_strand_package_installs_its_binaries_and_units() {
     if !repo().join("systemd/strand-collector.service").exists() {
         // Straight to stderr, past the test harness' capture: a skip must show.
         let _ = writeln!(
             std::io::stderr(),
-            "SKIPPED the_strand_package_installs_three_binaries_and_the_collector_unit: \
+            "SKIPPED the_strand_package_installs_its_binaries_and_units: \
              systemd/strand-collector.service is not in this tree yet, so the strand package cannot be built"
         );
         return;
@@ -233,7 +263,11 @@ fn the_strand_package_installs_three_binaries_and_the_collector_unit() {
         "./usr/bin/strand",
         "./usr/bin/strand-collector",
         "./usr/bin/strand-fleet",
+        "./usr/bin/strand-ballista",
+        "./usr/share/man/man1/strand-ballista.1.gz",
         "./usr/lib/systemd/system/strand-collector.service",
+        "./usr/lib/systemd/system/strand-ballista-scheduler.service",
+        "./usr/lib/systemd/system/strand-ballista-executor.service",
     ] {
         assert!(listing.lines().any(|l| l.ends_with(path)), "{path} missing:\n{listing}");
     }
@@ -249,15 +283,17 @@ fn the_strand_package_installs_three_binaries_and_the_collector_unit() {
     assert!(lint.status.success(), "lintian:\n{text}");
     assert!(!text.lines().any(|l| l.starts_with("E: ") || l.starts_with("W: ")), "lintian:\n{text}");
 
-    // The installed unit verifies against the unpacked binaries.
+    // The installed units verify against the unpacked binaries.
     let root = tempfile::tempdir().unwrap();
     run(Command::new("dpkg-deb").arg("-x").arg(&deb).arg(root.path()));
     let bin_dir = root.path().join("usr/bin");
-    let unit = std::fs::read_to_string(root.path().join("usr/lib/systemd/system/strand-collector.service")).unwrap();
-    let unit = unit.replace("/usr/bin/", &format!("{}/", bin_dir.display()));
-    let unit_path = root.path().join("strand-collector.service");
-    std::fs::write(&unit_path, unit).unwrap();
-    let verify = Command::new("systemd-analyze").arg("verify").arg(&unit_path).output().unwrap();
-    let err = String::from_utf8_lossy(&verify.stderr);
-    assert!(verify.status.success() && !err.contains("strand-collector.service"), "systemd-analyze verify: {err}");
+    for name in ["strand-collector.service", "strand-ballista-scheduler.service", "strand-ballista-executor.service"] {
+        let unit = std::fs::read_to_string(root.path().join("usr/lib/systemd/system").join(name)).unwrap();
+        let unit = unit.replace("/usr/bin/", &format!("{}/", bin_dir.display()));
+        let unit_path = root.path().join(name);
+        std::fs::write(&unit_path, unit).unwrap();
+        let verify = Command::new("systemd-analyze").arg("verify").arg(&unit_path).output().unwrap();
+        let err = String::from_utf8_lossy(&verify.stderr);
+        assert!(verify.status.success() && !err.contains(name), "systemd-analyze verify {name}: {err}");
+    }
 }
